@@ -1,1 +1,55 @@
+//! # Dagger for Rust
+//!
+//! An embedded task-graph language, compiler and runtime. Annotate functions
+//! with [`#[task]`](macro@task), wire them into graphs with [`dag!`], and run
+//! the graphs on every local core:
+//!
+//! ```
+//! use dagger::prelude::*;
+//!
+//! #[task(pure)]
+//! fn tokenize(text: String) -> Vec<String> {
+//!     text.split_whitespace().map(str::to_string).collect()
+//! }
+//!
+//! #[task]
+//! fn count(words: Vec<String>) -> usize {
+//!     words.len()
+//! }
+//!
+//! let doc = String::from("the quick brown fox");
+//! let g = dag! { let w = tokenize(doc); let c = count(w); c };
+//! let rt = Runtime::new();
+//! assert_eq!(rt.run(&g, ()).unwrap(), 4);
+//! ```
+//!
+//! Graphs found only at run time use the dynamic front end,
+//! [`spawn`](Runtime::spawn), whose handles are passed to later spawns and
+//! awaited with [`Handle::wait`]. Both front ends produce the same IR,
+//! [`ir::Graph`], which the passes in [`ir::passes`] optimise before the
+//! executor runs it.
+//!
+//! The crates behind the facade: [`dagger_ir`] (IR, verifier, passes),
+//! [`dagger_runtime`] (executor, CPU pool, traces), `dagger_macros` (`#[task]`, `dag!`).
 
+pub use dagger_ir as ir;
+pub use dagger_runtime::task::registered as task_registry;
+pub use dagger_macros::{dag, task};
+pub use dagger_runtime::{
+    spawn, try_spawn, Dag, Data, Datum, GraphBuilder, Handle, Inputs, Outputs, RunError, Runtime,
+    RuntimeBuilder, Task, TaskDef, Trace, Value,
+};
+
+/// The names most programs need: `use dagger::prelude::*;`.
+pub mod prelude {
+    pub use crate::{dag, task, Dag, Handle, RunError, Runtime, Value};
+}
+
+#[doc(hidden)]
+pub mod __private {
+    //! Items generated code refers to; not a public API.
+    pub use dagger_runtime::task::{take_arg, CostHint, Invoke, TaskRegistration};
+    pub use dagger_runtime::{Datum, GraphBuilder, Task, TaskDef, Value};
+    pub use dagger_ir::{type_name, Device};
+    pub use inventory;
+}

@@ -1,1 +1,38 @@
-pub fn _x() {}
+//! The executor of Dagger for Rust.
+//!
+//! A [`Runtime`] owns a pool of worker threads, one per core, that steal work
+//! from each other ([`pool`]). It runs graphs given either way:
+//!
+//! - **Static graphs**: a [`Dag`] built by `dag!{}` or a [`GraphBuilder`] is
+//!   compiled once into a [`Plan`] (IR passes, tasks resolved by name) and
+//!   each [`Runtime::run`] executes the plan with dependency counters ([`run`]).
+//! - **Dynamic graphs**: [`spawn`] schedules a task at once and returns a
+//!   [`Handle`]; handles passed to later spawns become edges ([`spawn`](mod@spawn)).
+//!
+//! Values travel between tasks as [`Datum`]s, moved to a single consumer and
+//! shared otherwise. A task that panics or returns `Err` ends its run with
+//! [`RunError::TaskFailed`]; the runtime stays usable. Any run can be traced
+//! ([`Trace`], Chrome trace JSON).
+
+pub mod builder;
+pub mod dag;
+pub mod datum;
+pub mod error;
+pub mod plan;
+mod pool;
+mod recorder;
+mod run;
+pub mod runtime;
+pub mod spawn;
+pub mod task;
+pub mod trace;
+
+pub use builder::{GraphBuilder, Value};
+pub use dag::{Dag, Inputs, Outputs};
+pub use datum::{Data, Datum};
+pub use error::RunError;
+pub use plan::Plan;
+pub use runtime::{spawn, try_spawn, Runtime, RuntimeBuilder};
+pub use spawn::{Handle, SpawnArg, SpawnFn, TrySpawnFn};
+pub use task::{Task, TaskDef};
+pub use trace::{Trace, TraceEvent};

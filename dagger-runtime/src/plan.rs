@@ -1,0 +1,183 @@
+//! From IR to something the executor runs: a [`Plan`].
+//!
+//! Compiling a graph runs the standard passes (verify, dead-node elimination,
+//! common-subexpression elimination, chain fusion), orders the nodes
+//! topologically, resolves every task by its registered name to its entry
+//! point (checking that the graph's signature for it is the registered one),
+//! and lays the edges out in flat arrays (compressed sparse rows), so that a
+//! run is a few array reads and atomic decrements per node.
+
+use crate::datum::Datum;
+use crate::error::RunError;
+use crate::task::{lookup, Invoke};
+use crate::trace::TaskName;
+use dagger_ir::{topo_order, ConstValue, Graph, NodeId, Op, PassCtx, PassManager, TaskRef};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What one node of a plan does.
+pub(crate) enum Kernel {
+    /// Graph input `i`.
+    Input(usize),
+    /// A constant value.
+    Const(Datum),
+    /// One task call.
+    Call { name: &'static str, invoke: Invoke },
+    /// A fused chain of calls, applied in order.
+    Fused { name: Arc<str>, steps: Vec<(&'static str, Invoke)> },
+}
+
+impl Kernel {
+    pub(crate) fn is_task(&self) -> bool {
+        matches!(self, Kernel::Call { .. } | Kernel::Fused { .. })
+    }
+
+    pub(crate) fn trace_name(&self) -> TaskName {
+        match self {
+            Kernel::Call { name, .. } => TaskName::Static(name),
+            Kernel::Fused { name, .. } => TaskName::Shared(name.clone()),
+            Kernel::Input(_) => TaskName::Static("input"),
+            Kernel::Const(_) => TaskName::Static("const"),
+        }
+    }
+}
+
+/// A compiled graph: kernels in topological order and the edges between them.
+pub struct Plan {
+    pub(crate) kernels: Vec<Kernel>,
+    /// `args[arg_start[i]..arg_start[i+1]]`: producers of node i's arguments, in port order.
+    pub(crate) arg_start: Vec<u32>,
+    pub(crate) args: Vec<u32>,
+    /// `users[user_start[i]..user_start[i+1]]`: consumers of node i, one entry per edge.
+    pub(crate) user_start: Vec<u32>,
+    pub(crate) users: Vec<u32>,
+    /// For each node, how many of its arguments come from task nodes.
+    pub(crate) task_args: Vec<u32>,
+    /// Output nodes, in order.
+    pub(crate) outputs: Vec<u32>,
+    /// Number of graph inputs.
+    pub(crate) inputs: usize,
+    /// The optimised graph the plan was made from.
+    graph: Graph,
+}
+
+impl Plan {
+    /// Optimises `graph` with the standard passes and resolves its tasks.
+    pub fn compile(graph: &Graph, consts: &[Datum]) -> Result<Plan, RunError> {
+        let mut graph = graph.clone();
+        PassManager::standard().run(&mut graph, &PassCtx::from_env())?;
+        let order = topo_order(&graph)?;
+        let dense: HashMap<NodeId, u32> = order
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| (id, i as u32))
+            .collect();
+        let mut resolved: HashMap<TaskRef, (&'static str, Invoke)> = HashMap::new();
+        let mut resolve = |t: TaskRef| -> Result<(&'static str, Invoke), RunError> {
+            if let Some(&r) = resolved.get(&t) {
+                return Ok(r);
+            }
+            let sig = graph.task(t);
+            let def = lookup(&sig.name).ok_or_else(|| RunError::UnknownTask {
+                name: sig.name.clone(),
+            })?;
+            let (params, output) = (def.signature)();
+            if params != sig.params || output != sig.output {
+                return Err(RunError::SignatureMismatch {
+                    name: sig.name.clone(),
+                    registered: format!("({}) -> {output}", params.join(", ")),
+                    in_graph: format!("({}) -> {}", sig.params.join(", "), sig.output),
+                });
+            }
+            resolved.insert(t, (def.name, def.invoke));
+            Ok((def.name, def.invoke))
+        };
+
+        let n = order.len();
+        let mut kernels = Vec::with_capacity(n);
+        let (mut arg_start, mut args, mut task_args) = (vec![0u32], Vec::new(), Vec::with_capacity(n));
+        let mut user_count = vec![0u32; n];
+        for &id in &order {
+            let node = graph.node(id).expect("topo_order yields live nodes");
+            kernels.push(match &node.op {
+                Op::Input { index, .. } => Kernel::Input(*index as usize),
+                Op::Const { value: ConstValue::Host(slot), .. } => Kernel::Const(
+                    consts
+                        .get(*slot as usize)
+                        .cloned()
+                        .ok_or_else(|| RunError::Unsupported(format!("constant slot {slot} is missing")))?,
+                ),
+                Op::Const { ty, value: ConstValue::Json(v) } => {
+                    return Err(RunError::Unsupported(format!(
+                        "the constant {v} : {ty} comes from a graph file; only constants made in Rust can run"
+                    )))
+                }
+                Op::Call(t) => {
+                    let (name, invoke) = resolve(*t)?;
+                    Kernel::Call { name, invoke }
+                }
+                Op::Fused(ts) => {
+                    let steps = ts.iter().map(|&t| resolve(t)).collect::<Result<Vec<_>, _>>()?;
+                    let name: Vec<&str> = steps.iter().map(|s| s.0).collect();
+                    Kernel::Fused {
+                        name: format!("fused[{}]", name.join(" > ")).into(),
+                        steps,
+                    }
+                }
+            });
+            let mut from_tasks = 0;
+            for (_, p) in graph.args(id) {
+                let p = dense[&p];
+                args.push(p);
+                user_count[p as usize] += 1;
+                if !matches!(graph.node(order[p as usize]).map(|n| &n.op), Some(Op::Input { .. } | Op::Const { .. })) {
+                    from_tasks += 1;
+                }
+            }
+            task_args.push(from_tasks);
+            arg_start.push(args.len() as u32);
+        }
+        let mut user_start = vec![0u32; n + 1];
+        for i in 0..n {
+            user_start[i + 1] = user_start[i] + user_count[i];
+        }
+        let mut fill = user_start.clone();
+        let mut users = vec![0u32; args.len()];
+        for consumer in 0..n {
+            for &p in &args[arg_start[consumer] as usize..arg_start[consumer + 1] as usize] {
+                users[fill[p as usize] as usize] = consumer as u32;
+                fill[p as usize] += 1;
+            }
+        }
+        let outputs = graph.outputs().iter().map(|o| dense[o]).collect();
+        Ok(Plan {
+            kernels,
+            arg_start,
+            args,
+            user_start,
+            users,
+            task_args,
+            outputs,
+            inputs: graph.inputs().len(),
+            graph,
+        })
+    }
+
+    /// The graph after the passes, as it runs.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Number of nodes that run a task (calls and fused chains).
+    pub fn task_count(&self) -> usize {
+        self.kernels.iter().filter(|k| k.is_task()).count()
+    }
+
+    pub(crate) fn args_of(&self, i: usize) -> &[u32] {
+        &self.args[self.arg_start[i] as usize..self.arg_start[i + 1] as usize]
+    }
+
+    pub(crate) fn users_of(&self, i: usize) -> &[u32] {
+        &self.users[self.user_start[i] as usize..self.user_start[i + 1] as usize]
+    }
+}

@@ -1,0 +1,270 @@
+//! The CPU processor pool: one worker thread per core, work-stealing deques.
+//!
+//! Each worker owns a LIFO deque (`crossbeam-deque`): jobs a worker makes
+//! ready go to its own deque and run next, hot in its cache; idle workers
+//! steal the oldest jobs of busy ones, and jobs submitted from outside the
+//! pool go through a shared injector queue. A worker that finds nothing spins
+//! briefly, then sleeps on a condition variable until the next submission.
+//!
+//! Threads that must wait for a result (a task calling `Handle::wait`, or a
+//! graph run from inside a task) do not block a worker: [`Pool::wait_until`]
+//! keeps running other jobs until the condition holds, as rayon's `join` does.
+//!
+//! Wake-ups use an event counter: every submission or completion that someone
+//! may wait for bumps it, and a thread goes to sleep only if the counter has
+//! not moved since it last looked for work, so no wake-up is lost.
+
+use crate::recorder::Recorder;
+use crate::trace::{TaskName, TraceEvent, TraceRecorder};
+use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Something a worker can run; `index` says which part (e.g. a node of a graph run).
+pub(crate) trait Execute: Send + Sync {
+    fn execute(self: Arc<Self>, index: u32, worker: &WorkerCtx);
+}
+
+/// A unit of work in a deque.
+pub(crate) struct Job {
+    pub(crate) target: Arc<dyn Execute>,
+    pub(crate) index: u32,
+}
+
+/// Sleep and wake-up of idle threads.
+struct Sleep {
+    events: AtomicU64,
+    sleepers: AtomicUsize,
+    lock: Mutex<()>,
+    cv: Condvar,
+}
+
+impl Sleep {
+    fn notify(&self, all: bool) {
+        self.events.fetch_add(1, Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+            if all {
+                self.cv.notify_all();
+            } else {
+                self.cv.notify_one();
+            }
+        }
+    }
+
+    /// Sleeps unless an event happened since `seen`; wakes at the latest after `timeout`.
+    fn sleep(&self, seen: u64, timeout: Duration) {
+        let guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        if self.events.load(Ordering::SeqCst) == seen {
+            let _ = self.cv.wait_timeout(guard, timeout);
+        }
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The shared state of a pool.
+pub(crate) struct Pool {
+    injector: Injector<Job>,
+    stealers: Vec<Stealer<Job>>,
+    sleep: Sleep,
+    shutdown: AtomicBool,
+    pub(crate) tracing: AtomicBool,
+    pub(crate) trace: TraceRecorder,
+    pub(crate) recorder: Recorder,
+}
+
+/// A worker's view of its pool, reachable from the thread it runs on.
+pub(crate) struct WorkerCtx {
+    pub(crate) pool: Arc<Pool>,
+    pub(crate) index: usize,
+    local: Worker<Job>,
+}
+
+thread_local! {
+    static CURRENT: Cell<*const WorkerCtx> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Runs `f` with the current thread's worker context, if it is a pool worker.
+pub(crate) fn with_current<R>(f: impl FnOnce(Option<&WorkerCtx>) -> R) -> R {
+    let ptr = CURRENT.with(|c| c.get());
+    // SAFETY: the pointer is set by `worker_main` to a context that lives on
+    // that thread's stack for as long as the thread runs jobs, and cleared
+    // before it is dropped; it is only read from that same thread.
+    f(unsafe { ptr.as_ref() })
+}
+
+impl Pool {
+    /// Starts `threads` workers. Returns the pool and the join handles.
+    pub(crate) fn start(threads: usize, name: &str) -> (Arc<Pool>, Vec<JoinHandle<()>>) {
+        let threads = threads.max(1);
+        let locals: Vec<Worker<Job>> = (0..threads).map(|_| Worker::new_lifo()).collect();
+        let pool = Arc::new(Pool {
+            injector: Injector::new(),
+            stealers: locals.iter().map(Worker::stealer).collect(),
+            sleep: Sleep {
+                events: AtomicU64::new(0),
+                sleepers: AtomicUsize::new(0),
+                lock: Mutex::new(()),
+                cv: Condvar::new(),
+            },
+            shutdown: AtomicBool::new(false),
+            tracing: AtomicBool::new(false),
+            trace: TraceRecorder::new(threads),
+            recorder: Recorder::default(),
+        });
+        let handles = locals
+            .into_iter()
+            .enumerate()
+            .map(|(index, local)| {
+                let pool = pool.clone();
+                std::thread::Builder::new()
+                    .name(format!("{name}-{index}"))
+                    .spawn(move || worker_main(WorkerCtx { pool, index, local }))
+                    .expect("failed to start a worker thread")
+            })
+            .collect();
+        (pool, handles)
+    }
+
+    /// Number of workers.
+    pub(crate) fn workers(&self) -> usize {
+        self.stealers.len()
+    }
+
+    /// Queues a job from any thread: on the current worker's own deque when
+    /// called from a worker of this pool, else on the injector.
+    pub(crate) fn submit(self: &Arc<Self>, job: Job) {
+        with_current(|w| match w {
+            Some(w) if Arc::ptr_eq(&w.pool, self) => w.push(job),
+            _ => {
+                self.injector.push(job);
+                self.sleep.notify(false);
+            }
+        })
+    }
+
+    /// Wakes every sleeping thread: something they may wait for has happened.
+    pub(crate) fn notify_all(&self) {
+        self.sleep.notify(true);
+    }
+
+    /// Asks the workers to stop once idle.
+    pub(crate) fn shut_down(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        self.sleep.notify(true);
+    }
+
+    /// Blocks until `done()` holds. On a worker of this pool, runs other jobs meanwhile.
+    pub(crate) fn wait_until(self: &Arc<Self>, done: impl Fn() -> bool) {
+        with_current(|w| match w {
+            Some(w) if Arc::ptr_eq(&w.pool, self) => w.run_until(&done),
+            _ => {
+                while !done() {
+                    let seen = self.sleep.events.load(Ordering::SeqCst);
+                    if done() {
+                        break;
+                    }
+                    self.sleep.sleep(seen, Duration::from_millis(20));
+                }
+            }
+        })
+    }
+}
+
+impl WorkerCtx {
+    /// Pushes a job on this worker's deque and lets a sleeper know there is work.
+    pub(crate) fn push(&self, job: Job) {
+        self.local.push(job);
+        self.pool.sleep.notify(false);
+    }
+
+    /// Runs a job, recording it in the trace when tracing is on.
+    pub(crate) fn run(&self, job: Job) {
+        job.target.execute(job.index, self);
+    }
+
+    /// Runs `body`, recording its span as task `name` when tracing is on.
+    pub(crate) fn traced<R>(&self, name: impl FnOnce() -> TaskName, body: impl FnOnce() -> R) -> R {
+        if !self.pool.tracing.load(Ordering::Relaxed) {
+            return body();
+        }
+        let start_ns = self.pool.trace.now_ns();
+        let r = body();
+        let end_ns = self.pool.trace.now_ns();
+        self.pool.trace.record(TraceEvent {
+            name: name(),
+            worker: self.index,
+            start_ns,
+            end_ns,
+        });
+        r
+    }
+
+    fn find_work(&self) -> Option<Job> {
+        if let Some(job) = self.local.pop() {
+            return Some(job);
+        }
+        loop {
+            match self.pool.injector.steal_batch_and_pop(&self.local) {
+                Steal::Success(job) => return Some(job),
+                Steal::Retry => continue,
+                Steal::Empty => break,
+            }
+        }
+        let n = self.pool.stealers.len();
+        let mut retry = true;
+        while retry {
+            retry = false;
+            for k in 1..n {
+                match self.pool.stealers[(self.index + k) % n].steal() {
+                    Steal::Success(job) => return Some(job),
+                    Steal::Retry => retry = true,
+                    Steal::Empty => {}
+                }
+            }
+        }
+        None
+    }
+
+    /// Runs jobs until `done()` holds; sleeps when there are none.
+    fn run_until(&self, done: &dyn Fn() -> bool) {
+        let mut idle_rounds = 0u32;
+        while !done() {
+            if let Some(job) = self.find_work() {
+                self.run(job);
+                idle_rounds = 0;
+                continue;
+            }
+            idle_rounds += 1;
+            if idle_rounds < 64 {
+                std::hint::spin_loop();
+                continue;
+            }
+            if idle_rounds < 80 {
+                std::thread::yield_now();
+                continue;
+            }
+            let seen = self.pool.sleep.events.load(Ordering::SeqCst);
+            if done() {
+                break;
+            }
+            if let Some(job) = self.find_work() {
+                self.run(job);
+                idle_rounds = 0;
+                continue;
+            }
+            self.pool.sleep.sleep(seen, Duration::from_millis(20));
+        }
+    }
+}
+
+fn worker_main(ctx: WorkerCtx) {
+    CURRENT.with(|c| c.set(&ctx as *const WorkerCtx));
+    let pool = ctx.pool.clone();
+    ctx.run_until(&|| pool.shutdown.load(Ordering::SeqCst));
+    CURRENT.with(|c| c.set(std::ptr::null()));
+}

@@ -1,0 +1,221 @@
+//! One execution of a [`Plan`]: dependency counters, value slots, failure.
+//!
+//! Every node has a counter of arguments still to come. A worker that
+//! finishes a node stores its value, decrements each consumer's counter, runs
+//! the first consumer that became ready itself (no queue round trip along a
+//! chain) and queues the others on its own deque, where idle workers steal
+//! them. Each value slot also counts its remaining readers: every reader
+//! clones the reference, and the last one releases the slot's, so a value
+//! with a single consumer reaches it without being copied.
+//!
+//! A task that panics or returns `Err` marks the run failed: nodes not yet
+//! started are skipped (their counters still drain, so the run ends), and the
+//! run reports the first failure as [`RunError::TaskFailed`].
+
+use crate::datum::Datum;
+use crate::error::RunError;
+use crate::plan::{Kernel, Plan};
+use crate::pool::{Execute, Job, Pool, WorkerCtx};
+use std::cell::UnsafeCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The state of one run of a plan.
+pub(crate) struct PlanRun {
+    plan: Arc<Plan>,
+    pending: Vec<AtomicU32>,
+    readers: Vec<AtomicU32>,
+    slots: Vec<Slot>,
+    remaining: AtomicUsize,
+    failed: AtomicBool,
+    error: Mutex<Option<RunError>>,
+    pool: Arc<Pool>,
+}
+
+/// A value slot, written once by its producer before any reader can see it.
+struct Slot(UnsafeCell<Option<Datum>>);
+
+// SAFETY: a slot is written by its producer before the release-decrement of
+// its consumers' counters, and read only by consumers whose counter reached
+// zero (acquire), or by the last reader after every other reader has finished
+// with it (the `readers` count); so no access races with a write.
+unsafe impl Sync for Slot {}
+
+impl PlanRun {
+    /// Starts running `plan` on `pool` with `inputs`; returns the run to wait on.
+    pub(crate) fn start(plan: Arc<Plan>, pool: Arc<Pool>, inputs: Vec<Datum>) -> Result<Arc<PlanRun>, RunError> {
+        if inputs.len() != plan.inputs {
+            return Err(RunError::Unsupported(format!(
+                "the graph takes {} inputs but {} were given",
+                plan.inputs,
+                inputs.len()
+            )));
+        }
+        let n = plan.kernels.len();
+        let mut readers: Vec<AtomicU32> = (0..n)
+            .map(|i| AtomicU32::new(plan.users_of(i).len() as u32))
+            .collect();
+        for &o in &plan.outputs {
+            *readers[o as usize].get_mut() += 1;
+        }
+        let mut inputs: Vec<Option<Datum>> = inputs.into_iter().map(Some).collect();
+        let slots = plan
+            .kernels
+            .iter()
+            .map(|k| {
+                Slot(UnsafeCell::new(match k {
+                    Kernel::Input(i) => inputs[*i].take(),
+                    Kernel::Const(d) => Some(d.clone()),
+                    Kernel::Call { .. } | Kernel::Fused { .. } => None,
+                }))
+            })
+            .collect();
+        let tasks = plan.task_count();
+        let run = Arc::new(PlanRun {
+            pending: plan.task_args.iter().map(|&c| AtomicU32::new(c)).collect(),
+            readers,
+            slots,
+            remaining: AtomicUsize::new(tasks),
+            failed: AtomicBool::new(false),
+            error: Mutex::new(None),
+            pool: pool.clone(),
+            plan,
+        });
+        if tasks == 0 {
+            pool.notify_all();
+        }
+        for (i, k) in run.plan.kernels.iter().enumerate() {
+            if k.is_task() && run.plan.task_args[i] == 0 {
+                pool.submit(Job {
+                    target: run.clone(),
+                    index: i as u32,
+                });
+            }
+        }
+        Ok(run)
+    }
+
+    /// True once every task node has finished or been skipped.
+    pub(crate) fn is_done(&self) -> bool {
+        self.remaining.load(Ordering::Acquire) == 0
+    }
+
+    /// The outputs, in order, or the first failure. Call once [`is_done`](Self::is_done).
+    pub(crate) fn finish(&self) -> Result<Vec<Datum>, RunError> {
+        if let Some(e) = self.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(e);
+        }
+        let outputs = self.plan.outputs.clone();
+        outputs
+            .iter()
+            .map(|&o| {
+                self.read(o as usize)
+                    .ok_or_else(|| RunError::Unsupported(format!("output node {o} produced no value")))
+            })
+            .collect()
+    }
+
+    /// Reads node `i`'s value as one of its readers.
+    fn read(&self, i: usize) -> Option<Datum> {
+        // SAFETY: see `Slot`: the producer has finished and this reader holds one read count.
+        let value = unsafe { (*self.slots[i].0.get()).clone() };
+        if self.readers[i].fetch_sub(1, Ordering::AcqRel) == 1 {
+            // SAFETY: every other reader is done with the slot.
+            unsafe { *self.slots[i].0.get() = None };
+        }
+        value
+    }
+
+    fn fail(&self, error: RunError) {
+        let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(error);
+        }
+        self.failed.store(true, Ordering::Release);
+    }
+
+    /// Computes node `i`'s value, or records why it could not.
+    fn compute(&self, i: usize, worker: &WorkerCtx) -> Option<Datum> {
+        let kernel = &self.plan.kernels[i];
+        let args: Vec<Datum> = self
+            .plan
+            .args_of(i)
+            .iter()
+            .map(|&p| self.read(p as usize))
+            .collect::<Option<_>>()?;
+        let result = worker.traced(
+            || kernel.trace_name(),
+            || match kernel {
+                Kernel::Call { name, invoke } => call(name, *invoke, args),
+                Kernel::Fused { steps, .. } => steps
+                    .iter()
+                    .try_fold(args, |args, &(name, invoke)| call(name, invoke, args).map(|d| vec![d]))
+                    .map(|mut v| v.remove(0)),
+                Kernel::Input(_) | Kernel::Const(_) => unreachable!("only task nodes are jobs"),
+            },
+        );
+        match result {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.fail(e);
+                None
+            }
+        }
+    }
+}
+
+/// Calls one task, turning a panic or an `Err` into [`RunError::TaskFailed`].
+pub(crate) fn call(name: &str, invoke: crate::task::Invoke, args: Vec<Datum>) -> Result<Datum, RunError> {
+    match catch_unwind(AssertUnwindSafe(|| invoke(args))) {
+        Ok(Ok(d)) => Ok(d),
+        Ok(Err(message)) => Err(RunError::TaskFailed {
+            task: name.to_string(),
+            message,
+        }),
+        Err(payload) => Err(RunError::TaskFailed {
+            task: name.to_string(),
+            message: panic_message(payload.as_ref()),
+        }),
+    }
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked".to_string()
+    }
+}
+
+impl Execute for PlanRun {
+    fn execute(self: Arc<Self>, index: u32, worker: &WorkerCtx) {
+        let mut next = Some(index as usize);
+        while let Some(i) = next.take() {
+            if !self.failed.load(Ordering::Acquire) {
+                if let Some(value) = self.compute(i, worker) {
+                    // SAFETY: only this node's job writes its slot, before releasing its users.
+                    unsafe { *self.slots[i].0.get() = Some(value) };
+                }
+            }
+            for &u in self.plan.users_of(i) {
+                if self.pending[u as usize].fetch_sub(1, Ordering::AcqRel) == 1 {
+                    if next.is_none() {
+                        next = Some(u as usize);
+                    } else {
+                        worker.push(Job {
+                            target: self.clone(),
+                            index: u,
+                        });
+                    }
+                }
+            }
+            if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                self.pool.notify_all();
+            }
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The [`Runtime`]: a pool of workers, and the entry points that run graphs on it.
+
+use crate::dag::{Dag, Inputs};
+use crate::error::RunError;
+use crate::pool::{with_current, Pool};
+use crate::run::PlanRun;
+use crate::spawn::{launch, Handle, SpawnFn, TrySpawnFn};
+use crate::trace::Trace;
+use dagger_ir::Graph;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+
+/// Runs graphs on a pool of worker threads (one per core by default).
+///
+/// Cloning a `Runtime` gives another handle to the same pool; the workers
+/// stop when the last handle is dropped.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Arc<Pool>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.pool.shut_down();
+        let me = std::thread::current().id();
+        for t in self.threads.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            // A runtime dropped by one of its own tasks cannot join that worker.
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// Configures a [`Runtime`].
+#[derive(Clone, Debug, Default)]
+pub struct RuntimeBuilder {
+    threads: Option<usize>,
+    name: Option<String>,
+}
+
+impl RuntimeBuilder {
+    /// Number of worker threads (default: every core, or `DAGGER_THREADS`).
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = Some(n);
+        self
+    }
+
+    /// Prefix of the worker threads' names (default `dagger`).
+    pub fn thread_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Starts the workers.
+    pub fn build(self) -> Runtime {
+        let threads = self.threads.unwrap_or_else(default_threads);
+        let (pool, handles) = Pool::start(threads, self.name.as_deref().unwrap_or("dagger"));
+        Runtime {
+            inner: Arc::new(Inner {
+                pool,
+                threads: Mutex::new(handles),
+            }),
+        }
+    }
+}
+
+fn default_threads() -> usize {
+    std::env::var("DAGGER_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Runtime {
+    /// A runtime with one worker per core.
+    pub fn new() -> Self {
+        RuntimeBuilder::default().build()
+    }
+
+    /// Configures a runtime.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// The process-wide runtime that [`spawn`](crate::spawn) uses outside any worker.
+    pub fn global() -> &'static Runtime {
+        static GLOBAL: OnceLock<Runtime> = OnceLock::new();
+        GLOBAL.get_or_init(Runtime::new)
+    }
+
+    /// Number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.inner.pool.workers()
+    }
+
+    /// Runs `dag` on `inputs` and returns its outputs. The dag is compiled
+    /// (verified, optimised, resolved) on its first run. Called from inside a
+    /// task, the calling worker keeps running other work while it waits.
+    pub fn run<I: Inputs, O>(&self, dag: &Dag<I, O>, inputs: I) -> Result<O, RunError> {
+        let plan = dag.plan()?;
+        let run = PlanRun::start(plan, self.inner.pool.clone(), inputs.into_data())?;
+        self.inner.pool.wait_until(|| run.is_done());
+        dag.unbox(run.finish()?)
+    }
+
+    /// Spawns `f(args)` and returns a handle to its result. `args` is a tuple
+    /// whose elements are values or [`Handle`]s of earlier spawns.
+    pub fn spawn<F: SpawnFn<A>, A>(&self, f: F, args: A) -> Handle<F::Output> {
+        launch::<F, _>(&self.inner.pool, f.prepare(args))
+    }
+
+    /// Like [`spawn`](Self::spawn) for a function returning `Result<T, E>`:
+    /// an `Err` fails the task with [`RunError::TaskFailed`].
+    pub fn try_spawn<F: TrySpawnFn<A>, A>(&self, f: F, args: A) -> Handle<F::Output> {
+        launch::<F, _>(&self.inner.pool, f.prepare(args))
+    }
+
+    /// Starts recording every task execution (see [`Trace`]).
+    pub fn start_trace(&self) {
+        self.inner.pool.trace.take();
+        self.inner.pool.tracing.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Stops recording and returns what was recorded.
+    pub fn stop_trace(&self) -> Trace {
+        self.inner.pool.tracing.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.inner.pool.trace.take()
+    }
+
+    /// Starts recording spawns as an IR graph (see [`stop_recording`](Self::stop_recording)).
+    pub fn start_recording(&self) {
+        self.inner.pool.recorder.start();
+    }
+
+    /// Stops recording spawns and returns their graph, with the tasks behind
+    /// `outputs` as its outputs.
+    pub fn stop_recording<T>(&self, outputs: &[&Handle<T>]) -> Graph {
+        let ids = outputs.iter().filter_map(|h| h.ir_node()).collect();
+        self.inner.pool.recorder.stop(ids)
+    }
+}
+
+/// Spawns `f(args)` on the runtime of the calling task, or on
+/// [`Runtime::global`] when called outside any task.
+pub fn spawn<F: SpawnFn<A>, A>(f: F, args: A) -> Handle<F::Output> {
+    let prepared = f.prepare(args);
+    on_current_pool(|pool| launch::<F, _>(pool, prepared))
+}
+
+/// [`spawn`] for a function returning `Result<T, E>`: an `Err` fails the task.
+pub fn try_spawn<F: TrySpawnFn<A>, A>(f: F, args: A) -> Handle<F::Output> {
+    let prepared = f.prepare(args);
+    on_current_pool(|pool| launch::<F, _>(pool, prepared))
+}
+
+/// Calls `f` with the pool of the calling worker, or the global runtime's.
+fn on_current_pool<R>(f: impl FnOnce(&Arc<Pool>) -> R) -> R {
+    with_current(|w| match w {
+        Some(w) => f(&w.pool),
+        None => f(&Runtime::global().inner.pool),
+    })
+}

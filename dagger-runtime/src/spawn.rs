@@ -1,0 +1,462 @@
+//! The dynamic front end: spawn tasks as the program discovers them.
+//!
+//! `spawn(f, (a, b))` schedules `f(a, b)` and returns a [`Handle`] at once.
+//! An argument is either a value or the handle of an earlier spawn; the task
+//! runs when every handle it was given has its value, as Dagger.jl's
+//! `@spawn` does. A task may spawn tasks itself (a recursive merge sort
+//! spawns its two halves) and wait for them: [`Handle::wait`] on a worker
+//! keeps running other work meanwhile, so waiting never idles a core;
+//! a handle is also a [`Future`] for async code.
+//!
+//! When the runtime is [recording](crate::Runtime::start_recording), every
+//! spawn also adds its call to an IR graph, the same `Graph` that `dag!`
+//! builds, with an edge for every handle argument.
+//!
+//! A spawned task that panics fails its handle with [`RunError::TaskFailed`];
+//! tasks given that handle are cancelled with the same error.
+
+use crate::datum::{Data, Datum};
+use crate::error::RunError;
+use crate::pool::{with_current, Execute, Job, Pool, WorkerCtx};
+use crate::recorder::Recorder;
+use crate::trace::TaskName;
+use std::cell::UnsafeCell;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+type Body = Box<dyn FnOnce(Vec<Option<Datum>>) -> Result<Datum, String> + Send>;
+
+/// A spawned task: its body, the arguments still to come, its result and
+/// who is waiting for it.
+pub(crate) struct SpawnNode {
+    name: &'static str,
+    pending: AtomicU32,
+    body: UnsafeCell<Option<Body>>,
+    args: UnsafeCell<Vec<Option<Datum>>>,
+    cancelled: Mutex<Option<RunError>>,
+    done: AtomicBool,
+    watched: AtomicBool,
+    /// Live handles plus subscribed dependents not yet fed: the last one
+    /// to read the result takes it without a copy.
+    readers: AtomicU32,
+    result: Mutex<Option<Result<Datum, RunError>>>,
+    shared: Mutex<Followers>,
+    /// IR node of this spawn, when recording.
+    pub(crate) ir_node: Option<dagger_ir::NodeId>,
+}
+
+#[derive(Default)]
+struct Followers {
+    dependents: Vec<(Arc<SpawnNode>, u32)>,
+    wakers: Vec<Waker>,
+    threads: Vec<std::thread::Thread>,
+}
+
+// SAFETY: `body` and `args` are written only before the node becomes ready
+// (each argument slot by exactly one producer, before its release-decrement
+// of `pending`) and read only by the single job that runs the node after the
+// acquire that saw `pending` reach zero.
+unsafe impl Sync for SpawnNode {}
+unsafe impl Send for SpawnNode {}
+
+impl SpawnNode {
+    /// Reads the result as one of its readers: the last reader takes it.
+    fn read(&self) -> Result<Datum, RunError> {
+        let mut result = self.result.lock().unwrap_or_else(|p| p.into_inner());
+        let last = self.readers.fetch_sub(1, Ordering::AcqRel) == 1;
+        let value = if last { result.take() } else { result.clone() };
+        value.unwrap_or_else(|| Err(RunError::Unsupported(format!("the result of `{}` was already taken", self.name))))
+    }
+
+    /// A reader leaves without reading.
+    fn forget_reader(&self) {
+        let mut result = self.result.lock().unwrap_or_else(|p| p.into_inner());
+        if self.readers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            result.take();
+        }
+    }
+
+    /// Gives argument `port` of `node` its value (or cancels it), and
+    /// schedules `node` if that was the last argument missing.
+    fn deliver(node: Arc<SpawnNode>, port: u32, value: Result<Datum, RunError>, pool: &Arc<Pool>) {
+        match value {
+            // SAFETY: `port` is fed by this producer only, before the decrement below.
+            Ok(d) => unsafe { (*node.args.get())[port as usize] = Some(d) },
+            Err(e) => {
+                let mut c = node.cancelled.lock().unwrap_or_else(|p| p.into_inner());
+                c.get_or_insert(e);
+            }
+        }
+        if node.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            pool.submit(Job {
+                target: node,
+                index: 0,
+            });
+        }
+    }
+
+    /// Stores the result and feeds everyone who waits for it.
+    fn complete(self: &Arc<Self>, result: Result<Datum, RunError>, pool: &Arc<Pool>) {
+        *self.result.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+        let followers = {
+            let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+            self.done.store(true, Ordering::Release);
+            std::mem::take(&mut *shared)
+        };
+        for (node, port) in followers.dependents {
+            SpawnNode::deliver(node, port, self.read(), pool);
+        }
+        if self.readers.load(Ordering::Acquire) == 0 {
+            self.result.lock().unwrap_or_else(|p| p.into_inner()).take();
+        }
+        for w in followers.wakers {
+            w.wake();
+        }
+        for t in followers.threads {
+            t.unpark();
+        }
+        if self.watched.load(Ordering::SeqCst) {
+            pool.notify_all();
+        }
+    }
+
+    /// Makes `node`'s argument `port` come from this node's result.
+    fn subscribe(self: &Arc<Self>, node: &Arc<SpawnNode>, port: u32, pool: &Arc<Pool>) {
+        {
+            let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+            if !self.done.load(Ordering::Acquire) {
+                shared.dependents.push((node.clone(), port));
+                return;
+            }
+        }
+        SpawnNode::deliver(node.clone(), port, self.read(), pool);
+    }
+}
+
+impl Execute for SpawnNode {
+    fn execute(self: Arc<Self>, _index: u32, worker: &WorkerCtx) {
+        // SAFETY: this job is the only reader, after `pending` reached zero.
+        let body = unsafe { (*self.body.get()).take() };
+        let args = unsafe { std::mem::take(&mut *self.args.get()) };
+        let cancelled = self.cancelled.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let result = match (cancelled, body) {
+            (Some(e), _) => Err(e),
+            (None, None) => Err(RunError::Unsupported(format!("task `{}` ran twice", self.name))),
+            (None, Some(body)) => {
+                let name = self.name;
+                worker.traced(
+                    || TaskName::Static(name),
+                    || match catch_unwind(AssertUnwindSafe(|| body(args))) {
+                        Ok(Ok(d)) => Ok(d),
+                        Ok(Err(message)) => Err(RunError::TaskFailed {
+                            task: name.to_string(),
+                            message,
+                        }),
+                        Err(p) => Err(RunError::TaskFailed {
+                            task: name.to_string(),
+                            message: crate::run::panic_message(p.as_ref()),
+                        }),
+                    },
+                )
+            }
+        };
+        self.complete(result, &worker.pool);
+    }
+}
+
+/// The future result of a spawned task. Pass it to later spawns, or
+/// [`wait`](Self::wait) / `.await` it.
+pub struct Handle<T> {
+    node: Arc<SpawnNode>,
+    /// Whether this handle's read of the result is spent (waited, awaited or passed on).
+    spent: bool,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> Handle<T> {
+    fn new(node: Arc<SpawnNode>) -> Self {
+        Handle {
+            node,
+            spent: false,
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> Clone for Handle<T> {
+    fn clone(&self) -> Self {
+        self.node.readers.fetch_add(1, Ordering::AcqRel);
+        Handle::new(self.node.clone())
+    }
+}
+
+impl<T> Drop for Handle<T> {
+    fn drop(&mut self) {
+        if !self.spent {
+            self.node.forget_reader();
+        }
+    }
+}
+
+impl<T: Data> Handle<T> {
+    /// The IR node of this spawn, when it was made while recording.
+    pub(crate) fn ir_node(&self) -> Option<dagger_ir::NodeId> {
+        self.node.ir_node
+    }
+
+    /// Whether the task has finished (successfully or not).
+    pub fn is_done(&self) -> bool {
+        self.node.done.load(Ordering::Acquire)
+    }
+
+    /// Blocks until the task has finished and returns its value. On a worker
+    /// thread it runs other tasks meanwhile instead of idling.
+    pub fn wait(mut self) -> Result<T, RunError> {
+        if !self.is_done() {
+            let node = &self.node;
+            let helped = with_current(|w| {
+                w.map(|w| {
+                    node.watched.store(true, Ordering::SeqCst);
+                    w.pool.wait_until(|| node.done.load(Ordering::Acquire));
+                })
+            });
+            if helped.is_none() {
+                loop {
+                    {
+                        let mut shared = node.shared.lock().unwrap_or_else(|p| p.into_inner());
+                        if node.done.load(Ordering::Acquire) {
+                            break;
+                        }
+                        shared.threads.push(std::thread::current());
+                    }
+                    std::thread::park();
+                }
+            }
+        }
+        self.take()
+    }
+
+    /// Spends this handle's read of the finished result.
+    fn take(&mut self) -> Result<T, RunError> {
+        self.spent = true;
+        self.node.read()?.take::<T>().map_err(|d| RunError::WrongType {
+            context: "Handle::wait".into(),
+            expected: dagger_ir::type_name::<T>(),
+            found: dagger_ir::short_type_name(d.type_name()),
+        })
+    }
+}
+
+impl<T: Data> Future for Handle<T> {
+    type Output = Result<T, RunError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.spent {
+            return Poll::Ready(Err(RunError::Unsupported("handle polled after completion".into())));
+        }
+        if !self.is_done() {
+            let mut shared = self.node.shared.lock().unwrap_or_else(|p| p.into_inner());
+            if !self.node.done.load(Ordering::Acquire) {
+                shared.wakers.push(cx.waker().clone());
+                return Poll::Pending;
+            }
+        }
+        Poll::Ready(self.take())
+    }
+}
+
+impl<T> std::fmt::Debug for Handle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Handle<{}>({})", dagger_ir::type_name::<T>(), self.node.name)
+    }
+}
+
+/// One argument of a spawn: a value, or the handle of a task that makes it.
+pub trait SpawnArg<T> {
+    #[doc(hidden)]
+    fn into_source(self) -> ArgSource<T>;
+}
+
+#[doc(hidden)]
+/// Where a spawn argument comes from.
+pub enum ArgSource<T> {
+    /// Given now.
+    Ready(T),
+    /// Made by this spawned task.
+    Pending(Arc<SpawnNode>),
+}
+
+impl<T> SpawnArg<T> for T {
+    fn into_source(self) -> ArgSource<T> {
+        ArgSource::Ready(self)
+    }
+}
+
+impl<T: Data> SpawnArg<T> for Handle<T> {
+    fn into_source(mut self) -> ArgSource<T> {
+        // The subscription this becomes inherits the handle's read.
+        self.spent = true;
+        ArgSource::Pending(self.node.clone())
+    }
+}
+
+impl<T: Data> ArgSource<T> {
+    fn resolve(self, slot: Option<Datum>, task: &str, port: usize) -> Result<T, String> {
+        match self {
+            ArgSource::Ready(v) => Ok(v),
+            ArgSource::Pending(_) => crate::task::take_arg(slot, task, port),
+        }
+    }
+
+    fn producer(&self) -> Option<Arc<SpawnNode>> {
+        match self {
+            ArgSource::Ready(_) => None,
+            ArgSource::Pending(n) => Some(n.clone()),
+        }
+    }
+}
+
+/// A function (or closure) that can be spawned with arguments `Args`
+/// (a tuple of values and handles). Implemented for every `Fn` of up to 8 parameters.
+pub trait SpawnFn<Args>: Send + 'static {
+    /// The function's result type.
+    type Output: Data;
+    #[doc(hidden)]
+    fn prepare(self, args: Args) -> Prepared;
+}
+
+#[doc(hidden)]
+/// A spawn ready to be wired: body, producers of its handle arguments, IR signature.
+pub struct Prepared {
+    body: Body,
+    producers: Vec<(u32, Arc<SpawnNode>)>,
+    arity: usize,
+    params: fn() -> Vec<String>,
+}
+
+/// Spawns `f(args)` where `f` returns `Result<T, E>`: an `Err` fails the
+/// task (and cancels its dependents) like a panic does, and the handle gives `T`.
+pub trait TrySpawnFn<Args>: Send + 'static {
+    /// The `Ok` type.
+    type Output: Data;
+    #[doc(hidden)]
+    fn prepare(self, args: Args) -> Prepared;
+}
+
+macro_rules! spawn_impls {
+    ($($P:ident $A:ident $i:tt),*) => {
+        impl<Func, R, $($P, $A),*> SpawnFn<($($A,)*)> for Func
+        where
+            Func: FnOnce($($P),*) -> R + Send + 'static,
+            R: Data,
+            $($P: Data, $A: SpawnArg<$P>,)*
+        {
+            type Output = R;
+            #[allow(unused_variables, unused_mut, non_snake_case)]
+            fn prepare(self, args: ($($A,)*)) -> Prepared {
+                let ($($A,)*) = args;
+                $(let $A = $A.into_source();)*
+                let mut producers = Vec::new();
+                $(if let Some(p) = $A.producer() { producers.push(($i, p)); })*
+                let name = std::any::type_name::<Func>();
+                Prepared {
+                    body: Box::new(move |slots: Vec<Option<Datum>>| {
+                        let mut slots = slots.into_iter();
+                        $(let $P = $A.resolve(slots.next().flatten(), name, $i)?;)*
+                        Ok(Datum::new(self($($P),*)))
+                    }),
+                    producers,
+                    arity: [$($i),*].len(),
+                    params: || vec![$(dagger_ir::type_name::<$P>()),*],
+                }
+            }
+        }
+
+        impl<Func, T, E, $($P, $A),*> TrySpawnFn<($($A,)*)> for Func
+        where
+            Func: FnOnce($($P),*) -> Result<T, E> + Send + 'static,
+            T: Data,
+            E: std::fmt::Display,
+            $($P: Data, $A: SpawnArg<$P>,)*
+        {
+            type Output = T;
+            #[allow(unused_variables, unused_mut, non_snake_case)]
+            fn prepare(self, args: ($($A,)*)) -> Prepared {
+                let wrapped = move |$($P: $P),*| -> Result<T, String> { self($($P),*).map_err(|e| e.to_string()) };
+                let Prepared { body, producers, arity, params } = SpawnFn::prepare(wrapped, args);
+                Prepared {
+                    body: Box::new(move |slots| {
+                        body(slots)?
+                            .take::<Result<T, String>>()
+                            .map_err(|d| format!("unexpected result type {}", d.type_name()))?
+                            .map(Datum::new)
+                    }),
+                    producers,
+                    arity,
+                    params,
+                }
+            }
+        }
+    };
+}
+
+spawn_impls!();
+spawn_impls!(P0 A0 0);
+spawn_impls!(P0 A0 0, P1 A1 1);
+spawn_impls!(P0 A0 0, P1 A1 1, P2 A2 2);
+spawn_impls!(P0 A0 0, P1 A1 1, P2 A2 2, P3 A3 3);
+spawn_impls!(P0 A0 0, P1 A1 1, P2 A2 2, P3 A3 3, P4 A4 4);
+spawn_impls!(P0 A0 0, P1 A1 1, P2 A2 2, P3 A3 3, P4 A4 4, P5 A5 5);
+spawn_impls!(P0 A0 0, P1 A1 1, P2 A2 2, P3 A3 3, P4 A4 4, P5 A5 5, P6 A6 6);
+spawn_impls!(P0 A0 0, P1 A1 1, P2 A2 2, P3 A3 3, P4 A4 4, P5 A5 5, P6 A6 6, P7 A7 7);
+
+/// Wires a prepared spawn of `F` into `pool` and returns its handle.
+pub(crate) fn launch<F, T: Data>(pool: &Arc<Pool>, prepared: Prepared) -> Handle<T> {
+    let name = std::any::type_name::<F>();
+    let recorder: Option<&Recorder> = pool.recorder.is_active().then_some(&pool.recorder);
+    let Prepared {
+        body,
+        producers,
+        arity,
+        params,
+    } = prepared;
+    let ir_node = recorder.map(|r| {
+        let args: Vec<Option<dagger_ir::NodeId>> = (0..arity)
+            .map(|i| {
+                producers
+                    .iter()
+                    .find(|(port, _)| *port as usize == i)
+                    .and_then(|(_, p)| p.ir_node)
+            })
+            .collect();
+        r.record_call(name, params(), dagger_ir::type_name::<T>(), &args)
+    });
+    let node = Arc::new(SpawnNode {
+        name,
+        pending: AtomicU32::new(producers.len() as u32 + 1),
+        body: UnsafeCell::new(Some(body)),
+        args: UnsafeCell::new((0..arity).map(|_| None).collect()),
+        cancelled: Mutex::new(None),
+        done: AtomicBool::new(false),
+        watched: AtomicBool::new(false),
+        readers: AtomicU32::new(1),
+        result: Mutex::new(None),
+        shared: Mutex::new(Followers::default()),
+        ir_node,
+    });
+    for (port, producer) in producers {
+        producer.subscribe(&node, port, pool);
+    }
+    if node.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+        pool.submit(Job {
+            target: node.clone(),
+            index: 0,
+        });
+    }
+    Handle::new(node)
+}
