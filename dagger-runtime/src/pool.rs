@@ -18,7 +18,7 @@ use crate::recorder::Recorder;
 use crate::trace::{TaskName, TraceEvent, TraceRecorder};
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -35,6 +35,14 @@ pub(crate) struct Job {
 }
 
 /// Sleep and wake-up of idle threads.
+///
+/// A thread goes to sleep only under `lock`, after announcing itself in
+/// `sleepers` and checking once more that there is no work and that no event
+/// happened since it last looked (`events`). A submitter publishes its job,
+/// then looks at `sleepers`: if someone sleeps (or is about to), it takes the
+/// lock to wake them. The fences order the two sides (Dekker-style), so either
+/// the sleeper sees the job or the submitter sees the sleeper.
+#[derive(Default)]
 struct Sleep {
     events: AtomicU64,
     sleepers: AtomicUsize,
@@ -43,23 +51,32 @@ struct Sleep {
 }
 
 impl Sleep {
-    fn notify(&self, all: bool) {
-        self.events.fetch_add(1, Ordering::SeqCst);
+    /// A new job is queued: wake one sleeper, if any.
+    fn job_queued(&self) {
+        fence(Ordering::SeqCst);
         if self.sleepers.load(Ordering::SeqCst) > 0 {
+            self.events.fetch_add(1, Ordering::SeqCst);
             let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-            if all {
-                self.cv.notify_all();
-            } else {
-                self.cv.notify_one();
-            }
+            self.cv.notify_one();
         }
     }
 
-    /// Sleeps unless an event happened since `seen`; wakes at the latest after `timeout`.
-    fn sleep(&self, seen: u64, timeout: Duration) {
+    /// Something waiters may be waiting for happened: wake everyone.
+    fn event(&self) {
+        self.events.fetch_add(1, Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.cv.notify_all();
+        }
+    }
+
+    /// Sleeps unless an event happened since `seen` or `has_work()`; wakes at
+    /// the latest after `timeout`.
+    fn sleep(&self, seen: u64, has_work: impl Fn() -> bool, timeout: Duration) {
         let guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         self.sleepers.fetch_add(1, Ordering::SeqCst);
-        if self.events.load(Ordering::SeqCst) == seen {
+        fence(Ordering::SeqCst);
+        if self.events.load(Ordering::SeqCst) == seen && !has_work() {
             let _ = self.cv.wait_timeout(guard, timeout);
         }
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
@@ -70,7 +87,10 @@ impl Sleep {
 pub(crate) struct Pool {
     injector: Injector<Job>,
     stealers: Vec<Stealer<Job>>,
-    sleep: Sleep,
+    /// Where idle workers sleep.
+    idle: Sleep,
+    /// Where threads outside the pool wait for results.
+    blocked: Sleep,
     shutdown: AtomicBool,
     pub(crate) tracing: AtomicBool,
     pub(crate) trace: TraceRecorder,
@@ -105,12 +125,8 @@ impl Pool {
         let pool = Arc::new(Pool {
             injector: Injector::new(),
             stealers: locals.iter().map(Worker::stealer).collect(),
-            sleep: Sleep {
-                events: AtomicU64::new(0),
-                sleepers: AtomicUsize::new(0),
-                lock: Mutex::new(()),
-                cv: Condvar::new(),
-            },
+            idle: Sleep::default(),
+            blocked: Sleep::default(),
             shutdown: AtomicBool::new(false),
             tracing: AtomicBool::new(false),
             trace: TraceRecorder::new(threads),
@@ -142,20 +158,26 @@ impl Pool {
             Some(w) if Arc::ptr_eq(&w.pool, self) => w.push(job),
             _ => {
                 self.injector.push(job);
-                self.sleep.notify(false);
+                self.idle.job_queued();
             }
         })
     }
 
     /// Wakes every sleeping thread: something they may wait for has happened.
     pub(crate) fn notify_all(&self) {
-        self.sleep.notify(true);
+        self.idle.event();
+        self.blocked.event();
+    }
+
+    /// Whether any queue of the pool holds a job.
+    fn has_work(&self) -> bool {
+        !self.injector.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
     }
 
     /// Asks the workers to stop once idle.
     pub(crate) fn shut_down(&self) {
         self.shutdown.store(true, Ordering::SeqCst);
-        self.sleep.notify(true);
+        self.idle.event();
     }
 
     /// Blocks until `done()` holds. On a worker of this pool, runs other jobs meanwhile.
@@ -164,11 +186,11 @@ impl Pool {
             Some(w) if Arc::ptr_eq(&w.pool, self) => w.run_until(&done),
             _ => {
                 while !done() {
-                    let seen = self.sleep.events.load(Ordering::SeqCst);
+                    let seen = self.blocked.events.load(Ordering::SeqCst);
                     if done() {
                         break;
                     }
-                    self.sleep.sleep(seen, Duration::from_millis(20));
+                    self.blocked.sleep(seen, || false, Duration::from_millis(20));
                 }
             }
         })
@@ -179,7 +201,7 @@ impl WorkerCtx {
     /// Pushes a job on this worker's deque and lets a sleeper know there is work.
     pub(crate) fn push(&self, job: Job) {
         self.local.push(job);
-        self.pool.sleep.notify(false);
+        self.pool.idle.job_queued();
     }
 
     /// Runs a job, recording it in the trace when tracing is on.
@@ -248,7 +270,7 @@ impl WorkerCtx {
                 std::thread::yield_now();
                 continue;
             }
-            let seen = self.pool.sleep.events.load(Ordering::SeqCst);
+            let seen = self.pool.idle.events.load(Ordering::SeqCst);
             if done() {
                 break;
             }
@@ -257,7 +279,7 @@ impl WorkerCtx {
                 idle_rounds = 0;
                 continue;
             }
-            self.pool.sleep.sleep(seen, Duration::from_millis(20));
+            self.pool.idle.sleep(seen, || self.pool.has_work(), Duration::from_millis(20));
         }
     }
 }

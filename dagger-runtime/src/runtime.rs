@@ -118,13 +118,13 @@ impl Runtime {
 
     /// Spawns `f(args)` and returns a handle to its result. `args` is a tuple
     /// whose elements are values or [`Handle`]s of earlier spawns.
-    pub fn spawn<F: SpawnFn<A>, A>(&self, f: F, args: A) -> Handle<F::Output> {
+    pub fn spawn<F: SpawnFn<P, A>, P, A>(&self, f: F, args: A) -> Handle<F::Output> {
         launch::<F, _>(&self.inner.pool, f.prepare(args))
     }
 
     /// Like [`spawn`](Self::spawn) for a function returning `Result<T, E>`:
     /// an `Err` fails the task with [`RunError::TaskFailed`].
-    pub fn try_spawn<F: TrySpawnFn<A>, A>(&self, f: F, args: A) -> Handle<F::Output> {
+    pub fn try_spawn<F: TrySpawnFn<P, A>, P, A>(&self, f: F, args: A) -> Handle<F::Output> {
         launch::<F, _>(&self.inner.pool, f.prepare(args))
     }
 
@@ -155,13 +155,13 @@ impl Runtime {
 
 /// Spawns `f(args)` on the runtime of the calling task, or on
 /// [`Runtime::global`] when called outside any task.
-pub fn spawn<F: SpawnFn<A>, A>(f: F, args: A) -> Handle<F::Output> {
+pub fn spawn<F: SpawnFn<P, A>, P, A>(f: F, args: A) -> Handle<F::Output> {
     let prepared = f.prepare(args);
     on_current_pool(|pool| launch::<F, _>(pool, prepared))
 }
 
 /// [`spawn`] for a function returning `Result<T, E>`: an `Err` fails the task.
-pub fn try_spawn<F: TrySpawnFn<A>, A>(f: F, args: A) -> Handle<F::Output> {
+pub fn try_spawn<F: TrySpawnFn<P, A>, P, A>(f: F, args: A) -> Handle<F::Output> {
     let prepared = f.prepare(args);
     on_current_pool(|pool| launch::<F, _>(pool, prepared))
 }

@@ -33,11 +33,12 @@ type Body = Box<dyn FnOnce(Vec<Option<Datum>>) -> Result<Datum, String> + Send>;
 
 /// A spawned task: its body, the arguments still to come, its result and
 /// who is waiting for it.
-pub(crate) struct SpawnNode {
+#[doc(hidden)]
+pub struct SpawnNode {
     name: &'static str,
     pending: AtomicU32,
     body: UnsafeCell<Option<Body>>,
-    args: UnsafeCell<Vec<Option<Datum>>>,
+    args: Box<[UnsafeCell<Option<Datum>>]>,
     cancelled: Mutex<Option<RunError>>,
     done: AtomicBool,
     watched: AtomicBool,
@@ -86,7 +87,7 @@ impl SpawnNode {
     fn deliver(node: Arc<SpawnNode>, port: u32, value: Result<Datum, RunError>, pool: &Arc<Pool>) {
         match value {
             // SAFETY: `port` is fed by this producer only, before the decrement below.
-            Ok(d) => unsafe { (*node.args.get())[port as usize] = Some(d) },
+            Ok(d) => unsafe { *node.args[port as usize].get() = Some(d) },
             Err(e) => {
                 let mut c = node.cancelled.lock().unwrap_or_else(|p| p.into_inner());
                 c.get_or_insert(e);
@@ -142,7 +143,7 @@ impl Execute for SpawnNode {
     fn execute(self: Arc<Self>, _index: u32, worker: &WorkerCtx) {
         // SAFETY: this job is the only reader, after `pending` reached zero.
         let body = unsafe { (*self.body.get()).take() };
-        let args = unsafe { std::mem::take(&mut *self.args.get()) };
+        let args = self.args.iter().map(|a| unsafe { (*a.get()).take() }).collect();
         let cancelled = self.cancelled.lock().unwrap_or_else(|p| p.into_inner()).take();
         let result = match (cancelled, body) {
             (Some(e), _) => Err(e),
@@ -203,12 +204,14 @@ impl<T> Drop for Handle<T> {
     }
 }
 
-impl<T: Data> Handle<T> {
+impl<T> Handle<T> {
     /// The IR node of this spawn, when it was made while recording.
     pub(crate) fn ir_node(&self) -> Option<dagger_ir::NodeId> {
         self.node.ir_node
     }
+}
 
+impl<T: Data> Handle<T> {
     /// Whether the task has finished (successfully or not).
     pub fn is_done(&self) -> bool {
         self.node.done.load(Ordering::Acquire)
@@ -321,9 +324,10 @@ impl<T: Data> ArgSource<T> {
     }
 }
 
-/// A function (or closure) that can be spawned with arguments `Args`
-/// (a tuple of values and handles). Implemented for every `Fn` of up to 8 parameters.
-pub trait SpawnFn<Args>: Send + 'static {
+/// A function (or closure) of parameters `Params` (a tuple) that can be
+/// spawned with arguments `Args` (a tuple of values and handles of those
+/// types). Implemented for every `FnOnce` of up to 8 parameters.
+pub trait SpawnFn<Params, Args>: Send + 'static {
     /// The function's result type.
     type Output: Data;
     #[doc(hidden)]
@@ -341,7 +345,7 @@ pub struct Prepared {
 
 /// Spawns `f(args)` where `f` returns `Result<T, E>`: an `Err` fails the
 /// task (and cancels its dependents) like a panic does, and the handle gives `T`.
-pub trait TrySpawnFn<Args>: Send + 'static {
+pub trait TrySpawnFn<Params, Args>: Send + 'static {
     /// The `Ok` type.
     type Output: Data;
     #[doc(hidden)]
@@ -350,7 +354,7 @@ pub trait TrySpawnFn<Args>: Send + 'static {
 
 macro_rules! spawn_impls {
     ($($P:ident $A:ident $i:tt),*) => {
-        impl<Func, R, $($P, $A),*> SpawnFn<($($A,)*)> for Func
+        impl<Func, R, $($P, $A),*> SpawnFn<($($P,)*), ($($A,)*)> for Func
         where
             Func: FnOnce($($P),*) -> R + Send + 'static,
             R: Data,
@@ -371,13 +375,13 @@ macro_rules! spawn_impls {
                         Ok(Datum::new(self($($P),*)))
                     }),
                     producers,
-                    arity: [$($i),*].len(),
+                    arity: <[usize]>::len(&[$($i),*]),
                     params: || vec![$(dagger_ir::type_name::<$P>()),*],
                 }
             }
         }
 
-        impl<Func, T, E, $($P, $A),*> TrySpawnFn<($($A,)*)> for Func
+        impl<Func, T, E, $($P, $A),*> TrySpawnFn<($($P,)*), ($($A,)*)> for Func
         where
             Func: FnOnce($($P),*) -> Result<T, E> + Send + 'static,
             T: Data,
@@ -388,7 +392,8 @@ macro_rules! spawn_impls {
             #[allow(unused_variables, unused_mut, non_snake_case)]
             fn prepare(self, args: ($($A,)*)) -> Prepared {
                 let wrapped = move |$($P: $P),*| -> Result<T, String> { self($($P),*).map_err(|e| e.to_string()) };
-                let Prepared { body, producers, arity, params } = SpawnFn::prepare(wrapped, args);
+                let Prepared { body, producers, arity, params } =
+                    SpawnFn::<($($P,)*), ($($A,)*)>::prepare(wrapped, args);
                 Prepared {
                     body: Box::new(move |slots| {
                         body(slots)?
@@ -440,7 +445,7 @@ pub(crate) fn launch<F, T: Data>(pool: &Arc<Pool>, prepared: Prepared) -> Handle
         name,
         pending: AtomicU32::new(producers.len() as u32 + 1),
         body: UnsafeCell::new(Some(body)),
-        args: UnsafeCell::new((0..arity).map(|_| None).collect()),
+        args: (0..arity).map(|_| UnsafeCell::new(None)).collect(),
         cancelled: Mutex::new(None),
         done: AtomicBool::new(false),
         watched: AtomicBool::new(false),
