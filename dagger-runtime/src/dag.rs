@@ -20,7 +20,11 @@ pub struct Dag<I, O> {
 }
 
 impl<I, O> Dag<I, O> {
-    pub(crate) fn new(graph: Graph, consts: Vec<Datum>, unbox: fn(Vec<Datum>) -> Result<O, RunError>) -> Self {
+    pub(crate) fn new(
+        graph: Graph,
+        consts: Vec<Datum>,
+        unbox: fn(Vec<Datum>) -> Result<O, RunError>,
+    ) -> Self {
         Dag {
             graph,
             consts,

@@ -81,7 +81,10 @@ mod tests {
         let d = Datum::new(vec![7u8]);
         let other = d.clone();
         let v: Vec<u8> = d.take().unwrap();
-        assert_ne!(v.as_ptr(), other.downcast_ref::<Vec<u8>>().unwrap().as_ptr());
+        assert_ne!(
+            v.as_ptr(),
+            other.downcast_ref::<Vec<u8>>().unwrap().as_ptr()
+        );
         assert_eq!(v, vec![7]);
     }
 

@@ -24,7 +24,10 @@ pub(crate) enum Kernel {
     /// One task call.
     Call { name: &'static str, invoke: Invoke },
     /// A fused chain of calls, applied in order.
-    Fused { name: Arc<str>, steps: Vec<(&'static str, Invoke)> },
+    Fused {
+        name: Arc<str>,
+        steps: Vec<(&'static str, Invoke)>,
+    },
 }
 
 impl Kernel {
@@ -95,7 +98,8 @@ impl Plan {
 
         let n = order.len();
         let mut kernels = Vec::with_capacity(n);
-        let (mut arg_start, mut args, mut task_args) = (vec![0u32], Vec::new(), Vec::with_capacity(n));
+        let (mut arg_start, mut args, mut task_args) =
+            (vec![0u32], Vec::new(), Vec::with_capacity(n));
         let mut user_count = vec![0u32; n];
         for &id in &order {
             let node = graph.node(id).expect("topo_order yields live nodes");
@@ -130,7 +134,10 @@ impl Plan {
                 let p = dense[&p];
                 args.push(p);
                 user_count[p as usize] += 1;
-                if !matches!(graph.node(order[p as usize]).map(|n| &n.op), Some(Op::Input { .. } | Op::Const { .. })) {
+                if !matches!(
+                    graph.node(order[p as usize]).map(|n| &n.op),
+                    Some(Op::Input { .. } | Op::Const { .. })
+                ) {
                     from_tasks += 1;
                 }
             }

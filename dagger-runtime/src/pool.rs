@@ -10,15 +10,15 @@
 //! graph run from inside a task) do not block a worker: [`Pool::wait_until`]
 //! keeps running other jobs until the condition holds, as rayon's `join` does.
 //!
-//! Wake-ups use an event counter: every submission or completion that someone
-//! may wait for bumps it, and a thread goes to sleep only if the counter has
-//! not moved since it last looked for work, so no wake-up is lost.
+//! A thread goes to sleep only after checking, under the sleep lock, that
+//! what it waits for is still missing; whoever provides it wakes sleepers
+//! after publishing it, so no wake-up is lost (see `Sleep`).
 
 use crate::recorder::Recorder;
 use crate::trace::{TaskName, TraceEvent, TraceRecorder};
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use std::cell::Cell;
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -34,49 +34,41 @@ pub(crate) struct Job {
     pub(crate) index: u32,
 }
 
-/// Sleep and wake-up of idle threads.
+/// Sleep and wake-up of threads that have nothing to do.
 ///
 /// A thread goes to sleep only under `lock`, after announcing itself in
-/// `sleepers` and checking once more that there is no work and that no event
-/// happened since it last looked (`events`). A submitter publishes its job,
-/// then looks at `sleepers`: if someone sleeps (or is about to), it takes the
-/// lock to wake them. The fences order the two sides (Dekker-style), so either
-/// the sleeper sees the job or the submitter sees the sleeper.
+/// `sleepers` and checking once more that what it waits for (work, a result)
+/// is not there. Whoever makes it available publishes it first, then looks
+/// at `sleepers`: if someone sleeps (or is about to), it takes the lock to
+/// wake them. The fences order the two sides (Dekker-style), so either the
+/// sleeper sees the change or the notifier sees the sleeper.
 #[derive(Default)]
 struct Sleep {
-    events: AtomicU64,
     sleepers: AtomicUsize,
     lock: Mutex<()>,
     cv: Condvar,
 }
 
 impl Sleep {
-    /// A new job is queued: wake one sleeper, if any.
-    fn job_queued(&self) {
+    /// Something was published: wake one sleeper (or all), if any.
+    fn notify(&self, all: bool) {
         fence(Ordering::SeqCst);
         if self.sleepers.load(Ordering::SeqCst) > 0 {
-            self.events.fetch_add(1, Ordering::SeqCst);
             let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-            self.cv.notify_one();
+            if all {
+                self.cv.notify_all();
+            } else {
+                self.cv.notify_one();
+            }
         }
     }
 
-    /// Something waiters may be waiting for happened: wake everyone.
-    fn event(&self) {
-        self.events.fetch_add(1, Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) > 0 {
-            let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-            self.cv.notify_all();
-        }
-    }
-
-    /// Sleeps unless an event happened since `seen` or `has_work()`; wakes at
-    /// the latest after `timeout`.
-    fn sleep(&self, seen: u64, has_work: impl Fn() -> bool, timeout: Duration) {
+    /// Sleeps unless `ready()`; wakes at the latest after `timeout`.
+    fn sleep(&self, ready: impl Fn() -> bool, timeout: Duration) {
         let guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         self.sleepers.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        if self.events.load(Ordering::SeqCst) == seen && !has_work() {
+        if !ready() {
             let _ = self.cv.wait_timeout(guard, timeout);
         }
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
@@ -158,15 +150,15 @@ impl Pool {
             Some(w) if Arc::ptr_eq(&w.pool, self) => w.push(job),
             _ => {
                 self.injector.push(job);
-                self.idle.job_queued();
+                self.idle.notify(false);
             }
         })
     }
 
     /// Wakes every sleeping thread: something they may wait for has happened.
     pub(crate) fn notify_all(&self) {
-        self.idle.event();
-        self.blocked.event();
+        self.idle.notify(true);
+        self.blocked.notify(true);
     }
 
     /// Whether any queue of the pool holds a job.
@@ -177,7 +169,7 @@ impl Pool {
     /// Asks the workers to stop once idle.
     pub(crate) fn shut_down(&self) {
         self.shutdown.store(true, Ordering::SeqCst);
-        self.idle.event();
+        self.idle.notify(true);
     }
 
     /// Blocks until `done()` holds. On a worker of this pool, runs other jobs meanwhile.
@@ -186,11 +178,7 @@ impl Pool {
             Some(w) if Arc::ptr_eq(&w.pool, self) => w.run_until(&done),
             _ => {
                 while !done() {
-                    let seen = self.blocked.events.load(Ordering::SeqCst);
-                    if done() {
-                        break;
-                    }
-                    self.blocked.sleep(seen, || false, Duration::from_millis(20));
+                    self.blocked.sleep(&done, Duration::from_millis(20));
                 }
             }
         })
@@ -201,7 +189,7 @@ impl WorkerCtx {
     /// Pushes a job on this worker's deque and lets a sleeper know there is work.
     pub(crate) fn push(&self, job: Job) {
         self.local.push(job);
-        self.pool.idle.job_queued();
+        self.pool.idle.notify(false);
     }
 
     /// Runs a job, recording it in the trace when tracing is on.
@@ -270,16 +258,9 @@ impl WorkerCtx {
                 std::thread::yield_now();
                 continue;
             }
-            let seen = self.pool.idle.events.load(Ordering::SeqCst);
-            if done() {
-                break;
-            }
-            if let Some(job) = self.find_work() {
-                self.run(job);
-                idle_rounds = 0;
-                continue;
-            }
-            self.pool.idle.sleep(seen, || self.pool.has_work(), Duration::from_millis(20));
+            self.pool
+                .idle
+                .sleep(|| done() || self.pool.has_work(), Duration::from_millis(20));
         }
     }
 }

@@ -43,7 +43,13 @@ impl Recorder {
 
     /// Adds a call of `name`; `args[i]` is the node making argument `i`, or
     /// `None` for a value given directly (recorded as a constant).
-    pub(crate) fn record_call(&self, name: &str, params: Vec<String>, output: String, args: &[Option<NodeId>]) -> NodeId {
+    pub(crate) fn record_call(
+        &self,
+        name: &str,
+        params: Vec<String>,
+        output: String,
+        args: &[Option<NodeId>],
+    ) -> NodeId {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let RecordState { graph, consts } = &mut *state;
         let ids: Vec<NodeId> = args

@@ -44,7 +44,11 @@ unsafe impl Sync for Slot {}
 
 impl PlanRun {
     /// Starts running `plan` on `pool` with `inputs`; returns the run to wait on.
-    pub(crate) fn start(plan: Arc<Plan>, pool: Arc<Pool>, inputs: Vec<Datum>) -> Result<Arc<PlanRun>, RunError> {
+    pub(crate) fn start(
+        plan: Arc<Plan>,
+        pool: Arc<Pool>,
+        inputs: Vec<Datum>,
+    ) -> Result<Arc<PlanRun>, RunError> {
         if inputs.len() != plan.inputs {
             return Err(RunError::Unsupported(format!(
                 "the graph takes {} inputs but {} were given",
@@ -110,8 +114,9 @@ impl PlanRun {
         outputs
             .iter()
             .map(|&o| {
-                self.read(o as usize)
-                    .ok_or_else(|| RunError::Unsupported(format!("output node {o} produced no value")))
+                self.read(o as usize).ok_or_else(|| {
+                    RunError::Unsupported(format!("output node {o} produced no value"))
+                })
             })
             .collect()
     }
@@ -150,7 +155,9 @@ impl PlanRun {
                 Kernel::Call { name, invoke } => call(name, *invoke, args),
                 Kernel::Fused { steps, .. } => steps
                     .iter()
-                    .try_fold(args, |args, &(name, invoke)| call(name, invoke, args).map(|d| vec![d]))
+                    .try_fold(args, |args, &(name, invoke)| {
+                        call(name, invoke, args).map(|d| vec![d])
+                    })
                     .map(|mut v| v.remove(0)),
                 Kernel::Input(_) | Kernel::Const(_) => unreachable!("only task nodes are jobs"),
             },
@@ -166,7 +173,11 @@ impl PlanRun {
 }
 
 /// Calls one task, turning a panic or an `Err` into [`RunError::TaskFailed`].
-pub(crate) fn call(name: &str, invoke: crate::task::Invoke, args: Vec<Datum>) -> Result<Datum, RunError> {
+pub(crate) fn call(
+    name: &str,
+    invoke: crate::task::Invoke,
+    args: Vec<Datum>,
+) -> Result<Datum, RunError> {
     match catch_unwind(AssertUnwindSafe(|| invoke(args))) {
         Ok(Ok(d)) => Ok(d),
         Ok(Err(message)) => Err(RunError::TaskFailed {

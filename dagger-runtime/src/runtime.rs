@@ -28,7 +28,12 @@ impl Drop for Inner {
     fn drop(&mut self) {
         self.pool.shut_down();
         let me = std::thread::current().id();
-        for t in self.threads.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        for t in self
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
             // A runtime dropped by one of its own tasks cannot join that worker.
             if t.thread().id() != me {
                 let _ = t.join();
@@ -131,12 +136,18 @@ impl Runtime {
     /// Starts recording every task execution (see [`Trace`]).
     pub fn start_trace(&self) {
         self.inner.pool.trace.take();
-        self.inner.pool.tracing.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner
+            .pool
+            .tracing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Stops recording and returns what was recorded.
     pub fn stop_trace(&self) -> Trace {
-        self.inner.pool.tracing.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.inner
+            .pool
+            .tracing
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         self.inner.pool.trace.take()
     }
 

@@ -45,14 +45,15 @@ pub struct SpawnNode {
     /// Live handles plus subscribed dependents not yet fed: the last one
     /// to read the result takes it without a copy.
     readers: AtomicU32,
-    result: Mutex<Option<Result<Datum, RunError>>>,
-    shared: Mutex<Followers>,
+    shared: Mutex<Shared>,
     /// IR node of this spawn, when recording.
     pub(crate) ir_node: Option<dagger_ir::NodeId>,
 }
 
+/// The result and who follows it, under one lock.
 #[derive(Default)]
-struct Followers {
+struct Shared {
+    result: Option<Result<Datum, RunError>>,
     dependents: Vec<(Arc<SpawnNode>, u32)>,
     wakers: Vec<Waker>,
     threads: Vec<std::thread::Thread>,
@@ -68,17 +69,26 @@ unsafe impl Send for SpawnNode {}
 impl SpawnNode {
     /// Reads the result as one of its readers: the last reader takes it.
     fn read(&self) -> Result<Datum, RunError> {
-        let mut result = self.result.lock().unwrap_or_else(|p| p.into_inner());
+        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
         let last = self.readers.fetch_sub(1, Ordering::AcqRel) == 1;
-        let value = if last { result.take() } else { result.clone() };
-        value.unwrap_or_else(|| Err(RunError::Unsupported(format!("the result of `{}` was already taken", self.name))))
+        let value = if last {
+            shared.result.take()
+        } else {
+            shared.result.clone()
+        };
+        value.unwrap_or_else(|| {
+            Err(RunError::Unsupported(format!(
+                "the result of `{}` was already taken",
+                self.name
+            )))
+        })
     }
 
     /// A reader leaves without reading.
     fn forget_reader(&self) {
-        let mut result = self.result.lock().unwrap_or_else(|p| p.into_inner());
+        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
         if self.readers.fetch_sub(1, Ordering::AcqRel) == 1 {
-            result.take();
+            shared.result.take();
         }
     }
 
@@ -103,22 +113,25 @@ impl SpawnNode {
 
     /// Stores the result and feeds everyone who waits for it.
     fn complete(self: &Arc<Self>, result: Result<Datum, RunError>, pool: &Arc<Pool>) {
-        *self.result.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
-        let followers = {
+        let (dependents, wakers, threads) = {
             let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+            if self.readers.load(Ordering::Acquire) > 0 {
+                shared.result = Some(result);
+            }
             self.done.store(true, Ordering::Release);
-            std::mem::take(&mut *shared)
+            (
+                std::mem::take(&mut shared.dependents),
+                std::mem::take(&mut shared.wakers),
+                std::mem::take(&mut shared.threads),
+            )
         };
-        for (node, port) in followers.dependents {
+        for (node, port) in dependents {
             SpawnNode::deliver(node, port, self.read(), pool);
         }
-        if self.readers.load(Ordering::Acquire) == 0 {
-            self.result.lock().unwrap_or_else(|p| p.into_inner()).take();
-        }
-        for w in followers.wakers {
+        for w in wakers {
             w.wake();
         }
-        for t in followers.threads {
+        for t in threads {
             t.unpark();
         }
         if self.watched.load(Ordering::SeqCst) {
@@ -143,11 +156,22 @@ impl Execute for SpawnNode {
     fn execute(self: Arc<Self>, _index: u32, worker: &WorkerCtx) {
         // SAFETY: this job is the only reader, after `pending` reached zero.
         let body = unsafe { (*self.body.get()).take() };
-        let args = self.args.iter().map(|a| unsafe { (*a.get()).take() }).collect();
-        let cancelled = self.cancelled.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let args = self
+            .args
+            .iter()
+            .map(|a| unsafe { (*a.get()).take() })
+            .collect();
+        let cancelled = self
+            .cancelled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         let result = match (cancelled, body) {
             (Some(e), _) => Err(e),
-            (None, None) => Err(RunError::Unsupported(format!("task `{}` ran twice", self.name))),
+            (None, None) => Err(RunError::Unsupported(format!(
+                "task `{}` ran twice",
+                self.name
+            ))),
             (None, Some(body)) => {
                 let name = self.name;
                 worker.traced(
@@ -247,11 +271,14 @@ impl<T: Data> Handle<T> {
     /// Spends this handle's read of the finished result.
     fn take(&mut self) -> Result<T, RunError> {
         self.spent = true;
-        self.node.read()?.take::<T>().map_err(|d| RunError::WrongType {
-            context: "Handle::wait".into(),
-            expected: dagger_ir::type_name::<T>(),
-            found: dagger_ir::short_type_name(d.type_name()),
-        })
+        self.node
+            .read()?
+            .take::<T>()
+            .map_err(|d| RunError::WrongType {
+                context: "Handle::wait".into(),
+                expected: dagger_ir::type_name::<T>(),
+                found: dagger_ir::short_type_name(d.type_name()),
+            })
     }
 }
 
@@ -260,7 +287,9 @@ impl<T: Data> Future for Handle<T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if self.spent {
-            return Poll::Ready(Err(RunError::Unsupported("handle polled after completion".into())));
+            return Poll::Ready(Err(RunError::Unsupported(
+                "handle polled after completion".into(),
+            )));
         }
         if !self.is_done() {
             let mut shared = self.node.shared.lock().unwrap_or_else(|p| p.into_inner());
@@ -275,7 +304,12 @@ impl<T: Data> Future for Handle<T> {
 
 impl<T> std::fmt::Debug for Handle<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Handle<{}>({})", dagger_ir::type_name::<T>(), self.node.name)
+        write!(
+            f,
+            "Handle<{}>({})",
+            dagger_ir::type_name::<T>(),
+            self.node.name
+        )
     }
 }
 
@@ -450,8 +484,7 @@ pub(crate) fn launch<F, T: Data>(pool: &Arc<Pool>, prepared: Prepared) -> Handle
         done: AtomicBool::new(false),
         watched: AtomicBool::new(false),
         readers: AtomicU32::new(1),
-        result: Mutex::new(None),
-        shared: Mutex::new(Followers::default()),
+        shared: Mutex::new(Shared::default()),
         ir_node,
     });
     for (port, producer) in producers {

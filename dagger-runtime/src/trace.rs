@@ -156,7 +156,10 @@ mod tests {
         assert_eq!(tasks[0]["ts"].as_f64().unwrap(), 1.0);
         assert_eq!(tasks[0]["dur"].as_f64().unwrap(), 2.5);
         assert_eq!(tasks[1]["name"], "x\"y");
-        let empty = Trace { events: vec![], workers: 1 };
+        let empty = Trace {
+            events: vec![],
+            workers: 1,
+        };
         serde_json::from_str::<serde_json::Value>(&empty.to_chrome_json()).unwrap();
     }
 }

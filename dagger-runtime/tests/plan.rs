@@ -64,7 +64,11 @@ fn a_diamond_with_inputs_and_constants_runs() {
     let dag = b.finish::<(u64,), _>((s, l));
     let rt = Runtime::builder().threads(2).build();
     assert_eq!(rt.run(&dag, (5,)).unwrap(), (16, 6));
-    assert_eq!(rt.run(&dag, (0,)).unwrap(), (1, 1), "a dag runs again with other inputs");
+    assert_eq!(
+        rt.run(&dag, (0,)).unwrap(),
+        (1, 1),
+        "a dag runs again with other inputs"
+    );
 }
 
 #[test]
@@ -75,7 +79,11 @@ fn a_value_with_one_consumer_is_moved_and_a_shared_one_is_cloned() {
     let moved = call::<Addr>(&b, &[v.id()]);
     let dag = b.finish::<(), _>(moved);
     let (addr, v) = Runtime::builder().threads(2).build().run(&dag, ()).unwrap();
-    assert_eq!(addr, v.as_ptr() as usize, "single consumer must get the producer's buffer");
+    assert_eq!(
+        addr,
+        v.as_ptr() as usize,
+        "single consumer must get the producer's buffer"
+    );
 
     let b = GraphBuilder::new();
     let n = b.constant(1000usize);
@@ -103,7 +111,11 @@ fn a_panic_fails_the_run_cancels_dependents_and_the_runtime_goes_on() {
         }
         other => panic!("expected TaskFailed, got {other:?}"),
     }
-    assert_eq!(DEPENDENT_RUNS.load(Ordering::SeqCst), before, "dependent must be cancelled");
+    assert_eq!(
+        DEPENDENT_RUNS.load(Ordering::SeqCst),
+        before,
+        "dependent must be cancelled"
+    );
     assert_eq!(rt.run(&dag, (4,)).unwrap(), 25, "the runtime stays usable");
 }
 
@@ -113,7 +125,11 @@ fn an_err_result_fails_the_run_with_its_message() {
     let x = b.input::<u64>("x");
     let f = call::<Fails>(&b, &[x.id()]);
     let dag = b.finish::<(u64,), _>(f);
-    let err = Runtime::builder().threads(1).build().run(&dag, (7,)).unwrap_err();
+    let err = Runtime::builder()
+        .threads(1)
+        .build()
+        .run(&dag, (7,))
+        .unwrap_err();
     assert_eq!(
         err,
         RunError::TaskFailed {
@@ -129,11 +145,19 @@ fn wide_graphs_finish_on_one_and_many_threads() {
     for threads in [1, 2, 4] {
         let b = GraphBuilder::new();
         let one = b.constant(1u64);
-        let mut level: Vec<_> = (0..1000).map(|_| call::<Add>(&b, &[one.id(), one.id()])).collect();
+        let mut level: Vec<_> = (0..1000)
+            .map(|_| call::<Add>(&b, &[one.id(), one.id()]))
+            .collect();
         while level.len() > 1 {
             level = level
                 .chunks(2)
-                .map(|p| if p.len() == 2 { call::<Add>(&b, &[p[0].id(), p[1].id()]) } else { p[0] })
+                .map(|p| {
+                    if p.len() == 2 {
+                        call::<Add>(&b, &[p[0].id(), p[1].id()])
+                    } else {
+                        p[0]
+                    }
+                })
                 .collect();
         }
         let dag = b.finish::<(), _>(level[0]);
@@ -155,7 +179,10 @@ fn runs_are_traced() {
     let trace = rt.stop_trace();
     assert_eq!(trace.events.len(), 2);
     assert!(trace.events.iter().all(|e| e.name.as_str() == "plan::Add"));
-    assert!(trace.events[0].end_ns <= trace.events[1].start_ns, "the chain runs in order");
+    assert!(
+        trace.events[0].end_ns <= trace.events[1].start_ns,
+        "the chain runs in order"
+    );
 }
 
 #[test]
@@ -167,8 +194,13 @@ fn a_graph_calling_an_unregistered_task_is_refused_by_name() {
         "outputs": ["y"]
     }"#;
     let graph = dagger_ir::from_json(json).unwrap();
-    let err = dagger_runtime::Plan::compile(&graph, &[]).err().expect("must be refused");
-    assert_eq!(err.to_string(), "unknown task `nowhere::missing`: no #[task] of that name is registered in this binary");
+    let err = dagger_runtime::Plan::compile(&graph, &[])
+        .err()
+        .expect("must be refused");
+    assert_eq!(
+        err.to_string(),
+        "unknown task `nowhere::missing`: no #[task] of that name is registered in this binary"
+    );
 }
 
 #[test]
@@ -180,7 +212,9 @@ fn a_graph_disagreeing_with_the_registered_signature_is_refused() {
         "outputs": ["s"]
     }"#;
     let graph = dagger_ir::from_json(json).unwrap();
-    let err = dagger_runtime::Plan::compile(&graph, &[]).err().expect("must be refused");
+    let err = dagger_runtime::Plan::compile(&graph, &[])
+        .err()
+        .expect("must be refused");
     assert!(matches!(err, RunError::SignatureMismatch { .. }), "{err}");
     assert!(err.to_string().contains("(u64, u32) -> u64"), "{err}");
 }

@@ -44,11 +44,17 @@ fn a_single_consumer_receives_the_value_without_a_copy() {
     let addr = rt.spawn(|v: Vec<u8>| v.as_ptr() as usize, (v.clone(),));
     let first = addr.wait().unwrap();
     // `v` was still held by a handle, so that consumer got a copy...
-    let moved = rt.spawn(|v: Vec<u8>| v.as_ptr() as usize, (v,)).wait().unwrap();
+    let moved = rt
+        .spawn(|v: Vec<u8>| v.as_ptr() as usize, (v,))
+        .wait()
+        .unwrap();
     assert_ne!(first, moved);
     // ...while a value whose only reader is one task is moved to it.
     let w = rt.spawn(|| vec![2u8; 1 << 20], ());
-    let ptr_inside = rt.spawn(|w: Vec<u8>| (w.as_ptr() as usize, w), (w,)).wait().unwrap();
+    let ptr_inside = rt
+        .spawn(|w: Vec<u8>| (w.as_ptr() as usize, w), (w,))
+        .wait()
+        .unwrap();
     assert_eq!(ptr_inside.0, ptr_inside.1.as_ptr() as usize);
 }
 
@@ -67,12 +73,19 @@ fn a_panicking_task_fails_its_dependents_and_the_runtime_goes_on() {
     );
     match dependent.wait() {
         Err(RunError::TaskFailed { task, message }) => {
-            assert!(task.contains("spawn::"), "task name names the closure: {task}");
+            assert!(
+                task.contains("spawn::"),
+                "task name names the closure: {task}"
+            );
             assert!(message.contains("boom"), "{message}");
         }
         other => panic!("expected TaskFailed, got {other:?}"),
     }
-    assert_eq!(ran.load(Ordering::SeqCst), 0, "a cancelled task must not run");
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        0,
+        "a cancelled task must not run"
+    );
     assert_eq!(rt.spawn(add, (1u64, 2u64)).wait().unwrap(), 3);
 }
 
@@ -82,7 +95,10 @@ fn try_spawn_turns_err_into_task_failed() {
     let parse = |s: String| s.parse::<u64>();
     assert_eq!(rt.try_spawn(parse, ("42".to_string(),)).wait().unwrap(), 42);
     let err = rt.try_spawn(parse, ("x".to_string(),)).wait().unwrap_err();
-    assert!(matches!(err, RunError::TaskFailed { ref message, .. } if message.contains("invalid digit")), "{err}");
+    assert!(
+        matches!(err, RunError::TaskFailed { ref message, .. } if message.contains("invalid digit")),
+        "{err}"
+    );
 }
 
 struct ThreadWaker(std::thread::Thread);
@@ -129,7 +145,11 @@ fn recording_turns_spawns_into_ir() {
     dagger_ir::verify(&g).unwrap();
     let text = dagger_ir::to_text(&g);
     assert_eq!(text.matches("call @spawn::add").count(), 2, "{text}");
-    assert_eq!(g.edge_count(), 4, "two constants and one handle per call: {text}");
+    assert_eq!(
+        g.edge_count(),
+        4,
+        "two constants and one handle per call: {text}"
+    );
 }
 
 #[test]
@@ -140,5 +160,8 @@ fn traces_record_each_task() {
     rt.spawn(add, (x, 1u64)).wait().unwrap();
     let trace = rt.stop_trace();
     assert_eq!(trace.events.len(), 2);
-    assert!(trace.events.iter().all(|e| e.name.as_str() == "spawn::add" && e.end_ns >= e.start_ns));
+    assert!(trace
+        .events
+        .iter()
+        .all(|e| e.name.as_str() == "spawn::add" && e.end_ns >= e.start_ns));
 }
