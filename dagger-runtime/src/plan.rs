@@ -11,7 +11,8 @@ use crate::datum::Datum;
 use crate::error::RunError;
 use crate::task::{lookup, Invoke};
 use crate::trace::TaskName;
-use dagger_ir::{topo_order, ConstValue, Graph, NodeId, Op, PassCtx, PassManager, TaskRef};
+use dagger_ir::{topo_order, ConstValue, Graph, Op, PassCtx, PassManager, TaskRef};
+use petgraph::visit::NodeIndexable;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -70,11 +71,10 @@ impl Plan {
         let mut graph = graph.clone();
         PassManager::standard().run(&mut graph, &PassCtx::from_env())?;
         let order = topo_order(&graph)?;
-        let dense: HashMap<NodeId, u32> = order
-            .iter()
-            .enumerate()
-            .map(|(i, &id)| (id, i as u32))
-            .collect();
+        let mut dense = vec![u32::MAX; graph.petgraph().node_bound()];
+        for (i, &id) in order.iter().enumerate() {
+            dense[id.index()] = i as u32;
+        }
         let mut resolved: HashMap<TaskRef, (&'static str, Invoke)> = HashMap::new();
         let mut resolve = |t: TaskRef| -> Result<(&'static str, Invoke), RunError> {
             if let Some(&r) = resolved.get(&t) {
@@ -131,7 +131,7 @@ impl Plan {
             });
             let mut from_tasks = 0;
             for (_, p) in graph.args(id) {
-                let p = dense[&p];
+                let p = dense[p.index()];
                 args.push(p);
                 user_count[p as usize] += 1;
                 if !matches!(
@@ -156,7 +156,7 @@ impl Plan {
                 fill[p as usize] += 1;
             }
         }
-        let outputs = graph.outputs().iter().map(|o| dense[o]).collect();
+        let outputs = graph.outputs().iter().map(|o| dense[o.index()]).collect();
         Ok(Plan {
             kernels,
             arg_start,
