@@ -330,6 +330,14 @@ impl Graph {
         }
     }
 
+    /// How messages name a node: its label in backquotes, else `%<id>`.
+    pub fn display_name(&self, id: NodeId) -> String {
+        match self.node(id).and_then(|n| n.label.as_deref()) {
+            Some(l) => format!("`{l}`"),
+            None => format!("%{}", id.index()),
+        }
+    }
+
     /// The underlying petgraph graph, for algorithms that want it directly.
     pub fn petgraph(&self) -> &StableDiGraph<Node, Port, u32> {
         &self.g

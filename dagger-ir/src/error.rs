@@ -1,0 +1,98 @@
+//! Errors of the IR: each names the node, task or file position at fault.
+
+/// What is wrong with a graph or a graph file.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum IrError {
+    /// The graph has a cycle; `path` lists its nodes, first repeated at the end.
+    #[error("graph has a cycle: {}", path.join(" -> "))]
+    Cycle {
+        /// The nodes around the cycle.
+        path: Vec<String>,
+    },
+    /// A call has the wrong number of arguments.
+    #[error("node {node} calls `{task}` with {found} arguments, but it takes {expected}")]
+    Arity {
+        /// The calling node.
+        node: String,
+        /// The task.
+        task: String,
+        /// Parameters of the task.
+        expected: usize,
+        /// Arguments given.
+        found: usize,
+    },
+    /// An argument position is fed twice, or not at all.
+    #[error("node {node} calling `{task}`: argument {port} is {problem}")]
+    BadArgument {
+        /// The calling node.
+        node: String,
+        /// The task.
+        task: String,
+        /// The argument position.
+        port: u32,
+        /// "missing" or "given twice".
+        problem: &'static str,
+    },
+    /// An argument's type is not the parameter's.
+    #[error("node {node}: argument {port} of `{task}` must be {expected}, but {producer} produces {found}")]
+    TypeMismatch {
+        /// The calling node.
+        node: String,
+        /// The task.
+        task: String,
+        /// The argument position.
+        port: u32,
+        /// The parameter type.
+        expected: String,
+        /// The argument's type.
+        found: String,
+        /// The node producing the argument.
+        producer: String,
+    },
+    /// A graph file names a node that it does not define.
+    #[error("{context} refers to unknown node `{name}`")]
+    UnknownNode {
+        /// The unknown id.
+        name: String,
+        /// Where it was used.
+        context: String,
+    },
+    /// A graph file calls a task missing from its task table.
+    #[error("node `{node}` calls unknown task `{task}` (not in the file's \"tasks\")")]
+    UnknownTask {
+        /// The calling node.
+        node: String,
+        /// The task name.
+        task: String,
+    },
+    /// Two nodes or tasks of a graph file have the same name.
+    #[error("duplicate {what} `{name}`")]
+    Duplicate {
+        /// "node id" or "task".
+        what: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// A node that cannot have arguments has some, or an output is not a node.
+    #[error("node {node}: {message}")]
+    Malformed {
+        /// The node.
+        node: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A graph file is not valid JSON or not of the expected shape.
+    #[error("malformed graph file: {0}")]
+    Json(String),
+    /// A pass failed.
+    #[error("pass `{pass}` failed: {message}")]
+    Pass {
+        /// The pass.
+        pass: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Result of IR operations.
+pub type Result<T> = std::result::Result<T, IrError>;

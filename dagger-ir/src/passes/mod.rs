@@ -1,0 +1,25 @@
+//! The IR passes, one per file. Each is a `PassFn`: it rewrites the graph in
+//! place and reports how much it changed.
+//!
+//! - [`verify_pass`]: runs the [verifier](crate::verify); changes nothing.
+//! - [`dce`]: drops pure nodes whose values reach no output.
+//! - [`cse`]: merges calls of the same pure task on the same arguments.
+//! - [`fuse`]: merges linear chains of cheap tasks into one node.
+
+mod cse;
+mod dce;
+mod fuse;
+
+pub use cse::cse;
+pub use dce::dce;
+pub use fuse::fuse;
+
+use crate::error::Result;
+use crate::graph::Graph;
+use crate::pass::{PassCtx, Report};
+
+/// The verifier as a pass.
+pub fn verify_pass(g: &mut Graph, _ctx: &PassCtx) -> Result<Report> {
+    crate::verify(g)?;
+    Ok(Report::new("verify", 0))
+}
