@@ -51,7 +51,8 @@ unsafe impl Sync for Out {}
 fn merge(a: Arc<Vec<u64>>, b: Arc<Vec<u64>>) -> Vec<u64> {
     let n = a.len() + b.len();
     let mut out: Vec<u64> = Vec::with_capacity(n);
-    merge_into(a, 0..a.len(), b, 0..b.len(), Out(out.as_mut_ptr()));
+    let (ra, rb) = (0..a.len(), 0..b.len());
+    merge_into(a, ra, b, rb, Out(out.as_mut_ptr()));
     // SAFETY: merge_into has written all n elements before returning.
     unsafe { out.set_len(n) };
     out

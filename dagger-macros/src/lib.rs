@@ -1,1 +1,64 @@
+//! Procedural macros of Dagger for Rust: [`macro@task`] and [`dag!`].
+//!
+//! Use them through the `dagger` crate (`use dagger::prelude::*;`): the code
+//! they generate refers to `::dagger::...`.
 
+mod dag;
+mod task;
+
+use proc_macro::TokenStream;
+
+/// Turns a free function into a task.
+///
+/// ```ignore
+/// #[task(pure, cost = 2e-9 * text.len() as f64)]
+/// fn tokenize(text: String) -> Vec<String> { ... }
+/// ```
+///
+/// The function stays an ordinary function. Next to it the macro registers a
+/// task named `module::path::tokenize` (found by name at run time) and a
+/// type of the same name whose `on(&builder).node(..)` adds a call to a
+/// graph with typed handles, which is what `dag!{}` expands to.
+///
+/// Options, comma-separated:
+/// - `pure`: no side effects, so equal calls may be merged and unused ones dropped;
+/// - `cost = <expr>`: estimated seconds; the expression may use the
+///   parameters (by reference), e.g. `cost = 1e-9 * v.len() as f64`;
+/// - `device = "cpu" | "gpu" | "any"` (default `any`).
+///
+/// A function returning `Result<T, E>` (with `E: Display`) is a task of
+/// output `T`; returning `Err` fails the run with `RunError::TaskFailed`.
+/// Parameters must be plain names; types must be `Clone + Send + Sync + 'static`.
+#[proc_macro_attribute]
+pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let args = syn::parse_macro_input!(attr as task::TaskArgs);
+    let func = syn::parse_macro_input!(item as syn::ItemFn);
+    task::expand(args, func).unwrap_or_else(syn::Error::into_compile_error).into()
+}
+
+/// Builds a typed graph, a `Dag<Inputs, Outputs>`, in macro syntax.
+///
+/// ```ignore
+/// let g: Dag<(String,), (Vec<String>, usize)> = dag! {
+///     input doc: String;             // graph inputs, in order
+///     let w = tokenize(doc);         // a task call, bound to a name
+///     let n = scale(count(w), 3);    // calls nest; 3 is a constant
+///     (w, n)                         // the outputs: a value or a tuple
+/// };
+/// let (words, n) = runtime.run(&g, ("a b c".to_string(),))?;
+/// ```
+///
+/// In argument position, a name bound by `input` or `let` is that graph
+/// value; `path(args)` is a task call; anything else (a literal, a variable
+/// of the enclosing scope, `{ block }`) is a constant evaluated once when
+/// the graph is built. To pass the result of an ordinary function call as a
+/// constant, write it in braces: `{ load_config() }`.
+///
+/// Wiring is checked by the Rust compiler at the user's code: an unknown
+/// task, a wrong number of arguments, an argument of the wrong type, a name
+/// used before its binding and a name bound twice are compile errors.
+#[proc_macro]
+pub fn dag(input: TokenStream) -> TokenStream {
+    let body = syn::parse_macro_input!(input as dag::DagBody);
+    dag::expand(body).unwrap_or_else(syn::Error::into_compile_error).into()
+}

@@ -1,0 +1,177 @@
+//! `dag!{}`: a graph in macro syntax, wired through typed handles.
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{quote, quote_spanned, ToTokens};
+use std::collections::HashSet;
+use syn::parse::{Parse, ParseStream};
+use syn::spanned::Spanned;
+use syn::{Expr, ExprCall, ExprPath, Ident, Token, Type};
+
+/// A parsed `dag!{}` body.
+pub struct DagBody {
+    stmts: Vec<Stmt>,
+    output: Expr,
+}
+
+enum Stmt {
+    Input { name: Ident, ty: Type },
+    Let { name: Ident, value: Expr },
+}
+
+impl Stmt {
+    fn name(&self) -> &Ident {
+        match self {
+            Stmt::Input { name, .. } | Stmt::Let { name, .. } => name,
+        }
+    }
+}
+
+impl Parse for DagBody {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let mut stmts = Vec::new();
+        loop {
+            if input.is_empty() {
+                return Err(input.error("a dag must end with its output: a name, a task call or a tuple of them"));
+            }
+            if input.peek(Token![let]) {
+                input.parse::<Token![let]>()?;
+                let name: Ident = input.parse()?;
+                input.parse::<Token![=]>()?;
+                let value: Expr = input.parse()?;
+                input.parse::<Token![;]>()?;
+                stmts.push(Stmt::Let { name, value });
+            } else if input.peek(Ident) && input.peek2(Ident) && input.fork().parse::<Ident>()? == "input" {
+                input.parse::<Ident>()?;
+                let name: Ident = input.parse()?;
+                input.parse::<Token![:]>()?;
+                let ty: Type = input.parse()?;
+                input.parse::<Token![;]>()?;
+                stmts.push(Stmt::Input { name, ty });
+            } else {
+                let output: Expr = input.parse()?;
+                if input.peek(Token![;]) {
+                    input.parse::<Token![;]>()?;
+                }
+                if !input.is_empty() {
+                    return Err(input.error("unexpected tokens after the dag's output expression"));
+                }
+                return Ok(DagBody { stmts, output });
+            }
+        }
+    }
+}
+
+/// Expansion state: names bound so far, names bound anywhere.
+struct Scope {
+    builder: Ident,
+    bound: HashSet<String>,
+    all: HashSet<String>,
+}
+
+/// Expands a `dag!{}` body.
+pub fn expand(body: DagBody) -> syn::Result<TokenStream> {
+    let builder = Ident::new("__dagger_builder", Span::mixed_site());
+    let mut scope = Scope {
+        builder: builder.clone(),
+        bound: HashSet::new(),
+        all: body.stmts.iter().map(|s| s.name().to_string()).collect(),
+    };
+    let mut lines = Vec::new();
+    let mut input_types = Vec::new();
+    for stmt in &body.stmts {
+        let name = stmt.name();
+        let key = name.to_string();
+        let label = key.clone();
+        match stmt {
+            Stmt::Input { ty, .. } => {
+                lines.push(quote_spanned! {name.span()=>
+                    let #name: ::dagger::__private::Value<#ty> = #builder.input::<#ty>(#label);
+                });
+                input_types.push(ty.clone());
+            }
+            Stmt::Let { value, .. } => {
+                let value = scope.value(value)?;
+                lines.push(quote! { let #name = #builder.name(#value, #label); });
+            }
+        }
+        if !scope.bound.insert(key) {
+            return Err(syn::Error::new(
+                name.span(),
+                format!("duplicate binding `{name}` in this dag: each name is bound once"),
+            ));
+        }
+    }
+    let output = match &body.output {
+        Expr::Tuple(t) => {
+            let items = t.elems.iter().map(|e| scope.value(e)).collect::<syn::Result<Vec<_>>>()?;
+            quote!((#(#items,)*))
+        }
+        other => scope.value(other)?,
+    };
+    Ok(quote! {{
+        let #builder = ::dagger::__private::GraphBuilder::new();
+        #(#lines)*
+        #builder.finish::<(#(#input_types,)*), _>(#output)
+    }})
+}
+
+impl Scope {
+    /// The tokens making the handle of one dag expression.
+    fn value(&self, expr: &Expr) -> syn::Result<TokenStream> {
+        let b = &self.builder;
+        match expr {
+            Expr::Call(call) => self.call(call),
+            Expr::Paren(p) => self.value(&p.expr),
+            Expr::Path(p) if p.path.get_ident().is_some() => {
+                let ident = p.path.get_ident().expect("checked");
+                let key = ident.to_string();
+                if self.bound.contains(&key) {
+                    Ok(ident.to_token_stream())
+                } else if self.all.contains(&key) {
+                    Err(syn::Error::new(
+                        ident.span(),
+                        format!("`{ident}` is used before its binding in this dag"),
+                    ))
+                } else {
+                    Ok(quote_spanned!(ident.span()=> #b.constant(#ident)))
+                }
+            }
+            Expr::Lit(lit) => {
+                let text = lit.to_token_stream().to_string();
+                Ok(quote_spanned!(lit.span()=> #b.constant_labeled(#lit, #text)))
+            }
+            other => {
+                self.check_no_early_use(other.to_token_stream())?;
+                Ok(quote_spanned!(other.span()=> #b.constant(#other)))
+            }
+        }
+    }
+
+    /// A task call: `path(args)` becomes `path::on(&builder).node(args)`.
+    fn call(&self, call: &ExprCall) -> syn::Result<TokenStream> {
+        let Expr::Path(ExprPath { path, .. }) = &*call.func else {
+            return Err(syn::Error::new(
+                call.func.span(),
+                "a dag calls tasks by name, e.g. `count(words)`; wrap other Rust expressions in braces: `{ ... }`",
+            ));
+        };
+        let args = call.args.iter().map(|a| self.value(a)).collect::<syn::Result<Vec<_>>>()?;
+        let b = &self.builder;
+        let on = quote_spanned!(path.span()=> #path::on(&#b));
+        Ok(quote_spanned!(call.paren_token.span.join()=> #on.node(#(#args),*)))
+    }
+
+    /// Rejects a constant expression that mentions a dag name bound later.
+    fn check_no_early_use(&self, tokens: TokenStream) -> syn::Result<()> {
+        for t in tokens {
+            match t {
+                TokenTree::Ident(i) if !self.bound.contains(&i.to_string()) && self.all.contains(&i.to_string()) => {
+                    return Err(syn::Error::new(i.span(), format!("`{i}` is used before its binding in this dag")));
+                }
+                TokenTree::Group(g) => self.check_no_early_use(g.stream())?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
