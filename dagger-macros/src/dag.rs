@@ -108,10 +108,12 @@ pub fn expand(body: DagBody) -> syn::Result<TokenStream> {
         }
         other => scope.value(other)?,
     };
+    let out = Ident::new("__dagger_outputs", Span::mixed_site());
     Ok(quote! {{
         let #builder = ::dagger::__private::GraphBuilder::new();
         #(#lines)*
-        #builder.finish::<(#(#input_types,)*), _>(#output)
+        let #out = #output;
+        #builder.finish::<(#(#input_types,)*), _>(#out)
     }})
 }
 
@@ -133,7 +135,7 @@ impl Scope {
                         format!("`{ident}` is used before its binding in this dag"),
                     ))
                 } else {
-                    Ok(quote_spanned!(ident.span()=> #b.constant(#ident)))
+                    Ok(self.constant(expr))
                 }
             }
             Expr::Lit(lit) => {
@@ -142,9 +144,20 @@ impl Scope {
             }
             other => {
                 self.check_no_early_use(other.to_token_stream())?;
-                Ok(quote_spanned!(other.span()=> #b.constant(#other)))
+                Ok(self.constant(other))
             }
         }
+    }
+
+    /// A constant: the expression is evaluated once, when the graph is built.
+    fn constant(&self, expr: &Expr) -> TokenStream {
+        let b = &self.builder;
+        let value = Ident::new("__dagger_constant", Span::mixed_site());
+        quote_spanned! {expr.span()=> {
+            #[allow(unused_braces)]
+            let #value = #expr;
+            #b.constant(#value)
+        }}
     }
 
     /// A task call: `path(args)` becomes `path::on(&builder).node(args)`.

@@ -1,0 +1,154 @@
+//! `#[task]` and `dag!{}` end to end: graphs built in macro syntax run on the
+//! runtime, with the values, names, hints and errors the docs promise.
+
+use dagger::prelude::*;
+use dagger::{ir, Task};
+
+/// Splits text into words.
+#[task(pure, cost = 1e-9 * text.len() as f64)]
+fn tokenize(text: String) -> Vec<String> {
+    text.split_whitespace().map(str::to_string).collect()
+}
+
+#[task]
+fn count(words: Vec<String>) -> usize {
+    words.len()
+}
+
+#[task(device = "cpu", cost = 2e-6)]
+fn scale(n: usize, factor: usize) -> usize {
+    n * factor
+}
+
+#[task]
+fn parse(text: String) -> Result<u64, std::num::ParseIntError> {
+    text.trim().parse::<u64>()
+}
+
+#[task]
+fn plus(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+mod nested {
+    use dagger::prelude::*;
+
+    /// A task in another module, called by path.
+    #[task(pure)]
+    pub fn shout(s: String) -> String {
+        s.to_uppercase()
+    }
+}
+
+#[test]
+fn a_dag_with_inputs_nested_calls_and_tuple_outputs_runs() {
+    let g = dag! {
+        input doc: String;
+        input factor: usize;
+        let w = tokenize(doc);
+        let n = scale(count(w), factor);
+        (w, n)
+    };
+    let rt = Runtime::new();
+    let (words, n) = rt.run(&g, ("the quick brown fox".to_string(), 10)).unwrap();
+    assert_eq!(words, vec!["the", "quick", "brown", "fox"]);
+    assert_eq!(n, 40);
+    let (_, n) = rt.run(&g, ("a b".to_string(), 3)).unwrap();
+    assert_eq!(n, 6, "a dag runs again with new inputs");
+}
+
+#[test]
+fn constants_come_from_literals_variables_and_blocks() {
+    let doc = String::from("one two three");
+    let suffix = " four";
+    let g = dag! {
+        let a = count(tokenize(doc));
+        let b = count(tokenize({ format!("x{suffix}") }));
+        let s = scale(a, 2);
+        let t = nested::shout("hi".to_string());
+        (s, b, t)
+    };
+    assert_eq!(Runtime::new().run(&g, ()).unwrap(), (6, 2, "HI".to_string()));
+}
+
+#[test]
+fn err_from_a_task_fails_the_run_naming_the_task() {
+    let g = dag! {
+        input a: String;
+        input b: String;
+        plus(parse(a), parse(b))
+    };
+    let rt = Runtime::new();
+    assert_eq!(rt.run(&g, ("40".into(), "2".into())).unwrap(), 42);
+    match rt.run(&g, ("40".into(), "two".into())) {
+        Err(RunError::TaskFailed { task, message }) => {
+            assert_eq!(task, "macros::parse");
+            assert_eq!(message, "invalid digit found in string");
+        }
+        other => panic!("expected TaskFailed, got {other:?}"),
+    }
+}
+
+#[test]
+fn tasks_are_registered_with_their_hints_and_stay_callable() {
+    assert_eq!(count(vec!["a".into(), "b".into()]), 2, "a task is still a plain function");
+    let def = dagger_runtime::task::lookup("macros::tokenize").expect("registered by name");
+    assert!(def.pure);
+    let sig = def.sig();
+    assert_eq!(sig.params, vec!["String"]);
+    assert_eq!(sig.output, "Vec<String>");
+    assert_eq!(sig.cost, ir::Cost::Dynamic);
+    match def.cost {
+        dagger_runtime::task::CostHint::Dynamic(f) => {
+            let args = [dagger::Datum::new("x".repeat(1000))];
+            assert!((f(&args) - 1e-6).abs() < 1e-12);
+        }
+        other => panic!("expected a dynamic cost, got {other:?}"),
+    }
+    let scale_def = <scale<'static> as Task>::def();
+    assert_eq!(scale_def.name, "macros::scale");
+    assert_eq!(scale_def.device, ir::Device::Cpu);
+    assert_eq!(scale_def.sig().cost, ir::Cost::Seconds(2e-6));
+    assert_eq!(<parse<'static> as Task>::def().sig().output, "u64", "Result<T, E> tasks output T");
+    assert!(dagger::task_registry().iter().any(|d| d.name == "macros::nested::shout"));
+}
+
+#[test]
+fn the_ir_names_tasks_and_bindings() {
+    let g = dag! {
+        input doc: String;
+        let words = tokenize(doc);
+        let n = count(words);
+        n
+    };
+    assert_eq!(
+        g.graph().to_string(),
+        "graph(%0: String) -> (usize) {
+  task @macros::tokenize(String) -> Vec<String>  cost=dynamic pure
+  task @macros::count(Vec<String>) -> usize
+  %0 = input 0 : String  // doc
+  %1 = call @macros::tokenize(%0) : Vec<String>  // words
+  %2 = call @macros::count(%1) : usize  // n
+  return %2
+}
+"
+    );
+}
+
+#[test]
+fn spawn_records_the_same_ir_as_dag() {
+    let g = dag! {
+        let w = tokenize({ "a b c".to_string() });
+        let n = count(w);
+        n
+    };
+    let rt = Runtime::new();
+    rt.start_recording();
+    let w = rt.spawn(tokenize, ("a b c".to_string(),));
+    let n = rt.spawn(count, (w,));
+    let recorded = rt.stop_recording(&[&n]);
+    assert_eq!(n.wait().unwrap(), 3);
+    // The same graph, but for the names `dag!` gives its bindings.
+    let strip = |s: String| s.lines().map(|l| l.split("  //").next().unwrap().to_string()).collect::<Vec<_>>();
+    assert_eq!(strip(recorded.to_string()), strip(g.graph().to_string()));
+}
