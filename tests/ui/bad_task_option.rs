@@ -1,0 +1,13 @@
+use dagger::prelude::*;
+
+#[task(fast)]
+fn a(n: u64) -> u64 {
+    n
+}
+
+#[task(device = "tpu")]
+fn b(n: u64) -> u64 {
+    n
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use dagger::prelude::*;
+
+#[task]
+fn identity<T: Clone>(x: T) -> T {
+    x
+}
+
+fn main() {}
