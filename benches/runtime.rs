@@ -70,7 +70,13 @@ fn reduce_tree(b: &GraphBuilder, mut level: Vec<Value<u64>>) -> Value<u64> {
     while level.len() > 1 {
         level = level
             .chunks(2)
-            .map(|p| if p.len() == 2 { add::on(b).node(p[0], p[1]) } else { p[0] })
+            .map(|p| {
+                if p.len() == 2 {
+                    add::on(b).node(p[0], p[1])
+                } else {
+                    p[0]
+                }
+            })
             .collect();
     }
     level[0]
@@ -195,7 +201,10 @@ fn best<R>(reps: usize, mut f: impl FnMut() -> R) -> f64 {
 
 fn row(shape: &str, tasks: usize, ours: f64, rayon: f64) {
     let (a, b) = (ours * 1e9 / tasks as f64, rayon * 1e9 / tasks as f64);
-    println!("| {shape:<26} | {tasks:>9} | {a:>10.1} | {b:>10.1} | {:>6.2}x |", a / b);
+    println!(
+        "| {shape:<26} | {tasks:>9} | {a:>10.1} | {b:>10.1} | {:>6.2}x |",
+        a / b
+    );
 }
 
 fn main() {
@@ -208,7 +217,10 @@ fn main() {
         .num_threads(rt.threads())
         .build()
         .expect("rayon pool");
-    println!("runtime overhead, {} threads (dagger and rayon alike), best of 3\n", rt.threads());
+    println!(
+        "runtime overhead, {} threads (dagger and rayon alike), best of 3\n",
+        rt.threads()
+    );
     println!("| shape                      |     tasks | dagger ns/task | rayon ns/task | ratio |");
     println!("|----------------------------|-----------|------------|------------|---------|");
 
@@ -216,13 +228,20 @@ fn main() {
     let tasks = g.plan().expect("compiles").task_count();
     let ours = best(3, || rt.run(&g, ()).expect("wide runs"));
     let theirs = best(3, || {
-        pool.install(|| (0..n / 2).into_par_iter().map(|i| black_box(i as u64)).reduce(|| 0, u64::wrapping_add))
+        pool.install(|| {
+            (0..n / 2)
+                .into_par_iter()
+                .map(|i| black_box(i as u64))
+                .reduce(|| 0, u64::wrapping_add)
+        })
     });
     row("wide fan-out/fan-in", tasks, ours, theirs);
 
     let depth = (n as f64).log2().round() as u32;
     let tasks = (1usize << (depth + 1)) - 1;
-    let ours = best(3, || rt.spawn(tree_spawn, (depth,)).wait().expect("tree runs"));
+    let ours = best(3, || {
+        rt.spawn(tree_spawn, (depth,)).wait().expect("tree runs")
+    });
     let theirs = best(3, || pool.install(|| tree_rayon(depth)));
     row("binary tree (spawn/join)", tasks, ours, theirs);
 

@@ -59,7 +59,13 @@ fn merge(a: Arc<Vec<u64>>, b: Arc<Vec<u64>>) -> Vec<u64> {
 }
 
 /// Merges `a[ra]` and `b[rb]` into `out[0..ra.len() + rb.len()]`.
-fn merge_into(a: Arc<Vec<u64>>, ra: std::ops::Range<usize>, b: Arc<Vec<u64>>, rb: std::ops::Range<usize>, out: Out) {
+fn merge_into(
+    a: Arc<Vec<u64>>,
+    ra: std::ops::Range<usize>,
+    b: Arc<Vec<u64>>,
+    rb: std::ops::Range<usize>,
+    out: Out,
+) {
     let n = ra.len() + rb.len();
     if n <= MERGE_CUTOFF {
         // SAFETY: `out` points to at least n writable elements owned by this call.
@@ -171,10 +177,16 @@ fn bench(rt: &Runtime, sizes: &[usize]) -> Result<(), RunError> {
 fn main() -> Result<(), RunError> {
     let rt = Runtime::new();
     if std::env::args().any(|a| a == "--bench") {
-        println!("merge sort of random u64, {} threads for dagger and rayon\n", rt.threads());
+        println!(
+            "merge sort of random u64, {} threads for dagger and rayon\n",
+            rt.threads()
+        );
         return bench(&rt, &[10_000_000, 100_000_000]);
     }
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10_000_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000_000);
     let data = random_u64(n, 7);
     let checksum: u128 = data.iter().map(|&x| x as u128).sum();
     println!("mergesort: {n} u64 on {} workers", rt.threads());
@@ -184,8 +196,15 @@ fn main() -> Result<(), RunError> {
     let took = t.elapsed();
 
     assert_eq!(sorted.len(), n, "length changed");
-    assert!(sorted.windows(2).all(|w| w[0] <= w[1]), "output is not sorted");
-    assert_eq!(sorted.iter().map(|&x| x as u128).sum::<u128>(), checksum, "elements changed");
+    assert!(
+        sorted.windows(2).all(|w| w[0] <= w[1]),
+        "output is not sorted"
+    );
+    assert_eq!(
+        sorted.iter().map(|&x| x as u128).sum::<u128>(),
+        checksum,
+        "elements changed"
+    );
     println!(
         "sorted in {:.1} ms ({:.1} M elements/s); sortedness and checksum verified",
         took.as_secs_f64() * 1e3,

@@ -32,7 +32,9 @@ impl Summary {
         self.sum / self.n as f64
     }
     fn std_dev(&self) -> f64 {
-        (self.sum_sq / self.n as f64 - self.mean().powi(2)).max(0.0).sqrt()
+        (self.sum_sq / self.n as f64 - self.mean().powi(2))
+            .max(0.0)
+            .sqrt()
     }
 }
 
@@ -47,10 +49,12 @@ fn read_station(station: u64) -> Vec<f64> {
             s ^= s >> 7;
             s ^= s << 17;
             let noise = (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
-            if s % 1000 == 0 {
+            if s.is_multiple_of(1000) {
                 -999.0
             } else {
-                12.0 + station as f64 + 6.0 * (t as f64 / 86_400.0 * std::f64::consts::TAU).sin() + noise
+                12.0 + station as f64
+                    + 6.0 * (t as f64 / 86_400.0 * std::f64::consts::TAU).sin()
+                    + noise
             }
         })
         .collect()
@@ -59,27 +63,51 @@ fn read_station(station: u64) -> Vec<f64> {
 /// Drops glitches: readings outside -60..60 °C.
 #[task(pure, cost = 1e-4)]
 fn clean(readings: Vec<f64>) -> Vec<f64> {
-    readings.into_iter().filter(|r| (-60.0..60.0).contains(r)).collect()
+    readings
+        .into_iter()
+        .filter(|r| (-60.0..60.0).contains(r))
+        .collect()
 }
 
 /// Summarises readings.
 #[task(pure, cost = 1e-4)]
 fn summarise(readings: Vec<f64>) -> Summary {
     readings.iter().fold(
-        Summary { n: 0, sum: 0.0, sum_sq: 0.0, min: f64::INFINITY, max: f64::NEG_INFINITY },
-        |s, &r| Summary { n: s.n + 1, sum: s.sum + r, sum_sq: s.sum_sq + r * r, min: s.min.min(r), max: s.max.max(r) },
+        Summary {
+            n: 0,
+            sum: 0.0,
+            sum_sq: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        },
+        |s, &r| Summary {
+            n: s.n + 1,
+            sum: s.sum + r,
+            sum_sq: s.sum_sq + r * r,
+            min: s.min.min(r),
+            max: s.max.max(r),
+        },
     )
 }
 
 /// Merges two summaries.
 #[task(pure)]
 fn merge(a: Summary, b: Summary) -> Summary {
-    Summary { n: a.n + b.n, sum: a.sum + b.sum, sum_sq: a.sum_sq + b.sum_sq, min: a.min.min(b.min), max: a.max.max(b.max) }
+    Summary {
+        n: a.n + b.n,
+        sum: a.sum + b.sum,
+        sum_sq: a.sum_sq + b.sum_sq,
+        min: a.min.min(b.min),
+        max: a.max.max(b.max),
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rt = Runtime::new();
-    println!("quickstart: {} worker threads (every local core; no GPU or peers are used)\n", rt.threads());
+    println!(
+        "quickstart: {} worker threads (every local core; no GPU or peers are used)\n",
+        rt.threads()
+    );
 
     let pipeline = dag! {
         input first: u64;
@@ -98,7 +126,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (station0, all) = rt.run(&pipeline, (0,))?;
     let trace = rt.stop_trace();
 
-    println!("station 0: {} readings, mean {:.2} °C", station0.n, station0.mean());
+    println!(
+        "station 0: {} readings, mean {:.2} °C",
+        station0.n,
+        station0.mean()
+    );
     println!(
         "all stations: {} readings, mean {:.2} °C, std dev {:.2}, min {:.2}, max {:.2}",
         all.n,
@@ -117,8 +149,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     let mut it = parts.into_iter();
-    let (p0, p1, p2, p3) = (it.next().unwrap(), it.next().unwrap(), it.next().unwrap(), it.next().unwrap());
-    let total = rt.spawn(merge, (rt.spawn(merge, (p0, p1)), rt.spawn(merge, (p2, p3)))).wait()?;
+    let (p0, p1, p2, p3) = (
+        it.next().unwrap(),
+        it.next().unwrap(),
+        it.next().unwrap(),
+        it.next().unwrap(),
+    );
+    let total = rt
+        .spawn(
+            merge,
+            (rt.spawn(merge, (p0, p1)), rt.spawn(merge, (p2, p3))),
+        )
+        .wait()?;
     assert_eq!(total, all, "dag! and spawn must agree");
     println!("spawned version agrees: {} readings", total.n);
 

@@ -51,7 +51,7 @@ fn corpus(bytes: usize, seed: u64) -> String {
         let u = (state >> 11) as f64 / (1u64 << 53) as f64;
         let rank = (5000f64.powf(u) as usize).saturating_sub(1).min(4999);
         text.push_str(&vocab[rank]);
-        text.push(if state % 13 == 0 { '\n' } else { ' ' });
+        text.push(if state.is_multiple_of(13) { '\n' } else { ' ' });
     }
     text
 }
@@ -116,7 +116,10 @@ fn main() -> Result<(), RunError> {
     let expected = count_words(text.clone());
     let sequential = t.elapsed();
 
-    assert_eq!(counts, expected, "MapReduce counts differ from the sequential count");
+    assert_eq!(
+        counts, expected,
+        "MapReduce counts differ from the sequential count"
+    );
     let total: u64 = counts.values().sum();
     let mut top: Vec<_> = counts.iter().collect();
     top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));

@@ -33,8 +33,8 @@
 //! [`dagger_runtime`] (executor, CPU pool, traces), `dagger_macros` (`#[task]`, `dag!`).
 
 pub use dagger_ir as ir;
-pub use dagger_runtime::task::registered as task_registry;
 pub use dagger_macros::{dag, task};
+pub use dagger_runtime::task::registered as task_registry;
 pub use dagger_runtime::{
     spawn, try_spawn, Dag, Data, Datum, GraphBuilder, Handle, Inputs, Outputs, RunError, Runtime,
     RuntimeBuilder, Task, TaskDef, Trace, Value,
@@ -48,8 +48,8 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     //! Items generated code refers to; not a public API.
+    pub use dagger_ir::{type_name, Device};
     pub use dagger_runtime::task::{take_arg, CostHint, Invoke, TaskRegistration};
     pub use dagger_runtime::{Datum, GraphBuilder, Task, TaskDef, Value};
-    pub use dagger_ir::{type_name, Device};
     pub use inventory;
 }

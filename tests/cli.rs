@@ -19,8 +19,14 @@ fn dagger(args: &[&str]) -> (bool, String, String) {
 fn ir_prints_a_valid_graph_as_text_and_dot() {
     let (ok, text, err) = dagger(&["ir", "examples/graphs/wordcount.json"]);
     assert!(ok, "{err}");
-    assert!(text.contains("call @wordcount::merge_counts(%2, %3)"), "{text}");
-    assert!(text.contains("task @wordcount::count_words(String) -> HashMap<String, u64>"), "{text}");
+    assert!(
+        text.contains("call @wordcount::merge_counts(%2, %3)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("task @wordcount::count_words(String) -> HashMap<String, u64>"),
+        "{text}"
+    );
     let (ok, dot, err) = dagger(&["ir", "examples/graphs/wordcount.json", "--dot"]);
     assert!(ok, "{err}");
     assert!(dot.starts_with("digraph"), "{dot}");
@@ -41,7 +47,10 @@ fn ir_rejects_a_cycle_naming_it() {
 fn ir_rejects_a_type_mismatch_naming_both_types() {
     let (ok, _, err) = dagger(&["ir", "examples/graphs/type_mismatch.json"]);
     assert!(!ok);
-    assert!(err.contains("u64") && err.contains("String") && err.contains("demo::shout"), "{err}");
+    assert!(
+        err.contains("u64") && err.contains("String") && err.contains("demo::shout"),
+        "{err}"
+    );
 }
 
 #[test]

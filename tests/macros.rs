@@ -68,7 +68,10 @@ fn constants_come_from_literals_variables_and_blocks() {
         let t = nested::shout("hi".to_string());
         (s, b, t)
     };
-    assert_eq!(Runtime::new().run(&g, ()).unwrap(), (6, 2, "HI".to_string()));
+    assert_eq!(
+        Runtime::new().run(&g, ()).unwrap(),
+        (6, 2, "HI".to_string())
+    );
 }
 
 #[test]
@@ -91,7 +94,11 @@ fn err_from_a_task_fails_the_run_naming_the_task() {
 
 #[test]
 fn tasks_are_registered_with_their_hints_and_stay_callable() {
-    assert_eq!(count(vec!["a".into(), "b".into()]), 2, "a task is still a plain function");
+    assert_eq!(
+        count(vec!["a".into(), "b".into()]),
+        2,
+        "a task is still a plain function"
+    );
     let def = dagger_runtime::task::lookup("macros::tokenize").expect("registered by name");
     assert!(def.pure);
     let sig = def.sig();
@@ -109,8 +116,14 @@ fn tasks_are_registered_with_their_hints_and_stay_callable() {
     assert_eq!(scale_def.name, "macros::scale");
     assert_eq!(scale_def.device, ir::Device::Cpu);
     assert_eq!(scale_def.sig().cost, ir::Cost::Seconds(2e-6));
-    assert_eq!(<parse<'static> as Task>::def().sig().output, "u64", "Result<T, E> tasks output T");
-    assert!(dagger::task_registry().iter().any(|d| d.name == "macros::nested::shout"));
+    assert_eq!(
+        <parse<'static> as Task>::def().sig().output,
+        "u64",
+        "Result<T, E> tasks output T"
+    );
+    assert!(dagger::task_registry()
+        .iter()
+        .any(|d| d.name == "macros::nested::shout"));
 }
 
 #[test]
@@ -149,6 +162,10 @@ fn spawn_records_the_same_ir_as_dag() {
     let recorded = rt.stop_recording(&[&n]);
     assert_eq!(n.wait().unwrap(), 3);
     // The same graph, but for the names `dag!` gives its bindings.
-    let strip = |s: String| s.lines().map(|l| l.split("  //").next().unwrap().to_string()).collect::<Vec<_>>();
+    let strip = |s: String| {
+        s.lines()
+            .map(|l| l.split("  //").next().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(strip(recorded.to_string()), strip(g.graph().to_string()));
 }

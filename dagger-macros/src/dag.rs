@@ -31,7 +31,9 @@ impl Parse for DagBody {
         let mut stmts = Vec::new();
         loop {
             if input.is_empty() {
-                return Err(input.error("a dag must end with its output: a name, a task call or a tuple of them"));
+                return Err(input.error(
+                    "a dag must end with its output: a name, a task call or a tuple of them",
+                ));
             }
             if input.peek(Token![let]) {
                 input.parse::<Token![let]>()?;
@@ -40,7 +42,10 @@ impl Parse for DagBody {
                 let value: Expr = input.parse()?;
                 input.parse::<Token![;]>()?;
                 stmts.push(Stmt::Let { name, value });
-            } else if input.peek(Ident) && input.peek2(Ident) && input.fork().parse::<Ident>()? == "input" {
+            } else if input.peek(Ident)
+                && input.peek2(Ident)
+                && input.fork().parse::<Ident>()? == "input"
+            {
                 input.parse::<Ident>()?;
                 let name: Ident = input.parse()?;
                 input.parse::<Token![:]>()?;
@@ -103,7 +108,11 @@ pub fn expand(body: DagBody) -> syn::Result<TokenStream> {
     }
     let output = match &body.output {
         Expr::Tuple(t) => {
-            let items = t.elems.iter().map(|e| scope.value(e)).collect::<syn::Result<Vec<_>>>()?;
+            let items = t
+                .elems
+                .iter()
+                .map(|e| scope.value(e))
+                .collect::<syn::Result<Vec<_>>>()?;
             quote!((#(#items,)*))
         }
         other => scope.value(other)?,
@@ -168,7 +177,11 @@ impl Scope {
                 "a dag calls tasks by name, e.g. `count(words)`; wrap other Rust expressions in braces: `{ ... }`",
             ));
         };
-        let args = call.args.iter().map(|a| self.value(a)).collect::<syn::Result<Vec<_>>>()?;
+        let args = call
+            .args
+            .iter()
+            .map(|a| self.value(a))
+            .collect::<syn::Result<Vec<_>>>()?;
         let b = &self.builder;
         let on = quote_spanned!(path.span()=> #path::on(&#b));
         Ok(quote_spanned!(call.paren_token.span.join()=> #on.node(#(#args),*)))
@@ -178,8 +191,14 @@ impl Scope {
     fn check_no_early_use(&self, tokens: TokenStream) -> syn::Result<()> {
         for t in tokens {
             match t {
-                TokenTree::Ident(i) if !self.bound.contains(&i.to_string()) && self.all.contains(&i.to_string()) => {
-                    return Err(syn::Error::new(i.span(), format!("`{i}` is used before its binding in this dag")));
+                TokenTree::Ident(i)
+                    if !self.bound.contains(&i.to_string())
+                        && self.all.contains(&i.to_string()) =>
+                {
+                    return Err(syn::Error::new(
+                        i.span(),
+                        format!("`{i}` is used before its binding in this dag"),
+                    ));
                 }
                 TokenTree::Group(g) => self.check_no_early_use(g.stream())?,
                 _ => {}

@@ -33,7 +33,9 @@ use proc_macro::TokenStream;
 pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
     let args = syn::parse_macro_input!(attr as task::TaskArgs);
     let func = syn::parse_macro_input!(item as syn::ItemFn);
-    task::expand(args, func).unwrap_or_else(syn::Error::into_compile_error).into()
+    task::expand(args, func)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
 }
 
 /// Builds a typed graph, a `Dag<Inputs, Outputs>`, in macro syntax.
@@ -60,5 +62,7 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro]
 pub fn dag(input: TokenStream) -> TokenStream {
     let body = syn::parse_macro_input!(input as dag::DagBody);
-    dag::expand(body).unwrap_or_else(syn::Error::into_compile_error).into()
+    dag::expand(body)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
 }

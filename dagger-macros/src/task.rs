@@ -5,7 +5,10 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{Expr, FnArg, GenericArgument, Ident, ItemFn, LitStr, Pat, PathArguments, ReturnType, Token, Type};
+use syn::{
+    Expr, FnArg, GenericArgument, Ident, ItemFn, LitStr, Pat, PathArguments, ReturnType, Token,
+    Type,
+};
 
 /// The options of `#[task(...)]`.
 #[derive(Default)]
@@ -74,7 +77,10 @@ struct Param {
 pub fn expand(args: TaskArgs, func: ItemFn) -> syn::Result<TokenStream> {
     let sig = &func.sig;
     if let Some(a) = &sig.asyncness {
-        return Err(syn::Error::new(a.span(), "#[task] functions must be synchronous: remove `async`"));
+        return Err(syn::Error::new(
+            a.span(),
+            "#[task] functions must be synchronous: remove `async`",
+        ));
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         return Err(syn::Error::new(
@@ -83,13 +89,19 @@ pub fn expand(args: TaskArgs, func: ItemFn) -> syn::Result<TokenStream> {
         ));
     }
     if let Some(v) = &sig.variadic {
-        return Err(syn::Error::new(v.span(), "#[task] functions cannot be variadic"));
+        return Err(syn::Error::new(
+            v.span(),
+            "#[task] functions cannot be variadic",
+        ));
     }
     let params = sig
         .inputs
         .iter()
         .map(|arg| match arg {
-            FnArg::Receiver(r) => Err(syn::Error::new(r.span(), "#[task] must be a free function, not a method")),
+            FnArg::Receiver(r) => Err(syn::Error::new(
+                r.span(),
+                "#[task] must be a free function, not a method",
+            )),
             FnArg::Typed(pt) => match &*pt.pat {
                 Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => Ok(Param {
                     name: pi.ident.clone(),
@@ -214,7 +226,10 @@ fn cost_hint(cost: Option<&Expr>, params: &[Param]) -> TokenStream {
         return quote!(::dagger::__private::CostHint::Unknown);
     };
     let tokens = quote!(#expr);
-    let used: Vec<&Param> = params.iter().filter(|p| mentions(tokens.clone(), &p.name)).collect();
+    let used: Vec<&Param> = params
+        .iter()
+        .filter(|p| mentions(tokens.clone(), &p.name))
+        .collect();
     if used.is_empty() {
         return quote!(::dagger::__private::CostHint::Seconds((#expr) as f64));
     }

@@ -15,7 +15,7 @@ pub enum RunError {
     },
     /// The graph did not pass the verifier or a pass failed.
     #[error("invalid graph: {0}")]
-    Invalid(#[from] IrError),
+    Invalid(Box<IrError>),
     /// The graph calls a task that no `#[task]` in this binary registered.
     #[error("unknown task `{name}`: no #[task] of that name is registered in this binary")]
     UnknownTask {
@@ -45,4 +45,10 @@ pub enum RunError {
     /// The graph cannot be run as it is (e.g. a constant only a file describes).
     #[error("cannot run graph: {0}")]
     Unsupported(String),
+}
+
+impl From<IrError> for RunError {
+    fn from(e: IrError) -> Self {
+        RunError::Invalid(Box::new(e))
+    }
 }

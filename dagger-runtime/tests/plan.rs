@@ -42,7 +42,10 @@ def_task!(Add, ADD, (a: u64, b: u64) -> u64, |a, b| Ok(a + b));
 def_task!(Fill, FILL, (n: usize) -> Vec<u8>, |n| Ok(vec![1; n]));
 def_task!(Addr, ADDR, (v: Vec<u8>) -> (usize, Vec<u8>), |v| Ok((v.as_ptr() as usize, v)));
 def_task!(Len, LEN, (v: Vec<u8>) -> usize, |v| Ok(v.len()));
-def_task!(Boom, BOOM, (a: u64) -> u64, |a| if a == 0 { panic!("division by zero") } else { Ok(100 / a) });
+def_task!(Boom, BOOM, (a: u64) -> u64, |a| match 100u64.checked_div(a) {
+    Some(q) => Ok(q),
+    None => panic!("division by zero"),
+});
 def_task!(Fails, FAILS, (a: u64) -> u64, |a| Err(format!("bad value {a}")));
 def_task!(Counted, COUNTED, (a: u64) -> u64, |a| {
     DEPENDENT_RUNS.fetch_add(1, Ordering::SeqCst);

@@ -53,7 +53,8 @@ fn main() -> ExitCode {
 fn run(command: Command) -> Result<(), String> {
     match command {
         Command::Ir { file, dot, passes } => {
-            let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
             let mut graph = ir::from_json(&text).map_err(|e| format!("{}: {e}", file.display()))?;
             if passes {
                 for report in PassManager::standard()
