@@ -9,38 +9,46 @@
 //!
 //! Shapes (each about N tasks):
 //! - wide: one source fanning out to N/2 tasks, then a binary tree of N/2 adds (fan-in);
-//!   rayon: a parallel map then a parallel reduce (`par_iter().map().sum()`).
+//!   rayon: a scope spawning N/2 tasks that add into one atomic.
 //! - tree: a binary tree of dynamic spawns, each waiting for its two children;
 //!   rayon: the same recursion with `rayon::join`.
 //! - chains: 1000 independent chains of 1000 tasks; rayon: a scope in which
 //!   each link spawns the next.
 //! - layered: random layered DAG (width 1000, 1 to 3 random parents in the
-//!   previous layer); rayon: one `par_iter` per layer (a barrier between layers).
+//!   previous layer); rayon: one scope per layer spawning a task per node
+//!   (a barrier between layers).
 
 use dagger::prelude::*;
 use dagger::GraphBuilder;
-use rayon::prelude::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-/// Counts live heap bytes, to measure the memory of a graph.
+/// Counts heap bytes allocated minus freed while `COUNTING` is on, to
+/// measure the memory of a graph (off during the timings, so that they pay
+/// nothing for it).
 struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+fn count(delta: isize) {
+    if COUNTING.load(Ordering::Relaxed) {
+        LIVE.fetch_add(delta, Ordering::Relaxed);
+    }
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size(), Ordering::Relaxed);
+        count(l.size() as isize);
         unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        count(-(l.size() as isize));
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        LIVE.fetch_add(new, Ordering::Relaxed);
-        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        count(new as isize - l.size() as isize);
         unsafe { System.realloc(p, l, new) }
     }
 }
@@ -148,19 +156,25 @@ fn layered(parents: &[Vec<[usize; 3]>], width: usize) -> Dag<(), u64> {
     b.finish(out)
 }
 
-fn layered_rayon(parents: &[Vec<[usize; 3]>], width: usize) -> u64 {
+fn layered_rayon(pool: &rayon::ThreadPool, parents: &[Vec<[usize; 3]>], width: usize) -> u64 {
     let mut prev: Vec<u64> = (0..width as u64).collect();
     for layer in parents {
-        prev = layer
-            .par_iter()
-            .map(|p| {
-                p.iter()
-                    .filter(|&&i| i != usize::MAX)
-                    .fold(0u64, |acc, &i| black_box(acc.wrapping_add(prev[i])))
-            })
-            .collect();
+        let next: Vec<AtomicU64> = (0..width).map(|_| AtomicU64::new(0)).collect();
+        pool.scope(|s| {
+            for (slot, p) in next.iter().zip(layer) {
+                let prev = &prev;
+                s.spawn(move |_| {
+                    let v = p
+                        .iter()
+                        .filter(|&&i| i != usize::MAX)
+                        .fold(0u64, |acc, &i| black_box(acc.wrapping_add(prev[i])));
+                    slot.store(v, Ordering::Relaxed);
+                });
+            }
+        });
+        prev = next.into_iter().map(AtomicU64::into_inner).collect();
     }
-    prev.par_iter().copied().reduce(|| 0, u64::wrapping_add)
+    prev.iter().copied().fold(0, u64::wrapping_add)
 }
 
 fn tree_spawn(depth: u32) -> u64 {
@@ -202,7 +216,7 @@ fn best<R>(reps: usize, mut f: impl FnMut() -> R) -> f64 {
 fn row(shape: &str, tasks: usize, ours: f64, rayon: f64) {
     let (a, b) = (ours * 1e9 / tasks as f64, rayon * 1e9 / tasks as f64);
     println!(
-        "| {shape:<26} | {tasks:>9} | {a:>10.1} | {b:>10.1} | {:>6.2}x |",
+        "| {shape:<26} | {tasks:>9} | {a:>14.1} | {b:>13.1} | {:>6.2}x |",
         a / b
     );
 }
@@ -221,19 +235,27 @@ fn main() {
         "runtime overhead, {} threads (dagger and rayon alike), best of 3\n",
         rt.threads()
     );
-    println!("| shape                      |     tasks | dagger ns/task | rayon ns/task | ratio |");
-    println!("|----------------------------|-----------|------------|------------|---------|");
+    println!(
+        "| shape                      |     tasks | dagger ns/task | rayon ns/task |   ratio |"
+    );
+    println!(
+        "|----------------------------|-----------|----------------|---------------|---------|"
+    );
 
     let g = wide(n);
     let tasks = g.plan().expect("compiles").task_count();
     let ours = best(3, || rt.run(&g, ()).expect("wide runs"));
     let theirs = best(3, || {
-        pool.install(|| {
-            (0..n / 2)
-                .into_par_iter()
-                .map(|i| black_box(i as u64))
-                .reduce(|| 0, u64::wrapping_add)
-        })
+        let sum = AtomicUsize::new(0);
+        pool.scope(|s| {
+            for i in 0..n / 2 {
+                let sum = &sum;
+                s.spawn(move |_| {
+                    sum.fetch_add(black_box(i), Ordering::Relaxed);
+                });
+            }
+        });
+        sum.into_inner()
     });
     row("wide fan-out/fan-in", tasks, ours, theirs);
 
@@ -266,19 +288,20 @@ fn main() {
     let g = layered(&parents, width);
     let tasks = g.plan().expect("compiles").task_count();
     let ours = best(3, || rt.run(&g, ()).expect("layered runs"));
-    let theirs = best(3, || pool.install(|| layered_rayon(&parents, width)));
+    let theirs = best(3, || layered_rayon(&pool, &parents, width));
     row("random layered (w=1000)", tasks, ours, theirs);
 
     println!("\nmemory of a graph of N = {n} nodes (a chain of `step` calls):");
-    let before = LIVE.load(Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
     let t = Instant::now();
     let g = chains(1, n);
     let build = t.elapsed().as_secs_f64();
-    let graph_bytes = LIVE.load(Ordering::SeqCst) - before;
+    let graph_bytes = LIVE.swap(0, Ordering::SeqCst);
     let t = Instant::now();
     let plan = g.plan().expect("compiles");
     let compile = t.elapsed().as_secs_f64();
-    let plan_bytes = LIVE.load(Ordering::SeqCst) - before - graph_bytes;
+    let plan_bytes = LIVE.load(Ordering::SeqCst);
+    COUNTING.store(false, Ordering::SeqCst);
     let nodes = g.graph().node_count();
     println!(
         "  IR graph: {:.1} bytes/node (built in {:.0} ns/node); compiled plan: {:.1} bytes/node more (compiled in {:.0} ns/node)",

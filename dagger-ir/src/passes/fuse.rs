@@ -16,6 +16,11 @@ use crate::pass::{PassCtx, Report};
 /// Fuses chains of cheap tasks (see the [module docs](self)).
 pub fn fuse(g: &mut Graph, ctx: &PassCtx) -> Result<Report> {
     let order = crate::topo_order(g)?;
+    let bound = order.iter().map(|id| id.index() + 1).max().unwrap_or(0);
+    let mut users = vec![0usize; bound];
+    for &id in &order {
+        users[id.index()] = g.user_count(id);
+    }
     let mut merged = 0;
     for b in order {
         let Some(b_steps) = steps(g, b) else { continue };
@@ -23,7 +28,7 @@ pub fn fuse(g: &mut Graph, ctx: &PassCtx) -> Result<Report> {
         let [(_, a)] = args.as_slice() else { continue };
         let a = *a;
         let Some(a_steps) = steps(g, a) else { continue };
-        let fusable = g.user_count(a) == 1
+        let fusable = users[a.index()] == 1
             && !g.outputs().contains(&a)
             && device(g, &a_steps) == device(g, &b_steps)
             && device(g, &a_steps).is_some()
@@ -37,6 +42,7 @@ pub fn fuse(g: &mut Graph, ctx: &PassCtx) -> Result<Report> {
         let label = g.node(b).and_then(|n| n.label.clone());
         g.redirect_users(b, a);
         g.remove_node(b);
+        users[a.index()] = users[b.index()];
         let node = g.node_mut(a).expect("producer exists");
         node.op = Op::Fused(a_steps.into_iter().chain(b_steps).collect());
         node.label = label;
