@@ -1,10 +1,17 @@
 //! Merge sort with dynamic, recursive spawns.
 //!
-//! `msort` splits its input, spawns itself on both halves and merges the two
-//! sorted halves; below a cut-off it sorts sequentially. The merge of two
-//! long runs is itself split: a co-ranking binary search finds where the
-//! first half of the output ends in each run, and the two halves are merged
-//! by two tasks writing to disjoint parts of one output buffer.
+//! `sort_range` splits its range in two, spawns itself on the left half,
+//! sorts the right half itself, waits, and merges the two sorted halves;
+//! below a cut-off it sorts sequentially. Halves are sorted into the
+//! *other* of two buffers (the data and one scratch buffer of the same
+//! length), so every level of the recursion is one merge pass, with no copy
+//! back. A long merge is itself split: a co-ranking binary search finds where
+//! the first half of the output ends in each run, and the two halves of the
+//! output are merged by two tasks.
+//!
+//! The tasks share the two buffers through raw pointers to disjoint ranges;
+//! every task waits for the tasks it spawned before it returns, so no range
+//! is used after its owner has finished (the structured pattern of rayon's `join`).
 //!
 //! ```text
 //! cargo run --release --example mergesort -- [N]      (default 10 000 000 u64)
@@ -12,79 +19,84 @@
 //! ```
 
 use dagger::prelude::*;
-use std::sync::Arc;
 use std::time::Instant;
 
-/// Inputs shorter than this are sorted sequentially.
-const SORT_CUTOFF: usize = 1 << 15;
 /// Merges shorter than this run sequentially.
 const MERGE_CUTOFF: usize = 1 << 16;
 
-/// Sorts `v`, spawning the two halves as tasks.
+/// Sorts `v` with a parallel merge sort on the calling task's runtime.
 pub fn msort(mut v: Vec<u64>) -> Vec<u64> {
-    if v.len() <= SORT_CUTOFF {
-        v.sort_unstable();
-        return v;
-    }
-    let right = v.split_off(v.len() / 2);
-    let left = dagger::spawn(msort, (v,));
-    let right = dagger::spawn(msort, (right,));
-    let (left, right) = (wait(left), wait(right));
-    merge(Arc::new(left), Arc::new(right))
+    let n = v.len();
+    let workers = std::thread::available_parallelism().map_or(1, |p| p.get());
+    // About 8 leaves per worker: enough to balance, few merge levels.
+    let cutoff = (n / (8 * workers)).max(1 << 14);
+    let mut scratch: Vec<u64> = Vec::with_capacity(n);
+    let (data, buf) = (Buf(v.as_mut_ptr()), Buf(scratch.as_mut_ptr()));
+    sort_range(data, buf, 0, n, false, cutoff);
+    v
 }
 
-fn wait(h: Handle<Vec<u64>>) -> Vec<u64> {
-    match h.wait() {
-        Ok(v) => v,
-        Err(e) => panic!("{e}"),
-    }
-}
-
-/// A pointer to an output buffer that tasks fill in disjoint ranges.
+/// A buffer shared by tasks that each touch a disjoint range of it.
 #[derive(Clone, Copy)]
-struct Out(*mut u64);
-// SAFETY: each task writes only its own range and the owner waits for all of them.
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
+struct Buf(*mut u64);
+// SAFETY: tasks use disjoint ranges, and each waits for the tasks it spawns.
+unsafe impl Send for Buf {}
+unsafe impl Sync for Buf {}
 
-/// Merges two sorted runs into a new vector, in parallel when they are long.
-fn merge(a: Arc<Vec<u64>>, b: Arc<Vec<u64>>) -> Vec<u64> {
-    let n = a.len() + b.len();
-    let mut out: Vec<u64> = Vec::with_capacity(n);
-    let (ra, rb) = (0..a.len(), 0..b.len());
-    merge_into(a, ra, b, rb, Out(out.as_mut_ptr()));
-    // SAFETY: merge_into has written all n elements before returning.
-    unsafe { out.set_len(n) };
-    out
+impl Buf {
+    /// The range `lo..hi` as a slice.
+    ///
+    /// SAFETY: the caller owns that range for the slice's lifetime.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn range(&self, lo: usize, hi: usize) -> &mut [u64] {
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(lo), hi - lo) }
+    }
 }
 
-/// Merges `a[ra]` and `b[rb]` into `out[0..ra.len() + rb.len()]`.
-fn merge_into(
-    a: Arc<Vec<u64>>,
-    ra: std::ops::Range<usize>,
-    b: Arc<Vec<u64>>,
-    rb: std::ops::Range<usize>,
-    out: Out,
-) {
-    let n = ra.len() + rb.len();
-    if n <= MERGE_CUTOFF {
-        // SAFETY: `out` points to at least n writable elements owned by this call.
-        let dst = unsafe { std::slice::from_raw_parts_mut(out.0, n) };
-        merge_seq(&a[ra], &b[rb], dst);
+/// Sorts `data[lo..hi]`; the result lands in `buf[lo..hi]` if `into_buf`,
+/// else in `data[lo..hi]`.
+fn sort_range(data: Buf, buf: Buf, lo: usize, hi: usize, into_buf: bool, cutoff: usize) {
+    if hi - lo <= cutoff {
+        // SAFETY: this task owns lo..hi of both buffers.
+        let d = unsafe { data.range(lo, hi) };
+        d.sort_unstable();
+        if into_buf {
+            unsafe { buf.range(lo, hi) }.copy_from_slice(d);
+        }
         return;
     }
-    let (i, j) = co_rank(&a[ra.clone()], &b[rb.clone()], n / 2);
-    let (ra2, rb2) = (ra.start + i..ra.end, rb.start + j..rb.end);
-    // SAFETY: the second half starts n / 2 elements in, inside the buffer.
-    let out2 = Out(unsafe { out.0.add(n / 2) });
-    let second = dagger::spawn(
-        move |a, b| merge_into(a, ra2, b, rb2, out2),
-        (a.clone(), b.clone()),
+    let mid = lo + (hi - lo) / 2;
+    let left = dagger::spawn(
+        move || sort_range(data, buf, lo, mid, !into_buf, cutoff),
+        (),
     );
-    merge_into(a, ra.start..ra.start + i, b, rb.start..rb.start + j, out);
-    if let Err(e) = second.wait() {
+    sort_range(data, buf, mid, hi, !into_buf, cutoff);
+    wait(left);
+    let (src, dst) = if into_buf { (data, buf) } else { (buf, data) };
+    merge(src, lo..mid, mid..hi, dst, lo);
+}
+
+fn wait(h: Handle<()>) {
+    if let Err(e) = h.wait() {
         panic!("{e}");
     }
+}
+
+/// Merges the sorted runs `src[a]` and `src[b]` into `dst[out..]`, in
+/// parallel when they are long.
+fn merge(src: Buf, a: std::ops::Range<usize>, b: std::ops::Range<usize>, dst: Buf, out: usize) {
+    let n = a.len() + b.len();
+    // SAFETY: this task owns the two source runs and dst[out..out + n].
+    let (ra, rb) = unsafe { (&*src.range(a.start, a.end), &*src.range(b.start, b.end)) };
+    if n <= MERGE_CUTOFF {
+        merge_seq(ra, rb, unsafe { dst.range(out, out + n) });
+        return;
+    }
+    let (i, j) = co_rank(ra, rb, n / 2);
+    let (a2, b2) = (a.start + i..a.end, b.start + j..b.end);
+    let second = dagger::spawn(move || merge(src, a2, b2, dst, out + n / 2), ());
+    merge(src, a.start..a.start + i, b.start..b.start + j, dst, out);
+    wait(second);
 }
 
 /// How many elements of `a` and of `b` make up the first `k` of their merge.
