@@ -178,7 +178,15 @@ pub(crate) fn call(
     invoke: crate::task::Invoke,
     args: Vec<Datum>,
 ) -> Result<Datum, RunError> {
-    match catch_unwind(AssertUnwindSafe(|| invoke(args))) {
+    guarded(name, || invoke(args))
+}
+
+/// Runs the body of task `name`, turning a panic or an `Err` into [`RunError::TaskFailed`].
+pub(crate) fn guarded(
+    name: &str,
+    body: impl FnOnce() -> Result<Datum, String>,
+) -> Result<Datum, RunError> {
+    match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(d)) => Ok(d),
         Ok(Err(message)) => Err(RunError::TaskFailed {
             task: name.to_string(),
@@ -192,7 +200,7 @@ pub(crate) fn call(
 }
 
 /// The text of a panic payload.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         format!("panicked: {s}")
     } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -23,7 +23,6 @@ use crate::trace::TaskName;
 use std::cell::UnsafeCell;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -176,17 +175,7 @@ impl Execute for SpawnNode {
                 let name = self.name;
                 worker.traced(
                     || TaskName::Static(name),
-                    || match catch_unwind(AssertUnwindSafe(|| body(args))) {
-                        Ok(Ok(d)) => Ok(d),
-                        Ok(Err(message)) => Err(RunError::TaskFailed {
-                            task: name.to_string(),
-                            message,
-                        }),
-                        Err(p) => Err(RunError::TaskFailed {
-                            task: name.to_string(),
-                            message: crate::run::panic_message(p.as_ref()),
-                        }),
-                    },
+                    || crate::run::guarded(name, || body(args)),
                 )
             }
         };
