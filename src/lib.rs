@@ -32,6 +32,8 @@
 //! The crates behind the facade: [`dagger_ir`] (IR, verifier, passes),
 //! [`dagger_runtime`] (executor, CPU pool, traces), `dagger_macros` (`#[task]`, `dag!`).
 
+#![warn(missing_docs)]
+
 pub use dagger_ir as ir;
 pub use dagger_macros::{dag, task};
 pub use dagger_runtime::task::registered as task_registry;

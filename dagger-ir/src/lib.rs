@@ -19,6 +19,8 @@
 //! PassManager::standard().run(&mut g, &PassCtx::default()).unwrap();
 //! assert!(g.to_string().contains("%1 = call @demo::inc(%0) : u64  // y"));
 //! ```
+
+#![warn(missing_docs)]
 pub mod dot;
 pub mod error;
 pub mod graph;

@@ -3,6 +3,8 @@
 //! Use them through the `dagger` crate (`use dagger::prelude::*;`): the code
 //! they generate refers to `::dagger::...`.
 
+#![warn(missing_docs)]
+
 mod dag;
 mod task;
 

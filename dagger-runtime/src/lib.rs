@@ -14,6 +14,8 @@
 //! [`RunError::TaskFailed`]; the runtime stays usable. Any run can be traced
 //! ([`Trace`], Chrome trace JSON).
 
+#![warn(missing_docs)]
+
 pub mod builder;
 pub mod dag;
 pub mod datum;
