@@ -1,12 +1,12 @@
 //! The executor of Dagger for Rust.
 //!
 //! A [`Runtime`] owns a pool of worker threads, one per core, that steal work
-//! from each other ([`pool`]). It runs graphs given either way:
+//! from each other (the `pool` module). It runs graphs given either way:
 //!
 //! - **Static graphs**: a [`Dag`] built by `dag!{}` or a [`GraphBuilder`] is
 //!   compiled once into a [`Plan`] (IR passes, tasks resolved by name) and
-//!   each [`Runtime::run`] executes the plan with dependency counters ([`run`]).
-//! - **Dynamic graphs**: [`spawn`] schedules a task at once and returns a
+//!   each [`Runtime::run`] executes the plan with dependency counters (the `run` module).
+//! - **Dynamic graphs**: [`spawn()`] schedules a task at once and returns a
 //!   [`Handle`]; handles passed to later spawns become edges ([`spawn`](mod@spawn)).
 //!
 //! Values travel between tasks as [`Datum`]s, moved to a single consumer and

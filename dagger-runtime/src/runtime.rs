@@ -100,7 +100,7 @@ impl Runtime {
         RuntimeBuilder::default()
     }
 
-    /// The process-wide runtime that [`spawn`](crate::spawn) uses outside any worker.
+    /// The process-wide runtime that [`spawn`](crate::spawn()) uses outside any worker.
     pub fn global() -> &'static Runtime {
         static GLOBAL: OnceLock<Runtime> = OnceLock::new();
         GLOBAL.get_or_init(Runtime::new)

@@ -1,14 +1,14 @@
 //! The IR passes, one per file. Each is a `PassFn`: it rewrites the graph in
 //! place and reports how much it changed.
 //!
-//! - [`verify_pass`]: runs the [verifier](crate::verify); changes nothing.
-//! - [`dce`]: drops pure nodes whose values reach no output.
-//! - [`cse`]: merges calls of the same pure task on the same arguments.
-//! - [`fuse`]: merges linear chains of cheap tasks into one node.
+//! - [`verify_pass`]: runs the [verifier](crate::verify()); changes nothing.
+//! - [`dce`](mod@dce): drops pure nodes whose values reach no output.
+//! - [`cse`](mod@cse): merges calls of the same pure task on the same arguments.
+//! - [`fuse`](mod@fuse): merges linear chains of cheap tasks into one node.
 
-mod cse;
-mod dce;
-mod fuse;
+pub mod cse;
+pub mod dce;
+pub mod fuse;
 
 pub use cse::cse;
 pub use dce::dce;
