@@ -23,13 +23,14 @@ use std::time::Instant;
 
 /// Merges shorter than this run sequentially.
 const MERGE_CUTOFF: usize = 1 << 16;
+/// Leaves of the recursion per worker: enough to balance, few merge levels.
+const LEAVES_PER_WORKER: usize = 2;
 
 /// Sorts `v` with a parallel merge sort on the calling task's runtime.
 pub fn msort(mut v: Vec<u64>) -> Vec<u64> {
     let n = v.len();
     let workers = std::thread::available_parallelism().map_or(1, |p| p.get());
-    // About 8 leaves per worker: enough to balance, few merge levels.
-    let cutoff = (n / (8 * workers)).max(1 << 14);
+    let cutoff = (n / (LEAVES_PER_WORKER * workers)).max(1 << 14);
     let mut scratch: Vec<u64> = Vec::with_capacity(n);
     let (data, buf) = (Buf(v.as_mut_ptr()), Buf(scratch.as_mut_ptr()));
     sort_range(data, buf, 0, n, false, cutoff);

@@ -12,7 +12,7 @@ use proc_macro::TokenStream;
 
 /// Turns a free function into a task.
 ///
-/// ```ignore
+/// ```text
 /// #[task(pure, cost = 2e-9 * text.len() as f64)]
 /// fn tokenize(text: String) -> Vec<String> { ... }
 /// ```
@@ -42,7 +42,7 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Builds a typed graph, a `Dag<Inputs, Outputs>`, in macro syntax.
 ///
-/// ```ignore
+/// ```text
 /// let g: Dag<(String,), (Vec<String>, usize)> = dag! {
 ///     input doc: String;             // graph inputs, in order
 ///     let w = tokenize(doc);         // a task call, bound to a name
