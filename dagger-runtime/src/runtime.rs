@@ -65,6 +65,12 @@ impl RuntimeBuilder {
     /// Starts the workers.
     pub fn build(self) -> Runtime {
         let threads = self.threads.unwrap_or_else(default_threads);
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            tracing::info!(
+                "dagger: running on {threads} local worker threads (no GPU processor or remote peers in this build)"
+            )
+        });
         let (pool, handles) = Pool::start(threads, self.name.as_deref().unwrap_or("dagger"));
         Runtime {
             inner: Arc::new(Inner {
