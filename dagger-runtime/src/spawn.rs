@@ -468,7 +468,12 @@ pub(crate) fn launch<F, T: Data>(pool: &Arc<Pool>, prepared: Prepared) -> Handle
         name,
         pending: AtomicU32::new(producers.len() as u32 + 1),
         body: UnsafeCell::new(Some(body)),
-        args: (0..arity).map(|_| UnsafeCell::new(None)).collect(),
+        // Slots only for arguments that arrive later; values given now are in the body.
+        args: if producers.is_empty() {
+            Box::default()
+        } else {
+            (0..arity).map(|_| UnsafeCell::new(None)).collect()
+        },
         cancelled: Mutex::new(None),
         done: AtomicBool::new(false),
         watched: AtomicBool::new(false),
