@@ -10,8 +10,9 @@
 //! Shapes (each about N tasks):
 //! - wide: one source fanning out to N/2 tasks, then a binary tree of N/2 adds (fan-in);
 //!   rayon: a scope spawning N/2 tasks that add into one atomic.
-//! - tree: a binary tree of dynamic spawns, each waiting for its two children;
-//!   rayon: the same recursion with `rayon::join`.
+//! - tree: a binary tree of dynamic spawns, each waiting for its two
+//!   children (a task and a value per node), and the same recursion with
+//!   `dagger::join` (no allocation); rayon: the recursion with `rayon::join`.
 //! - chains: 1000 independent chains of 1000 tasks; rayon: a scope in which
 //!   each link spawns the next.
 //! - layered: random layered DAG (width 1000, 1 to 3 random parents in the
@@ -186,6 +187,14 @@ fn tree_spawn(depth: u32) -> u64 {
     a.wait().unwrap_or(0) + b.wait().unwrap_or(0)
 }
 
+fn tree_join(depth: u32) -> u64 {
+    if depth == 0 {
+        return black_box(1);
+    }
+    let (a, b) = dagger::join(|| tree_join(depth - 1), || tree_join(depth - 1));
+    a + b
+}
+
 fn tree_rayon(depth: u32) -> u64 {
     if depth == 0 {
         return black_box(1);
@@ -265,7 +274,11 @@ fn main() {
         rt.spawn(tree_spawn, (depth,)).wait().expect("tree runs")
     });
     let theirs = best(3, || pool.install(|| tree_rayon(depth)));
-    row("binary tree (spawn/join)", tasks, ours, theirs);
+    row("binary tree (spawn+wait)", tasks, ours, theirs);
+    let ours = best(3, || {
+        rt.spawn(tree_join, (depth,)).wait().expect("tree runs")
+    });
+    row("binary tree (join)", tasks, ours, theirs);
 
     let len = (n as f64).sqrt() as usize;
     let g = chains(len, len);

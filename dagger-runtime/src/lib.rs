@@ -9,6 +9,9 @@
 //! - **Dynamic graphs**: [`spawn()`] schedules a task at once and returns a
 //!   [`Handle`]; handles passed to later spawns become edges ([`spawn`](mod@spawn)).
 //!
+//! For fine-grained recursion inside a task, [`join()`] forks two closures
+//! on the same workers without allocating (rayon's scheme).
+//!
 //! Values travel between tasks as [`Datum`]s, moved to a single consumer and
 //! shared otherwise. A task that panics or returns `Err` ends its run with
 //! [`RunError::TaskFailed`]; the runtime stays usable. Any run can be traced
@@ -20,6 +23,7 @@ pub mod builder;
 pub mod dag;
 pub mod datum;
 pub mod error;
+pub mod join;
 pub mod plan;
 mod pool;
 mod recorder;
@@ -33,6 +37,7 @@ pub use builder::{GraphBuilder, Value};
 pub use dag::{Dag, Inputs, Outputs};
 pub use datum::{Data, Datum};
 pub use error::RunError;
+pub use join::join;
 pub use plan::Plan;
 pub use runtime::{spawn, try_spawn, Runtime, RuntimeBuilder};
 pub use spawn::{Handle, SpawnArg, SpawnFn, TrySpawnFn};

@@ -29,10 +29,22 @@ pub(crate) trait Execute: Send + Sync {
 }
 
 /// A unit of work in a deque.
-pub(crate) struct Job {
-    pub(crate) target: Arc<dyn Execute>,
-    pub(crate) index: u32,
+pub(crate) enum Job {
+    /// Part `index` of a shared target (a node of a graph run, a spawned task).
+    Shared(Arc<dyn Execute>, u32),
+    /// A job on the stack of a thread that waits in `join` until it has run.
+    Stack(StackRef),
 }
+
+/// A type-erased pointer to a job on some thread's stack, and how to run it.
+pub(crate) struct StackRef {
+    pub(crate) data: *const (),
+    pub(crate) run: unsafe fn(*const (), &WorkerCtx),
+}
+
+// SAFETY: the job it points to is `Send` (see `join`), and the thread that
+// owns it waits until it has run before its stack frame goes away.
+unsafe impl Send for StackRef {}
 
 /// Sleep and wake-up of threads that have nothing to do.
 ///
@@ -192,9 +204,18 @@ impl WorkerCtx {
         self.pool.idle.notify(false);
     }
 
-    /// Runs a job, recording it in the trace when tracing is on.
+    /// Runs a job.
     pub(crate) fn run(&self, job: Job) {
-        job.target.execute(job.index, self);
+        match job {
+            Job::Shared(target, index) => target.execute(index, self),
+            // SAFETY: `StackRef`s are made by `join`, whose job outlives this call.
+            Job::Stack(r) => unsafe { (r.run)(r.data, self) },
+        }
+    }
+
+    /// Takes the most recently pushed job of this worker's own deque.
+    pub(crate) fn pop_local(&self) -> Option<Job> {
+        self.local.pop()
     }
 
     /// Runs `body`, recording its span as task `name` when tracing is on.

@@ -91,10 +91,7 @@ impl PlanRun {
         }
         for (i, k) in run.plan.kernels.iter().enumerate() {
             if k.is_task() && run.plan.task_args[i] == 0 {
-                pool.submit(Job {
-                    target: run.clone(),
-                    index: i as u32,
-                });
+                pool.submit(Job::Shared(run.clone(), i as u32));
             }
         }
         Ok(run)
@@ -225,10 +222,7 @@ impl Execute for PlanRun {
                     if next.is_none() {
                         next = Some(u as usize);
                     } else {
-                        worker.push(Job {
-                            target: self.clone(),
-                            index: u,
-                        });
+                        worker.push(Job::Shared(self.clone(), u));
                     }
                 }
             }

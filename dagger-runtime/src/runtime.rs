@@ -112,6 +112,11 @@ impl Runtime {
         GLOBAL.get_or_init(Runtime::new)
     }
 
+    /// The pool of workers.
+    pub(crate) fn pool(&self) -> &Arc<Pool> {
+        &self.inner.pool
+    }
+
     /// Number of worker threads.
     pub fn threads(&self) -> usize {
         self.inner.pool.workers()

@@ -103,10 +103,7 @@ impl SpawnNode {
             }
         }
         if node.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-            pool.submit(Job {
-                target: node,
-                index: 0,
-            });
+            pool.submit(Job::Shared(node, 0));
         }
     }
 
@@ -485,10 +482,7 @@ pub(crate) fn launch<F, T: Data>(pool: &Arc<Pool>, prepared: Prepared) -> Handle
         producer.subscribe(&node, port, pool);
     }
     if node.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-        pool.submit(Job {
-            target: node.clone(),
-            index: 0,
-        });
+        pool.submit(Job::Shared(node.clone(), 0));
     }
     Handle::new(node)
 }
