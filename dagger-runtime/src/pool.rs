@@ -178,7 +178,7 @@ impl Pool {
         !self.injector.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
     }
 
-    /// Asks the workers to stop once idle.
+    /// Asks the workers to stop once the queues are empty.
     pub(crate) fn shut_down(&self) {
         self.shutdown.store(true, Ordering::SeqCst);
         self.idle.notify(true);
@@ -289,6 +289,8 @@ impl WorkerCtx {
 fn worker_main(ctx: WorkerCtx) {
     CURRENT.with(|c| c.set(&ctx as *const WorkerCtx));
     let pool = ctx.pool.clone();
-    ctx.run_until(&|| pool.shutdown.load(Ordering::SeqCst));
+    // Queued work is finished before the worker stops, so that no handle
+    // of a dropped runtime waits forever.
+    ctx.run_until(&|| pool.shutdown.load(Ordering::SeqCst) && !pool.has_work());
     CURRENT.with(|c| c.set(std::ptr::null()));
 }

@@ -165,3 +165,18 @@ fn traces_record_each_task() {
         .iter()
         .all(|e| e.name.as_str() == "spawn::add" && e.end_ns >= e.start_ns));
 }
+
+#[test]
+fn dropping_the_runtime_finishes_queued_work() {
+    let rt = Runtime::builder().threads(1).build();
+    let slow = rt.spawn(
+        || {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            1u64
+        },
+        (),
+    );
+    let after = rt.spawn(add, (slow, 41u64));
+    drop(rt);
+    assert_eq!(after.wait().unwrap(), 42);
+}
