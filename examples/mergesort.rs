@@ -115,17 +115,22 @@ fn co_rank(a: &[u64], b: &[u64], k: usize) -> (usize, usize) {
     (lo, k - lo)
 }
 
+/// Sequential merge; branch-free in the loop (the comparison picks the
+/// element and advances an index arithmetically), since on random data a
+/// branch on it is mispredicted half of the time.
 fn merge_seq(a: &[u64], b: &[u64], out: &mut [u64]) {
-    let (mut i, mut j) = (0, 0);
-    for slot in out.iter_mut() {
-        let take_a = j >= b.len() || (i < a.len() && a[i] <= b[j]);
-        *slot = if take_a { a[i] } else { b[j] };
-        if take_a {
-            i += 1;
-        } else {
-            j += 1;
-        }
+    let (mut i, mut j, mut k) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (a[i], b[j]);
+        let take_a = x <= y;
+        out[k] = if take_a { x } else { y };
+        i += take_a as usize;
+        j += !take_a as usize;
+        k += 1;
     }
+    out[k..k + a.len() - i].copy_from_slice(&a[i..]);
+    k += a.len() - i;
+    out[k..].copy_from_slice(&b[j..]);
 }
 
 /// `n` pseudo-random u64 from a seeded xorshift generator.
