@@ -22,6 +22,8 @@ pub struct Runtime {
 struct Inner {
     pool: Arc<Pool>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Where to write the trace when dropped (`DAGGER_TRACE`).
+    trace_file: Option<std::path::PathBuf>,
 }
 
 impl Drop for Inner {
@@ -37,6 +39,17 @@ impl Drop for Inner {
             // A runtime dropped by one of its own tasks cannot join that worker.
             if t.thread().id() != me {
                 let _ = t.join();
+            }
+        }
+        if let Some(path) = &self.trace_file {
+            let trace = self.pool.trace.take();
+            match trace.write_chrome_json(path) {
+                Ok(()) => tracing::info!(
+                    "dagger: wrote a trace of {} tasks to {}",
+                    trace.events.len(),
+                    path.display()
+                ),
+                Err(e) => eprintln!("dagger: cannot write the trace to {}: {e}", path.display()),
             }
         }
     }
@@ -72,10 +85,16 @@ impl RuntimeBuilder {
             )
         });
         let (pool, handles) = Pool::start(threads, self.name.as_deref().unwrap_or("dagger"));
+        let trace_file = std::env::var_os("DAGGER_TRACE").map(std::path::PathBuf::from);
+        if trace_file.is_some() {
+            pool.tracing
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         Runtime {
             inner: Arc::new(Inner {
                 pool,
                 threads: Mutex::new(handles),
+                trace_file,
             }),
         }
     }

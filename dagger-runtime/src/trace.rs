@@ -1,9 +1,10 @@
 //! Execution traces: which task ran on which worker, from when to when.
 //!
-//! Recording is switched on with [`Runtime::start_trace`](crate::Runtime::start_trace)
-//! (or the `DAGGER_TRACE=path.json` environment variable, which the examples
-//! honour) and costs two clock reads per task while on; one relaxed atomic
-//! load per task while off. A [`Trace`] is written in the Chrome trace event
+//! Recording is switched on with [`Runtime::start_trace`](crate::Runtime::start_trace),
+//! or for a whole program with the `DAGGER_TRACE=path.json` environment
+//! variable: every runtime then records from its start and writes its trace
+//! to that file when dropped. It costs two clock reads per task while on,
+//! one relaxed atomic load per task while off. A [`Trace`] is written in the Chrome trace event
 //! format, which Perfetto (<https://ui.perfetto.dev>) and `chrome://tracing` open.
 
 use std::fmt::Write as _;
