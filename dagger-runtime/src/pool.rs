@@ -122,8 +122,13 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&WorkerCtx>) -> R) -> R {
 }
 
 impl Pool {
-    /// Starts `threads` workers. Returns the pool and the join handles.
-    pub(crate) fn start(threads: usize, name: &str) -> (Arc<Pool>, Vec<JoinHandle<()>>) {
+    /// Starts `threads` workers with stacks of `stack_size` bytes. Returns
+    /// the pool and the join handles.
+    pub(crate) fn start(
+        threads: usize,
+        name: &str,
+        stack_size: usize,
+    ) -> (Arc<Pool>, Vec<JoinHandle<()>>) {
         let threads = threads.max(1);
         let locals: Vec<Worker<Job>> = (0..threads).map(|_| Worker::new_lifo()).collect();
         let pool = Arc::new(Pool {
@@ -143,6 +148,7 @@ impl Pool {
                 let pool = pool.clone();
                 std::thread::Builder::new()
                     .name(format!("{name}-{index}"))
+                    .stack_size(stack_size)
                     .spawn(move || worker_main(WorkerCtx { pool, index, local }))
                     .expect("failed to start a worker thread")
             })

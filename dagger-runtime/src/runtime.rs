@@ -60,12 +60,24 @@ impl Drop for Inner {
 pub struct RuntimeBuilder {
     threads: Option<usize>,
     name: Option<String>,
+    stack_size: Option<usize>,
 }
+
+/// Default stack of a worker: waiting tasks run other tasks on top of their
+/// own frames, so deep dynamic graphs nest deeply (memory is committed only
+/// as it is used).
+const DEFAULT_STACK_SIZE: usize = 16 << 20;
 
 impl RuntimeBuilder {
     /// Number of worker threads (default: every core, or `DAGGER_THREADS`).
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = Some(n);
+        self
+    }
+
+    /// Stack size of each worker thread in bytes (default 16 MiB).
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
         self
     }
 
@@ -84,7 +96,11 @@ impl RuntimeBuilder {
                 "dagger: running on {threads} local worker threads (no GPU processor or remote peers in this build)"
             )
         });
-        let (pool, handles) = Pool::start(threads, self.name.as_deref().unwrap_or("dagger"));
+        let (pool, handles) = Pool::start(
+            threads,
+            self.name.as_deref().unwrap_or("dagger"),
+            self.stack_size.unwrap_or(DEFAULT_STACK_SIZE),
+        );
         let trace_file = std::env::var_os("DAGGER_TRACE").map(std::path::PathBuf::from);
         if trace_file.is_some() {
             pool.tracing

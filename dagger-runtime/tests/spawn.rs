@@ -180,3 +180,16 @@ fn dropping_the_runtime_finishes_queued_work() {
     drop(rt);
     assert_eq!(after.wait().unwrap(), 42);
 }
+
+fn countdown(n: u64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    1 + spawn(countdown, (n - 1,)).wait().unwrap()
+}
+
+#[test]
+fn deep_chains_of_waiting_tasks_fit_on_a_worker_stack() {
+    let rt = Runtime::builder().threads(1).build();
+    assert_eq!(rt.spawn(countdown, (1_000u64,)).wait().unwrap(), 1_000);
+}
