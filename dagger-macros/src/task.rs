@@ -187,8 +187,8 @@ pub fn expand(args: TaskArgs, func: ItemFn) -> syn::Result<TokenStream> {
             pure: #pure,
             invoke: |args| {
                 #[allow(unused_mut, unused_variables)]
-                let mut args = args.into_iter();
-                #(let #names: #tys = ::dagger::__private::take_arg(args.next(), #name_str, #ports)?;)*
+                let mut args = args.iter_mut().map(::std::option::Option::take);
+                #(let #names: #tys = ::dagger::__private::take_arg(args.next().flatten(), #name_str, #ports)?;)*
                 ::std::result::Result::Ok(::dagger::__private::Datum::new(#call))
             },
         };

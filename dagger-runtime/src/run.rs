@@ -21,6 +21,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// Arguments a node can take without a heap allocation.
+const INLINE_ARGS: usize = 8;
+
 /// The state of one run of a plan.
 pub(crate) struct PlanRun {
     plan: Arc<Plan>,
@@ -140,22 +143,30 @@ impl PlanRun {
     /// Computes node `i`'s value, or records why it could not.
     fn compute(&self, i: usize, worker: &WorkerCtx) -> Option<Datum> {
         let kernel = &self.plan.kernels[i];
-        let args: Vec<Datum> = self
-            .plan
-            .args_of(i)
-            .iter()
-            .map(|&p| self.read(p as usize))
-            .collect::<Option<_>>()?;
+        let producers = self.plan.args_of(i);
+        // Arguments live on the stack unless there are many.
+        let mut inline: [Option<Datum>; INLINE_ARGS] = Default::default();
+        let mut spilled: Vec<Option<Datum>> = Vec::new();
+        let args: &mut [Option<Datum>] = if producers.len() <= INLINE_ARGS {
+            &mut inline[..producers.len()]
+        } else {
+            spilled.resize(producers.len(), None);
+            &mut spilled
+        };
+        for (slot, &p) in args.iter_mut().zip(producers) {
+            *slot = Some(self.read(p as usize)?);
+        }
         let result = worker.traced(
             || kernel.trace_name(),
             || match kernel {
                 Kernel::Call { name, invoke } => call(name, *invoke, args),
-                Kernel::Fused { steps, .. } => steps
-                    .iter()
-                    .try_fold(args, |args, &(name, invoke)| {
-                        call(name, invoke, args).map(|d| vec![d])
-                    })
-                    .map(|mut v| v.remove(0)),
+                Kernel::Fused { steps, .. } => {
+                    let mut value = call(steps[0].0, steps[0].1, args)?;
+                    for &(name, invoke) in &steps[1..] {
+                        value = call(name, invoke, &mut [Some(value)])?;
+                    }
+                    Ok(value)
+                }
                 Kernel::Input(_) | Kernel::Const(_) => unreachable!("only task nodes are jobs"),
             },
         );
@@ -173,7 +184,7 @@ impl PlanRun {
 pub(crate) fn call(
     name: &str,
     invoke: crate::task::Invoke,
-    args: Vec<Datum>,
+    args: &mut [Option<Datum>],
 ) -> Result<Datum, RunError> {
     guarded(name, || invoke(args))
 }

@@ -12,8 +12,9 @@ use dagger_ir::{Cost, Device, TaskSig};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-/// The erased entry point of a task: owned arguments in, result or error message out.
-pub type Invoke = fn(Vec<Datum>) -> Result<Datum, String>;
+/// The erased entry point of a task: it takes its arguments out of the
+/// slots (in parameter order) and returns its result or an error message.
+pub type Invoke = fn(&mut [Option<Datum>]) -> Result<Datum, String>;
 
 /// A cost hint as written in `#[task(cost = ...)]`.
 #[derive(Clone, Copy, Debug)]

@@ -19,8 +19,8 @@ macro_rules! def_task {
             pure: false,
             invoke: |args| {
                 #[allow(unused_mut, unused_variables)]
-                let mut it = args.into_iter();
-                $(let $p: $t = take_arg(it.next(), stringify!($name), 0)?;)*
+                let mut it = args.iter_mut().map(Option::take);
+                $(let $p: $t = take_arg(it.next().flatten(), stringify!($name), 0)?;)*
                 let f: fn($($t),*) -> Result<$out, String> = $body;
                 f($($p),*).map(Datum::new)
             },
