@@ -27,14 +27,31 @@ const MERGE_CUTOFF: usize = 1 << 16;
 const LEAVES_PER_WORKER: usize = 2;
 
 /// Sorts `v` with a parallel merge sort on the calling task's runtime.
+///
+/// Levels alternate between `v` and a scratch buffer; the top level writes
+/// to whichever of the two lets the leaves sort in place, and that buffer is
+/// returned.
 pub fn msort(mut v: Vec<u64>) -> Vec<u64> {
     let n = v.len();
     let workers = std::thread::available_parallelism().map_or(1, |p| p.get());
     let cutoff = (n / (LEAVES_PER_WORKER * workers)).max(1 << 14);
+    let mut depth = 0;
+    let mut len = n;
+    while len > cutoff {
+        len = len.div_ceil(2);
+        depth += 1;
+    }
+    let into_scratch = depth % 2 == 1;
     let mut scratch: Vec<u64> = Vec::with_capacity(n);
     let (data, buf) = (Buf(v.as_mut_ptr()), Buf(scratch.as_mut_ptr()));
-    sort_range(data, buf, 0, n, false, cutoff);
-    v
+    sort_range(data, buf, 0, n, into_scratch, cutoff);
+    if into_scratch {
+        // SAFETY: the sort wrote all n elements of the scratch buffer.
+        unsafe { scratch.set_len(n) };
+        scratch
+    } else {
+        v
+    }
 }
 
 /// A buffer shared by tasks that each touch a disjoint range of it.
