@@ -102,7 +102,7 @@ fn merge(a: Summary, b: Summary) -> Summary {
     }
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rt = Runtime::new();
     println!(
         "quickstart: {} worker threads (every local core; no GPU or peers are used)\n",

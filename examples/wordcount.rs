@@ -15,11 +15,12 @@ use dagger::GraphBuilder;
 use std::collections::HashMap;
 use std::time::Instant;
 
-type Counts = HashMap<String, u64>;
+/// Word counts.
+pub type Counts = HashMap<String, u64>;
 
 /// Counts the words of one chunk of text.
 #[task(cost = 1e-8 * chunk.len() as f64)]
-fn count_words(chunk: String) -> Counts {
+pub fn count_words(chunk: String) -> Counts {
     let mut counts = Counts::new();
     for w in chunk.split_ascii_whitespace() {
         *counts.entry(w.to_string()).or_insert(0) += 1;
@@ -29,7 +30,7 @@ fn count_words(chunk: String) -> Counts {
 
 /// Adds two partial counts.
 #[task(pure)]
-fn merge_counts(a: Counts, b: Counts) -> Counts {
+pub fn merge_counts(a: Counts, b: Counts) -> Counts {
     let (mut big, small) = if a.len() >= b.len() { (a, b) } else { (b, a) };
     for (w, n) in small {
         *big.entry(w).or_insert(0) += n;
@@ -39,7 +40,7 @@ fn merge_counts(a: Counts, b: Counts) -> Counts {
 
 /// A deterministic corpus of about `bytes` bytes: a 5000-word vocabulary
 /// drawn with Zipf-like frequencies by an xorshift generator.
-fn corpus(bytes: usize, seed: u64) -> String {
+pub fn corpus(bytes: usize, seed: u64) -> String {
     let vocab: Vec<String> = (0..5000).map(|i| format!("w{i:x}")).collect();
     let mut state = seed | 1;
     let mut text = String::with_capacity(bytes + 16);
@@ -57,7 +58,7 @@ fn corpus(bytes: usize, seed: u64) -> String {
 }
 
 /// Cuts `text` into `n` chunks at whitespace.
-fn chunks(text: &str, n: usize) -> Vec<String> {
+pub fn chunks(text: &str, n: usize) -> Vec<String> {
     let mut out = Vec::with_capacity(n);
     let mut rest = text;
     for k in (1..=n).rev() {
@@ -72,7 +73,7 @@ fn chunks(text: &str, n: usize) -> Vec<String> {
 }
 
 /// The MapReduce graph: one map per chunk, then a balanced tree of merges.
-fn wordcount_graph(parts: Vec<String>) -> Dag<(), Counts> {
+pub fn wordcount_graph(parts: Vec<String>) -> Dag<(), Counts> {
     let b = GraphBuilder::new();
     let mut level: Vec<Value<Counts>> = parts
         .into_iter()

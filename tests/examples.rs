@@ -1,0 +1,46 @@
+//! The examples' own code, checked on small inputs (each example is
+//! compiled in as a module, so these tests call its functions directly).
+
+#[allow(dead_code)]
+#[path = "../examples/mergesort.rs"]
+mod mergesort;
+
+#[allow(dead_code)]
+#[path = "../examples/wordcount.rs"]
+mod wordcount;
+
+#[allow(dead_code)]
+#[path = "../examples/quickstart.rs"]
+mod quickstart;
+
+use dagger::Runtime;
+
+#[test]
+fn mergesort_sorts_every_size() {
+    let rt = Runtime::builder().threads(2).build();
+    for n in [0, 1, 3, 1000, 100_003, 1 << 20] {
+        let data = mergesort::random_u64(n, n as u64 + 1);
+        let mut expected = data.clone();
+        expected.sort_unstable();
+        let sorted = rt.spawn(mergesort::msort, (data,)).wait().unwrap();
+        assert_eq!(sorted, expected, "n = {n}");
+    }
+}
+
+#[test]
+fn wordcount_graph_matches_a_sequential_count() {
+    let text = wordcount::corpus(200_000, 3);
+    let parts = wordcount::chunks(&text, 7);
+    assert_eq!(parts.concat(), text, "chunks cover the corpus exactly");
+    let counts = Runtime::builder()
+        .threads(2)
+        .build()
+        .run(&wordcount::wordcount_graph(parts), ())
+        .unwrap();
+    assert_eq!(counts, wordcount::count_words(text));
+}
+
+#[test]
+fn quickstart_runs_and_its_two_front_ends_agree() {
+    quickstart::main().expect("the quickstart succeeds");
+}
