@@ -25,7 +25,8 @@
 //!
 //! Graphs found only at run time use the dynamic front end,
 //! [`spawn`](Runtime::spawn), whose handles are passed to later spawns and
-//! awaited with [`Handle::wait`]. Both front ends produce the same IR,
+//! awaited with [`Handle::wait`]; [`join()`] forks fine-grained recursion on
+//! the same workers. Both front ends produce the same IR,
 //! [`ir::Graph`], which the passes in [`ir::passes`] optimise before the
 //! executor runs it.
 //!
@@ -55,3 +56,8 @@ pub mod __private {
     pub use dagger_runtime::{Datum, GraphBuilder, Task, TaskDef, Value};
     pub use inventory;
 }
+
+/// The README's code, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
