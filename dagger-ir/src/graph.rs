@@ -82,6 +82,20 @@ pub struct TaskSig {
     pub pure: bool,
 }
 
+impl TaskSig {
+    /// A signature with default hints (unknown cost, any device, not pure).
+    pub fn new(name: impl Into<String>, params: &[&str], output: impl Into<String>) -> Self {
+        TaskSig {
+            name: name.into(),
+            params: params.iter().map(|p| p.to_string()).collect(),
+            output: output.into(),
+            cost: Cost::Unknown,
+            device: Device::Any,
+            pure: false,
+        }
+    }
+}
+
 /// A constant's value.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -9,10 +9,7 @@
 //! use dagger_ir::{Graph, TaskSig, PassManager, PassCtx};
 //!
 //! let mut g = Graph::new();
-//! let inc = g.intern_task(TaskSig {
-//!     name: "demo::inc".into(), params: vec!["u64".into()], output: "u64".into(),
-//!     cost: Default::default(), device: Default::default(), pure: true,
-//! });
+//! let inc = g.intern_task(TaskSig { pure: true, ..TaskSig::new("demo::inc", &["u64"], "u64") });
 //! let x = g.add_input("u64", Some("x"));
 //! let y = g.add_call(inc, &[x], Some("y"));
 //! g.set_outputs(vec![y]);

@@ -204,14 +204,7 @@ mod tests {
     use crate::graph::{ConstValue, Port, TaskSig};
 
     fn sig(name: &str, params: &[&str], output: &str) -> TaskSig {
-        TaskSig {
-            name: name.into(),
-            params: params.iter().map(|s| s.to_string()).collect(),
-            output: output.into(),
-            cost: Default::default(),
-            device: Default::default(),
-            pure: false,
-        }
+        TaskSig::new(name, params, output)
     }
 
     #[test]

@@ -67,12 +67,8 @@ impl Recorder {
             None => graph.intern_task(match crate::task::lookup(name) {
                 Some(def) => def.sig(),
                 None => TaskSig {
-                    name: name.to_string(),
                     params,
-                    output,
-                    cost: Default::default(),
-                    device: Default::default(),
-                    pure: false,
+                    ..TaskSig::new(name, &[], output)
                 },
             }),
         };

@@ -69,12 +69,8 @@ mod tests {
 
     fn sig(name: &str, params: usize, pure: bool) -> TaskSig {
         TaskSig {
-            name: name.into(),
-            params: vec!["u64".into(); params],
-            output: "u64".into(),
-            cost: Default::default(),
-            device: Default::default(),
             pure,
+            ..TaskSig::new(name, &vec!["u64"; params], "u64")
         }
     }
 

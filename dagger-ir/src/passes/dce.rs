@@ -46,12 +46,8 @@ mod tests {
 
     fn sig(name: &str, pure: bool) -> TaskSig {
         TaskSig {
-            name: name.into(),
-            params: vec!["u64".into()],
-            output: "u64".into(),
-            cost: Default::default(),
-            device: Default::default(),
             pure,
+            ..TaskSig::new(name, &["u64"], "u64")
         }
     }
 

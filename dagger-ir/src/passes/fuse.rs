@@ -80,12 +80,8 @@ mod tests {
 
     fn sig(name: &str, seconds: f64) -> TaskSig {
         TaskSig {
-            name: name.into(),
-            params: vec!["u64".into()],
-            output: "u64".into(),
             cost: Cost::Seconds(seconds),
-            device: Default::default(),
-            pure: false,
+            ..TaskSig::new(name, &["u64"], "u64")
         }
     }
 
