@@ -30,6 +30,10 @@ pub(crate) struct PlanRun {
     pending: Vec<AtomicU32>,
     readers: Vec<AtomicU32>,
     slots: Vec<Slot>,
+    /// Sinks (task nodes nothing reads) still to finish. A sink finishes
+    /// after all its ancestors, so when every sink has, every node has; and
+    /// counting sinks only keeps a contended counter off the path of the
+    /// other tasks.
     remaining: AtomicUsize,
     failed: AtomicBool,
     error: Mutex<Option<RunError>>,
@@ -78,18 +82,20 @@ impl PlanRun {
                 }))
             })
             .collect();
-        let tasks = plan.task_count();
+        let sinks = (0..n)
+            .filter(|&i| plan.kernels[i].is_task() && plan.users_of(i).is_empty())
+            .count();
         let run = Arc::new(PlanRun {
             pending: plan.task_args.iter().map(|&c| AtomicU32::new(c)).collect(),
             readers,
             slots,
-            remaining: AtomicUsize::new(tasks),
+            remaining: AtomicUsize::new(sinks),
             failed: AtomicBool::new(false),
             error: Mutex::new(None),
             pool: pool.clone(),
             plan,
         });
-        if tasks == 0 {
+        if sinks == 0 {
             pool.notify_all();
         }
         for (i, k) in run.plan.kernels.iter().enumerate() {
@@ -237,7 +243,7 @@ impl Execute for PlanRun {
                     }
                 }
             }
-            if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if self.plan.users_of(i).is_empty() && self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
                 self.pool.notify_all();
             }
         }
