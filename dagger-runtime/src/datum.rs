@@ -50,14 +50,12 @@ impl Datum {
     /// Takes the value out as an owned `T`: moved when this is the only
     /// reference, cloned otherwise. Gives the datum back when it holds another type.
     pub fn take<T: Clone + Send + Sync + 'static>(self) -> Result<T, Datum> {
-        let any: Arc<dyn Any + Send + Sync> = self.0.clone();
-        match any.downcast::<T>() {
-            Ok(arc) => {
-                drop(self);
-                Ok(Arc::try_unwrap(arc).unwrap_or_else(|shared| (*shared).clone()))
-            }
-            Err(_) => Err(self),
+        if self.downcast_ref::<T>().is_none() {
+            return Err(self);
         }
+        let any: Arc<dyn Any + Send + Sync> = self.0;
+        let arc = any.downcast::<T>().expect("the type was checked");
+        Ok(Arc::try_unwrap(arc).unwrap_or_else(|shared| (*shared).clone()))
     }
 }
 

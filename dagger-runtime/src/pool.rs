@@ -65,6 +65,11 @@ impl Sleep {
     /// Something was published: wake one sleeper (or all), if any.
     fn notify(&self, all: bool) {
         fence(Ordering::SeqCst);
+        self.wake_after_fence(all);
+    }
+
+    /// [`notify`](Self::notify) for a caller that has just issued the fence.
+    fn wake_after_fence(&self, all: bool) {
         if self.sleepers.load(Ordering::SeqCst) > 0 {
             let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
             if all {
@@ -175,8 +180,9 @@ impl Pool {
 
     /// Wakes every sleeping thread: something they may wait for has happened.
     pub(crate) fn notify_all(&self) {
-        self.idle.notify(true);
-        self.blocked.notify(true);
+        fence(Ordering::SeqCst);
+        self.idle.wake_after_fence(true);
+        self.blocked.wake_after_fence(true);
     }
 
     /// Whether any queue of the pool holds a job.

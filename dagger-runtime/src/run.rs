@@ -243,7 +243,9 @@ impl Execute for PlanRun {
                     }
                 }
             }
-            if self.plan.users_of(i).is_empty() && self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if self.plan.users_of(i).is_empty()
+                && self.remaining.fetch_sub(1, Ordering::AcqRel) == 1
+            {
                 self.pool.notify_all();
             }
         }

@@ -24,7 +24,7 @@ use std::cell::UnsafeCell;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
@@ -40,7 +40,9 @@ pub struct SpawnNode {
     args: Box<[UnsafeCell<Option<Datum>>]>,
     cancelled: Mutex<Option<RunError>>,
     done: AtomicBool,
-    watched: AtomicBool,
+    /// Who waits in `Handle::wait` on a worker: 0 nobody, `k + 1` worker
+    /// `k` only, `usize::MAX` several.
+    watched: AtomicUsize,
     /// Live handles plus subscribed dependents not yet fed: the last one
     /// to read the result takes it without a copy.
     readers: AtomicU32,
@@ -108,7 +110,12 @@ impl SpawnNode {
     }
 
     /// Stores the result and feeds everyone who waits for it.
-    fn complete(self: &Arc<Self>, result: Result<Datum, RunError>, pool: &Arc<Pool>) {
+    fn complete(
+        self: &Arc<Self>,
+        result: Result<Datum, RunError>,
+        pool: &Arc<Pool>,
+        worker: usize,
+    ) {
         let (dependents, wakers, threads) = {
             let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
             if self.readers.load(Ordering::Acquire) > 0 {
@@ -130,8 +137,12 @@ impl SpawnNode {
         for t in threads {
             t.unpark();
         }
-        if self.watched.load(Ordering::SeqCst) {
-            pool.notify_all();
+        // A waiter on this very worker is below us on the stack and sees
+        // `done` when this job returns; others may be asleep.
+        match self.watched.load(Ordering::SeqCst) {
+            0 => {}
+            w if w == worker + 1 => {}
+            _ => pool.notify_all(),
         }
     }
 
@@ -176,7 +187,7 @@ impl Execute for SpawnNode {
                 )
             }
         };
-        self.complete(result, &worker.pool);
+        self.complete(result, &worker.pool, worker.index);
     }
 }
 
@@ -234,7 +245,14 @@ impl<T: Data> Handle<T> {
             let node = &self.node;
             let helped = with_current(|w| {
                 w.map(|w| {
-                    node.watched.store(true, Ordering::SeqCst);
+                    let me = w.index + 1;
+                    let _ = node
+                        .watched
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| match v {
+                            0 => Some(me),
+                            v if v == me => None,
+                            _ => Some(usize::MAX),
+                        });
                     w.pool.wait_until(|| node.done.load(Ordering::Acquire));
                 })
             });
@@ -473,7 +491,7 @@ pub(crate) fn launch<F, T: Data>(pool: &Arc<Pool>, prepared: Prepared) -> Handle
         },
         cancelled: Mutex::new(None),
         done: AtomicBool::new(false),
-        watched: AtomicBool::new(false),
+        watched: AtomicUsize::new(0),
         readers: AtomicU32::new(1),
         shared: Mutex::new(Shared::default()),
         ir_node,
