@@ -73,3 +73,50 @@ fn help_lists_the_subcommands() {
     assert!(ok);
     assert!(out.contains("ir") && out.contains("tasks"), "{out}");
 }
+
+#[test]
+fn sched_reproduces_the_heft_papers_example() {
+    let (ok, out, err) = dagger(&[
+        "sched",
+        "examples/graphs/heft_paper.json",
+        "--algo",
+        "heft,cpop",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    assert_eq!(v["heft"]["makespan"], 80.0);
+    assert_eq!(v["cpop"]["makespan"], 86.0);
+    let slots = v["heft"]["schedule"].as_array().unwrap();
+    assert_eq!(slots.len(), 10);
+    assert_eq!(slots[0]["task"], "n1");
+    assert_eq!(slots[0]["proc"], 2);
+    assert_eq!(slots[0]["finish"], 9.0);
+    assert!(v["heft"]["slr"].as_f64().unwrap() >= 1.0);
+}
+
+#[test]
+fn sched_writes_a_gantt_chart_and_refuses_unknown_algorithms() {
+    let svg = std::env::temp_dir().join(format!("dagger-gantt-{}.svg", std::process::id()));
+    let (ok, table, err) = dagger(&[
+        "sched",
+        "examples/graphs/heft_paper.json",
+        "--gantt",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        table.contains("heft") && table.contains("80.000"),
+        "{table}"
+    );
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert_eq!(
+        chart.matches("<rect").count(),
+        20,
+        "10 tasks x 2 algorithms"
+    );
+    let _ = std::fs::remove_file(svg);
+    let (ok, _, err) = dagger(&["sched", "examples/graphs/heft_paper.json", "--algo", "fifo"]);
+    assert!(!ok);
+    assert!(err.contains("unknown algorithm `fifo`"), "{err}");
+}

@@ -24,6 +24,7 @@ pub mod graph;
 pub mod json;
 pub mod pass;
 pub mod passes;
+pub mod sched;
 pub mod text;
 pub mod types;
 pub mod verify;

@@ -5,13 +5,15 @@
 //! dagger ir graph.json --dot      print it as Graphviz dot instead
 //! dagger ir graph.json --passes   run the standard passes first
 //! dagger tasks                    list the tasks registered in this binary
+//! dagger sched dag.json --algo heft,cpop|all [--json] [--gantt out.svg]
+//!                                 static schedules of a cost-annotated DAG
 //! ```
 //!
 //! Later subcommands (scheduling, perf models, the cluster launcher) join here.
 
 use clap::{Parser, Subcommand};
-use dagger::ir::{self, PassCtx, PassManager};
-use std::path::PathBuf;
+use dagger::ir::{self, sched, PassCtx, PassManager};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Dagger for Rust: inspect and run task graphs.
@@ -37,6 +39,24 @@ enum Command {
     },
     /// List the tasks registered in this binary.
     Tasks,
+    /// Schedule a cost-annotated DAG with static list schedulers (HEFT, CPOP).
+    ///
+    /// The file: {"processors": P, "tasks": [{"id": "n1", "cost": [c0, c1, ..]}, ..],
+    /// "edges": [{"from": "n1", "to": "n2", "comm": c}, ..]}; cost[p] is the task's
+    /// time on processor p, comm is paid only between different processors.
+    Sched {
+        /// The problem file.
+        file: PathBuf,
+        /// Comma-separated algorithms (heft, cpop), or `all`.
+        #[arg(long, default_value = "all")]
+        algo: String,
+        /// Print one JSON object keyed by algorithm instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Also write an SVG Gantt chart of the schedules here.
+        #[arg(long)]
+        gantt: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -75,6 +95,12 @@ fn run(command: Command) -> Result<(), String> {
             }
             Ok(())
         }
+        Command::Sched {
+            file,
+            algo,
+            json,
+            gantt,
+        } => schedule(&file, &algo, json, gantt.as_deref()),
         Command::Tasks => {
             for def in dagger::task_registry() {
                 let sig = def.sig();
@@ -83,4 +109,67 @@ fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// `dagger sched`: runs the chosen static schedulers on a problem file.
+fn schedule(file: &Path, algo: &str, json: bool, gantt: Option<&Path>) -> Result<(), String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let problem =
+        sched::Problem::from_json(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    let schedulers = if algo == "all" {
+        sched::all()
+    } else {
+        algo.split(',')
+            .map(|name| {
+                sched::by_name(name.trim()).ok_or_else(|| {
+                    let known: Vec<&str> = sched::all().iter().map(|s| s.name()).collect();
+                    format!(
+                        "unknown algorithm `{}` (known: {}, or all)",
+                        name.trim(),
+                        known.join(", ")
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let results: Vec<(&str, sched::Schedule)> = schedulers
+        .iter()
+        .map(|s| (s.name(), s.schedule(&problem)))
+        .collect();
+    if json {
+        let mut out = serde_json::Map::new();
+        for (name, s) in &results {
+            out.insert(
+                name.to_string(),
+                serde_json::json!({
+                    "makespan": s.makespan(),
+                    "slr": sched::slr(&problem, s),
+                    "speedup": sched::speedup(&problem, s),
+                    "schedule": s.slots(&problem),
+                }),
+            );
+        }
+        println!("{}", serde_json::Value::Object(out));
+    } else {
+        println!(
+            "{:<8} {:>12} {:>8} {:>8}",
+            "algo", "makespan", "slr", "speedup"
+        );
+        for (name, s) in &results {
+            println!(
+                "{name:<8} {:>12.3} {:>8.3} {:>8.3}",
+                s.makespan(),
+                sched::slr(&problem, s),
+                sched::speedup(&problem, s)
+            );
+        }
+    }
+    if let Some(path) = gantt {
+        let named: Vec<(&str, &sched::Schedule)> = results.iter().map(|(n, s)| (*n, s)).collect();
+        std::fs::write(path, sched::gantt::to_svg(&problem, &named))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        eprintln!("Gantt chart written to {}", path.display());
+    }
+    Ok(())
 }

@@ -1,0 +1,61 @@
+//! CPOP, Critical Path On a Processor (Topcuoglu, Hariri and Wu, 2002).
+//!
+//! A task's priority is `rank_u + rank_d`; the tasks whose priority equals
+//! the entry task's form the critical path (followed from the entry through
+//! the first successor, by index, of equal priority). The processor that
+//! runs the whole critical path fastest takes every critical task; the other
+//! tasks go wherever they finish earliest (insertion policy). Tasks are taken
+//! in decreasing priority among ready ones; ties go to the lower index.
+
+use super::heft::list_schedule;
+use super::problem::Problem;
+use super::rank::{downward_rank, same, upward_rank};
+use super::schedule::Schedule;
+use super::StaticScheduler;
+
+/// The CPOP list scheduler.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpopScheduler;
+
+impl StaticScheduler for CpopScheduler {
+    fn name(&self) -> &'static str {
+        "cpop"
+    }
+
+    fn schedule(&self, problem: &Problem) -> Schedule {
+        let (up, down) = (upward_rank(problem), downward_rank(problem));
+        let priority: Vec<f64> = up.iter().zip(&down).map(|(u, d)| u + d).collect();
+        let critical = critical_path(problem, &priority);
+        let cp_proc = (0..problem.processors)
+            .min_by(|&a, &b| {
+                let cost = |p: usize| critical.iter().map(|&t| problem.cost[t][p]).sum::<f64>();
+                cost(a).total_cmp(&cost(b)).then(a.cmp(&b))
+            })
+            .unwrap_or(0);
+        let on_path: Vec<bool> = (0..problem.len()).map(|t| critical.contains(&t)).collect();
+        list_schedule(problem, &priority, |t| on_path[t].then_some(cp_proc))
+    }
+}
+
+/// The critical path's tasks, from the entry task of highest priority.
+fn critical_path(problem: &Problem, priority: &[f64]) -> Vec<usize> {
+    let Some(entry) = (0..problem.len())
+        .filter(|&t| problem.pred[t].is_empty())
+        .min_by(|&a, &b| priority[b].total_cmp(&priority[a]).then(a.cmp(&b)))
+    else {
+        return Vec::new();
+    };
+    let length = priority[entry];
+    let mut path = vec![entry];
+    let mut at = entry;
+    while let Some(next) = problem.succ[at]
+        .iter()
+        .map(|&(s, _)| s)
+        .filter(|&s| same(priority[s], length))
+        .min()
+    {
+        path.push(next);
+        at = next;
+    }
+    path
+}

@@ -1,0 +1,144 @@
+//! Static scheduling: place a whole task graph on processors before running it.
+//!
+//! A [`Problem`] is a DAG whose tasks have a cost on each processor and
+//! whose edges have a communication cost, paid only between different
+//! processors. A [`StaticScheduler`] turns it into a [`Schedule`]; the
+//! published list schedulers here are [`HeftScheduler`] and
+//! [`CpopScheduler`] (Topcuoglu, Hariri and Wu, 2002), measured by
+//! makespan, [`slr`] and [`speedup`].
+
+pub mod cpop;
+pub mod gantt;
+pub mod heft;
+pub mod problem;
+pub mod rank;
+pub mod schedule;
+
+pub use cpop::CpopScheduler;
+pub use heft::HeftScheduler;
+pub use problem::Problem;
+pub use schedule::{critical_path_min, slr, speedup, Schedule, Slot};
+
+/// A scheduler that plans a whole graph ahead of time.
+pub trait StaticScheduler {
+    /// Short name, as the `dagger sched --algo` option spells it.
+    fn name(&self) -> &'static str;
+    /// Places every task of `problem`.
+    fn schedule(&self, problem: &Problem) -> Schedule;
+}
+
+/// Every static scheduler, in the order `--algo all` runs them.
+pub fn all() -> Vec<Box<dyn StaticScheduler>> {
+    vec![Box::new(HeftScheduler), Box::new(CpopScheduler)]
+}
+
+/// The scheduler of this name, if there is one.
+pub fn by_name(name: &str) -> Option<Box<dyn StaticScheduler>> {
+    all().into_iter().find(|s| s.name() == name)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The example of Topcuoglu, Hariri and Wu (2002), Fig. 2: 10 tasks, 3 processors.
+    pub(crate) const PAPER: &str = r#"{"processors": 3,
+        "tasks": [
+            {"id": "n1", "cost": [14, 16, 9]}, {"id": "n2", "cost": [13, 19, 18]},
+            {"id": "n3", "cost": [11, 13, 19]}, {"id": "n4", "cost": [13, 8, 17]},
+            {"id": "n5", "cost": [12, 13, 10]}, {"id": "n6", "cost": [13, 16, 9]},
+            {"id": "n7", "cost": [7, 15, 11]}, {"id": "n8", "cost": [5, 11, 14]},
+            {"id": "n9", "cost": [18, 12, 20]}, {"id": "n10", "cost": [21, 7, 16]}],
+        "edges": [
+            {"from": "n1", "to": "n2", "comm": 18}, {"from": "n1", "to": "n3", "comm": 12},
+            {"from": "n1", "to": "n4", "comm": 9}, {"from": "n1", "to": "n5", "comm": 11},
+            {"from": "n1", "to": "n6", "comm": 14}, {"from": "n2", "to": "n8", "comm": 19},
+            {"from": "n2", "to": "n9", "comm": 16}, {"from": "n3", "to": "n7", "comm": 23},
+            {"from": "n4", "to": "n8", "comm": 27}, {"from": "n4", "to": "n9", "comm": 23},
+            {"from": "n5", "to": "n9", "comm": 13}, {"from": "n6", "to": "n8", "comm": 15},
+            {"from": "n7", "to": "n10", "comm": 17}, {"from": "n8", "to": "n10", "comm": 11},
+            {"from": "n9", "to": "n10", "comm": 13}]}"#;
+
+    #[test]
+    fn ranks_match_the_paper() {
+        let p = Problem::from_json(PAPER).unwrap();
+        let up: Vec<f64> = rank::upward_rank(&p)
+            .iter()
+            .map(|r| (r * 10.0).round() / 10.0)
+            .collect();
+        assert_eq!(
+            up,
+            vec![108.0, 77.0, 80.0, 80.0, 69.0, 63.3, 42.7, 35.7, 44.3, 14.7]
+        );
+    }
+
+    #[test]
+    fn heft_and_cpop_give_the_papers_makespans() {
+        let p = Problem::from_json(PAPER).unwrap();
+        let heft = HeftScheduler.schedule(&p);
+        assert_eq!(heft.makespan(), 80.0);
+        let cpop = CpopScheduler.schedule(&p);
+        assert_eq!(cpop.makespan(), 86.0);
+        assert!(slr(&p, &heft) >= 1.0 && slr(&p, &heft) < slr(&p, &cpop));
+    }
+
+    #[test]
+    fn schedules_respect_precedence_and_never_overlap() {
+        let p = Problem::from_json(PAPER).unwrap();
+        for s in all() {
+            let sched = s.schedule(&p);
+            for t in 0..p.len() {
+                let (proc, start, finish) = sched.placement[t];
+                assert_eq!(
+                    finish - start,
+                    p.cost[t][proc],
+                    "{}: {}",
+                    s.name(),
+                    p.ids[t]
+                );
+                for &(pred, comm) in &p.pred[t] {
+                    let (pp, _, pf) = sched.placement[pred];
+                    assert!(
+                        start >= pf + if pp == proc { 0.0 } else { comm } - 1e-9,
+                        "{}",
+                        s.name()
+                    );
+                }
+                for u in 0..p.len() {
+                    let (q, s2, f2) = sched.placement[u];
+                    assert!(
+                        u == t || q != proc || f2 <= start + 1e-9 || s2 >= finish - 1e-9,
+                        "{}",
+                        s.name()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_files_are_refused_naming_the_culprit() {
+        let err = |s: &str| Problem::from_json(s).unwrap_err().to_string();
+        assert_eq!(
+            err(r#"{"processors": 2, "tasks": [{"id": "a", "cost": [1]}]}"#),
+            "node `a`: has 1 costs but there are 2 processors"
+        );
+        assert_eq!(
+            err(
+                r#"{"processors": 1, "tasks": [{"id": "a", "cost": [1]}], "edges": [{"from": "a", "to": "b"}]}"#
+            ),
+            "edge a -> b refers to unknown node `b`"
+        );
+        let cycle = err(
+            r#"{"processors": 1, "tasks": [{"id": "a", "cost": [1]}, {"id": "b", "cost": [1]}],
+            "edges": [{"from": "a", "to": "b"}, {"from": "b", "to": "a"}]}"#,
+        );
+        assert!(
+            cycle.starts_with("graph has a cycle: ")
+                && cycle.contains("`a`")
+                && cycle.contains("`b`"),
+            "{cycle}"
+        );
+        assert!(err("{\"processors\": 1, \"tasks\": [").starts_with("malformed graph file: "));
+    }
+}

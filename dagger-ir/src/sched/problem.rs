@@ -1,0 +1,183 @@
+//! The scheduling problem: a DAG of tasks with a cost per processor and a
+//! communication cost per edge, as in the list-scheduling literature.
+//!
+//! The file format (what `dagger sched` reads) is
+//!
+//! ```json
+//! {"processors": 3,
+//!  "tasks": [{"id": "n1", "cost": [14, 16, 9]}, {"id": "n2", "cost": [13, 19, 18]}],
+//!  "edges": [{"from": "n1", "to": "n2", "comm": 18}]}
+//! ```
+//!
+//! where `cost[p]` is the task's time on processor `p` and `comm` is paid
+//! only when the two tasks run on different processors. Reading a file
+//! checks it: malformed JSON, a cost row of the wrong length, an edge naming
+//! an unknown task, a duplicate id, a negative cost and a cycle are errors
+//! that name the culprit.
+
+use crate::error::{IrError, Result};
+use serde::Deserialize;
+use std::collections::HashMap;
+
+/// A DAG of tasks with per-processor costs and per-edge communication costs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Problem {
+    /// Number of processors.
+    pub processors: usize,
+    /// Task ids, by task index.
+    pub ids: Vec<String>,
+    /// `cost[t][p]`: time of task `t` on processor `p`.
+    pub cost: Vec<Vec<f64>>,
+    /// `succ[t]`: `(successor, comm)` pairs.
+    pub succ: Vec<Vec<(usize, f64)>>,
+    /// `pred[t]`: `(predecessor, comm)` pairs.
+    pub pred: Vec<Vec<(usize, f64)>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    processors: usize,
+    tasks: Vec<TaskEntry>,
+    #[serde(default)]
+    edges: Vec<EdgeEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskEntry {
+    id: String,
+    cost: Vec<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EdgeEntry {
+    from: String,
+    to: String,
+    #[serde(default)]
+    comm: f64,
+}
+
+impl Problem {
+    /// Reads and checks a problem file (see the [module docs](self)).
+    pub fn from_json(text: &str) -> Result<Problem> {
+        let file: File = serde_json::from_str(text).map_err(|e| IrError::Json(e.to_string()))?;
+        let bad = |node: &str, message: String| IrError::Malformed {
+            node: format!("`{node}`"),
+            message,
+        };
+        if file.processors == 0 {
+            return Err(IrError::Json("\"processors\" must be at least 1".into()));
+        }
+        let mut index = HashMap::new();
+        for (i, t) in file.tasks.iter().enumerate() {
+            if index.insert(t.id.clone(), i).is_some() {
+                return Err(IrError::Duplicate {
+                    what: "task id",
+                    name: t.id.clone(),
+                });
+            }
+            if t.cost.len() != file.processors {
+                return Err(bad(
+                    &t.id,
+                    format!(
+                        "has {} costs but there are {} processors",
+                        t.cost.len(),
+                        file.processors
+                    ),
+                ));
+            }
+            if t.cost.iter().any(|c| !c.is_finite() || *c < 0.0) {
+                return Err(bad(&t.id, "costs must be finite and not negative".into()));
+            }
+        }
+        let n = file.tasks.len();
+        let (mut succ, mut pred) = (vec![Vec::new(); n], vec![Vec::new(); n]);
+        for e in &file.edges {
+            let find = |id: &str| {
+                index.get(id).copied().ok_or_else(|| IrError::UnknownNode {
+                    name: id.to_string(),
+                    context: format!("edge {} -> {}", e.from, e.to),
+                })
+            };
+            let (a, b) = (find(&e.from)?, find(&e.to)?);
+            if !e.comm.is_finite() || e.comm < 0.0 {
+                return Err(bad(
+                    &e.from,
+                    format!("edge to `{}` has a negative or infinite comm", e.to),
+                ));
+            }
+            succ[a].push((b, e.comm));
+            pred[b].push((a, e.comm));
+        }
+        let (ids, cost) = file.tasks.into_iter().map(|t| (t.id, t.cost)).unzip();
+        let problem = Problem {
+            processors: file.processors,
+            ids,
+            cost,
+            succ,
+            pred,
+        };
+        problem.topo_order()?;
+        Ok(problem)
+    }
+
+    /// Number of tasks.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether there are no tasks.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Mean cost of task `t` over the processors.
+    pub fn mean_cost(&self, t: usize) -> f64 {
+        self.cost[t].iter().sum::<f64>() / self.processors as f64
+    }
+
+    /// A topological order (smallest index first among ready tasks), or the
+    /// cycle that prevents one.
+    pub fn topo_order(&self) -> Result<Vec<usize>> {
+        let mut indegree: Vec<usize> = self.pred.iter().map(Vec::len).collect();
+        let mut ready: std::collections::BTreeSet<usize> =
+            (0..self.len()).filter(|&t| indegree[t] == 0).collect();
+        let mut order = Vec::with_capacity(self.len());
+        while let Some(t) = ready.pop_first() {
+            order.push(t);
+            for &(s, _) in &self.succ[t] {
+                indegree[s] -= 1;
+                if indegree[s] == 0 {
+                    ready.insert(s);
+                }
+            }
+        }
+        if order.len() == self.len() {
+            return Ok(order);
+        }
+        // Walk predecessors among the leftovers until one repeats.
+        let mut path = vec![(0..self.len())
+            .find(|&t| indegree[t] > 0)
+            .expect("a task is left")];
+        loop {
+            let at = *path.last().expect("non-empty");
+            let prev = self.pred[at]
+                .iter()
+                .map(|p| p.0)
+                .find(|&p| indegree[p] > 0)
+                .expect("on a cycle");
+            if let Some(pos) = path.iter().position(|&t| t == prev) {
+                let mut cycle: Vec<String> = path[pos..]
+                    .iter()
+                    .rev()
+                    .map(|&t| format!("`{}`", self.ids[t]))
+                    .collect();
+                cycle.push(cycle[0].clone());
+                return Err(IrError::Cycle { path: cycle });
+            }
+            path.push(prev);
+        }
+    }
+}

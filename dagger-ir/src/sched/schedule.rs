@@ -1,0 +1,157 @@
+//! Schedules: which processor runs each task, from when to when; and the
+//! measures of the literature (makespan, SLR, speedup, efficiency).
+
+use super::problem::Problem;
+use serde::Serialize;
+
+/// One task's place in a schedule.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Slot {
+    /// Task id.
+    pub task: String,
+    /// Processor index.
+    pub proc: usize,
+    /// Start time.
+    pub start: f64,
+    /// Finish time.
+    pub finish: f64,
+}
+
+/// A complete schedule of a [`Problem`].
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Schedule {
+    /// `(processor, start, finish)` by task index.
+    pub placement: Vec<(usize, f64, f64)>,
+}
+
+impl Schedule {
+    /// Latest finish time.
+    pub fn makespan(&self) -> f64 {
+        self.placement.iter().map(|p| p.2).fold(0.0, f64::max)
+    }
+
+    /// The slots, sorted by start time then processor.
+    pub fn slots(&self, problem: &Problem) -> Vec<Slot> {
+        let mut slots: Vec<Slot> = self
+            .placement
+            .iter()
+            .enumerate()
+            .map(|(t, &(proc, start, finish))| Slot {
+                task: problem.ids[t].clone(),
+                proc,
+                start,
+                finish,
+            })
+            .collect();
+        slots.sort_by(|a, b| a.start.total_cmp(&b.start).then(a.proc.cmp(&b.proc)));
+        slots
+    }
+}
+
+/// Sum of the minimum costs along the path that maximises that sum (the
+/// denominator of the schedule length ratio).
+pub fn critical_path_min(problem: &Problem) -> f64 {
+    let order = problem.topo_order().expect("problems are acyclic");
+    let mut longest = vec![0.0f64; problem.len()];
+    for &t in order.iter().rev() {
+        let min = problem.cost[t]
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
+        let tail = problem.succ[t]
+            .iter()
+            .map(|&(s, _)| longest[s])
+            .fold(0.0, f64::max);
+        longest[t] = min + tail;
+    }
+    longest.into_iter().fold(0.0, f64::max)
+}
+
+/// Schedule length ratio: makespan over [`critical_path_min`] (at least 1).
+pub fn slr(problem: &Problem, schedule: &Schedule) -> f64 {
+    schedule.makespan() / critical_path_min(problem)
+}
+
+/// Speedup: the best single-processor time over the makespan.
+pub fn speedup(problem: &Problem, schedule: &Schedule) -> f64 {
+    let sequential = (0..problem.processors)
+        .map(|p| problem.cost.iter().map(|c| c[p]).sum::<f64>())
+        .fold(f64::INFINITY, f64::min);
+    sequential / schedule.makespan()
+}
+
+/// Processor timelines for insertion-based list scheduling.
+pub(crate) struct Timelines {
+    busy: Vec<Vec<(f64, f64)>>,
+}
+
+impl Timelines {
+    pub(crate) fn new(processors: usize) -> Self {
+        Timelines {
+            busy: vec![Vec::new(); processors],
+        }
+    }
+
+    /// Earliest start at or after `ready` of a run of `duration` on `proc`,
+    /// in the first idle gap it fits (the insertion policy of HEFT).
+    pub(crate) fn earliest_start(&self, proc: usize, ready: f64, duration: f64) -> f64 {
+        let mut candidate = ready;
+        for &(start, finish) in &self.busy[proc] {
+            if candidate + duration <= start {
+                return candidate;
+            }
+            candidate = candidate.max(finish);
+        }
+        candidate
+    }
+
+    pub(crate) fn occupy(&mut self, proc: usize, start: f64, finish: f64) {
+        let slots = &mut self.busy[proc];
+        let at = slots.partition_point(|s| s.0 < start);
+        slots.insert(at, (start, finish));
+    }
+}
+
+/// When task `t` could start on `proc` given its predecessors' placements:
+/// each predecessor's finish, plus the edge's comm if it ran elsewhere.
+pub(crate) fn data_ready(
+    problem: &Problem,
+    placement: &[Option<(usize, f64, f64)>],
+    t: usize,
+    proc: usize,
+) -> f64 {
+    problem.pred[t]
+        .iter()
+        .map(|&(p, comm)| {
+            let (pp, _, finish) = placement[p].expect("predecessors are placed first");
+            finish + if pp == proc { 0.0 } else { comm }
+        })
+        .fold(0.0, f64::max)
+}
+
+/// Places `t` on the processor giving the earliest finish (ties: lowest
+/// index), or on `only` when given; returns the placement.
+pub(crate) fn place_earliest_finish(
+    problem: &Problem,
+    timelines: &mut Timelines,
+    placement: &mut [Option<(usize, f64, f64)>],
+    t: usize,
+    only: Option<usize>,
+) {
+    let procs: Vec<usize> = match only {
+        Some(p) => vec![p],
+        None => (0..problem.processors).collect(),
+    };
+    let mut best: Option<(usize, f64, f64)> = None;
+    for p in procs {
+        let start =
+            timelines.earliest_start(p, data_ready(problem, placement, t, p), problem.cost[t][p]);
+        let finish = start + problem.cost[t][p];
+        if best.is_none_or(|b| finish < b.2 - 1e-9) {
+            best = Some((p, start, finish));
+        }
+    }
+    let chosen = best.expect("at least one processor");
+    timelines.occupy(chosen.0, chosen.1, chosen.2);
+    placement[t] = Some(chosen);
+}
