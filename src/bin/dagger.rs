@@ -39,7 +39,7 @@ enum Command {
     },
     /// List the tasks registered in this binary.
     Tasks,
-    /// Schedule a cost-annotated DAG with static list schedulers (HEFT, CPOP).
+    /// Schedule a cost-annotated DAG with static list schedulers (HEFT, CPOP, PEFT, lookahead).
     ///
     /// The file: {"processors": P, "tasks": [{"id": "n1", "cost": [c0, c1, ..]}, ..],
     /// "edges": [{"from": "n1", "to": "n2", "comm": c}, ..]}; cost[p] is the task's
@@ -47,7 +47,7 @@ enum Command {
     Sched {
         /// The problem file.
         file: PathBuf,
-        /// Comma-separated algorithms (heft, cpop), or `all`.
+        /// Comma-separated algorithms (heft, cpop, peft, lookahead), or `all`.
         #[arg(long, default_value = "all")]
         algo: String,
         /// Print one JSON object keyed by algorithm instead of a table.
@@ -158,7 +158,7 @@ fn schedule(file: &Path, algo: &str, json: bool, gantt: Option<&Path>) -> Result
         );
         for (name, s) in &results {
             println!(
-                "{name:<8} {:>12.3} {:>8.3} {:>8.3}",
+                "{name:<10} {:>12.3} {:>8.3} {:>8.3}",
                 s.makespan(),
                 sched::slr(&problem, s),
                 sched::speedup(&problem, s)

@@ -4,18 +4,24 @@
 //! whose edges have a communication cost, paid only between different
 //! processors. A [`StaticScheduler`] turns it into a [`Schedule`]; the
 //! published list schedulers here are [`HeftScheduler`] and
-//! [`CpopScheduler`] (Topcuoglu, Hariri and Wu, 2002), measured by
-//! makespan, [`slr`] and [`speedup`].
+//! [`CpopScheduler`] (Topcuoglu, Hariri and Wu, 2002), [`PeftScheduler`]
+//! (Arabnejad and Barbosa, 2014) and [`LookaheadScheduler`] (Bittencourt,
+//! Sakellariou and Madeira, 2010), measured by makespan, [`slr`] and
+//! [`speedup`].
 
 pub mod cpop;
 pub mod gantt;
 pub mod heft;
+pub mod lookahead;
+pub mod peft;
 pub mod problem;
 pub mod rank;
 pub mod schedule;
 
 pub use cpop::CpopScheduler;
 pub use heft::HeftScheduler;
+pub use lookahead::LookaheadScheduler;
+pub use peft::PeftScheduler;
 pub use problem::Problem;
 pub use schedule::{critical_path_min, slr, speedup, Schedule, Slot};
 
@@ -29,7 +35,12 @@ pub trait StaticScheduler {
 
 /// Every static scheduler, in the order `--algo all` runs them.
 pub fn all() -> Vec<Box<dyn StaticScheduler>> {
-    vec![Box::new(HeftScheduler), Box::new(CpopScheduler)]
+    vec![
+        Box::new(HeftScheduler),
+        Box::new(CpopScheduler),
+        Box::new(PeftScheduler),
+        Box::new(LookaheadScheduler),
+    ]
 }
 
 /// The scheduler of this name, if there is one.

@@ -81,6 +81,7 @@ pub fn speedup(problem: &Problem, schedule: &Schedule) -> f64 {
 }
 
 /// Processor timelines for insertion-based list scheduling.
+#[derive(Clone)]
 pub(crate) struct Timelines {
     busy: Vec<Vec<(f64, f64)>>,
 }
@@ -112,8 +113,10 @@ impl Timelines {
     }
 }
 
-/// When task `t` could start on `proc` given its predecessors' placements:
-/// each predecessor's finish, plus the edge's comm if it ran elsewhere.
+/// When task `t` could start on `proc` given its placed predecessors: each
+/// one's finish, plus the edge's comm if it ran elsewhere. (List schedulers
+/// place all predecessors first; lookahead also asks about children whose
+/// other predecessors are not placed yet, which then do not count.)
 pub(crate) fn data_ready(
     problem: &Problem,
     placement: &[Option<(usize, f64, f64)>],
@@ -122,15 +125,28 @@ pub(crate) fn data_ready(
 ) -> f64 {
     problem.pred[t]
         .iter()
-        .map(|&(p, comm)| {
-            let (pp, _, finish) = placement[p].expect("predecessors are placed first");
-            finish + if pp == proc { 0.0 } else { comm }
+        .filter_map(|&(p, comm)| {
+            let (pp, _, finish) = placement[p]?;
+            Some(finish + if pp == proc { 0.0 } else { comm })
         })
         .fold(0.0, f64::max)
 }
 
+/// `(proc, start, finish)` of `t` on `proc` at its earliest (insertion policy).
+pub(crate) fn earliest_finish(
+    problem: &Problem,
+    timelines: &Timelines,
+    placement: &[Option<(usize, f64, f64)>],
+    t: usize,
+    proc: usize,
+) -> (usize, f64, f64) {
+    let duration = problem.cost[t][proc];
+    let start = timelines.earliest_start(proc, data_ready(problem, placement, t, proc), duration);
+    (proc, start, start + duration)
+}
+
 /// Places `t` on the processor giving the earliest finish (ties: lowest
-/// index), or on `only` when given; returns the placement.
+/// index), or on `only` when given, and records it.
 pub(crate) fn place_earliest_finish(
     problem: &Problem,
     timelines: &mut Timelines,
@@ -144,11 +160,9 @@ pub(crate) fn place_earliest_finish(
     };
     let mut best: Option<(usize, f64, f64)> = None;
     for p in procs {
-        let start =
-            timelines.earliest_start(p, data_ready(problem, placement, t, p), problem.cost[t][p]);
-        let finish = start + problem.cost[t][p];
-        if best.is_none_or(|b| finish < b.2 - 1e-9) {
-            best = Some((p, start, finish));
+        let here = earliest_finish(problem, timelines, placement, t, p);
+        if best.is_none_or(|b| here.2 < b.2 - 1e-9) {
+            best = Some(here);
         }
     }
     let chosen = best.expect("at least one processor");
