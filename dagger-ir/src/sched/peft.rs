@@ -4,8 +4,8 @@
 //! The optimistic cost table `OCT(t, p)` is the longest way, from `t` placed
 //! on `p` to an exit task, when every later task is placed on its best
 //! processor and communication is paid only between different processors:
-//! `OCT(t, p) = max over successors s of min over q of (OCT(s, q) + cost(s, q)
-//! + (comm(t, s) if q != p))`, zero for exit tasks. Tasks are taken in
+//! `OCT(t, p) = max over successors s of min over q of (OCT(s, q) +
+//! cost(s, q) + comm(t, s) if q != p)`, zero for exit tasks. Tasks are taken in
 //! decreasing `rank_oct` (the mean of their OCT row) among ready ones, and
 //! each goes to the processor minimising `EFT + OCT` (the *optimistic* EFT),
 //! with the insertion policy; ties go to the lower index.
@@ -63,9 +63,9 @@ impl StaticScheduler for PeftScheduler {
                 .expect("non-empty");
             ready.swap_remove(pos);
             let mut best: Option<(f64, usize, f64, f64)> = None;
-            for p in 0..problem.processors {
+            for (p, &ahead) in oct[t].iter().enumerate() {
                 let (_, start, finish) = earliest_finish(problem, &timelines, &placement, t, p);
-                let optimistic = finish + oct[t][p];
+                let optimistic = finish + ahead;
                 if best.is_none_or(|b| optimistic < b.0 - 1e-9) {
                     best = Some((optimistic, p, start, finish));
                 }
