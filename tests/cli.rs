@@ -112,8 +112,8 @@ fn sched_writes_a_gantt_chart_and_refuses_unknown_algorithms() {
     let chart = std::fs::read_to_string(&svg).unwrap();
     assert_eq!(
         chart.matches("<rect").count(),
-        20,
-        "10 tasks x 2 algorithms"
+        40,
+        "10 tasks x 4 algorithms"
     );
     let _ = std::fs::remove_file(svg);
     let (ok, _, err) = dagger(&["sched", "examples/graphs/heft_paper.json", "--algo", "fifo"]);
