@@ -120,3 +120,28 @@ fn sched_writes_a_gantt_chart_and_refuses_unknown_algorithms() {
     assert!(!ok);
     assert!(err.contains("unknown algorithm `fifo`"), "{err}");
 }
+
+#[test]
+fn bench_sched_compares_every_algorithm_with_heft() {
+    let (ok, csv, err) = dagger(&["bench", "sched", "--graphs", "30", "--csv"]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "algo,mean_slr,mean_speedup,better_pct,equal_pct,worse_pct"
+    );
+    assert_eq!(lines.len(), 5, "{csv}");
+    assert!(
+        lines[1].starts_with("heft,") && lines[1].ends_with(",0.0,100.0,0.0"),
+        "{csv}"
+    );
+    for line in &lines[1..] {
+        let cols: Vec<f64> = line
+            .split(',')
+            .skip(1)
+            .map(|c| c.parse().unwrap())
+            .collect();
+        assert!(cols[0] >= 1.0, "SLR is at least 1: {line}");
+        assert!((cols[2] + cols[3] + cols[4] - 100.0).abs() < 0.2, "{line}");
+    }
+}

@@ -7,6 +7,8 @@
 //! dagger tasks                    list the tasks registered in this binary
 //! dagger sched dag.json --algo heft,cpop|all [--json] [--gantt out.svg]
 //!                                 static schedules of a cost-annotated DAG
+//! dagger bench sched [--graphs N] [--csv]
+//!                                 the static schedulers on random graphs
 //! ```
 //!
 //! Later subcommands (scheduling, perf models, the cluster launcher) join here.
@@ -39,6 +41,11 @@ enum Command {
     },
     /// List the tasks registered in this binary.
     Tasks,
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: Bench,
+    },
     /// Schedule a cost-annotated DAG with static list schedulers (HEFT, CPOP, PEFT, lookahead).
     ///
     /// The file: {"processors": P, "tasks": [{"id": "n1", "cost": [c0, c1, ..]}, ..],
@@ -56,6 +63,21 @@ enum Command {
         /// Also write an SVG Gantt chart of the schedules here.
         #[arg(long)]
         gantt: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Every static scheduler on a suite of random DAGGEN graphs (CCR 0.1 to
+    /// 10, 2 to 16 processors, heterogeneity 0.1 to 2): mean SLR, mean
+    /// speedup, and how often each is better than, equal to, or worse than HEFT.
+    Sched {
+        /// Number of random graphs.
+        #[arg(long, default_value_t = 1000)]
+        graphs: usize,
+        /// Print CSV instead of a table.
+        #[arg(long)]
+        csv: bool,
     },
 }
 
@@ -101,6 +123,32 @@ fn run(command: Command) -> Result<(), String> {
             json,
             gantt,
         } => schedule(&file, &algo, json, gantt.as_deref()),
+        Command::Bench {
+            what: Bench::Sched { graphs, csv },
+        } => {
+            let suite = sched::compare::random_suite(graphs);
+            let rows = sched::compare::compare(&suite, &sched::all());
+            if csv {
+                println!("algo,mean_slr,mean_speedup,better_pct,equal_pct,worse_pct");
+                for r in &rows {
+                    println!(
+                        "{},{:.4},{:.4},{:.1},{:.1},{:.1}",
+                        r.algo, r.mean_slr, r.mean_speedup, r.better, r.equal, r.worse
+                    );
+                }
+            } else {
+                println!("{graphs} random DAGGEN graphs; better/equal/worse: makespan compared with HEFT's on the same graph\n");
+                println!("| algo | mean SLR | mean speedup | better | equal | worse |");
+                println!("|---|---|---|---|---|---|");
+                for r in &rows {
+                    println!(
+                        "| {} | {:.3} | {:.3} | {:.1}% | {:.1}% | {:.1}% |",
+                        r.algo, r.mean_slr, r.mean_speedup, r.better, r.equal, r.worse
+                    );
+                }
+            }
+            Ok(())
+        }
         Command::Tasks => {
             for def in dagger::task_registry() {
                 let sig = def.sig();

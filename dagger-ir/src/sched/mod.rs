@@ -9,8 +9,10 @@
 //! Sakellariou and Madeira, 2010), measured by makespan, [`slr`] and
 //! [`speedup`].
 
+pub mod compare;
 pub mod cpop;
 pub mod gantt;
+pub mod generate;
 pub mod heft;
 pub mod lookahead;
 pub mod peft;
