@@ -99,8 +99,8 @@ pub fn random_dag(params: &DaggenParams) -> Problem {
     for l in 1..levels.len() {
         for &t in &levels[l] {
             let mut parents: Vec<usize> = Vec::new();
-            for above in l.saturating_sub(params.jump.max(1))..l {
-                for &p in &levels[above] {
+            for level in &levels[l.saturating_sub(params.jump.max(1))..l] {
+                for &p in level {
                     if rng.uniform(0.0, 1.0) < params.density {
                         parents.push(p);
                     }
