@@ -128,17 +128,18 @@ fn bench_sched_compares_every_algorithm_with_heft() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "algo,mean_slr,mean_speedup,better_pct,equal_pct,worse_pct"
+        "suite,algo,mean_slr,mean_speedup,better_pct,equal_pct,worse_pct"
     );
-    assert_eq!(lines.len(), 5, "{csv}");
+    assert_eq!(lines.len(), 9, "{csv}");
     assert!(
-        lines[1].starts_with("heft,") && lines[1].ends_with(",0.0,100.0,0.0"),
+        lines[1].starts_with("random,heft,") && lines[1].ends_with(",0.0,100.0,0.0"),
         "{csv}"
     );
+    assert!(lines[5].starts_with("structured,heft,"), "{csv}");
     for line in &lines[1..] {
         let cols: Vec<f64> = line
             .split(',')
-            .skip(1)
+            .skip(2)
             .map(|c| c.parse().unwrap())
             .collect();
         assert!(cols[0] >= 1.0, "SLR is at least 1: {line}");

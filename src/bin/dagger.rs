@@ -69,8 +69,9 @@ enum Command {
 #[derive(Subcommand)]
 enum Bench {
     /// Every static scheduler on a suite of random DAGGEN graphs (CCR 0.1 to
-    /// 10, 2 to 16 processors, heterogeneity 0.1 to 2): mean SLR, mean
-    /// speedup, and how often each is better than, equal to, or worse than HEFT.
+    /// 10, 2 to 16 processors, heterogeneity 0.1 to 2) and on structured
+    /// families: mean SLR, mean speedup, and how often each is better than,
+    /// equal to, or worse than HEFT.
     Sched {
         /// Number of random graphs.
         #[arg(long, default_value_t = 1000)]
@@ -126,18 +127,38 @@ fn run(command: Command) -> Result<(), String> {
         Command::Bench {
             what: Bench::Sched { graphs, csv },
         } => {
-            let suite = sched::compare::random_suite(graphs);
-            let rows = sched::compare::compare(&suite, &sched::all());
+            let random = sched::compare::random_suite(graphs);
+            let structured: Vec<sched::Problem> = sched::families::structured_suite()
+                .into_iter()
+                .map(|(_, p)| p)
+                .collect();
+            let suites = [
+                (format!("{graphs} random DAGGEN graphs"), random),
+                (format!("{} structured graphs (tiled Cholesky, Gaussian elimination, FFT, MapReduce, merge sort)", structured.len()), structured),
+            ];
             if csv {
-                println!("algo,mean_slr,mean_speedup,better_pct,equal_pct,worse_pct");
-                for r in &rows {
-                    println!(
-                        "{},{:.4},{:.4},{:.1},{:.1},{:.1}",
-                        r.algo, r.mean_slr, r.mean_speedup, r.better, r.equal, r.worse
-                    );
+                println!("suite,algo,mean_slr,mean_speedup,better_pct,equal_pct,worse_pct");
+            }
+            for (k, (title, problems)) in suites.iter().enumerate() {
+                let rows = sched::compare::compare(problems, &sched::all());
+                if csv {
+                    for r in &rows {
+                        println!(
+                            "{},{},{:.4},{:.4},{:.1},{:.1},{:.1}",
+                            ["random", "structured"][k],
+                            r.algo,
+                            r.mean_slr,
+                            r.mean_speedup,
+                            r.better,
+                            r.equal,
+                            r.worse
+                        );
+                    }
+                    continue;
                 }
-            } else {
-                println!("{graphs} random DAGGEN graphs; better/equal/worse: makespan compared with HEFT's on the same graph\n");
+                println!(
+                    "{title}; better/equal/worse: makespan against HEFT's on the same graph\n"
+                );
                 println!("| algo | mean SLR | mean speedup | better | equal | worse |");
                 println!("|---|---|---|---|---|---|");
                 for r in &rows {
@@ -146,6 +167,7 @@ fn run(command: Command) -> Result<(), String> {
                         r.algo, r.mean_slr, r.mean_speedup, r.better, r.equal, r.worse
                     );
                 }
+                println!();
             }
             Ok(())
         }

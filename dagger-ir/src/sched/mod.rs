@@ -11,6 +11,7 @@
 
 pub mod compare;
 pub mod cpop;
+pub mod families;
 pub mod gantt;
 pub mod generate;
 pub mod heft;
