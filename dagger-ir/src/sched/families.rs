@@ -95,13 +95,9 @@ pub fn cholesky(b: &mut FamilyBuilder, tiles: usize) {
     for k in 0..tiles {
         let potrf = b.task(format!("potrf({k})"), 1.0 / 6.0, &deps(&[writer[k][k]]));
         writer[k][k] = Some(potrf);
-        for i in k + 1..tiles {
-            let trsm = b.task(
-                format!("trsm({i},{k})"),
-                0.5,
-                &deps(&[Some(potrf), writer[i][k]]),
-            );
-            writer[i][k] = Some(trsm);
+        for (i, row) in writer.iter_mut().enumerate().skip(k + 1) {
+            let trsm = b.task(format!("trsm({i},{k})"), 0.5, &deps(&[Some(potrf), row[k]]));
+            row[k] = Some(trsm);
         }
         for i in k + 1..tiles {
             let syrk = b.task(
