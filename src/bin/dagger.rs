@@ -46,7 +46,8 @@ enum Command {
         #[command(subcommand)]
         what: Bench,
     },
-    /// Schedule a cost-annotated DAG with static list schedulers (HEFT, CPOP, PEFT, lookahead).
+    /// Schedule a cost-annotated DAG: static list schedulers (HEFT, CPOP, PEFT,
+    /// lookahead) and simulated dynamic policies (eager, work stealing, dmda, ...).
     ///
     /// The file: {"processors": P, "tasks": [{"id": "n1", "cost": [c0, c1, ..]}, ..],
     /// "edges": [{"from": "n1", "to": "n2", "comm": c}, ..]}; cost[p] is the task's
@@ -54,7 +55,8 @@ enum Command {
     Sched {
         /// The problem file.
         file: PathBuf,
-        /// Comma-separated algorithms (heft, cpop, peft, lookahead), or `all`.
+        /// Comma-separated algorithms (heft, cpop, peft, lookahead, eager,
+        /// random, round-robin, work-stealing, dmda, dmdas), or `all`.
         #[arg(long, default_value = "all")]
         algo: String,
         /// Print one JSON object keyed by algorithm instead of a table.
@@ -228,7 +230,7 @@ fn schedule(file: &Path, algo: &str, json: bool, gantt: Option<&Path>) -> Result
         );
         for (name, s) in &results {
             println!(
-                "{name:<10} {:>12.3} {:>8.3} {:>8.3}",
+                "{name:<14} {:>12.3} {:>8.3} {:>8.3}",
                 s.makespan(),
                 sched::slr(&problem, s),
                 sched::speedup(&problem, s)

@@ -3,7 +3,7 @@
 
 use super::generate::{random_dag, DaggenParams};
 use super::problem::Problem;
-use super::{slr, speedup, StaticScheduler};
+use super::{slr, speedup, Scheduler};
 
 /// One scheduler's results over a suite.
 #[derive(Clone, Debug, PartialEq)]
@@ -49,7 +49,7 @@ pub fn random_suite(count: usize) -> Vec<Problem> {
 
 /// Runs every scheduler on every problem; the first scheduler is the
 /// reference the better/equal/worse columns compare with.
-pub fn compare(problems: &[Problem], schedulers: &[Box<dyn StaticScheduler>]) -> Vec<Summary> {
+pub fn compare(problems: &[Problem], schedulers: &[Box<dyn Scheduler>]) -> Vec<Summary> {
     let makespans: Vec<Vec<(f64, f64, f64)>> = schedulers
         .iter()
         .map(|s| {

@@ -11,13 +11,13 @@ use super::heft::list_schedule;
 use super::problem::Problem;
 use super::rank::{downward_rank, same, upward_rank};
 use super::schedule::Schedule;
-use super::StaticScheduler;
+use super::Scheduler;
 
 /// The CPOP list scheduler.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CpopScheduler;
 
-impl StaticScheduler for CpopScheduler {
+impl Scheduler for CpopScheduler {
     fn name(&self) -> &'static str {
         "cpop"
     }

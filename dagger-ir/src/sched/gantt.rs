@@ -68,7 +68,7 @@ fn escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sched::{HeftScheduler, StaticScheduler};
+    use crate::sched::{HeftScheduler, Scheduler};
 
     #[test]
     fn draws_one_box_per_task_and_one_band_per_schedule() {

@@ -10,13 +10,13 @@
 use super::problem::Problem;
 use super::rank::{by_priority, upward_rank};
 use super::schedule::{place_earliest_finish, Schedule, Timelines};
-use super::StaticScheduler;
+use super::Scheduler;
 
 /// The HEFT list scheduler.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HeftScheduler;
 
-impl StaticScheduler for HeftScheduler {
+impl Scheduler for HeftScheduler {
     fn name(&self) -> &'static str {
         "heft"
     }

@@ -12,13 +12,13 @@
 use super::problem::Problem;
 use super::rank::{by_priority, upward_rank};
 use super::schedule::{earliest_finish, Schedule, Timelines};
-use super::StaticScheduler;
+use super::Scheduler;
 
 /// The lookahead variant of HEFT (one level of children).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LookaheadScheduler;
 
-impl StaticScheduler for LookaheadScheduler {
+impl Scheduler for LookaheadScheduler {
     fn name(&self) -> &'static str {
         "lookahead"
     }

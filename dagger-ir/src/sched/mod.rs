@@ -2,12 +2,14 @@
 //!
 //! A [`Problem`] is a DAG whose tasks have a cost on each processor and
 //! whose edges have a communication cost, paid only between different
-//! processors. A [`StaticScheduler`] turns it into a [`Schedule`]; the
+//! processors. A [`Scheduler`] turns it into a [`Schedule`]; the static
 //! published list schedulers here are [`HeftScheduler`] and
 //! [`CpopScheduler`] (Topcuoglu, Hariri and Wu, 2002), [`PeftScheduler`]
 //! (Arabnejad and Barbosa, 2014) and [`LookaheadScheduler`] (Bittencourt,
-//! Sakellariou and Madeira, 2010), measured by makespan, [`slr`] and
-//! [`speedup`].
+//! Sakellariou and Madeira, 2010); the dynamic policies ([`DynamicScheduler`]:
+//! eager, random, round-robin, work stealing, StarPU's dmda and dmdas) run
+//! in the discrete-event [simulator](simulate). All are measured by
+//! makespan, [`slr`] and [`speedup`].
 
 pub mod compare;
 pub mod cpop;
@@ -20,6 +22,7 @@ pub mod peft;
 pub mod problem;
 pub mod rank;
 pub mod schedule;
+pub mod simulate;
 
 pub use cpop::CpopScheduler;
 pub use heft::HeftScheduler;
@@ -27,27 +30,32 @@ pub use lookahead::LookaheadScheduler;
 pub use peft::PeftScheduler;
 pub use problem::Problem;
 pub use schedule::{critical_path_min, slr, speedup, Schedule, Slot};
+pub use simulate::DynamicScheduler;
 
-/// A scheduler that plans a whole graph ahead of time.
-pub trait StaticScheduler {
+/// A scheduling algorithm: a static one plans the whole graph ahead of time;
+/// a dynamic one ([`simulate::DynamicScheduler`]) decides as tasks become
+/// ready, and its schedule here is what the discrete-event simulator makes.
+pub trait Scheduler {
     /// Short name, as the `dagger sched --algo` option spells it.
     fn name(&self) -> &'static str;
     /// Places every task of `problem`.
     fn schedule(&self, problem: &Problem) -> Schedule;
 }
 
-/// Every static scheduler, in the order `--algo all` runs them.
-pub fn all() -> Vec<Box<dyn StaticScheduler>> {
-    vec![
+/// Every scheduler, static ones first, in the order `--algo all` runs them.
+pub fn all() -> Vec<Box<dyn Scheduler>> {
+    let mut all: Vec<Box<dyn Scheduler>> = vec![
         Box::new(HeftScheduler),
         Box::new(CpopScheduler),
         Box::new(PeftScheduler),
         Box::new(LookaheadScheduler),
-    ]
+    ];
+    all.extend(DynamicScheduler::ALL.map(|d| Box::new(d) as Box<dyn Scheduler>));
+    all
 }
 
 /// The scheduler of this name, if there is one.
-pub fn by_name(name: &str) -> Option<Box<dyn StaticScheduler>> {
+pub fn by_name(name: &str) -> Option<Box<dyn Scheduler>> {
     all().into_iter().find(|s| s.name() == name)
 }
 

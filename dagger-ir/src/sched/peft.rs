@@ -13,7 +13,7 @@
 use super::problem::Problem;
 use super::rank::by_priority;
 use super::schedule::{earliest_finish, Schedule, Timelines};
-use super::StaticScheduler;
+use super::Scheduler;
 
 /// The PEFT list scheduler.
 #[derive(Clone, Copy, Debug, Default)]
@@ -39,7 +39,7 @@ pub fn optimistic_cost_table(problem: &Problem) -> Vec<Vec<f64>> {
     oct
 }
 
-impl StaticScheduler for PeftScheduler {
+impl Scheduler for PeftScheduler {
     fn name(&self) -> &'static str {
         "peft"
     }
