@@ -146,3 +146,35 @@ fn bench_sched_compares_every_algorithm_with_heft() {
         assert!((cols[2] + cols[3] + cols[4] - 100.0).abs() < 0.2, "{line}");
     }
 }
+
+#[test]
+fn calibrated_runs_fill_the_performance_model_that_perfmodel_shows() {
+    let dir = std::env::temp_dir().join(format!("dagger-perfmodel-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (ok, out, err) = dagger(&["perfmodel", "--dir", dir.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("(empty"), "{out}");
+    // A model as calibrated runs write it (dagger-runtime's calibrate_env
+    // test checks that side), read by the CLI.
+    let mut model = dagger::ir::model::HistoryModel::new();
+    for s in [0.5, 1.5] {
+        model.record(&dagger::ir::model::Measurement {
+            task: "demo::work".into(),
+            kind: dagger::ir::model::ProcKind::Cpu,
+            bytes: 4096,
+            seconds: s,
+        });
+    }
+    model.save(&dir).unwrap();
+    let (ok, out, err) = dagger(&["perfmodel", "--dir", dir.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("demo::work"))
+        .expect("a row for the task");
+    assert!(
+        row.contains("cpu") && row.contains("<2^13") && row.contains("1.000e0"),
+        "{row}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

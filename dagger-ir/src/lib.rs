@@ -22,6 +22,7 @@ pub mod dot;
 pub mod error;
 pub mod graph;
 pub mod json;
+pub mod model;
 pub mod pass;
 pub mod passes;
 pub mod sched;

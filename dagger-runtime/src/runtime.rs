@@ -24,6 +24,8 @@ struct Inner {
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Where to write the trace when dropped (`DAGGER_TRACE`).
     trace_file: Option<std::path::PathBuf>,
+    /// Where to add the measured task times when dropped (`DAGGER_CALIBRATE`).
+    perfmodel_dir: Option<std::path::PathBuf>,
 }
 
 impl Drop for Inner {
@@ -41,8 +43,11 @@ impl Drop for Inner {
                 let _ = t.join();
             }
         }
+        if self.trace_file.is_none() && self.perfmodel_dir.is_none() {
+            return;
+        }
+        let trace = self.pool.trace.take();
         if let Some(path) = &self.trace_file {
-            let trace = self.pool.trace.take();
             match trace.write_chrome_json(path) {
                 Ok(()) => tracing::info!(
                     "dagger: wrote a trace of {} tasks to {}",
@@ -52,7 +57,36 @@ impl Drop for Inner {
                 Err(e) => eprintln!("dagger: cannot write the trace to {}: {e}", path.display()),
             }
         }
+        if let Some(dir) = &self.perfmodel_dir {
+            if let Err(e) = calibrate(dir, &trace) {
+                eprintln!(
+                    "dagger: cannot update the performance model in {}: {e}",
+                    dir.display()
+                );
+            }
+        }
     }
+}
+
+/// Adds the task times of `trace` to the history model kept in `dir`.
+fn calibrate(dir: &std::path::Path, trace: &Trace) -> Result<(), String> {
+    use dagger_ir::model::{HistoryModel, Measurement, ProcKind};
+    let mut model = HistoryModel::load(dir).map_err(|e| e.to_string())?;
+    for e in &trace.events {
+        model.record(&Measurement {
+            task: e.name.as_str().to_string(),
+            kind: ProcKind::Cpu,
+            bytes: 0,
+            seconds: e.end_ns.saturating_sub(e.start_ns) as f64 * 1e-9,
+        });
+    }
+    model.save(dir).map_err(|e| e.to_string())?;
+    tracing::info!(
+        "dagger: added {} task times to {}",
+        trace.events.len(),
+        dir.display()
+    );
+    Ok(())
 }
 
 /// Configures a [`Runtime`].
@@ -102,7 +136,10 @@ impl RuntimeBuilder {
             self.stack_size.unwrap_or(DEFAULT_STACK_SIZE),
         );
         let trace_file = std::env::var_os("DAGGER_TRACE").map(std::path::PathBuf::from);
-        if trace_file.is_some() {
+        let perfmodel_dir = std::env::var_os("DAGGER_CALIBRATE")
+            .filter(|v| !v.is_empty() && v != "0")
+            .map(|_| dagger_ir::model::HistoryModel::default_dir());
+        if trace_file.is_some() || perfmodel_dir.is_some() {
             pool.tracing
                 .store(true, std::sync::atomic::Ordering::SeqCst);
         }
@@ -111,6 +148,7 @@ impl RuntimeBuilder {
                 pool,
                 threads: Mutex::new(handles),
                 trace_file,
+                perfmodel_dir,
             }),
         }
     }

@@ -3,7 +3,10 @@
 //! Recording is switched on with [`Runtime::start_trace`](crate::Runtime::start_trace),
 //! or for a whole program with the `DAGGER_TRACE=path.json` environment
 //! variable: every runtime then records from its start and writes its trace
-//! to that file when dropped. It costs two clock reads per task while on,
+//! to that file when dropped. `DAGGER_CALIBRATE=1` records the same way
+//! and adds every task's time to the history-based performance model
+//! (`dagger_ir::model::HistoryModel`, shown by `dagger perfmodel`) when the
+//! runtime is dropped. Recording costs two clock reads per task while on,
 //! one relaxed atomic load per task while off. A [`Trace`] is written in the Chrome trace event
 //! format, which Perfetto (<https://ui.perfetto.dev>) and `chrome://tracing` open.
 

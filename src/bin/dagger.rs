@@ -7,6 +7,7 @@
 //! dagger tasks                    list the tasks registered in this binary
 //! dagger sched dag.json --algo heft,cpop|all [--json] [--gantt out.svg]
 //!                                 static schedules of a cost-annotated DAG
+//! dagger perfmodel [--dir D]      the measured task times (DAGGER_CALIBRATE=1)
 //! dagger bench sched [--graphs N] [--csv]
 //!                                 the static schedulers on random graphs
 //! ```
@@ -41,6 +42,12 @@ enum Command {
     },
     /// List the tasks registered in this binary.
     Tasks,
+    /// Show the history-based performance model (task times measured with DAGGER_CALIBRATE=1).
+    Perfmodel {
+        /// The model's directory (default: DAGGER_PERFMODEL_DIR, else the user's cache dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -170,6 +177,32 @@ fn run(command: Command) -> Result<(), String> {
                     );
                 }
                 println!();
+            }
+            Ok(())
+        }
+        Command::Perfmodel { dir } => {
+            let dir = dir.unwrap_or_else(ir::model::HistoryModel::default_dir);
+            let model = ir::model::HistoryModel::load(&dir).map_err(|e| e.to_string())?;
+            println!("performance model in {}", dir.display());
+            if model.is_empty() {
+                println!("(empty: run a program with DAGGER_CALIBRATE=1 to measure its tasks)");
+            }
+            println!(
+                "{:<40} {:<7} {:>6} {:>8} {:>14} {:>14}",
+                "task", "kind", "size", "runs", "mean (s)", "stddev (s)"
+            );
+            for (task, kind, bucket, stats) in model.entries() {
+                let size = if bucket == 0 {
+                    "-".to_string()
+                } else {
+                    format!("<2^{bucket}")
+                };
+                println!(
+                    "{task:<40} {kind:<7} {size:>6} {:>8} {:>14.3e} {:>14.3e}",
+                    stats.count,
+                    stats.mean,
+                    stats.stddev()
+                );
             }
             Ok(())
         }
