@@ -9,8 +9,10 @@
 
 use crate::datum::Datum;
 use crate::error::RunError;
-use crate::task::{lookup, Invoke};
+use crate::task::{lookup, CostHint, Invoke};
 use crate::trace::TaskName;
+use dagger_ir::model::{HistoryModel, ProcKind};
+use dagger_ir::sched::Problem;
 use dagger_ir::{topo_order, ConstValue, Graph, Op, PassCtx, PassManager, TaskRef};
 use petgraph::visit::NodeIndexable;
 use std::collections::HashMap;
@@ -178,6 +180,69 @@ impl Plan {
     /// Number of nodes that run a task (calls and fused chains).
     pub fn task_count(&self) -> usize {
         self.kernels.iter().filter(|k| k.is_task()).count()
+    }
+
+    /// The plan's tasks as a scheduling problem on `workers` identical CPU
+    /// workers sharing memory (no communication cost): each task costs its
+    /// measured mean in `model` if there is one, else its `cost` hint, else
+    /// 10 µs. Returns the problem and, for each of its tasks, the plan node.
+    pub fn problem(&self, workers: usize, model: &HistoryModel) -> (Problem, Vec<usize>) {
+        let nodes: Vec<usize> = (0..self.kernels.len())
+            .filter(|&i| self.kernels[i].is_task())
+            .collect();
+        let mut index = vec![usize::MAX; self.kernels.len()];
+        for (k, &i) in nodes.iter().enumerate() {
+            index[i] = k;
+        }
+        let estimate = |name: &str| {
+            model
+                .estimate(name, ProcKind::Cpu, 0)
+                .or_else(|| {
+                    lookup(name).and_then(|d| match d.cost {
+                        CostHint::Seconds(s) => Some(s),
+                        CostHint::Unknown | CostHint::Dynamic(_) => None,
+                    })
+                })
+                .unwrap_or(10e-6)
+        };
+        let cost = nodes
+            .iter()
+            .map(|&i| {
+                let seconds = match &self.kernels[i] {
+                    Kernel::Call { name, .. } => estimate(name),
+                    Kernel::Fused { steps, .. } => {
+                        steps.iter().map(|(name, _)| estimate(name)).sum()
+                    }
+                    Kernel::Input(_) | Kernel::Const(_) => 0.0,
+                };
+                vec![seconds; workers.max(1)]
+            })
+            .collect();
+        let mut succ = vec![Vec::new(); nodes.len()];
+        let mut pred = vec![Vec::new(); nodes.len()];
+        for (k, &i) in nodes.iter().enumerate() {
+            for &p in self.args_of(i) {
+                let from = index[p as usize];
+                if from != usize::MAX {
+                    succ[from].push((k, 0.0));
+                    pred[k].push((from, 0.0));
+                }
+            }
+        }
+        let ids = nodes
+            .iter()
+            .map(|&i| format!("{}#{i}", self.kernels[i].trace_name().as_str()))
+            .collect();
+        (
+            Problem {
+                processors: workers.max(1),
+                ids,
+                cost,
+                succ,
+                pred,
+            },
+            nodes,
+        )
     }
 
     pub(crate) fn args_of(&self, i: usize) -> &[u32] {

@@ -3,7 +3,9 @@
 //! Each worker owns a LIFO deque (`crossbeam-deque`): jobs a worker makes
 //! ready go to its own deque and run next, hot in its cache; idle workers
 //! steal the oldest jobs of busy ones, and jobs submitted from outside the
-//! pool go through a shared injector queue. A worker that finds nothing spins
+//! pool go through a shared injector queue. Jobs a static schedule placed
+//! on one worker wait in that worker's own pinned queue, which nobody else
+//! takes from. A worker that finds nothing spins
 //! briefly, then sleeps on a condition variable until the next submission.
 //!
 //! Threads that must wait for a result (a task calling `Handle::wait`, or a
@@ -95,6 +97,8 @@ impl Sleep {
 /// The shared state of a pool.
 pub(crate) struct Pool {
     injector: Injector<Job>,
+    /// Jobs placed on one worker by a static schedule: only that worker takes them.
+    pinned: Vec<Injector<Job>>,
     stealers: Vec<Stealer<Job>>,
     /// Where idle workers sleep.
     idle: Sleep,
@@ -138,6 +142,7 @@ impl Pool {
         let locals: Vec<Worker<Job>> = (0..threads).map(|_| Worker::new_lifo()).collect();
         let pool = Arc::new(Pool {
             injector: Injector::new(),
+            pinned: (0..threads).map(|_| Injector::new()).collect(),
             stealers: locals.iter().map(Worker::stealer).collect(),
             idle: Sleep::default(),
             blocked: Sleep::default(),
@@ -178,6 +183,13 @@ impl Pool {
         })
     }
 
+    /// Queues a job that only worker `worker` may run (a static placement).
+    pub(crate) fn submit_to(&self, worker: usize, job: Job) {
+        self.pinned[worker % self.pinned.len()].push(job);
+        // Wake everyone: a single wake-up might reach another worker.
+        self.idle.notify(true);
+    }
+
     /// Wakes every sleeping thread: something they may wait for has happened.
     pub(crate) fn notify_all(&self) {
         fence(Ordering::SeqCst);
@@ -187,7 +199,9 @@ impl Pool {
 
     /// Whether any queue of the pool holds a job.
     fn has_work(&self) -> bool {
-        !self.injector.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
+        !self.injector.is_empty()
+            || self.stealers.iter().any(|s| !s.is_empty())
+            || self.pinned.iter().any(|q| !q.is_empty())
     }
 
     /// Asks the workers to stop once the queues are empty.
@@ -250,6 +264,13 @@ impl WorkerCtx {
     fn find_work(&self) -> Option<Job> {
         if let Some(job) = self.local.pop() {
             return Some(job);
+        }
+        loop {
+            match self.pool.pinned[self.index].steal() {
+                Steal::Success(job) => return Some(job),
+                Steal::Retry => continue,
+                Steal::Empty => break,
+            }
         }
         loop {
             match self.pool.injector.steal_batch_and_pop(&self.local) {

@@ -38,6 +38,8 @@ pub(crate) struct PlanRun {
     failed: AtomicBool,
     error: Mutex<Option<RunError>>,
     pool: Arc<Pool>,
+    /// The worker each node must run on, when a static schedule placed them.
+    placement: Option<Vec<u32>>,
 }
 
 /// A value slot, written once by its producer before any reader can see it.
@@ -55,6 +57,7 @@ impl PlanRun {
         plan: Arc<Plan>,
         pool: Arc<Pool>,
         inputs: Vec<Datum>,
+        placement: Option<Vec<u32>>,
     ) -> Result<Arc<PlanRun>, RunError> {
         if inputs.len() != plan.inputs {
             return Err(RunError::Unsupported(format!(
@@ -94,16 +97,35 @@ impl PlanRun {
             error: Mutex::new(None),
             pool: pool.clone(),
             plan,
+            placement,
         });
         if sinks == 0 {
             pool.notify_all();
         }
         for (i, k) in run.plan.kernels.iter().enumerate() {
             if k.is_task() && run.plan.task_args[i] == 0 {
-                pool.submit(Job::Shared(run.clone(), i as u32));
+                run.queue(None, i as u32);
             }
         }
         Ok(run)
+    }
+
+    /// Queues node `i`: on its placed worker if the run is placed, else on
+    /// the calling worker's deque (or the injector).
+    fn queue(self: &Arc<Self>, worker: Option<&WorkerCtx>, i: u32) {
+        let job = Job::Shared(self.clone(), i);
+        match (&self.placement, worker) {
+            (Some(place), _) => self.pool.submit_to(place[i as usize] as usize, job),
+            (None, Some(w)) => w.push(job),
+            (None, None) => self.pool.submit(job),
+        }
+    }
+
+    /// Whether `worker` may run node `i` now, itself.
+    fn runs_here(&self, worker: &WorkerCtx, i: usize) -> bool {
+        self.placement
+            .as_ref()
+            .is_none_or(|p| p[i] as usize == worker.index)
     }
 
     /// True once every task node has finished or been skipped.
@@ -236,10 +258,10 @@ impl Execute for PlanRun {
             }
             for &u in self.plan.users_of(i) {
                 if self.pending[u as usize].fetch_sub(1, Ordering::AcqRel) == 1 {
-                    if next.is_none() {
+                    if next.is_none() && self.runs_here(worker, u as usize) {
                         next = Some(u as usize);
                     } else {
-                        worker.push(Job::Shared(self.clone(), u));
+                        self.queue(Some(worker), u);
                     }
                 }
             }

@@ -200,9 +200,40 @@ impl Runtime {
     /// task, the calling worker keeps running other work while it waits.
     pub fn run<I: Inputs, O>(&self, dag: &Dag<I, O>, inputs: I) -> Result<O, RunError> {
         let plan = dag.plan()?;
-        let run = PlanRun::start(plan, self.inner.pool.clone(), inputs.into_data())?;
+        let run = PlanRun::start(plan, self.inner.pool.clone(), inputs.into_data(), None)?;
         self.inner.pool.wait_until(|| run.is_done());
         dag.unbox(run.finish()?)
+    }
+
+    /// Runs `dag` with every task placed ahead of time by a scheduler (HEFT,
+    /// PEFT, ...): the plan becomes a scheduling problem on this runtime's
+    /// workers (task costs from `model`, else the tasks' cost hints, see
+    /// [`Plan::problem`](crate::Plan::problem)), the scheduler places each
+    /// task on a worker, and each task runs on that worker only, as soon as
+    /// its inputs are ready. Returns the outputs and the schedule the
+    /// scheduler predicted, to compare with a [trace](Self::start_trace).
+    pub fn run_scheduled<I: Inputs, O>(
+        &self,
+        dag: &Dag<I, O>,
+        inputs: I,
+        scheduler: &dyn dagger_ir::sched::Scheduler,
+        model: &dagger_ir::model::HistoryModel,
+    ) -> Result<(O, dagger_ir::sched::Schedule), RunError> {
+        let plan = dag.plan()?;
+        let (problem, nodes) = plan.problem(self.threads(), model);
+        let schedule = scheduler.schedule(&problem);
+        let mut placement = vec![0u32; plan.kernels.len()];
+        for (k, &i) in nodes.iter().enumerate() {
+            placement[i] = schedule.placement[k].0 as u32;
+        }
+        let run = PlanRun::start(
+            plan,
+            self.inner.pool.clone(),
+            inputs.into_data(),
+            Some(placement),
+        )?;
+        self.inner.pool.wait_until(|| run.is_done());
+        Ok((dag.unbox(run.finish()?)?, schedule))
     }
 
     /// Spawns `f(args)` and returns a handle to its result. `args` is a tuple

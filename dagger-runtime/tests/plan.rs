@@ -221,3 +221,41 @@ fn a_graph_disagreeing_with_the_registered_signature_is_refused() {
     assert!(matches!(err, RunError::SignatureMismatch { .. }), "{err}");
     assert!(err.to_string().contains("(u64, u32) -> u64"), "{err}");
 }
+
+#[test]
+fn a_static_schedule_places_every_task_on_its_worker() {
+    use dagger_ir::sched::{HeftScheduler, PeftScheduler, Scheduler};
+    let b = GraphBuilder::new();
+    let one = b.constant(1u64);
+    let mut level: Vec<_> = (0..64)
+        .map(|_| call::<Add>(&b, &[one.id(), one.id()]))
+        .collect();
+    while level.len() > 1 {
+        level = level
+            .chunks(2)
+            .map(|p| call::<Add>(&b, &[p[0].id(), p[1].id()]))
+            .collect();
+    }
+    let dag = b.finish::<(), _>(level[0]);
+    let rt = Runtime::builder().threads(3).build();
+    let model = dagger_ir::model::HistoryModel::new();
+    for scheduler in [&HeftScheduler as &dyn Scheduler, &PeftScheduler] {
+        rt.start_trace();
+        let (sum, schedule) = rt.run_scheduled(&dag, (), scheduler, &model).unwrap();
+        let trace = rt.stop_trace();
+        assert_eq!(sum, 128);
+        let mut planned = [0usize; 3];
+        for &(worker, _, _) in &schedule.placement {
+            planned[worker] += 1;
+        }
+        let mut ran = [0usize; 3];
+        for e in &trace.events {
+            ran[e.worker] += 1;
+        }
+        assert_eq!(ran, planned, "{}: tasks per worker", scheduler.name());
+        assert!(
+            planned.iter().filter(|&&n| n > 0).count() > 1,
+            "the work is spread"
+        );
+    }
+}
