@@ -8,7 +8,13 @@
 //!
 //! ```text
 //! cargo run --release --example wordcount -- [MEGABYTES] [CHUNKS]
+//! cargo run --release --example wordcount -- [MEGABYTES] [CHUNKS] --policies
 //! ```
+//!
+//! With `--policies` the graph also runs placed by each static scheduler
+//! (`Runtime::run_scheduled`), and the table compares the measured time with
+//! the makespan the scheduler predicted from the performance model (run once
+//! with `DAGGER_CALIBRATE=1` to fill it; without it, cost hints are used).
 
 use dagger::prelude::*;
 use dagger::GraphBuilder;
@@ -96,7 +102,8 @@ pub fn wordcount_graph(parts: Vec<String>) -> Dag<(), Counts> {
 }
 
 fn main() -> Result<(), RunError> {
-    let mut args = std::env::args().skip(1);
+    let policies = std::env::args().any(|a| a == "--policies");
+    let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
     let megabytes: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(64);
     let n_chunks: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(64);
 
@@ -134,5 +141,54 @@ fn main() -> Result<(), RunError> {
         sequential.as_secs_f64() * 1e3,
         sequential.as_secs_f64() / parallel.as_secs_f64()
     );
+    if policies {
+        compare_policies(&rt, &dag, &expected)?;
+    }
+    Ok(())
+}
+
+/// Runs `dag` placed by each static scheduler and prints measured against
+/// predicted times.
+fn compare_policies(
+    rt: &Runtime,
+    dag: &Dag<(), Counts>,
+    expected: &Counts,
+) -> Result<(), RunError> {
+    use dagger::ir::model::HistoryModel;
+    use dagger::ir::sched::{
+        CpopScheduler, HeftScheduler, LookaheadScheduler, PeftScheduler, Scheduler,
+    };
+    let model = HistoryModel::load(&HistoryModel::default_dir()).unwrap_or_default();
+    println!(
+        "\n| policy | measured ms | predicted ms | measured / predicted |  (model: {} entries)",
+        model.entries().count()
+    );
+    println!("|---|---|---|---|");
+    let t = Instant::now();
+    rt.run(dag, ())?;
+    println!(
+        "| work stealing (default) | {:.1} | - | - |",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let schedulers: [&dyn Scheduler; 4] = [
+        &HeftScheduler,
+        &CpopScheduler,
+        &PeftScheduler,
+        &LookaheadScheduler,
+    ];
+    for s in schedulers {
+        let t = Instant::now();
+        let (counts, schedule) = rt.run_scheduled(dag, (), s, &model)?;
+        let measured = t.elapsed().as_secs_f64();
+        assert_eq!(&counts, expected, "{} changed the result", s.name());
+        let predicted = schedule.makespan();
+        println!(
+            "| {} | {:.1} | {:.1} | {:.2} |",
+            s.name(),
+            measured * 1e3,
+            predicted * 1e3,
+            measured / predicted
+        );
+    }
     Ok(())
 }
