@@ -11,8 +11,9 @@
 //! cargo run --release --example wordcount -- [MEGABYTES] [CHUNKS] --policies
 //! ```
 //!
-//! With `--policies` the graph also runs placed by each static scheduler
-//! (`Runtime::run_scheduled`), and the table compares the measured time with
+//! With `--policies` the graph also runs under each dynamic placement policy
+//! (`Runtime::run_with_policy`) and placed by each static scheduler
+//! (`Runtime::run_scheduled`); the table compares the measured time with
 //! the makespan the scheduler predicted from the performance model (run once
 //! with `DAGGER_CALIBRATE=1` to fill it; without it, cost hints are used).
 
@@ -170,6 +171,16 @@ fn compare_policies(
         "| work stealing (default) | {:.1} | - | - |",
         t.elapsed().as_secs_f64() * 1e3
     );
+    for policy in dagger::ExecPolicy::ALL {
+        let t = Instant::now();
+        let counts = rt.run_with_policy(dag, (), policy, &model)?;
+        assert_eq!(&counts, expected, "{} changed the result", policy.name());
+        println!(
+            "| {} (dynamic) | {:.1} | - | - |",
+            policy.name(),
+            t.elapsed().as_secs_f64() * 1e3
+        );
+    }
     let schedulers: [&dyn Scheduler; 4] = [
         &HeftScheduler,
         &CpopScheduler,

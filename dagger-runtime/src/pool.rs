@@ -176,11 +176,14 @@ impl Pool {
     pub(crate) fn submit(self: &Arc<Self>, job: Job) {
         with_current(|w| match w {
             Some(w) if Arc::ptr_eq(&w.pool, self) => w.push(job),
-            _ => {
-                self.injector.push(job);
-                self.idle.notify(false);
-            }
+            _ => self.inject(job),
         })
+    }
+
+    /// Queues a job on the shared queue, whichever thread calls.
+    pub(crate) fn inject(&self, job: Job) {
+        self.injector.push(job);
+        self.idle.notify(false);
     }
 
     /// Queues a job that only worker `worker` may run (a static placement).

@@ -14,6 +14,7 @@
 
 use crate::datum::Datum;
 use crate::error::RunError;
+use crate::placement::{Placement, Target};
 use crate::plan::{Kernel, Plan};
 use crate::pool::{Execute, Job, Pool, WorkerCtx};
 use std::cell::UnsafeCell;
@@ -38,8 +39,8 @@ pub(crate) struct PlanRun {
     failed: AtomicBool,
     error: Mutex<Option<RunError>>,
     pool: Arc<Pool>,
-    /// The worker each node must run on, when a static schedule placed them.
-    placement: Option<Vec<u32>>,
+    /// Where ready nodes go.
+    placement: Placement,
 }
 
 /// A value slot, written once by its producer before any reader can see it.
@@ -57,7 +58,7 @@ impl PlanRun {
         plan: Arc<Plan>,
         pool: Arc<Pool>,
         inputs: Vec<Datum>,
-        placement: Option<Vec<u32>>,
+        placement: Placement,
     ) -> Result<Arc<PlanRun>, RunError> {
         if inputs.len() != plan.inputs {
             return Err(RunError::Unsupported(format!(
@@ -104,28 +105,22 @@ impl PlanRun {
         }
         for (i, k) in run.plan.kernels.iter().enumerate() {
             if k.is_task() && run.plan.task_args[i] == 0 {
-                run.queue(None, i as u32);
+                let target = run.placement.target(i);
+                run.queue(None, i as u32, target);
             }
         }
         Ok(run)
     }
 
-    /// Queues node `i`: on its placed worker if the run is placed, else on
-    /// the calling worker's deque (or the injector).
-    fn queue(self: &Arc<Self>, worker: Option<&WorkerCtx>, i: u32) {
+    /// Queues ready node `i` where the placement says.
+    fn queue(self: &Arc<Self>, worker: Option<&WorkerCtx>, i: u32, target: Target) {
         let job = Job::Shared(self.clone(), i);
-        match (&self.placement, worker) {
-            (Some(place), _) => self.pool.submit_to(place[i as usize] as usize, job),
-            (None, Some(w)) => w.push(job),
-            (None, None) => self.pool.submit(job),
+        match (target, worker) {
+            (Target::Worker(w), _) => self.pool.submit_to(w, job),
+            (Target::Local, Some(w)) => w.push(job),
+            (Target::Local, None) => self.pool.submit(job),
+            (Target::Shared, _) => self.pool.inject(job),
         }
-    }
-
-    /// Whether `worker` may run node `i` now, itself.
-    fn runs_here(&self, worker: &WorkerCtx, i: usize) -> bool {
-        self.placement
-            .as_ref()
-            .is_none_or(|p| p[i] as usize == worker.index)
     }
 
     /// True once every task node has finished or been skipped.
@@ -256,12 +251,16 @@ impl Execute for PlanRun {
                     unsafe { *self.slots[i].0.get() = Some(value) };
                 }
             }
+            self.placement.finished(i, worker.index);
             for &u in self.plan.users_of(i) {
                 if self.pending[u as usize].fetch_sub(1, Ordering::AcqRel) == 1 {
-                    if next.is_none() && self.runs_here(worker, u as usize) {
+                    let target = self.placement.target(u as usize);
+                    let here = matches!(target, Target::Local | Target::Shared)
+                        || target == Target::Worker(worker.index);
+                    if next.is_none() && here {
                         next = Some(u as usize);
                     } else {
-                        self.queue(Some(worker), u);
+                        self.queue(Some(worker), u, target);
                     }
                 }
             }

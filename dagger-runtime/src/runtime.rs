@@ -2,6 +2,7 @@
 
 use crate::dag::{Dag, Inputs};
 use crate::error::RunError;
+use crate::placement::{ExecPolicy, Placement};
 use crate::pool::{with_current, Pool};
 use crate::run::PlanRun;
 use crate::spawn::{launch, Handle, SpawnFn, TrySpawnFn};
@@ -200,7 +201,12 @@ impl Runtime {
     /// task, the calling worker keeps running other work while it waits.
     pub fn run<I: Inputs, O>(&self, dag: &Dag<I, O>, inputs: I) -> Result<O, RunError> {
         let plan = dag.plan()?;
-        let run = PlanRun::start(plan, self.inner.pool.clone(), inputs.into_data(), None)?;
+        let run = PlanRun::start(
+            plan,
+            self.inner.pool.clone(),
+            inputs.into_data(),
+            Placement::Stealing,
+        )?;
         self.inner.pool.wait_until(|| run.is_done());
         dag.unbox(run.finish()?)
     }
@@ -230,10 +236,33 @@ impl Runtime {
             plan,
             self.inner.pool.clone(),
             inputs.into_data(),
-            Some(placement),
+            Placement::Static(placement),
         )?;
         self.inner.pool.wait_until(|| run.is_done());
         Ok((dag.unbox(run.finish()?)?, schedule))
+    }
+
+    /// Runs `dag` placing each task, when it becomes ready, by a dynamic
+    /// policy ([`ExecPolicy`]: eager, round-robin, random, dmda) instead of
+    /// work stealing; dmda estimates task times from `model` like
+    /// [`run_scheduled`](Self::run_scheduled).
+    pub fn run_with_policy<I: Inputs, O>(
+        &self,
+        dag: &Dag<I, O>,
+        inputs: I,
+        policy: ExecPolicy,
+        model: &dagger_ir::model::HistoryModel,
+    ) -> Result<O, RunError> {
+        let plan = dag.plan()?;
+        let (problem, nodes) = plan.problem(self.threads(), model);
+        let mut cost_ns = vec![0u64; plan.kernels.len()];
+        for (k, &i) in nodes.iter().enumerate() {
+            cost_ns[i] = (problem.cost[k][0] * 1e9) as u64;
+        }
+        let placement = Placement::dynamic(policy, self.threads(), cost_ns);
+        let run = PlanRun::start(plan, self.inner.pool.clone(), inputs.into_data(), placement)?;
+        self.inner.pool.wait_until(|| run.is_done());
+        dag.unbox(run.finish()?)
     }
 
     /// Spawns `f(args)` and returns a handle to its result. `args` is a tuple

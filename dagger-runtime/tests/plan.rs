@@ -259,3 +259,49 @@ fn a_static_schedule_places_every_task_on_its_worker() {
         );
     }
 }
+
+#[test]
+fn every_dynamic_policy_gives_the_same_result() {
+    use dagger_runtime::ExecPolicy;
+    let b = GraphBuilder::new();
+    let x = b.input::<u64>("x");
+    let mut level: Vec<_> = (0..100)
+        .map(|_| call::<Add>(&b, &[x.id(), x.id()]))
+        .collect();
+    while level.len() > 1 {
+        level = level
+            .chunks(2)
+            .map(|p| {
+                if p.len() == 2 {
+                    call::<Add>(&b, &[p[0].id(), p[1].id()])
+                } else {
+                    p[0]
+                }
+            })
+            .collect();
+    }
+    let dag = b.finish::<(u64,), _>(level[0]);
+    let rt = Runtime::builder().threads(3).build();
+    let model = dagger_ir::model::HistoryModel::new();
+    for policy in ExecPolicy::ALL {
+        rt.start_trace();
+        assert_eq!(
+            rt.run_with_policy(&dag, (2,), policy, &model).unwrap(),
+            400,
+            "{}",
+            policy.name()
+        );
+        let trace = rt.stop_trace();
+        assert_eq!(trace.events.len(), 199, "{}", policy.name());
+        if policy == ExecPolicy::RoundRobin {
+            let mut per_worker = [0usize; 3];
+            for e in &trace.events {
+                per_worker[e.worker] += 1;
+            }
+            assert!(
+                per_worker.iter().all(|&n| n > 0),
+                "round robin uses every worker: {per_worker:?}"
+            );
+        }
+    }
+}
