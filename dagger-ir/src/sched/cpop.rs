@@ -7,10 +7,9 @@
 //! tasks go wherever they finish earliest (insertion policy). Tasks are taken
 //! in decreasing priority among ready ones; ties go to the lower index.
 
-use super::heft::list_schedule;
 use super::problem::Problem;
 use super::rank::{downward_rank, same, upward_rank};
-use super::schedule::Schedule;
+use super::schedule::{best_placement, earliest_finish, list_schedule, Schedule};
 use super::Scheduler;
 
 /// The CPOP list scheduler.
@@ -33,7 +32,13 @@ impl Scheduler for CpopScheduler {
             })
             .unwrap_or(0);
         let on_path: Vec<bool> = (0..problem.len()).map(|t| critical.contains(&t)).collect();
-        list_schedule(problem, &priority, |t| on_path[t].then_some(cp_proc))
+        list_schedule(problem, &priority, |timelines, placement, t| {
+            if on_path[t] {
+                earliest_finish(problem, timelines, placement, t, cp_proc)
+            } else {
+                best_placement(problem, timelines, placement, t, |(_, _, finish)| finish)
+            }
+        })
     }
 }
 

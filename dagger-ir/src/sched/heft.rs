@@ -8,8 +8,8 @@
 //! idle gap it fits (ties go to the lower processor index).
 
 use super::problem::Problem;
-use super::rank::{by_priority, upward_rank};
-use super::schedule::{place_earliest_finish, Schedule, Timelines};
+use super::rank::upward_rank;
+use super::schedule::{best_placement, list_schedule, Schedule};
 use super::Scheduler;
 
 /// The HEFT list scheduler.
@@ -23,41 +23,8 @@ impl Scheduler for HeftScheduler {
 
     fn schedule(&self, problem: &Problem) -> Schedule {
         let rank = upward_rank(problem);
-        list_schedule(problem, &rank, |_| None)
-    }
-}
-
-/// List scheduling by `priority` (highest ready task first); `pin(t)` may
-/// force a task onto one processor.
-pub(crate) fn list_schedule(
-    problem: &Problem,
-    priority: &[f64],
-    pin: impl Fn(usize) -> Option<usize>,
-) -> Schedule {
-    let n = problem.len();
-    let mut unplaced_preds: Vec<usize> = problem.pred.iter().map(Vec::len).collect();
-    let mut ready: Vec<usize> = (0..n).filter(|&t| unplaced_preds[t] == 0).collect();
-    let mut placement = vec![None; n];
-    let mut timelines = Timelines::new(problem.processors);
-    while !ready.is_empty() {
-        let (pos, &t) = ready
-            .iter()
-            .enumerate()
-            .min_by(|a, b| by_priority(priority, *a.1, *b.1))
-            .expect("non-empty");
-        ready.swap_remove(pos);
-        place_earliest_finish(problem, &mut timelines, &mut placement, t, pin(t));
-        for &(s, _) in &problem.succ[t] {
-            unplaced_preds[s] -= 1;
-            if unplaced_preds[s] == 0 {
-                ready.push(s);
-            }
-        }
-    }
-    Schedule {
-        placement: placement
-            .into_iter()
-            .map(|p| p.expect("every task is placed"))
-            .collect(),
+        list_schedule(problem, &rank, |timelines, placement, t| {
+            best_placement(problem, timelines, placement, t, |(_, _, finish)| finish)
+        })
     }
 }

@@ -11,7 +11,7 @@
 
 use super::problem::Problem;
 use super::rank::{by_priority, upward_rank};
-use super::schedule::{earliest_finish, Schedule, Timelines};
+use super::schedule::{best_placement, list_schedule, Schedule};
 use super::Scheduler;
 
 /// The lookahead variant of HEFT (one level of children).
@@ -25,62 +25,29 @@ impl Scheduler for LookaheadScheduler {
 
     fn schedule(&self, problem: &Problem) -> Schedule {
         let rank = upward_rank(problem);
-        let n = problem.len();
-        let mut unplaced_preds: Vec<usize> = problem.pred.iter().map(Vec::len).collect();
-        let mut ready: Vec<usize> = (0..n).filter(|&t| unplaced_preds[t] == 0).collect();
-        let mut placement = vec![None; n];
-        let mut timelines = Timelines::new(problem.processors);
-        while !ready.is_empty() {
-            let (pos, &t) = ready
-                .iter()
-                .enumerate()
-                .min_by(|a, b| by_priority(&rank, *a.1, *b.1))
-                .expect("non-empty");
-            ready.swap_remove(pos);
+        list_schedule(problem, &rank, |timelines, placement, t| {
             let mut children: Vec<usize> = problem.succ[t].iter().map(|&(s, _)| s).collect();
             children.sort_by(|&a, &b| by_priority(&rank, a, b));
             children.dedup();
-            let mut best: Option<(f64, (usize, f64, f64))> = None;
-            for p in 0..problem.processors {
-                let here = earliest_finish(problem, &timelines, &placement, t, p);
-                let score = if children.is_empty() {
-                    here.2
-                } else {
-                    let (mut lines, mut places) = (timelines.clone(), placement.clone());
-                    lines.occupy(p, here.1, here.2);
-                    places[t] = Some(here);
-                    let mut latest: f64 = 0.0;
-                    for &c in &children {
-                        let choice = (0..problem.processors)
-                            .map(|q| earliest_finish(problem, &lines, &places, c, q))
-                            .min_by(|a, b| a.2.total_cmp(&b.2).then(a.0.cmp(&b.0)))
-                            .expect("at least one processor");
-                        lines.occupy(choice.0, choice.1, choice.2);
-                        places[c] = Some(choice);
-                        latest = latest.max(choice.2);
-                    }
-                    latest
-                };
-                if best.is_none_or(|b| score < b.0 - 1e-9) {
-                    best = Some((score, here));
+            best_placement(problem, timelines, placement, t, |here| {
+                if children.is_empty() {
+                    return here.2;
                 }
-            }
-            let (_, chosen) = best.expect("at least one processor");
-            timelines.occupy(chosen.0, chosen.1, chosen.2);
-            placement[t] = Some(chosen);
-            for &(s, _) in &problem.succ[t] {
-                unplaced_preds[s] -= 1;
-                if unplaced_preds[s] == 0 {
-                    ready.push(s);
+                // Place the children as HEFT would, after `t` goes `here`.
+                let (mut lines, mut places) = (timelines.clone(), placement.to_vec());
+                lines.occupy(here.0, here.1, here.2);
+                places[t] = Some(here);
+                let mut latest: f64 = 0.0;
+                for &c in &children {
+                    let choice =
+                        best_placement(problem, &lines, &places, c, |(_, _, finish)| finish);
+                    lines.occupy(choice.0, choice.1, choice.2);
+                    places[c] = Some(choice);
+                    latest = latest.max(choice.2);
                 }
-            }
-        }
-        Schedule {
-            placement: placement
-                .into_iter()
-                .map(|p| p.expect("every task is placed"))
-                .collect(),
-        }
+                latest
+            })
+        })
     }
 }
 

@@ -11,8 +11,7 @@
 //! with the insertion policy; ties go to the lower index.
 
 use super::problem::Problem;
-use super::rank::by_priority;
-use super::schedule::{earliest_finish, Schedule, Timelines};
+use super::schedule::{best_placement, list_schedule, Schedule};
 use super::Scheduler;
 
 /// The PEFT list scheduler.
@@ -50,42 +49,11 @@ impl Scheduler for PeftScheduler {
             .iter()
             .map(|row| row.iter().sum::<f64>() / row.len() as f64)
             .collect();
-        let n = problem.len();
-        let mut unplaced_preds: Vec<usize> = problem.pred.iter().map(Vec::len).collect();
-        let mut ready: Vec<usize> = (0..n).filter(|&t| unplaced_preds[t] == 0).collect();
-        let mut placement = vec![None; n];
-        let mut timelines = Timelines::new(problem.processors);
-        while !ready.is_empty() {
-            let (pos, &t) = ready
-                .iter()
-                .enumerate()
-                .min_by(|a, b| by_priority(&rank, *a.1, *b.1))
-                .expect("non-empty");
-            ready.swap_remove(pos);
-            let mut best: Option<(f64, usize, f64, f64)> = None;
-            for (p, &ahead) in oct[t].iter().enumerate() {
-                let (_, start, finish) = earliest_finish(problem, &timelines, &placement, t, p);
-                let optimistic = finish + ahead;
-                if best.is_none_or(|b| optimistic < b.0 - 1e-9) {
-                    best = Some((optimistic, p, start, finish));
-                }
-            }
-            let (_, p, start, finish) = best.expect("at least one processor");
-            timelines.occupy(p, start, finish);
-            placement[t] = Some((p, start, finish));
-            for &(s, _) in &problem.succ[t] {
-                unplaced_preds[s] -= 1;
-                if unplaced_preds[s] == 0 {
-                    ready.push(s);
-                }
-            }
-        }
-        Schedule {
-            placement: placement
-                .into_iter()
-                .map(|p| p.expect("every task is placed"))
-                .collect(),
-        }
+        list_schedule(problem, &rank, |timelines, placement, t| {
+            best_placement(problem, timelines, placement, t, |(p, _, finish)| {
+                finish + oct[t][p]
+            })
+        })
     }
 }
 

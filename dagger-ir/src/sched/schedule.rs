@@ -145,27 +145,63 @@ pub(crate) fn earliest_finish(
     (proc, start, start + duration)
 }
 
-/// Places `t` on the processor giving the earliest finish (ties: lowest
-/// index), or on `only` when given, and records it.
-pub(crate) fn place_earliest_finish(
+/// A task's placement: processor, start, finish.
+pub(crate) type Placed = (usize, f64, f64);
+
+/// List scheduling: repeatedly takes the ready task of highest `priority`
+/// (ties: lower index) and places it where `choose(timelines, placement, t)`
+/// says, inserting it into that processor's timeline.
+pub(crate) fn list_schedule(
     problem: &Problem,
-    timelines: &mut Timelines,
-    placement: &mut [Option<(usize, f64, f64)>],
-    t: usize,
-    only: Option<usize>,
-) {
-    let procs: Vec<usize> = match only {
-        Some(p) => vec![p],
-        None => (0..problem.processors).collect(),
-    };
-    let mut best: Option<(usize, f64, f64)> = None;
-    for p in procs {
-        let here = earliest_finish(problem, timelines, placement, t, p);
-        if best.is_none_or(|b| here.2 < b.2 - 1e-9) {
-            best = Some(here);
+    priority: &[f64],
+    mut choose: impl FnMut(&Timelines, &[Option<Placed>], usize) -> Placed,
+) -> Schedule {
+    let n = problem.len();
+    let mut unplaced_preds: Vec<usize> = problem.pred.iter().map(Vec::len).collect();
+    let mut ready: Vec<usize> = (0..n).filter(|&t| unplaced_preds[t] == 0).collect();
+    let mut placement = vec![None; n];
+    let mut timelines = Timelines::new(problem.processors);
+    while !ready.is_empty() {
+        let (pos, &t) = ready
+            .iter()
+            .enumerate()
+            .min_by(|a, b| super::rank::by_priority(priority, *a.1, *b.1))
+            .expect("non-empty");
+        ready.swap_remove(pos);
+        let chosen = choose(&timelines, &placement, t);
+        timelines.occupy(chosen.0, chosen.1, chosen.2);
+        placement[t] = Some(chosen);
+        for &(s, _) in &problem.succ[t] {
+            unplaced_preds[s] -= 1;
+            if unplaced_preds[s] == 0 {
+                ready.push(s);
+            }
         }
     }
-    let chosen = best.expect("at least one processor");
-    timelines.occupy(chosen.0, chosen.1, chosen.2);
-    placement[t] = Some(chosen);
+    Schedule {
+        placement: placement
+            .into_iter()
+            .map(|p| p.expect("every task is placed"))
+            .collect(),
+    }
+}
+
+/// The earliest placement of `t` on each processor, and the one of lowest
+/// `score` (ties: lower processor index).
+pub(crate) fn best_placement(
+    problem: &Problem,
+    timelines: &Timelines,
+    placement: &[Option<Placed>],
+    t: usize,
+    mut score: impl FnMut(Placed) -> f64,
+) -> Placed {
+    let mut best: Option<(f64, Placed)> = None;
+    for p in 0..problem.processors {
+        let here = earliest_finish(problem, timelines, placement, t, p);
+        let s = score(here);
+        if best.is_none_or(|b| s < b.0 - 1e-9) {
+            best = Some((s, here));
+        }
+    }
+    best.expect("at least one processor").1
 }
