@@ -52,6 +52,24 @@ def_task!(Counted, COUNTED, (a: u64) -> u64, |a| {
     Ok(a)
 });
 
+/// `leaves` additions of `x` to itself, summed by a balanced tree of additions.
+fn add_tree(b: &GraphBuilder, x: dagger_ir::NodeId, leaves: usize) -> dagger_runtime::Value<u64> {
+    let mut level: Vec<_> = (0..leaves).map(|_| call::<Add>(b, &[x, x])).collect();
+    while level.len() > 1 {
+        level = level
+            .chunks(2)
+            .map(|p| {
+                if p.len() == 2 {
+                    call::<Add>(b, &[p[0].id(), p[1].id()])
+                } else {
+                    p[0]
+                }
+            })
+            .collect();
+    }
+    level[0]
+}
+
 fn call<K: Task>(b: &GraphBuilder, args: &[dagger_ir::NodeId]) -> dagger_runtime::Value<K::Output> {
     b.call::<K>(args)
 }
@@ -148,22 +166,8 @@ fn wide_graphs_finish_on_one_and_many_threads() {
     for threads in [1, 2, 4] {
         let b = GraphBuilder::new();
         let one = b.constant(1u64);
-        let mut level: Vec<_> = (0..1000)
-            .map(|_| call::<Add>(&b, &[one.id(), one.id()]))
-            .collect();
-        while level.len() > 1 {
-            level = level
-                .chunks(2)
-                .map(|p| {
-                    if p.len() == 2 {
-                        call::<Add>(&b, &[p[0].id(), p[1].id()])
-                    } else {
-                        p[0]
-                    }
-                })
-                .collect();
-        }
-        let dag = b.finish::<(), _>(level[0]);
+        let sum = add_tree(&b, one.id(), 1000);
+        let dag = b.finish::<(), _>(sum);
         let rt = Runtime::builder().threads(threads).build();
         assert_eq!(rt.run(&dag, ()).unwrap(), 2000);
     }
@@ -227,16 +231,8 @@ fn a_static_schedule_places_every_task_on_its_worker() {
     use dagger_ir::sched::{HeftScheduler, PeftScheduler, Scheduler};
     let b = GraphBuilder::new();
     let one = b.constant(1u64);
-    let mut level: Vec<_> = (0..64)
-        .map(|_| call::<Add>(&b, &[one.id(), one.id()]))
-        .collect();
-    while level.len() > 1 {
-        level = level
-            .chunks(2)
-            .map(|p| call::<Add>(&b, &[p[0].id(), p[1].id()]))
-            .collect();
-    }
-    let dag = b.finish::<(), _>(level[0]);
+    let sum = add_tree(&b, one.id(), 64);
+    let dag = b.finish::<(), _>(sum);
     let rt = Runtime::builder().threads(3).build();
     let model = dagger_ir::model::HistoryModel::new();
     for scheduler in [&HeftScheduler as &dyn Scheduler, &PeftScheduler] {
@@ -265,22 +261,8 @@ fn every_dynamic_policy_gives_the_same_result() {
     use dagger_runtime::ExecPolicy;
     let b = GraphBuilder::new();
     let x = b.input::<u64>("x");
-    let mut level: Vec<_> = (0..100)
-        .map(|_| call::<Add>(&b, &[x.id(), x.id()]))
-        .collect();
-    while level.len() > 1 {
-        level = level
-            .chunks(2)
-            .map(|p| {
-                if p.len() == 2 {
-                    call::<Add>(&b, &[p[0].id(), p[1].id()])
-                } else {
-                    p[0]
-                }
-            })
-            .collect();
-    }
-    let dag = b.finish::<(u64,), _>(level[0]);
+    let sum = add_tree(&b, x.id(), 100);
+    let dag = b.finish::<(u64,), _>(sum);
     let rt = Runtime::builder().threads(3).build();
     let model = dagger_ir::model::HistoryModel::new();
     for policy in ExecPolicy::ALL {
