@@ -178,3 +178,43 @@ fn calibrated_runs_fill_the_performance_model_that_perfmodel_shows() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn ir_passes_fuse_cheap_chains_and_report_them() {
+    let dir = std::env::temp_dir().join(format!("dagger-cli-passes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("chain.json");
+    std::fs::write(
+        &file,
+        r#"{"tasks": [{"name": "t::inc", "params": ["u64"], "output": "u64", "cost": {"seconds": 1e-7}, "pure": true}],
+            "inputs": [{"id": "x", "type": "u64"}],
+            "nodes": [{"id": "a", "call": "t::inc", "args": ["x"]},
+                      {"id": "b", "call": "t::inc", "args": ["a"]},
+                      {"id": "c", "call": "t::inc", "args": ["b"]},
+                      {"id": "unused", "call": "t::inc", "args": ["x"]}],
+            "outputs": ["c"]}"#,
+    )
+    .unwrap();
+    let (ok, text, err) = dagger(&["ir", file.to_str().unwrap(), "--passes"]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("// dce: 1 changed") && err.contains("// fuse: 2 changed"),
+        "{err}"
+    );
+    assert!(
+        text.contains("%1 = fused [@t::inc, @t::inc, @t::inc](%0) : u64  // c"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn tasks_lists_the_registered_tasks_of_the_binary() {
+    // The CLI itself defines no task: the count says so.
+    let (ok, out, err) = dagger(&["tasks"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("0 tasks registered in this binary"),
+        "{out}"
+    );
+}

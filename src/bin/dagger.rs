@@ -207,10 +207,17 @@ fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Tasks => {
-            for def in dagger::task_registry() {
+            let defs = dagger::task_registry();
+            println!(
+                "{} tasks registered in this binary (a program registers its own with #[task])",
+                defs.len()
+            );
+            for def in defs {
                 let sig = def.sig();
                 println!("{}({}) -> {}", sig.name, sig.params.join(", "), sig.output);
             }
+            Ok(())
+        }
             Ok(())
         }
     }
