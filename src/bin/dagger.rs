@@ -218,8 +218,6 @@ fn run(command: Command) -> Result<(), String> {
             }
             Ok(())
         }
-            Ok(())
-        }
     }
 }
 
