@@ -44,3 +44,40 @@ fn wordcount_graph_matches_a_sequential_count() {
 fn quickstart_runs_and_its_two_front_ends_agree() {
     quickstart::main().expect("the quickstart succeeds");
 }
+
+#[allow(dead_code)]
+#[path = "../examples/cholesky.rs"]
+mod cholesky;
+
+#[test]
+fn tiled_cholesky_factors_the_matrix_under_every_policy() {
+    let (n, b) = (192, 48);
+    let a = cholesky::spd_matrix(n, 5);
+    let dag = cholesky::cholesky_graph(&a, b);
+    let rt = Runtime::builder().threads(2).build();
+    let model = dagger::ir::model::HistoryModel::new();
+    let tiles = rt.run(&dag, ()).unwrap();
+    assert_eq!(tiles.len(), 10, "4 x 4 tiles: 10 on and below the diagonal");
+    let l = cholesky::assemble(&tiles, n, b);
+    assert!(cholesky::residual(&l, &a) < 1e-13, "L L^T = A");
+    // The check itself can fail: the unfactored lower triangle is far off.
+    let mut lower = a.clone();
+    for j in 0..n {
+        for i in 0..j {
+            lower[(i, j)] = 0.0;
+        }
+    }
+    assert!(cholesky::residual(&lower, &a) > 1.0);
+    for policy in dagger::ExecPolicy::ALL {
+        let tiles = rt.run_with_policy(&dag, (), policy, &model).unwrap();
+        assert!(
+            cholesky::residual(&cholesky::assemble(&tiles, n, b), &a) < 1e-13,
+            "{}",
+            policy.name()
+        );
+    }
+    let (tiles, _) = rt
+        .run_scheduled(&dag, (), &dagger::ir::sched::HeftScheduler, &model)
+        .unwrap();
+    assert!(cholesky::residual(&cholesky::assemble(&tiles, n, b), &a) < 1e-13);
+}

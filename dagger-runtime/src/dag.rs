@@ -92,6 +92,20 @@ impl<T: Data> Outputs for Value<T> {
     }
 }
 
+/// Any number of outputs of one type (a graph built in a loop).
+impl<T: Data> Outputs for Vec<Value<T>> {
+    type Output = Vec<T>;
+    fn ids(&self) -> Vec<NodeId> {
+        self.iter().map(|v| v.id()).collect()
+    }
+    fn from_data(data: Vec<Datum>) -> Result<Vec<T>, RunError> {
+        data.into_iter()
+            .enumerate()
+            .map(|(i, d)| unbox(Some(d), i))
+            .collect()
+    }
+}
+
 macro_rules! tuple_impls {
     ($($T:ident $i:tt),*) => {
         impl<$($T: Send + Sync + 'static),*> Inputs for ($($T,)*) {
