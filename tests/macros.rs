@@ -30,6 +30,26 @@ fn plus(a: u64, b: u64) -> u64 {
     a + b
 }
 
+/// No parameters: a source of the graph.
+#[task(pure, cost = 0)]
+fn seed() -> u64 {
+    7
+}
+
+mod errors {
+    /// A `Result` alias with one argument, like `std::io::Result`.
+    pub type Result<T> = std::result::Result<T, String>;
+}
+
+/// A `Result` alias (recognised by its last segment), and a `'static` borrow.
+#[task]
+fn label(n: u64) -> errors::Result<&'static str> {
+    match n {
+        0..=9 => Ok("small"),
+        _ => Err(format!("{n} is too big")),
+    }
+}
+
 mod nested {
     use dagger::prelude::*;
 
@@ -168,4 +188,27 @@ fn spawn_records_the_same_ir_as_dag() {
             .collect::<Vec<_>>()
     };
     assert_eq!(strip(recorded.to_string()), strip(g.graph().to_string()));
+}
+
+#[test]
+fn tasks_without_parameters_result_aliases_and_static_borrows() {
+    let g = dag! {
+        let s = seed();
+        let l = label(s);
+        let big = label(plus(s, 10));
+        (l, big)
+    };
+    match Runtime::new().run(&g, ()) {
+        Err(RunError::TaskFailed { task, message }) => {
+            assert_eq!(task, "macros::label");
+            assert_eq!(message, "17 is too big");
+        }
+        other => panic!("expected TaskFailed, got {other:?}"),
+    }
+    let g = dag! { label(seed()) };
+    assert_eq!(Runtime::new().run(&g, ()).unwrap(), "small");
+    let def = <seed<'static> as Task>::def();
+    assert!(def.sig().params.is_empty());
+    assert_eq!(def.sig().cost, ir::Cost::Seconds(0.0));
+    assert_eq!(<label<'static> as Task>::def().sig().output, "&str");
 }

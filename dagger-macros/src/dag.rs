@@ -5,7 +5,7 @@ use quote::{quote, quote_spanned, ToTokens};
 use std::collections::HashSet;
 use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
-use syn::{Expr, ExprCall, ExprPath, Ident, Token, Type};
+use syn::{Expr, ExprCall, ExprPath, Ident, PathArguments, Token, Type};
 
 /// A parsed `dag!{}` body.
 pub struct DagBody {
@@ -28,12 +28,17 @@ impl Stmt {
 
 impl Parse for DagBody {
     fn parse(input: ParseStream) -> syn::Result<Self> {
-        let mut stmts = Vec::new();
+        let mut stmts: Vec<Stmt> = Vec::new();
         loop {
             if input.is_empty() {
-                return Err(input.error(
-                    "a dag must end with its output: a name, a task call or a tuple of them",
-                ));
+                let msg = "a dag must end with its output: a name, a task call or a tuple of them";
+                return Err(match stmts.last() {
+                    Some(last) => syn::Error::new(
+                        last.name().span(),
+                        format!("{msg}; e.g. end it with `{}`", last.name()),
+                    ),
+                    None => input.error(msg),
+                });
             }
             if input.peek(Token![let]) {
                 input.parse::<Token![let]>()?;
@@ -169,11 +174,11 @@ impl Scope {
         }}
     }
 
-    /// A task call: `path(args)` becomes `path::on(&builder).node(args)`.
+    /// A task call: `path(args)` becomes `<path<'_>>::on(&builder).node(args)`.
     fn call(&self, call: &ExprCall) -> syn::Result<TokenStream> {
         let Expr::Path(ExprPath { path, .. }) = &*call.func else {
-            return Err(syn::Error::new(
-                call.func.span(),
+            return Err(syn::Error::new_spanned(
+                &call.func,
                 "a dag calls tasks by name, e.g. `count(words)`; wrap other Rust expressions in braces: `{ ... }`",
             ));
         };
@@ -183,8 +188,25 @@ impl Scope {
             .map(|a| self.value(a))
             .collect::<syn::Result<Vec<_>>>()?;
         let b = &self.builder;
-        let on = quote_spanned!(path.span()=> #path::on(&#b));
-        Ok(quote_spanned!(call.paren_token.span.join()=> #on.node(#(#args),*)))
+        // `<path<'_>>::on` names the task's generated struct as a type, so an
+        // unknown task reads "cannot find type `name`" (with rustc's "a struct
+        // with a similar name exists" hint) rather than an unresolved module.
+        let mut ty = path.clone();
+        if let Some(last) = ty.segments.last_mut() {
+            if last.arguments.is_empty() {
+                last.arguments = PathArguments::AngleBracketed(
+                    syn::parse_quote_spanned!(last.ident.span()=> <'_>),
+                );
+            }
+        }
+        let span = path.span();
+        // `.node` carries the task path's span and its parentheses the
+        // user's, so arity and type errors point at the call as written.
+        let node = Ident::new("node", span);
+        let mut args_group =
+            proc_macro2::Group::new(proc_macro2::Delimiter::Parenthesis, quote!(#(#args),*));
+        args_group.set_span(call.paren_token.span.join());
+        Ok(quote_spanned!(span=> <#ty>::on(&#b).#node #args_group))
     }
 
     /// Rejects a constant expression that mentions a dag name bound later.
@@ -205,5 +227,65 @@ impl Scope {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand_str(src: &str) -> syn::Result<String> {
+        let body: DagBody = syn::parse_str(src)?;
+        Ok(expand(body)?.to_string().replace(' ', ""))
+    }
+
+    fn error(src: &str) -> String {
+        match expand_str(src) {
+            Ok(out) => panic!("expected an error, got {out}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn inputs_lets_nested_calls_and_tuple_outputs() {
+        let out = expand_str(
+            "input doc: String; let w = tokenize(doc); let n = scale(count(w), 3); (w, n)",
+        )
+        .unwrap();
+        assert!(out.contains("let__dagger_builder=::dagger::__private::GraphBuilder::new();"));
+        assert!(out.contains(
+            "letdoc:::dagger::__private::Value<String>=__dagger_builder.input::<String>(\"doc\");"
+        ));
+        assert!(out.contains(
+            "letw=__dagger_builder.name(<tokenize<'_>>::on(&__dagger_builder).node(doc),\"w\");"
+        ));
+        assert!(out.contains("<scale<'_>>::on(&__dagger_builder).node(<count<'_>>::on(&__dagger_builder).node(w),__dagger_builder.constant_labeled(3,\"3\"))"));
+        assert!(out.contains("let__dagger_outputs=(w,n,);"));
+        assert!(out.contains("__dagger_builder.finish::<(String,),_>(__dagger_outputs)"));
+    }
+
+    #[test]
+    fn other_expressions_are_constants_and_paths_name_tasks() {
+        let out = expand_str("let a = m::shout({ f(x) }); let b = count(v); (a, b)").unwrap();
+        assert!(out.contains("<m::shout<'_>>::on(&__dagger_builder).node({#[allow(unused_braces)]let__dagger_constant={f(x)};__dagger_builder.constant(__dagger_constant)})"));
+        assert!(out.contains("let__dagger_constant=v;"));
+        assert!(out.contains("finish::<(),_>"));
+    }
+
+    #[test]
+    fn binding_mistakes_are_macro_errors() {
+        assert_eq!(
+            error("let a = f(b); let b = g(1); a"),
+            "`b` is used before its binding in this dag"
+        );
+        assert_eq!(
+            error("let a = f({ b.len() }); let b = g(1); a"),
+            "`b` is used before its binding in this dag"
+        );
+        assert!(error("let w = f(1); let w = g(w); w").starts_with("duplicate binding `w`"));
+        assert!(error("input w: u8; let w = g(w); w").starts_with("duplicate binding `w`"));
+        assert!(error("let w = f(1);").contains("must end with its output"));
+        assert!(error("let w = (f)(1); w").contains("calls tasks by name"));
+        assert!(error("let w = f(1); w x").contains("unexpected tokens"));
     }
 }

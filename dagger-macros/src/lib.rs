@@ -28,15 +28,27 @@ use proc_macro::TokenStream;
 ///   parameters (by reference), e.g. `cost = 1e-9 * v.len() as f64`;
 /// - `device = "cpu" | "gpu" | "any"` (default `any`).
 ///
-/// A function returning `Result<T, E>` (with `E: Display`) is a task of
-/// output `T`; returning `Err` fails the run with `RunError::TaskFailed`.
-/// Parameters must be plain names; types must be `Clone + Send + Sync + 'static`.
+/// A function returning `Result<T, E>` (with `E: Display`; any type whose
+/// path ends in `Result`, so `io::Result<T>` too) is a task of output `T`;
+/// returning `Err` fails the run with `RunError::TaskFailed { task, message }`,
+/// the message being the error's `Display`.
+///
+/// The function must be free, synchronous, safe and not generic; parameters
+/// must be plain names; parameter and result types must be owned
+/// (`Clone + Send + Sync + 'static`: no borrows but `&'static`, no `impl Trait`).
+/// Anything else is a compile error pointing at the culprit.
 #[proc_macro_attribute]
 pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let args = syn::parse_macro_input!(attr as task::TaskArgs);
     let func = syn::parse_macro_input!(item as syn::ItemFn);
-    task::expand(args, func)
-        .unwrap_or_else(syn::Error::into_compile_error)
+    syn::parse::<task::TaskArgs>(attr)
+        .and_then(|args| task::expand(args, func.clone()))
+        .unwrap_or_else(|e| {
+            // Keep the function, so that a mistake in the attribute does not
+            // also make every call of the function an error.
+            let mut out = e.into_compile_error();
+            out.extend(quote::ToTokens::into_token_stream(func));
+            out
+        })
         .into()
 }
 
@@ -58,9 +70,16 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// the graph is built. To pass the result of an ordinary function call as a
 /// constant, write it in braces: `{ load_config() }`.
 ///
+/// A task is called by its name or path (`stats::mean(xs)`); a call
+/// `t(a, b)` expands to `<t<'_>>::on(&builder).node(a, b)`, the type of the
+/// same name that `#[task]` generates.
+///
 /// Wiring is checked by the Rust compiler at the user's code: an unknown
-/// task, a wrong number of arguments, an argument of the wrong type, a name
-/// used before its binding and a name bound twice are compile errors.
+/// task ("cannot find type `t`": the task's generated type), a plain
+/// function that is not a task ("expected type, found function"), a wrong
+/// number of arguments, an argument of the wrong type (`Value<u32>` where
+/// `Value<String>` is wanted), a name used before its binding, a name bound
+/// twice and a missing output are compile errors.
 #[proc_macro]
 pub fn dag(input: TokenStream) -> TokenStream {
     let body = syn::parse_macro_input!(input as dag::DagBody);

@@ -83,14 +83,21 @@ pub fn expand(args: TaskArgs, func: ItemFn) -> syn::Result<TokenStream> {
         ));
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        let msg = "#[task] functions cannot be generic: a task is registered under one name with one signature";
+        return Err(match &sig.generics.where_clause {
+            Some(w) if sig.generics.params.is_empty() => syn::Error::new_spanned(w, msg),
+            _ => syn::Error::new_spanned(&sig.generics, msg),
+        });
+    }
+    if let Some(u) = &sig.unsafety {
         return Err(syn::Error::new(
-            sig.generics.span(),
-            "#[task] functions cannot be generic: a task is registered under one name with one signature",
+            u.span(),
+            "#[task] functions cannot be `unsafe`: the runtime calls them with no way to uphold their safety contract",
         ));
     }
     if let Some(v) = &sig.variadic {
-        return Err(syn::Error::new(
-            v.span(),
+        return Err(syn::Error::new_spanned(
+            v,
             "#[task] functions cannot be variadic",
         ));
     }
@@ -98,17 +105,20 @@ pub fn expand(args: TaskArgs, func: ItemFn) -> syn::Result<TokenStream> {
         .inputs
         .iter()
         .map(|arg| match arg {
-            FnArg::Receiver(r) => Err(syn::Error::new(
-                r.span(),
+            FnArg::Receiver(r) => Err(syn::Error::new_spanned(
+                r,
                 "#[task] must be a free function, not a method",
             )),
             FnArg::Typed(pt) => match &*pt.pat {
-                Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => Ok(Param {
-                    name: pi.ident.clone(),
-                    ty: (*pt.ty).clone(),
-                }),
-                other => Err(syn::Error::new(
-                    other.span(),
+                Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
+                    check_owned(&pt.ty, "parameter")?;
+                    Ok(Param {
+                        name: pi.ident.clone(),
+                        ty: (*pt.ty).clone(),
+                    })
+                }
+                other => Err(syn::Error::new_spanned(
+                    other,
                     "#[task] parameters must be plain names (`x: T`), not patterns",
                 )),
             },
@@ -118,6 +128,7 @@ pub fn expand(args: TaskArgs, func: ItemFn) -> syn::Result<TokenStream> {
     let name = &sig.ident;
     let vis = &func.vis;
     let (output, fallible) = output_type(&sig.output);
+    check_owned(&output, "result")?;
     let tys: Vec<&Type> = params.iter().map(|p| &p.ty).collect();
     let names: Vec<&Ident> = params.iter().map(|p| &p.name).collect();
     let ports: Vec<usize> = (0..params.len()).collect();
@@ -199,6 +210,28 @@ pub fn expand(args: TaskArgs, func: ItemFn) -> syn::Result<TokenStream> {
     })
 }
 
+/// Rejects parameter and result types a graph cannot carry and that would
+/// otherwise fail deep in the generated code: borrows and `impl Trait`.
+fn check_owned(ty: &Type, what: &str) -> syn::Result<()> {
+    match ty {
+        Type::Reference(r) if r.lifetime.as_ref().is_some_and(|l| l.ident == "static") => Ok(()),
+        Type::Reference(r) => Err(syn::Error::new_spanned(
+            r,
+            format!(
+                "a task {what} must be an owned value (`Clone + Send + Sync + 'static`), not a borrow: \
+                 values travel between threads (use e.g. `String` rather than `&str`, `Vec<T>` rather than `&[T]`)"
+            ),
+        )),
+        Type::ImplTrait(i) => Err(syn::Error::new_spanned(
+            i,
+            format!("a task {what} cannot be `impl Trait`: a task has one concrete signature; name the type"),
+        )),
+        Type::Paren(p) => check_owned(&p.elem, what),
+        Type::Group(g) => check_owned(&g.elem, what),
+        _ => Ok(()),
+    }
+}
+
 /// The task's output type: `T` for `-> T` and for `-> Result<T, E>` (then
 /// fallible), `()` without a return type.
 fn output_type(ret: &ReturnType) -> (Type, bool) {
@@ -256,4 +289,89 @@ fn mentions(tokens: TokenStream, name: &Ident) -> bool {
         TokenTree::Group(g) => mentions(g.stream(), name),
         _ => false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand_str(attr: &str, item: &str) -> syn::Result<String> {
+        let args: TaskArgs = syn::parse_str(attr)?;
+        let func: ItemFn = syn::parse_str(item)?;
+        Ok(expand(args, func)?.to_string().replace(' ', ""))
+    }
+
+    fn error(attr: &str, item: &str) -> String {
+        match expand_str(attr, item) {
+            Ok(out) => panic!("expected an error, got {out}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn keeps_the_function_and_adds_struct_task_impl_and_registration() {
+        let out = expand_str(
+            "pure",
+            "pub fn count(words: Vec<String>) -> usize { words.len() }",
+        )
+        .unwrap();
+        assert!(out.starts_with("pubfncount(words:Vec<String>)->usize{words.len()}"));
+        assert!(out.contains("pubstructcount<'dagger>"));
+        assert!(out.contains("pubfnnode(self,words:::dagger::__private::Value<Vec<String>>)->::dagger::__private::Value<usize>"));
+        assert!(out.contains("impl::dagger::__private::Taskforcount<'static>"));
+        assert!(out.contains("typeParams=(Vec<String>,);typeOutput=usize;"));
+        assert!(out.contains("static__DAGGER_TASK_count:::dagger::__private::TaskDef"));
+        assert!(out.contains("name:concat!(module_path!(),\"::\",\"count\")"));
+        assert!(out.contains("cost:::dagger::__private::CostHint::Unknown"));
+        assert!(out.contains("device:::dagger::__private::Device::Any"));
+        assert!(out.contains("pure:true"));
+        assert!(out.contains("take_arg(args.next().flatten(),\"count\",0usize)?"));
+        assert!(out.contains("inventory::submit!"));
+    }
+
+    #[test]
+    fn result_tasks_output_the_ok_type_and_map_errors_to_strings() {
+        let out = expand_str(
+            "",
+            "fn parse(s: String) -> Result<u64, ParseIntError> { todo!() }",
+        )
+        .unwrap();
+        assert!(out.contains("typeOutput=u64;"));
+        assert!(out.contains("parse(s).map_err(|e|e.to_string())?"));
+        let out = expand_str("", "fn read(p: String) -> io::Result<Vec<u8>> { todo!() }").unwrap();
+        assert!(out.contains("typeOutput=Vec<u8>;"));
+        let out = expand_str("", "fn log(s: String) { }").unwrap();
+        assert!(out.contains("typeOutput=();"));
+    }
+
+    #[test]
+    fn cost_is_fixed_or_a_function_of_the_named_parameters() {
+        let out = expand_str("cost = 2e-6, device = \"gpu\"", "fn f(a: u64) -> u64 { a }").unwrap();
+        assert!(out.contains("CostHint::Seconds((2e-6)asf64)"));
+        assert!(out.contains("Device::Gpu"));
+        assert!(out.contains("pure:false"));
+        let out = expand_str(
+            "cost = 1e-9 * b.len() as f64",
+            "fn g(a: u64, b: Vec<u8>) -> u64 { a }",
+        )
+        .unwrap();
+        assert!(out.contains("CostHint::Dynamic"));
+        assert!(out.contains("let::std::option::Option::Some(b)=args.get(1usize).and_then(|d|d.downcast_ref::<Vec<u8>>())else{return0.0;};"));
+        assert!(!out.contains("Some(a)"), "unused parameters are not bound");
+    }
+
+    #[test]
+    fn bad_options_and_signatures_are_errors_naming_the_culprit() {
+        assert!(error("fast", "fn f() {}").contains("unknown task option `fast`"));
+        assert!(error("device = \"tpu\"", "fn f() {}").contains("unknown device \"tpu\""));
+        assert!(error("", "async fn f() {}").contains("synchronous"));
+        assert!(error("", "fn f<T>(x: T) {}").contains("cannot be generic"));
+        assert!(error("", "fn f(x: u8) where u8: Copy {}").contains("cannot be generic"));
+        assert!(error("", "unsafe fn f() {}").contains("`unsafe`"));
+        assert!(error("", "fn f(&self) {}").contains("free function"));
+        assert!(error("", "fn f((a, b): (u8, u8)) {}").contains("plain names"));
+        assert!(error("", "fn f(s: &str) {}").contains("not a borrow"));
+        assert!(error("", "fn f(s: u8) -> impl Clone { s }").contains("`impl Trait`"));
+        assert!(expand_str("", "fn f(s: &'static str) -> &'static str { s }").is_ok());
+    }
 }

@@ -10,4 +10,7 @@ fn b(n: u64) -> u64 {
     n
 }
 
-fn main() {}
+fn main() {
+    // The functions are kept: only the attribute is an error.
+    let _ = a(1) + b(2);
+}
