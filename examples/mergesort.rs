@@ -9,6 +9,11 @@
 //! the first half of the output ends in each run, and the two halves of the
 //! output are merged by two tasks.
 //!
+//! The recursion is generic over how it forks ([`Fork`]): the example runs
+//! it on dagger's `spawn`/`wait`, and `--bench` also runs the very same
+//! algorithm on `rayon::join`, so the table separates the runtime's cost from
+//! the algorithm's.
+//!
 //! The tasks share the two buffers through raw pointers to disjoint ranges;
 //! every task waits for the tasks it spawned before it returns, so no range
 //! is used after its owner has finished (the structured pattern of rayon's `join`).
@@ -26,12 +31,46 @@ const MERGE_CUTOFF: usize = 1 << 16;
 /// Leaves of the recursion per worker: enough to balance, few merge levels.
 const LEAVES_PER_WORKER: usize = 2;
 
+/// How the recursion runs two halves in parallel.
+pub trait Fork {
+    /// Runs `a` and `b`, possibly in parallel, and returns when both are done.
+    fn fork(a: impl FnOnce() + Send + 'static, b: impl FnOnce() + Send);
+}
+
+/// Forks with dagger's dynamic spawn: `a` becomes a spawned task, the caller
+/// runs `b` and then waits for `a` (helping with other tasks meanwhile).
+pub struct DaggerSpawn;
+
+impl Fork for DaggerSpawn {
+    fn fork(a: impl FnOnce() + Send + 'static, b: impl FnOnce() + Send) {
+        let left = dagger::spawn(a, ());
+        b();
+        if let Err(e) = left.wait() {
+            panic!("{e}");
+        }
+    }
+}
+
+/// Forks with `rayon::join` (for the benchmark's same-algorithm row).
+pub struct RayonJoin;
+
+impl Fork for RayonJoin {
+    fn fork(a: impl FnOnce() + Send + 'static, b: impl FnOnce() + Send) {
+        rayon::join(a, b);
+    }
+}
+
 /// Sorts `v` with a parallel merge sort on the calling task's runtime.
+pub fn msort(v: Vec<u64>) -> Vec<u64> {
+    msort_with::<DaggerSpawn>(v)
+}
+
+/// Sorts `v` with a parallel merge sort forking with `F`.
 ///
 /// Levels alternate between `v` and a scratch buffer; the top level writes
 /// to whichever of the two lets the leaves sort in place, and that buffer is
 /// returned.
-pub fn msort(mut v: Vec<u64>) -> Vec<u64> {
+pub fn msort_with<F: Fork>(mut v: Vec<u64>) -> Vec<u64> {
     let n = v.len();
     let workers = std::thread::available_parallelism().map_or(1, |p| p.get());
     let cutoff = (n / (LEAVES_PER_WORKER * workers)).max(1 << 14);
@@ -44,7 +83,7 @@ pub fn msort(mut v: Vec<u64>) -> Vec<u64> {
     let into_scratch = depth % 2 == 1;
     let mut scratch: Vec<u64> = Vec::with_capacity(n);
     let (data, buf) = (Buf(v.as_mut_ptr()), Buf(scratch.as_mut_ptr()));
-    sort_range(data, buf, 0, n, into_scratch, cutoff);
+    sort_range::<F>(data, buf, 0, n, into_scratch, cutoff);
     if into_scratch {
         // SAFETY: the sort wrote all n elements of the scratch buffer.
         unsafe { scratch.set_len(n) };
@@ -73,7 +112,7 @@ impl Buf {
 
 /// Sorts `data[lo..hi]`; the result lands in `buf[lo..hi]` if `into_buf`,
 /// else in `data[lo..hi]`.
-fn sort_range(data: Buf, buf: Buf, lo: usize, hi: usize, into_buf: bool, cutoff: usize) {
+fn sort_range<F: Fork>(data: Buf, buf: Buf, lo: usize, hi: usize, into_buf: bool, cutoff: usize) {
     if hi - lo <= cutoff {
         // SAFETY: this task owns lo..hi of both buffers.
         let d = unsafe { data.range(lo, hi) };
@@ -84,25 +123,23 @@ fn sort_range(data: Buf, buf: Buf, lo: usize, hi: usize, into_buf: bool, cutoff:
         return;
     }
     let mid = lo + (hi - lo) / 2;
-    let left = dagger::spawn(
-        move || sort_range(data, buf, lo, mid, !into_buf, cutoff),
-        (),
+    F::fork(
+        move || sort_range::<F>(data, buf, lo, mid, !into_buf, cutoff),
+        || sort_range::<F>(data, buf, mid, hi, !into_buf, cutoff),
     );
-    sort_range(data, buf, mid, hi, !into_buf, cutoff);
-    wait(left);
     let (src, dst) = if into_buf { (data, buf) } else { (buf, data) };
-    merge(src, lo..mid, mid..hi, dst, lo);
-}
-
-fn wait(h: Handle<()>) {
-    if let Err(e) = h.wait() {
-        panic!("{e}");
-    }
+    merge::<F>(src, lo..mid, mid..hi, dst, lo);
 }
 
 /// Merges the sorted runs `src[a]` and `src[b]` into `dst[out..]`, in
 /// parallel when they are long.
-fn merge(src: Buf, a: std::ops::Range<usize>, b: std::ops::Range<usize>, dst: Buf, out: usize) {
+fn merge<F: Fork>(
+    src: Buf,
+    a: std::ops::Range<usize>,
+    b: std::ops::Range<usize>,
+    dst: Buf,
+    out: usize,
+) {
     let n = a.len() + b.len();
     // SAFETY: this task owns the two source runs and dst[out..out + n].
     let (ra, rb) = unsafe { (&*src.range(a.start, a.end), &*src.range(b.start, b.end)) };
@@ -112,9 +149,10 @@ fn merge(src: Buf, a: std::ops::Range<usize>, b: std::ops::Range<usize>, dst: Bu
     }
     let (i, j) = co_rank(ra, rb, n / 2);
     let (a2, b2) = (a.start + i..a.end, b.start + j..b.end);
-    let second = dagger::spawn(move || merge(src, a2, b2, dst, out + n / 2), ());
-    merge(src, a.start..a.start + i, b.start..b.start + j, dst, out);
-    wait(second);
+    F::fork(
+        move || merge::<F>(src, a2, b2, dst, out + n / 2),
+        || merge::<F>(src, a.start..a.start + i, b.start..b.start + j, dst, out),
+    );
 }
 
 /// How many elements of `a` and of `b` make up the first `k` of their merge.
@@ -163,48 +201,71 @@ pub fn random_u64(n: usize, seed: u64) -> Vec<u64> {
         .collect()
 }
 
-/// Times this sort, rayon's `par_sort_unstable` and std's `sort_unstable` on
-/// the same data and prints a table (best of 3 for 10M, one run above).
+/// Times this sort, the same algorithm on `rayon::join`, rayon's
+/// `par_sort_unstable` and std's `sort_unstable` on the same data, and prints
+/// a table.
+///
+/// Each sorter runs three times, interleaved with the others so that noise
+/// from the machine spreads over all of them, and the best time counts.
+/// Before timing, as much memory as the sorts will use is touched once: on a
+/// virtual machine the first touch of never-used memory can cost several
+/// times a normal page fault, which would otherwise fall on whichever sorter
+/// happens to run first.
 fn bench(rt: &Runtime, sizes: &[usize]) -> Result<(), RunError> {
     use rayon::slice::ParallelSliceMut;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(rt.threads())
         .build()
         .expect("rayon pool");
-    println!("| n | dagger msort ms | rayon par_sort_unstable ms | std sort_unstable ms | dagger/rayon speed | dagger/std speed |");
-    println!("|---|---|---|---|---|---|");
+    type Sorter<'a> = (&'a str, Box<dyn Fn(Vec<u64>) -> Vec<u64> + 'a>);
+    let sorters: Vec<Sorter> = vec![
+        (
+            "dagger msort (spawn)",
+            Box::new(|v| rt.spawn(msort, (v,)).wait().expect("sort runs")),
+        ),
+        (
+            "same msort on rayon::join",
+            Box::new(|v| pool.install(|| msort_with::<RayonJoin>(v))),
+        ),
+        (
+            "rayon par_sort_unstable",
+            Box::new(|mut v| {
+                pool.install(|| v.par_sort_unstable());
+                v
+            }),
+        ),
+        (
+            "std sort_unstable",
+            Box::new(|mut v| {
+                v.sort_unstable();
+                v
+            }),
+        ),
+    ];
+    print!("| n |");
+    for (name, _) in &sorters {
+        print!(" {name} ms |");
+    }
+    println!(" dagger vs rayon par_sort | dagger vs same on rayon::join |");
+    println!("|---|{}---|---|", "---|".repeat(sorters.len()));
     for &n in sizes {
         let data = random_u64(n, 7);
-        let reps = if n <= 10_000_000 { 3 } else { 1 };
-        let time = |f: &mut dyn FnMut(Vec<u64>) -> Vec<u64>| -> f64 {
-            (0..reps)
-                .map(|_| {
-                    let input = data.clone();
-                    let t = Instant::now();
-                    let out = f(input);
-                    let s = t.elapsed().as_secs_f64();
-                    assert!(out.windows(2).all(|w| w[0] <= w[1]));
-                    s
-                })
-                .fold(f64::INFINITY, f64::min)
-        };
-        let ours = time(&mut |v| rt.spawn(msort, (v,)).wait().expect("sort runs"));
-        let rayon = time(&mut |mut v| {
-            pool.install(|| v.par_sort_unstable());
-            v
-        });
-        let std = time(&mut |mut v| {
-            v.sort_unstable();
-            v
-        });
-        println!(
-            "| {n} | {:.1} | {:.1} | {:.1} | {:.2}x | {:.2}x |",
-            ours * 1e3,
-            rayon * 1e3,
-            std * 1e3,
-            rayon / ours,
-            std / ours
-        );
+        drop(vec![1u64; 3 * n]);
+        let mut best = vec![f64::INFINITY; sorters.len()];
+        for _ in 0..3 {
+            for ((_, sort), best) in sorters.iter().zip(&mut best) {
+                let input = data.clone();
+                let t = Instant::now();
+                let out = sort(input);
+                *best = best.min(t.elapsed().as_secs_f64());
+                assert!(out.windows(2).all(|w| w[0] <= w[1]), "not sorted");
+            }
+        }
+        print!("| {n} |");
+        for t in &best {
+            print!(" {:.1} |", t * 1e3);
+        }
+        println!(" {:.2}x | {:.2}x |", best[2] / best[0], best[1] / best[0]);
     }
     Ok(())
 }
