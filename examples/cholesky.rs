@@ -15,11 +15,8 @@
 //! ```
 
 use dagger::ir::model::HistoryModel;
-use dagger::ir::sched::{
-    CpopScheduler, HeftScheduler, LookaheadScheduler, PeftScheduler, Scheduler,
-};
 use dagger::prelude::*;
-use dagger::{ExecPolicy, GraphBuilder};
+use dagger::GraphBuilder;
 use faer::linalg::matmul::matmul;
 use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
 use faer::{Accum, Mat, Par, Side};
@@ -216,40 +213,15 @@ fn main() -> Result<(), RunError> {
             predicted.map_or("-".to_string(), |p| format!("{p:.3}"))
         );
     };
-    let t0 = Instant::now();
-    let tiles = rt.run(&dag, ())?;
-    report(
-        "dagger, work stealing",
-        t0.elapsed().as_secs_f64(),
-        None,
-        &tiles,
-    );
-    for policy in ExecPolicy::ALL {
-        let t0 = Instant::now();
-        let tiles = rt.run_with_policy(&dag, (), policy, &model)?;
+    rt.run_under_every_policy(&dag, &(), &model, |run| {
         report(
-            &format!("dagger, {}", policy.name()),
-            t0.elapsed().as_secs_f64(),
-            None,
-            &tiles,
+            &format!("dagger, {}", run.policy),
+            run.seconds,
+            run.predicted,
+            &run.output,
         );
-    }
-    let schedulers: [&dyn Scheduler; 4] = [
-        &HeftScheduler,
-        &CpopScheduler,
-        &PeftScheduler,
-        &LookaheadScheduler,
-    ];
-    for s in schedulers {
-        let t0 = Instant::now();
-        let (tiles, schedule) = rt.run_scheduled(&dag, (), s, &model)?;
-        report(
-            &format!("dagger, {}", s.name()),
-            t0.elapsed().as_secs_f64(),
-            Some(schedule.makespan()),
-            &tiles,
-        );
-    }
+        Ok(())
+    })?;
     if model.is_empty() {
         println!("\n(no performance model yet: predictions use default task costs; run once with DAGGER_CALIBRATE=1)");
     }

@@ -148,7 +148,7 @@ fn main() -> Result<(), RunError> {
     Ok(())
 }
 
-/// Runs `dag` placed by each static scheduler and prints measured against
+/// Runs `dag` under every placement policy and prints measured against
 /// predicted times.
 fn compare_policies(
     rt: &Runtime,
@@ -156,50 +156,24 @@ fn compare_policies(
     expected: &Counts,
 ) -> Result<(), RunError> {
     use dagger::ir::model::HistoryModel;
-    use dagger::ir::sched::{
-        CpopScheduler, HeftScheduler, LookaheadScheduler, PeftScheduler, Scheduler,
-    };
     let model = HistoryModel::load(&HistoryModel::default_dir()).unwrap_or_default();
     println!(
         "\n| policy | measured ms | predicted ms | measured / predicted |  (model: {} entries)",
         model.entries().count()
     );
     println!("|---|---|---|---|");
-    let t = Instant::now();
-    rt.run(dag, ())?;
-    println!(
-        "| work stealing (default) | {:.1} | - | - |",
-        t.elapsed().as_secs_f64() * 1e3
-    );
-    for policy in dagger::ExecPolicy::ALL {
-        let t = Instant::now();
-        let counts = rt.run_with_policy(dag, (), policy, &model)?;
-        assert_eq!(&counts, expected, "{} changed the result", policy.name());
-        println!(
-            "| {} (dynamic) | {:.1} | - | - |",
-            policy.name(),
-            t.elapsed().as_secs_f64() * 1e3
-        );
-    }
-    let schedulers: [&dyn Scheduler; 4] = [
-        &HeftScheduler,
-        &CpopScheduler,
-        &PeftScheduler,
-        &LookaheadScheduler,
-    ];
-    for s in schedulers {
-        let t = Instant::now();
-        let (counts, schedule) = rt.run_scheduled(dag, (), s, &model)?;
-        let measured = t.elapsed().as_secs_f64();
-        assert_eq!(&counts, expected, "{} changed the result", s.name());
-        let predicted = schedule.makespan();
-        println!(
-            "| {} | {:.1} | {:.1} | {:.2} |",
-            s.name(),
-            measured * 1e3,
-            predicted * 1e3,
-            measured / predicted
-        );
-    }
-    Ok(())
+    rt.run_under_every_policy(dag, &(), &model, |run| {
+        assert_eq!(&run.output, expected, "{} changed the result", run.policy);
+        match run.predicted {
+            Some(p) => println!(
+                "| {} | {:.1} | {:.1} | {:.2} |",
+                run.policy,
+                run.seconds * 1e3,
+                p * 1e3,
+                run.seconds / p
+            ),
+            None => println!("| {} | {:.1} | - | - |", run.policy, run.seconds * 1e3),
+        }
+        Ok(())
+    })
 }

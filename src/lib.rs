@@ -40,7 +40,7 @@ pub use dagger_macros::{dag, task};
 pub use dagger_runtime::task::registered as task_registry;
 pub use dagger_runtime::{
     join, spawn, try_spawn, Dag, Data, Datum, ExecPolicy, GraphBuilder, Handle, Inputs, Outputs,
-    RunError, Runtime, RuntimeBuilder, Task, TaskDef, Trace, Value,
+    PolicyRun, RunError, Runtime, RuntimeBuilder, Task, TaskDef, Trace, Value,
 };
 
 /// The names most programs need: `use dagger::prelude::*;`.

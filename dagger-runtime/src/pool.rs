@@ -3,9 +3,9 @@
 //! Each worker owns a LIFO deque (`crossbeam-deque`): jobs a worker makes
 //! ready go to its own deque and run next, hot in its cache; idle workers
 //! steal the oldest jobs of busy ones, and jobs submitted from outside the
-//! pool go through a shared injector queue. Jobs a static schedule placed
-//! on one worker wait in that worker's own pinned queue, which nobody else
-//! takes from. A worker that finds nothing spins
+//! pool go through a shared injector queue. Jobs a policy placed on one
+//! worker wait in that worker's own [pinned queue](crate::pinned), which
+//! nobody else takes from and which serves them in the policy's order. A worker that finds nothing spins
 //! briefly, then sleeps on a condition variable until the next submission.
 //!
 //! Threads that must wait for a result (a task calling `Handle::wait`, or a
@@ -16,6 +16,7 @@
 //! what it waits for is still missing; whoever provides it wakes sleepers
 //! after publishing it, so no wake-up is lost (see `Sleep`).
 
+use crate::pinned::PinnedQueue;
 use crate::recorder::Recorder;
 use crate::trace::{TaskName, TraceEvent, TraceRecorder};
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
@@ -97,8 +98,8 @@ impl Sleep {
 /// The shared state of a pool.
 pub(crate) struct Pool {
     injector: Injector<Job>,
-    /// Jobs placed on one worker by a static schedule: only that worker takes them.
-    pinned: Vec<Injector<Job>>,
+    /// Jobs placed on one worker by a policy: only that worker takes them.
+    pinned: Vec<PinnedQueue>,
     stealers: Vec<Stealer<Job>>,
     /// Where idle workers sleep.
     idle: Sleep,
@@ -142,7 +143,7 @@ impl Pool {
         let locals: Vec<Worker<Job>> = (0..threads).map(|_| Worker::new_lifo()).collect();
         let pool = Arc::new(Pool {
             injector: Injector::new(),
-            pinned: (0..threads).map(|_| Injector::new()).collect(),
+            pinned: (0..threads).map(|_| PinnedQueue::default()).collect(),
             stealers: locals.iter().map(Worker::stealer).collect(),
             idle: Sleep::default(),
             blocked: Sleep::default(),
@@ -186,9 +187,10 @@ impl Pool {
         self.idle.notify(false);
     }
 
-    /// Queues a job that only worker `worker` may run (a static placement).
-    pub(crate) fn submit_to(&self, worker: usize, job: Job) {
-        self.pinned[worker % self.pinned.len()].push(job);
+    /// Queues a job that only worker `worker` may run, before its queued
+    /// jobs of higher `priority` keys.
+    pub(crate) fn submit_to(&self, worker: usize, job: Job, priority: u64) {
+        self.pinned[worker % self.pinned.len()].push(job, priority);
         // Wake everyone: a single wake-up might reach another worker.
         self.idle.notify(true);
     }
@@ -268,12 +270,8 @@ impl WorkerCtx {
         if let Some(job) = self.local.pop() {
             return Some(job);
         }
-        loop {
-            match self.pool.pinned[self.index].steal() {
-                Steal::Success(job) => return Some(job),
-                Steal::Retry => continue,
-                Steal::Empty => break,
-            }
+        if let Some(job) = self.pool.pinned[self.index].pop() {
+            return Some(job);
         }
         loop {
             match self.pool.injector.steal_batch_and_pop(&self.local) {

@@ -116,7 +116,7 @@ impl PlanRun {
     fn queue(self: &Arc<Self>, worker: Option<&WorkerCtx>, i: u32, target: Target) {
         let job = Job::Shared(self.clone(), i);
         match (target, worker) {
-            (Target::Worker(w), _) => self.pool.submit_to(w, job),
+            (Target::Worker { worker, priority }, _) => self.pool.submit_to(worker, job, priority),
             (Target::Local, Some(w)) => w.push(job),
             (Target::Local, None) => self.pool.submit(job),
             (Target::Shared, _) => self.pool.inject(job),
@@ -255,8 +255,10 @@ impl Execute for PlanRun {
             for &u in self.plan.users_of(i) {
                 if self.pending[u as usize].fetch_sub(1, Ordering::AcqRel) == 1 {
                     let target = self.placement.target(u as usize);
-                    let here = matches!(target, Target::Local | Target::Shared)
-                        || target == Target::Worker(worker.index);
+                    // Tasks placed on a worker go through its pinned queue
+                    // even when that is this worker, so that it runs its
+                    // ready tasks in the policy's order.
+                    let here = matches!(target, Target::Local | Target::Shared);
                     if next.is_none() && here {
                         next = Some(u as usize);
                     } else {

@@ -215,8 +215,9 @@ impl Runtime {
     /// PEFT, ...): the plan becomes a scheduling problem on this runtime's
     /// workers (task costs from `model`, else the tasks' cost hints, see
     /// [`Plan::problem`](crate::Plan::problem)), the scheduler places each
-    /// task on a worker, and each task runs on that worker only, as soon as
-    /// its inputs are ready. Returns the outputs and the schedule the
+    /// task on a worker, and each task runs on that worker only, once its
+    /// inputs are ready; a worker with several ready tasks runs them in
+    /// the order of their scheduled starts. Returns the outputs and the schedule the
     /// scheduler predicted, to compare with a [trace](Self::start_trace).
     pub fn run_scheduled<I: Inputs, O>(
         &self,
@@ -228,23 +229,27 @@ impl Runtime {
         let plan = dag.plan()?;
         let (problem, nodes) = plan.problem(self.threads(), model);
         let schedule = scheduler.schedule(&problem);
-        let mut placement = vec![0u32; plan.kernels.len()];
+        let mut worker = vec![0u32; plan.kernels.len()];
+        let mut priority = vec![0u64; plan.kernels.len()];
         for (k, &i) in nodes.iter().enumerate() {
-            placement[i] = schedule.placement[k].0 as u32;
+            let (proc, start, _) = schedule.placement[k];
+            worker[i] = proc as u32;
+            priority[i] = (start * 1e9) as u64;
         }
         let run = PlanRun::start(
             plan,
             self.inner.pool.clone(),
             inputs.into_data(),
-            Placement::Static(placement),
+            Placement::Static { worker, priority },
         )?;
         self.inner.pool.wait_until(|| run.is_done());
         Ok((dag.unbox(run.finish()?)?, schedule))
     }
 
     /// Runs `dag` placing each task, when it becomes ready, by a dynamic
-    /// policy ([`ExecPolicy`]: eager, round-robin, random, dmda) instead of
-    /// work stealing; dmda estimates task times from `model` like
+    /// policy ([`ExecPolicy`]: eager, round-robin, random, dmda, dmdas)
+    /// instead of work stealing; dmda and dmdas estimate task times (and
+    /// dmdas upward ranks) from `model` like
     /// [`run_scheduled`](Self::run_scheduled).
     pub fn run_with_policy<I: Inputs, O>(
         &self,
@@ -255,11 +260,15 @@ impl Runtime {
     ) -> Result<O, RunError> {
         let plan = dag.plan()?;
         let (problem, nodes) = plan.problem(self.threads(), model);
+        let rank = dagger_ir::sched::rank::upward_rank(&problem);
+        let top = rank.iter().copied().fold(0.0, f64::max);
         let mut cost_ns = vec![0u64; plan.kernels.len()];
+        let mut priority = vec![0u64; plan.kernels.len()];
         for (k, &i) in nodes.iter().enumerate() {
             cost_ns[i] = (problem.cost[k][0] * 1e9) as u64;
+            priority[i] = ((top - rank[k]) * 1e9) as u64;
         }
-        let placement = Placement::dynamic(policy, self.threads(), cost_ns);
+        let placement = Placement::dynamic(policy, self.threads(), cost_ns, priority);
         let run = PlanRun::start(plan, self.inner.pool.clone(), inputs.into_data(), placement)?;
         self.inner.pool.wait_until(|| run.is_done());
         dag.unbox(run.finish()?)

@@ -53,6 +53,12 @@ def_task!(Counted, COUNTED, (a: u64) -> u64, |a| {
 });
 
 /// `leaves` additions of `x` to itself, summed by a balanced tree of additions.
+static LOGGED: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+def_task!(Log, LOG, (a: u64, k: u64) -> u64, |a, k| {
+    LOGGED.lock().unwrap().push(k);
+    Ok(a + k)
+});
+
 fn add_tree(b: &GraphBuilder, x: dagger_ir::NodeId, leaves: usize) -> dagger_runtime::Value<u64> {
     let mut level: Vec<_> = (0..leaves).map(|_| call::<Add>(b, &[x, x])).collect();
     while level.len() > 1 {
@@ -254,6 +260,44 @@ fn a_static_schedule_places_every_task_on_its_worker() {
             "the work is spread"
         );
     }
+}
+
+/// Puts every task on worker 0 and starts later tasks earlier.
+struct Backwards;
+
+impl dagger_ir::sched::Scheduler for Backwards {
+    fn name(&self) -> &'static str {
+        "backwards"
+    }
+    fn schedule(&self, problem: &dagger_ir::sched::Problem) -> dagger_ir::sched::Schedule {
+        let n = problem.len();
+        dagger_ir::sched::Schedule {
+            placement: (0..n)
+                .map(|k| (0, (n - k) as f64, (n - k) as f64 + 1.0))
+                .collect(),
+        }
+    }
+}
+
+#[test]
+fn a_worker_runs_its_ready_tasks_in_the_schedules_order() {
+    let b = GraphBuilder::new();
+    let one = b.constant(1u64);
+    let gate = call::<Add>(&b, &[one.id(), one.id()]);
+    let logs: Vec<_> = (0..8u64)
+        .map(|k| {
+            let k = b.constant(k);
+            call::<Log>(&b, &[gate.id(), k.id()])
+        })
+        .collect();
+    let dag = b.finish::<(), _>(logs);
+    let rt = Runtime::builder().threads(2).build();
+    let model = dagger_ir::model::HistoryModel::new();
+    let (out, _) = rt.run_scheduled(&dag, (), &Backwards, &model).unwrap();
+    assert_eq!(out, (2..10).collect::<Vec<u64>>());
+    // All eight became ready together when the gate finished; worker 0 ran
+    // them by scheduled start, the last created first.
+    assert_eq!(*LOGGED.lock().unwrap(), (0..8).rev().collect::<Vec<u64>>());
 }
 
 #[test]

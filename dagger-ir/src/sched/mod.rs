@@ -42,14 +42,19 @@ pub trait Scheduler {
     fn schedule(&self, problem: &Problem) -> Schedule;
 }
 
-/// Every scheduler, static ones first, in the order `--algo all` runs them.
-pub fn all() -> Vec<Box<dyn Scheduler>> {
-    let mut all: Vec<Box<dyn Scheduler>> = vec![
+/// The static list schedulers: HEFT, CPOP, PEFT, lookahead HEFT.
+pub fn static_schedulers() -> Vec<Box<dyn Scheduler>> {
+    vec![
         Box::new(HeftScheduler),
         Box::new(CpopScheduler),
         Box::new(PeftScheduler),
         Box::new(LookaheadScheduler),
-    ];
+    ]
+}
+
+/// Every scheduler, static ones first, in the order `--algo all` runs them.
+pub fn all() -> Vec<Box<dyn Scheduler>> {
+    let mut all = static_schedulers();
     all.extend(DynamicScheduler::ALL.map(|d| Box::new(d) as Box<dyn Scheduler>));
     all
 }
