@@ -96,13 +96,16 @@ fn sched_reproduces_the_heft_papers_example() {
 }
 
 #[test]
-fn sched_writes_a_gantt_chart_and_refuses_unknown_algorithms() {
+fn sched_writes_a_gantt_chart_and_a_trace_and_refuses_unknown_algorithms() {
     let svg = std::env::temp_dir().join(format!("dagger-gantt-{}.svg", std::process::id()));
+    let trace = std::env::temp_dir().join(format!("dagger-sched-{}.json", std::process::id()));
     let (ok, table, err) = dagger(&[
         "sched",
         "examples/graphs/heft_paper.json",
         "--gantt",
         svg.to_str().unwrap(),
+        "--trace",
+        trace.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
     assert!(
@@ -116,6 +119,16 @@ fn sched_writes_a_gantt_chart_and_refuses_unknown_algorithms() {
         "10 tasks x 10 algorithms"
     );
     let _ = std::fs::remove_file(svg);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    let tasks = json["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "X")
+        .count();
+    assert_eq!(tasks, 100, "10 tasks x 10 algorithms");
+    let _ = std::fs::remove_file(trace);
     let (ok, _, err) = dagger(&["sched", "examples/graphs/heft_paper.json", "--algo", "fifo"]);
     assert!(!ok);
     assert!(err.contains("unknown algorithm `fifo`"), "{err}");

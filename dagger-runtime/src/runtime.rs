@@ -49,7 +49,7 @@ impl Drop for Inner {
         }
         let trace = self.pool.trace.take();
         if let Some(path) = &self.trace_file {
-            match trace.write_chrome_json(path) {
+            match trace.write(path) {
                 Ok(()) => tracing::info!(
                     "dagger: wrote a trace of {} tasks to {}",
                     trace.events.len(),

@@ -1,16 +1,16 @@
 //! Execution traces: which task ran on which worker, from when to when.
 //!
 //! Recording is switched on with [`Runtime::start_trace`](crate::Runtime::start_trace),
-//! or for a whole program with the `DAGGER_TRACE=path.json` environment
-//! variable: every runtime then records from its start and writes its trace
-//! to that file when dropped. `DAGGER_CALIBRATE=1` records the same way
+//! or for a whole program with the `DAGGER_TRACE=path.json` (or `.svg`)
+//! environment variable: every runtime then records from its start and
+//! writes its trace to that file when dropped, as Chrome trace JSON or, for
+//! a `.svg` name, as a Gantt chart. `DAGGER_CALIBRATE=1` records the same way
 //! and adds every task's time to the history-based performance model
 //! (`dagger_ir::model::HistoryModel`, shown by `dagger perfmodel`) when the
 //! runtime is dropped. Recording costs two clock reads per task while on,
 //! one relaxed atomic load per task while off. A [`Trace`] is written in the Chrome trace event
 //! format, which Perfetto (<https://ui.perfetto.dev>) and `chrome://tracing` open.
 
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -56,37 +56,55 @@ pub struct Trace {
 }
 
 impl Trace {
-    /// The trace as Chrome trace event JSON (open it in Perfetto).
+    /// The trace as a measured schedule (seconds from the first start, one
+    /// processor per worker) with each task's name, to draw or compare with
+    /// a scheduler's prediction.
+    pub fn to_schedule(&self) -> (Vec<String>, dagger_ir::sched::Schedule) {
+        let origin = self.events.iter().map(|e| e.start_ns).min().unwrap_or(0);
+        let seconds = |ns: u64| (ns - origin) as f64 * 1e-9;
+        let names = self.events.iter().map(|e| e.name.as_str().to_string());
+        let placement = self
+            .events
+            .iter()
+            .map(|e| (e.worker, seconds(e.start_ns), seconds(e.end_ns)))
+            .collect();
+        (names.collect(), dagger_ir::sched::Schedule { placement })
+    }
+
+    /// The trace as a standalone SVG Gantt chart, one row per worker.
+    pub fn to_gantt_svg(&self, title: &str) -> String {
+        let (names, schedule) = self.to_schedule();
+        dagger_ir::sched::gantt::draw(self.workers, &names, &[(title, &schedule)])
+    }
+
+    /// The trace as Chrome trace event JSON (open it in Perfetto); times
+    /// count from the first task's start.
     pub fn to_chrome_json(&self) -> String {
-        let mut out = String::from("{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n");
-        for w in 0..self.workers {
-            let _ = writeln!(
-                out,
-                "{{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":{w},\"args\":{{\"name\":\"worker {w}\"}}}},"
-            );
-        }
-        for (i, e) in self.events.iter().enumerate() {
-            let sep = if i + 1 == self.events.len() { "" } else { "," };
-            let _ = writeln!(
-                out,
-                "{{\"name\":{},\"cat\":\"task\",\"ph\":\"X\",\"pid\":1,\"tid\":{},\"ts\":{:.3},\"dur\":{:.3}}}{sep}",
-                serde_json::Value::from(e.name.as_str()),
-                e.worker,
-                e.start_ns as f64 / 1e3,
-                e.end_ns.saturating_sub(e.start_ns) as f64 / 1e3,
-            );
-        }
-        if self.events.is_empty() && self.workers > 0 {
-            out.truncate(out.len() - 2);
-            out.push('\n');
-        }
-        out.push_str("]}\n");
-        out
+        let (names, schedule) = self.to_schedule();
+        dagger_ir::sched::chrome::to_chrome_json(
+            self.workers,
+            &[("dagger run", &names, &schedule)],
+            1e6,
+        )
     }
 
     /// Writes [`to_chrome_json`](Self::to_chrome_json) to `path`.
     pub fn write_chrome_json(&self, path: impl AsRef<std::path::Path>) -> std::io::Result<()> {
         std::fs::write(path, self.to_chrome_json())
+    }
+
+    /// Writes the trace to `path`: an SVG Gantt chart if the name ends in
+    /// `.svg`, Chrome trace JSON otherwise.
+    pub fn write(&self, path: impl AsRef<std::path::Path>) -> std::io::Result<()> {
+        let path = path.as_ref();
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("svg"))
+        {
+            std::fs::write(path, self.to_gantt_svg("measured"))
+        } else {
+            self.write_chrome_json(path)
+        }
     }
 }
 
@@ -157,9 +175,15 @@ mod tests {
         let tasks: Vec<_> = evs.iter().filter(|e| e["ph"] == "X").collect();
         assert_eq!(tasks.len(), 2);
         assert_eq!(tasks[0]["name"], "a::f");
-        assert_eq!(tasks[0]["ts"].as_f64().unwrap(), 1.0);
+        assert_eq!(
+            tasks[0]["ts"].as_f64().unwrap(),
+            0.0,
+            "from the first start"
+        );
         assert_eq!(tasks[0]["dur"].as_f64().unwrap(), 2.5);
         assert_eq!(tasks[1]["name"], "x\"y");
+        assert_eq!(tasks[1]["ts"].as_f64().unwrap(), 1.0);
+        assert_eq!(tasks[1]["tid"], 1, "worker 1's row");
         let empty = Trace {
             events: vec![],
             workers: 1,

@@ -196,6 +196,16 @@ fn runs_are_traced() {
         trace.events[0].end_ns <= trace.events[1].start_ns,
         "the chain runs in order"
     );
+    let (names, measured) = trace.to_schedule();
+    assert_eq!(names, ["plan::Add", "plan::Add"]);
+    assert_eq!(
+        measured.placement[0].1, 0.0,
+        "times start at the first task"
+    );
+    assert!(measured.placement[1].1 >= measured.placement[0].2);
+    let svg = trace.to_gantt_svg("chain");
+    assert_eq!(svg.matches("<rect").count(), 2);
+    assert!(svg.contains("chain (makespan"));
 }
 
 #[test]

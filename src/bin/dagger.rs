@@ -5,7 +5,7 @@
 //! dagger ir graph.json --dot      print it as Graphviz dot instead
 //! dagger ir graph.json --passes   run the standard passes first
 //! dagger tasks                    list the tasks registered in this binary
-//! dagger sched dag.json --algo heft,cpop|all [--json] [--gantt out.svg]
+//! dagger sched dag.json --algo heft,cpop|all [--json] [--gantt out.svg] [--trace out.json]
 //!                                 static schedules of a cost-annotated DAG
 //! dagger perfmodel [--dir D]      the measured task times (DAGGER_CALIBRATE=1)
 //! dagger bench sched [--graphs N] [--csv]
@@ -72,6 +72,10 @@ enum Command {
         /// Also write an SVG Gantt chart of the schedules here.
         #[arg(long)]
         gantt: Option<PathBuf>,
+        /// Also write the schedules here as Chrome trace JSON (Perfetto),
+        /// one process per algorithm; one time unit of the file is 1 us.
+        #[arg(long)]
+        trace: Option<PathBuf>,
     },
 }
 
@@ -132,7 +136,8 @@ fn run(command: Command) -> Result<(), String> {
             algo,
             json,
             gantt,
-        } => schedule(&file, &algo, json, gantt.as_deref()),
+            trace,
+        } => schedule(&file, &algo, json, gantt.as_deref(), trace.as_deref()),
         Command::Bench {
             what: Bench::Sched { graphs, csv },
         } => {
@@ -222,7 +227,13 @@ fn run(command: Command) -> Result<(), String> {
 }
 
 /// `dagger sched`: runs the chosen static schedulers on a problem file.
-fn schedule(file: &Path, algo: &str, json: bool, gantt: Option<&Path>) -> Result<(), String> {
+fn schedule(
+    file: &Path,
+    algo: &str,
+    json: bool,
+    gantt: Option<&Path>,
+    trace: Option<&Path>,
+) -> Result<(), String> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let problem =
@@ -280,6 +291,18 @@ fn schedule(file: &Path, algo: &str, json: bool, gantt: Option<&Path>) -> Result
         std::fs::write(path, sched::gantt::to_svg(&problem, &named))
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         eprintln!("Gantt chart written to {}", path.display());
+    }
+    if let Some(path) = trace {
+        let named: Vec<(&str, &[String], &sched::Schedule)> = results
+            .iter()
+            .map(|(n, s)| (*n, problem.ids.as_slice(), s))
+            .collect();
+        std::fs::write(
+            path,
+            sched::chrome::to_chrome_json(problem.processors, &named, 1.0),
+        )
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        eprintln!("Chrome trace written to {}", path.display());
     }
     Ok(())
 }

@@ -1,5 +1,7 @@
-//! Gantt charts of schedules as standalone SVG: one band per algorithm, one
-//! row per processor, one labelled box per task.
+//! Gantt charts of schedules as standalone SVG: one band per schedule, one
+//! row per processor, one labelled box per task. Simulated schedules come
+//! from the schedulers; measured ones from a run's trace (the runtime's
+//! `Trace::to_schedule`), so both draw the same way.
 
 use super::problem::Problem;
 use super::schedule::Schedule;
@@ -11,12 +13,18 @@ const WIDTH: f64 = 800.0;
 
 /// An SVG Gantt chart of `schedules` (named) of `problem`, on one time scale.
 pub fn to_svg(problem: &Problem, schedules: &[(&str, &Schedule)]) -> String {
+    draw(problem.processors, &problem.ids, schedules)
+}
+
+/// An SVG Gantt chart of `schedules` (named) on `processors` processors,
+/// task `t` labelled `labels[t]`, on one time scale.
+pub fn draw(processors: usize, labels: &[String], schedules: &[(&str, &Schedule)]) -> String {
     let horizon = schedules
         .iter()
         .map(|(_, s)| s.makespan())
         .fold(1e-9, f64::max);
     let scale = WIDTH / horizon;
-    let band = ROW * (problem.processors as f64 + 1.5);
+    let band = ROW * (processors as f64 + 1.5);
     let height = band * schedules.len() as f64 + 10.0;
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"monospace\" font-size=\"11\">\n",
@@ -31,7 +39,7 @@ pub fn to_svg(problem: &Problem, schedules: &[(&str, &Schedule)]) -> String {
             escape(name),
             schedule.makespan()
         );
-        for p in 0..problem.processors {
+        for p in 0..processors {
             let y = top + ROW * (p as f64 + 1.0);
             let _ = writeln!(svg, "<text x=\"4\" y=\"{}\">P{p}</text>", y + 16.0);
         }
@@ -43,14 +51,14 @@ pub fn to_svg(problem: &Problem, schedules: &[(&str, &Schedule)]) -> String {
                 svg,
                 "<rect x=\"{x:.2}\" y=\"{y:.2}\" width=\"{w:.2}\" height=\"{}\" fill=\"hsl({hue},60%,75%)\" stroke=\"#333\"><title>{} on P{p}: {start} to {finish}</title></rect>",
                 ROW - 4.0,
-                escape(&problem.ids[t])
+                escape(&labels[t])
             );
             let _ = writeln!(
                 svg,
                 "<text x=\"{:.2}\" y=\"{:.2}\">{}</text>",
                 x + 2.0,
                 y + 14.0,
-                escape(&problem.ids[t])
+                escape(&labels[t])
             );
         }
     }

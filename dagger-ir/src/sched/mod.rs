@@ -11,6 +11,7 @@
 //! in the discrete-event [simulator](simulate). All are measured by
 //! makespan, [`slr`] and [`speedup`].
 
+pub mod chrome;
 pub mod compare;
 pub mod cpop;
 pub mod families;
