@@ -75,20 +75,8 @@ fn add3(a: u64, b: u64, c: u64) -> u64 {
     black_box(a.wrapping_add(b).wrapping_add(c))
 }
 
-fn reduce_tree(b: &GraphBuilder, mut level: Vec<Value<u64>>) -> Value<u64> {
-    while level.len() > 1 {
-        level = level
-            .chunks(2)
-            .map(|p| {
-                if p.len() == 2 {
-                    add::on(b).node(p[0], p[1])
-                } else {
-                    p[0]
-                }
-            })
-            .collect();
-    }
-    level[0]
+fn reduce_tree(b: &GraphBuilder, level: Vec<Value<u64>>) -> Value<u64> {
+    b.reduce_tree(level, |x, y| add::on(b).node(x, y))
 }
 
 fn wide(n: usize) -> Dag<(), u64> {

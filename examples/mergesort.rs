@@ -18,12 +18,18 @@
 //! every task waits for the tasks it spawned before it returns, so no range
 //! is used after its owner has finished (the structured pattern of rayon's `join`).
 //!
+//! `--policies` also builds merge sort as a static graph (sort tasks on
+//! chunks, a balanced tree of merge tasks) and runs it under every placement
+//! policy, the static schedulers' predictions beside the measured times.
+//!
 //! ```text
-//! cargo run --release --example mergesort -- [N]      (default 10 000 000 u64)
-//! cargo run --release --example mergesort -- --bench  (table vs rayon and std at 10M and 100M)
+//! cargo run --release --example mergesort -- [N]         (default 10 000 000 u64)
+//! cargo run --release --example mergesort -- --bench     (table vs rayon and std at 10M and 100M)
+//! cargo run --release --example mergesort -- --policies  (static graph under every policy)
 //! ```
 
 use dagger::prelude::*;
+use dagger::GraphBuilder;
 use std::time::Instant;
 
 /// Merges shorter than this run sequentially.
@@ -188,6 +194,75 @@ fn merge_seq(a: &[u64], b: &[u64], out: &mut [u64]) {
     out[k..].copy_from_slice(&b[j..]);
 }
 
+/// Sorts one chunk (a leaf of the static merge sort graph).
+#[task]
+pub fn sort_chunk(chunk: Vec<u64>) -> Vec<u64> {
+    let mut chunk = chunk;
+    chunk.sort_unstable();
+    chunk
+}
+
+/// Merges two sorted runs (an inner node of the static merge sort graph).
+#[task]
+pub fn merge_runs(a: Vec<u64>, b: Vec<u64>) -> Vec<u64> {
+    let mut out = vec![0; a.len() + b.len()];
+    merge_seq(&a, &b, &mut out);
+    out
+}
+
+/// Merge sort of `data` as a static graph: `leaves` sort tasks on equal
+/// chunks, then a balanced tree of merges.
+pub fn msort_graph(data: &[u64], leaves: usize) -> Dag<(), Vec<u64>> {
+    let b = GraphBuilder::new();
+    let chunk = data.len().div_ceil(leaves.max(1)).max(1);
+    let pieces: Vec<&[u64]> = match data.len() {
+        0 => vec![data],
+        _ => data.chunks(chunk).collect(),
+    };
+    let sorted: Vec<Value<Vec<u64>>> = pieces
+        .into_iter()
+        .map(|c| sort_chunk::on(&b).node(b.constant(c.to_vec())))
+        .collect();
+    let all = b.reduce_tree(sorted, |x, y| merge_runs::on(&b).node(x, y));
+    b.finish(all)
+}
+
+/// Runs the static merge sort graph under every policy and prints a table.
+fn compare_policies(rt: &Runtime, data: &[u64]) -> Result<(), RunError> {
+    use dagger::ir::model::HistoryModel;
+    let leaves = 8 * rt.threads();
+    let dag = msort_graph(data, leaves);
+    let model = HistoryModel::load(&HistoryModel::default_dir()).unwrap_or_default();
+    println!(
+        "\nstatic graph: {leaves} sort tasks, {} merges\n",
+        leaves - 1
+    );
+    println!("| policy | measured ms | predicted ms | measured / predicted |");
+    println!("|---|---|---|---|");
+    rt.run_under_every_policy(&dag, &(), &model, |run| {
+        assert!(
+            run.output.len() == data.len() && run.output.windows(2).all(|w| w[0] <= w[1]),
+            "{}: not sorted",
+            run.policy
+        );
+        match run.predicted {
+            Some(p) => println!(
+                "| {} | {:.1} | {:.1} | {:.2} |",
+                run.policy,
+                run.seconds * 1e3,
+                p * 1e3,
+                run.seconds / p
+            ),
+            None => println!("| {} | {:.1} | - | - |", run.policy, run.seconds * 1e3),
+        }
+        Ok(())
+    })?;
+    if model.is_empty() {
+        println!("\n(no performance model yet: run once with DAGGER_CALIBRATE=1 for predictions)");
+    }
+    Ok(())
+}
+
 /// `n` pseudo-random u64 from a seeded xorshift generator.
 pub fn random_u64(n: usize, seed: u64) -> Vec<u64> {
     let mut s = seed | 1;
@@ -280,7 +355,8 @@ fn main() -> Result<(), RunError> {
         return bench(&rt, &[10_000_000, 100_000_000]);
     }
     let n: usize = std::env::args()
-        .nth(1)
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
         .and_then(|a| a.parse().ok())
         .unwrap_or(10_000_000);
     let data = random_u64(n, 7);
@@ -306,5 +382,8 @@ fn main() -> Result<(), RunError> {
         took.as_secs_f64() * 1e3,
         n as f64 / took.as_secs_f64() / 1e6
     );
+    if std::env::args().any(|a| a == "--policies") {
+        compare_policies(&rt, &random_u64(n, 7))?;
+    }
     Ok(())
 }

@@ -82,24 +82,15 @@ pub fn chunks(text: &str, n: usize) -> Vec<String> {
 /// The MapReduce graph: one map per chunk, then a balanced tree of merges.
 pub fn wordcount_graph(parts: Vec<String>) -> Dag<(), Counts> {
     let b = GraphBuilder::new();
-    let mut level: Vec<Value<Counts>> = parts
+    let maps: Vec<Value<Counts>> = parts
         .into_iter()
         .map(|c| {
             let chunk = b.constant(c);
             count_words::on(&b).node(chunk)
         })
         .collect();
-    while level.len() > 1 {
-        level = level
-            .chunks(2)
-            .map(|pair| match pair {
-                [x, y] => merge_counts::on(&b).node(*x, *y),
-                [x] => *x,
-                _ => unreachable!("chunks(2) yields one or two"),
-            })
-            .collect();
-    }
-    b.finish(level[0])
+    let total = b.reduce_tree(maps, |x, y| merge_counts::on(&b).node(x, y));
+    b.finish(total)
 }
 
 fn main() -> Result<(), RunError> {

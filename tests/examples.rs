@@ -28,6 +28,26 @@ fn mergesort_sorts_every_size() {
 }
 
 #[test]
+fn the_static_mergesort_graph_sorts_under_every_policy() {
+    let rt = Runtime::builder().threads(2).build();
+    let model = dagger::ir::model::HistoryModel::new();
+    for (n, leaves) in [(0, 4), (5, 8), (10_007, 5), (100_000, 16)] {
+        let data = mergesort::random_u64(n, 9);
+        let mut expected = data.clone();
+        expected.sort_unstable();
+        let dag = mergesort::msort_graph(&data, leaves);
+        let mut runs = 0;
+        rt.run_under_every_policy(&dag, &(), &model, |run| {
+            assert_eq!(run.output, expected, "n = {n}, {}", run.policy);
+            runs += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(runs, 10);
+    }
+}
+
+#[test]
 fn wordcount_graph_matches_a_sequential_count() {
     let text = wordcount::corpus(200_000, 3);
     let parts = wordcount::chunks(&text, 7);

@@ -114,6 +114,31 @@ impl GraphBuilder {
         Value::from_id(st.graph.add_call(task, args, None))
     }
 
+    /// Combines `values` pairwise, level by level, into one value: a
+    /// balanced reduction tree of depth `ceil(log2(n))` (MapReduce's reduce
+    /// phase, merge sort's merges). An odd value out moves up a level
+    /// unchanged; the order of operands is kept (left before right).
+    ///
+    /// # Panics
+    /// If `values` is empty.
+    pub fn reduce_tree<T>(
+        &self,
+        mut values: Vec<Value<T>>,
+        mut combine: impl FnMut(Value<T>, Value<T>) -> Value<T>,
+    ) -> Value<T> {
+        assert!(!values.is_empty(), "reduce_tree of no values");
+        while values.len() > 1 {
+            let mut next = Vec::with_capacity(values.len().div_ceil(2));
+            let mut pairs = values.chunks_exact(2);
+            for pair in &mut pairs {
+                next.push(combine(pair[0], pair[1]));
+            }
+            next.extend_from_slice(pairs.remainder());
+            values = next;
+        }
+        values[0]
+    }
+
     /// Names the node behind `value` (the `let` binding in `dag!`).
     pub fn name<T>(&self, value: Value<T>, label: &str) -> Value<T> {
         if let Some(node) = self.state.borrow_mut().graph.node_mut(value.id) {

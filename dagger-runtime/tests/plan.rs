@@ -60,20 +60,8 @@ def_task!(Log, LOG, (a: u64, k: u64) -> u64, |a, k| {
 });
 
 fn add_tree(b: &GraphBuilder, x: dagger_ir::NodeId, leaves: usize) -> dagger_runtime::Value<u64> {
-    let mut level: Vec<_> = (0..leaves).map(|_| call::<Add>(b, &[x, x])).collect();
-    while level.len() > 1 {
-        level = level
-            .chunks(2)
-            .map(|p| {
-                if p.len() == 2 {
-                    call::<Add>(b, &[p[0].id(), p[1].id()])
-                } else {
-                    p[0]
-                }
-            })
-            .collect();
-    }
-    level[0]
+    let level: Vec<_> = (0..leaves).map(|_| call::<Add>(b, &[x, x])).collect();
+    b.reduce_tree(level, |p, q| call::<Add>(b, &[p.id(), q.id()]))
 }
 
 fn call<K: Task>(b: &GraphBuilder, args: &[dagger_ir::NodeId]) -> dagger_runtime::Value<K::Output> {
