@@ -231,3 +231,12 @@ fn tasks_lists_the_registered_tasks_of_the_binary() {
         "{out}"
     );
 }
+
+#[test]
+fn platform_probes_the_workers_and_prints_json_a_runtime_can_load() {
+    let (ok, out, err) = dagger(&["platform"]);
+    assert!(ok, "{err}");
+    let platform = dagger::ir::model::Platform::from_json(&out).expect("valid platform JSON");
+    assert!(!platform.processors.is_empty());
+    assert!(platform.processors.iter().all(|p| p.speed > 0.0));
+}

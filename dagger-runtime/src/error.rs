@@ -42,6 +42,14 @@ pub enum RunError {
         /// The type it got.
         found: String,
     },
+    /// The platform file named by `DAGGER_PLATFORM` cannot be used.
+    #[error("platform file {path}: {message}")]
+    Platform {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The graph cannot be run as it is (e.g. a constant only a file describes).
     #[error("cannot run graph: {0}")]
     Unsupported(String),

@@ -29,6 +29,7 @@ pub mod placement;
 pub mod plan;
 pub mod policy_run;
 mod pool;
+pub mod probe;
 mod recorder;
 mod run;
 pub mod runtime;

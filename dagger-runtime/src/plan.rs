@@ -11,7 +11,7 @@ use crate::datum::Datum;
 use crate::error::RunError;
 use crate::task::{lookup, CostHint, Invoke};
 use crate::trace::TaskName;
-use dagger_ir::model::{HistoryModel, ProcKind};
+use dagger_ir::model::{HistoryModel, Platform, ProcKind};
 use dagger_ir::sched::Problem;
 use dagger_ir::{topo_order, ConstValue, Graph, Op, PassCtx, PassManager, TaskRef};
 use petgraph::visit::NodeIndexable;
@@ -182,11 +182,13 @@ impl Plan {
         self.kernels.iter().filter(|k| k.is_task()).count()
     }
 
-    /// The plan's tasks as a scheduling problem on `workers` identical CPU
-    /// workers sharing memory (no communication cost): each task costs its
-    /// measured mean in `model` if there is one, else its `cost` hint, else
-    /// 10 µs. Returns the problem and, for each of its tasks, the plan node.
-    pub fn problem(&self, workers: usize, model: &HistoryModel) -> (Problem, Vec<usize>) {
+    /// The plan's tasks as a scheduling problem on the processors of
+    /// `platform` (this process's workers, sharing memory: no communication
+    /// cost): each task costs its measured mean in `model` for the
+    /// processor's kind if there is one, else its `cost` hint divided by the
+    /// processor's speed, else 10 µs. Returns the problem and, for each of its
+    /// tasks, the plan node.
+    pub fn problem(&self, platform: &Platform, model: &HistoryModel) -> (Problem, Vec<usize>) {
         let nodes: Vec<usize> = (0..self.kernels.len())
             .filter(|&i| self.kernels[i].is_task())
             .collect();
@@ -194,9 +196,9 @@ impl Plan {
         for (k, &i) in nodes.iter().enumerate() {
             index[i] = k;
         }
-        let estimate = |name: &str| {
+        let estimate = |name: &str, kind: ProcKind| {
             model
-                .estimate(name, ProcKind::Cpu, 0)
+                .estimate(name, kind, 0)
                 .or_else(|| {
                     lookup(name).and_then(|d| match d.cost {
                         CostHint::Seconds(s) => Some(s),
@@ -208,14 +210,15 @@ impl Plan {
         let cost = nodes
             .iter()
             .map(|&i| {
-                let seconds = match &self.kernels[i] {
-                    Kernel::Call { name, .. } => estimate(name),
+                let seconds = |kind| match &self.kernels[i] {
+                    Kernel::Call { name, .. } => estimate(name, kind),
                     Kernel::Fused { steps, .. } => {
-                        steps.iter().map(|(name, _)| estimate(name)).sum()
+                        steps.iter().map(|(name, _)| estimate(name, kind)).sum()
                     }
                     Kernel::Input(_) | Kernel::Const(_) => 0.0,
                 };
-                vec![seconds; workers.max(1)]
+                let per_processor = platform.processors.iter();
+                per_processor.map(|p| seconds(p.kind) / p.speed).collect()
             })
             .collect();
         let mut succ = vec![Vec::new(); nodes.len()];
@@ -235,7 +238,7 @@ impl Plan {
             .collect();
         (
             Problem {
-                processors: workers.max(1),
+                processors: platform.processors.len(),
                 ids,
                 cost,
                 succ,

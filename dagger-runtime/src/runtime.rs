@@ -27,6 +27,8 @@ struct Inner {
     trace_file: Option<std::path::PathBuf>,
     /// Where to add the measured task times when dropped (`DAGGER_CALIBRATE`).
     perfmodel_dir: Option<std::path::PathBuf>,
+    /// The probed platform, measured on first use.
+    platform: OnceLock<dagger_ir::model::Platform>,
 }
 
 impl Drop for Inner {
@@ -150,6 +152,7 @@ impl RuntimeBuilder {
                 threads: Mutex::new(handles),
                 trace_file,
                 perfmodel_dir,
+                platform: OnceLock::new(),
             }),
         }
     }
@@ -196,6 +199,11 @@ impl Runtime {
         self.inner.pool.workers()
     }
 
+    /// The probed platform, measured on the first call.
+    pub(crate) fn probed_platform(&self) -> &dagger_ir::model::Platform {
+        self.inner.platform.get_or_init(|| self.probe_platform())
+    }
+
     /// Runs `dag` on `inputs` and returns its outputs. The dag is compiled
     /// (verified, optimised, resolved) on its first run. Called from inside a
     /// task, the calling worker keeps running other work while it waits.
@@ -227,7 +235,7 @@ impl Runtime {
         model: &dagger_ir::model::HistoryModel,
     ) -> Result<(O, dagger_ir::sched::Schedule), RunError> {
         let plan = dag.plan()?;
-        let (problem, nodes) = plan.problem(self.threads(), model);
+        let (problem, nodes) = plan.problem(&self.platform()?, model);
         let schedule = scheduler.schedule(&problem);
         let mut worker = vec![0u32; plan.kernels.len()];
         let mut priority = vec![0u64; plan.kernels.len()];
@@ -259,7 +267,7 @@ impl Runtime {
         model: &dagger_ir::model::HistoryModel,
     ) -> Result<O, RunError> {
         let plan = dag.plan()?;
-        let (problem, nodes) = plan.problem(self.threads(), model);
+        let (problem, nodes) = plan.problem(&self.platform()?, model);
         let rank = dagger_ir::sched::rank::upward_rank(&problem);
         let top = rank.iter().copied().fold(0.0, f64::max);
         let mut cost_ns = vec![0u64; plan.kernels.len()];

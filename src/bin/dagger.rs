@@ -8,6 +8,7 @@
 //! dagger sched dag.json --algo heft,cpop|all [--json] [--gantt out.svg] [--trace out.json]
 //!                                 static schedules of a cost-annotated DAG
 //! dagger perfmodel [--dir D]      the measured task times (DAGGER_CALIBRATE=1)
+//! dagger platform                 probe this machine's workers, print the platform JSON
 //! dagger bench sched [--graphs N] [--csv]
 //!                                 the static schedulers on random graphs
 //! ```
@@ -48,6 +49,9 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Probe this machine's workers and print the platform as JSON (save it
+    /// and point DAGGER_PLATFORM at it to schedule with it instead of probing).
+    Platform,
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -183,6 +187,12 @@ fn run(command: Command) -> Result<(), String> {
                 }
                 println!();
             }
+            Ok(())
+        }
+        Command::Platform => {
+            let platform = dagger::Runtime::new().probe_platform();
+            let json = serde_json::to_string_pretty(&platform).map_err(|e| e.to_string())?;
+            println!("{json}");
             Ok(())
         }
         Command::Perfmodel { dir } => {
