@@ -24,6 +24,7 @@ pub mod dag;
 pub mod datum;
 pub mod error;
 pub mod join;
+pub mod net;
 mod pinned;
 pub mod placement;
 pub mod plan;
