@@ -31,17 +31,22 @@
 //! executor runs it.
 //!
 //! The crates behind the facade: [`dagger_ir`] (IR, verifier, passes),
-//! [`dagger_runtime`] (executor, CPU pool, traces), `dagger_macros` (`#[task]`, `dag!`).
+//! [`dagger_runtime`] (executor, CPU pool, traces, transports, cluster),
+//! `dagger_macros` (`#[task]`, `dag!`). Several processes form a cluster with
+//! [`launcher`] (`dagger run -n N`) and [`cluster::Cluster`].
 
 #![warn(missing_docs)]
 
 pub use dagger_ir as ir;
 pub use dagger_macros::{dag, task};
 pub use dagger_runtime::task::registered as task_registry;
+pub use dagger_runtime::{cluster, net};
 pub use dagger_runtime::{
     join, spawn, try_spawn, Dag, Data, Datum, ExecPolicy, GraphBuilder, Handle, Inputs, Outputs,
     PolicyRun, RunError, Runtime, RuntimeBuilder, Task, TaskDef, Trace, Value,
 };
+
+pub mod launcher;
 
 /// The names most programs need: `use dagger::prelude::*;`.
 pub mod prelude {

@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod builder;
+pub mod cluster;
 pub mod dag;
 pub mod datum;
 pub mod error;

@@ -9,6 +9,7 @@
 //!                                 static schedules of a cost-annotated DAG
 //! dagger perfmodel [--dir D]      the measured task times (DAGGER_CALIBRATE=1)
 //! dagger platform                 probe this machine's workers, print the platform JSON
+//! dagger run -n N -- PROGRAM ARGS  start N processes of PROGRAM as one cluster
 //! dagger bench sched [--graphs N] [--csv]
 //!                                 the static schedulers on random graphs
 //! ```
@@ -52,6 +53,16 @@ enum Command {
     /// Probe this machine's workers and print the platform as JSON (save it
     /// and point DAGGER_PLATFORM at it to schedule with it instead of probing).
     Platform,
+    /// Start N processes of PROGRAM on this machine as one cluster (rank 0
+    /// drives, the others serve); exits with rank 0's status.
+    Run {
+        /// Number of processes.
+        #[arg(short = 'n', long = "ranks", default_value_t = 2)]
+        ranks: u32,
+        /// The program and its arguments (after `--`).
+        #[arg(required = true, last = true)]
+        command: Vec<String>,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -105,6 +116,20 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Command::Run { ranks, command } = &cli.command {
+        return match dagger::launcher::launch(ranks.to_owned(), command[0].as_ref(), &command[1..])
+        {
+            Ok(status) if status.success() => ExitCode::SUCCESS,
+            Ok(status) => {
+                eprintln!("dagger run: rank 0 {status}");
+                ExitCode::from(status.code().map_or(1, |c| c.clamp(1, 255) as u8))
+            }
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -116,6 +141,7 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<(), String> {
     match command {
+        Command::Run { .. } => unreachable!("handled in main"),
         Command::Ir { file, dot, passes } => {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| format!("cannot read {}: {e}", file.display()))?;

@@ -22,6 +22,7 @@ mod completion;
 mod inproc;
 mod ucx;
 
+pub(crate) use completion::completion as completion_pair;
 pub use completion::Completion;
 pub use inproc::InProcessTransport;
 pub use ucx::UcxTransport;
@@ -81,6 +82,13 @@ pub trait Transport: Send + Sync {
     /// Receives the first message whose tag equals `tag` on the bits set in
     /// `mask` (`mask = 0` takes any message).
     fn recv(&self, tag: u64, mask: u64) -> Completion<Message>;
+}
+
+/// Whether UCX can be loaded here; the error says how to install it.
+pub fn ucx_available() -> Result<(), NetError> {
+    ucx_sys::ucp()
+        .map(|_| ())
+        .map_err(|why| NetError::Unavailable(why.to_string()))
 }
 
 /// A receive waiting for a message: wanted tag, mask, who to tell.

@@ -1,0 +1,291 @@
+//! Forming a cluster over TCP: join, authenticate, exchange addresses,
+//! then watch each other with heartbeats.
+//!
+//! Rank 0 listens on the coordinator address. Each other rank connects
+//! (retrying while rank 0 starts), receives a random challenge, and answers
+//! with its rank, an HMAC of the challenge under the cluster token, the
+//! fingerprint of its task registry and its transport address. A wrong
+//! proof, a rank out of range or already taken, or a different binary is
+//! refused with a reason (sent to the rank and logged by rank 0); the
+//! cluster goes on waiting for the right ranks. Once every rank has joined,
+//! rank 0 sends everyone the table of addresses.
+//!
+//! Afterwards every member sends a heartbeat every [`HEARTBEAT`]; rank 0
+//! declares a member dead when its connection closes or stays silent for
+//! [`SILENCE`], and members treat the loss of rank 0's connection the same
+//! way. When rank 0 shuts the cluster down it sends `Shutdown` to everyone.
+
+use super::wire::{self, Control};
+use super::{auth, ClusterEnv, ClusterError, Membership};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{sleep, timeout, Instant};
+
+/// How often members say they are alive.
+pub const HEARTBEAT: Duration = Duration::from_millis(200);
+/// Silence after which a member counts as dead.
+pub const SILENCE: Duration = Duration::from_secs(2);
+/// How long a connection may take to answer the challenge.
+const HANDSHAKE: Duration = Duration::from_secs(5);
+
+/// A member that passed the handshake.
+struct Joined {
+    rank: u32,
+    address: Vec<u8>,
+    stream: TcpStream,
+}
+
+/// Rank 0: accepts the other ranks, then watches them until shutdown.
+/// Sends the address table through `ready` once everyone has joined.
+pub(super) async fn coordinate(
+    env: ClusterEnv,
+    own_address: Vec<u8>,
+    fingerprint: u64,
+    join_timeout: Duration,
+    membership: Arc<Membership>,
+    ready: std::sync::mpsc::Sender<Result<Vec<Vec<u8>>, ClusterError>>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let listener = match TcpListener::bind(env.coordinator).await {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send(Err(ClusterError::Io(format!(
+                "cannot listen on {}: {e}",
+                env.coordinator
+            ))));
+            return;
+        }
+    };
+    let (joined_tx, mut joined_rx) = mpsc::channel::<Joined>(64);
+    let mut members: Vec<Option<Joined>> = (0..env.size).map(|_| None).collect();
+    let deadline = Instant::now() + join_timeout;
+    let env = Arc::new(env);
+    while members.iter().skip(1).any(Option::is_none) {
+        tokio::select! {
+            accepted = listener.accept() => {
+                if let Ok((stream, peer)) = accepted {
+                    let (env, tx) = (env.clone(), joined_tx.clone());
+                    tokio::spawn(async move {
+                        match handshake(stream, &env, fingerprint).await {
+                            Ok(j) => { let _ = tx.send(j).await; }
+                            Err(e) => eprintln!("dagger: refused a join from {peer}: {e}"),
+                        }
+                    });
+                }
+            }
+            Some(mut j) = joined_rx.recv() => {
+                let slot = &mut members[j.rank as usize];
+                if slot.is_some() {
+                    let reason = format!("rank {} has already joined", j.rank);
+                    eprintln!("dagger: refused a second rank {}: {reason}", j.rank);
+                    let _ = wire::write(&mut j.stream, &Control::Refused { reason }).await;
+                } else {
+                    *slot = Some(j);
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                let missing: Vec<String> = (1..env.size)
+                    .filter(|&r| members[r as usize].is_none())
+                    .map(|r| r.to_string())
+                    .collect();
+                let _ = ready.send(Err(ClusterError::Timeout(format!(
+                    "rank(s) {} did not join within {join_timeout:?}",
+                    missing.join(", ")
+                ))));
+                return;
+            }
+        }
+    }
+    let mut addresses = vec![own_address];
+    addresses.extend(members.iter().skip(1).flatten().map(|j| j.address.clone()));
+    let welcome = Control::Welcome {
+        addresses: addresses.clone(),
+    };
+    let mut watchers = Vec::new();
+    for j in members.into_iter().flatten() {
+        let (read, mut write) = j.stream.into_split();
+        if let Err(e) = wire::write(&mut write, &welcome).await {
+            membership.mark_dead(j.rank, format!("lost while welcomed: {e}"));
+            continue;
+        }
+        let (membership, shutdown) = (membership.clone(), shutdown.clone());
+        watchers.push(tokio::spawn(watch_member(
+            j.rank, read, write, membership, shutdown,
+        )));
+    }
+    let _ = ready.send(Ok(addresses));
+    for w in watchers {
+        let _ = w.await;
+    }
+}
+
+/// Checks one joining connection.
+async fn handshake(
+    mut stream: TcpStream,
+    env: &ClusterEnv,
+    fingerprint: u64,
+) -> Result<Joined, ClusterError> {
+    let nonce = auth::nonce();
+    wire::write(&mut stream, &Control::Challenge { nonce }).await?;
+    let reply = timeout(HANDSHAKE, wire::read(&mut stream))
+        .await
+        .map_err(|_| ClusterError::Protocol("no answer to the challenge".into()))??;
+    let Control::Join {
+        rank,
+        proof,
+        fingerprint: theirs,
+        address,
+    } = reply
+    else {
+        return Err(ClusterError::Protocol(format!(
+            "expected Join, got {reply:?}"
+        )));
+    };
+    let refusal = if !auth::verify(&env.token, &nonce, rank, &proof) {
+        Some(format!("rank {rank}: wrong cluster token"))
+    } else if rank == 0 || rank >= env.size {
+        Some(format!("rank {rank} is not in 1..{}", env.size))
+    } else if theirs != fingerprint {
+        Some(format!(
+            "rank {rank} runs a different binary (task registry {theirs:016x}, rank 0 has {fingerprint:016x})"
+        ))
+    } else {
+        None
+    };
+    if let Some(reason) = refusal {
+        let _ = wire::write(
+            &mut stream,
+            &Control::Refused {
+                reason: reason.clone(),
+            },
+        )
+        .await;
+        return Err(ClusterError::Refused(reason));
+    }
+    Ok(Joined {
+        rank,
+        address,
+        stream,
+    })
+}
+
+/// Rank 0's watch over one member: heartbeats in, `Shutdown` out.
+async fn watch_member(
+    rank: u32,
+    mut read: OwnedReadHalf,
+    mut write: OwnedWriteHalf,
+    membership: Arc<Membership>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            msg = timeout(SILENCE, wire::read(&mut read)) => match msg {
+                Ok(Ok(Control::Heartbeat)) => {}
+                Ok(Ok(other)) => {
+                    membership.mark_dead(rank, format!("sent {other:?} out of turn"));
+                    return;
+                }
+                Ok(Err(e)) => {
+                    membership.mark_dead(rank, format!("connection lost: {e}"));
+                    return;
+                }
+                Err(_) => {
+                    membership.mark_dead(rank, format!("silent for {SILENCE:?}"));
+                    return;
+                }
+            },
+            _ = shutdown.changed() => {
+                let _ = wire::write(&mut write, &Control::Shutdown).await;
+                return;
+            }
+        }
+    }
+}
+
+/// A member: joins rank 0, then heartbeats until shutdown or rank 0's loss.
+pub(super) async fn join(
+    env: ClusterEnv,
+    own_address: Vec<u8>,
+    fingerprint: u64,
+    join_timeout: Duration,
+    membership: Arc<Membership>,
+    ready: std::sync::mpsc::Sender<Result<Vec<Vec<u8>>, ClusterError>>,
+) {
+    let (mut read, mut write) =
+        match member_handshake(&env, own_address, fingerprint, join_timeout).await {
+            Ok((addresses, stream)) => {
+                let _ = ready.send(Ok(addresses));
+                stream.into_split()
+            }
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+    let beat = tokio::spawn(async move {
+        while wire::write(&mut write, &Control::Heartbeat).await.is_ok() {
+            sleep(HEARTBEAT).await;
+        }
+    });
+    let reason = match wire::read(&mut read).await {
+        Ok(Control::Shutdown) => None,
+        Ok(other) => Some(format!("rank 0 sent {other:?} out of turn")),
+        Err(e) => Some(format!("connection to rank 0 lost: {e}")),
+    };
+    beat.abort();
+    match reason {
+        None => membership.mark_shut_down(),
+        Some(r) => membership.mark_dead(0, r),
+    }
+}
+
+async fn member_handshake(
+    env: &ClusterEnv,
+    own_address: Vec<u8>,
+    fingerprint: u64,
+    join_timeout: Duration,
+) -> Result<(Vec<Vec<u8>>, TcpStream), ClusterError> {
+    let deadline = Instant::now() + join_timeout;
+    let mut stream = loop {
+        match TcpStream::connect(env.coordinator).await {
+            Ok(s) => break s,
+            Err(e) if Instant::now() >= deadline => {
+                return Err(ClusterError::Timeout(format!(
+                    "rank 0 at {} did not answer within {join_timeout:?}: {e}",
+                    env.coordinator
+                )))
+            }
+            Err(_) => sleep(Duration::from_millis(50)).await,
+        }
+    };
+    let Control::Challenge { nonce } = wire::read(&mut stream).await? else {
+        return Err(ClusterError::Protocol(
+            "rank 0 did not send a challenge".into(),
+        ));
+    };
+    let join = Control::Join {
+        rank: env.rank,
+        proof: auth::proof(&env.token, &nonce, env.rank),
+        fingerprint,
+        address: own_address,
+    };
+    wire::write(&mut stream, &join).await?;
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(HANDSHAKE);
+    let reply = timeout(left, wire::read(&mut stream))
+        .await
+        .map_err(|_| ClusterError::Timeout("the other ranks did not all join".into()))??;
+    match reply {
+        Control::Welcome { addresses } if addresses.len() == env.size as usize => {
+            Ok((addresses, stream))
+        }
+        Control::Refused { reason } => Err(ClusterError::Refused(reason)),
+        other => Err(ClusterError::Protocol(format!(
+            "expected Welcome, got {other:?}"
+        ))),
+    }
+}

@@ -1,0 +1,278 @@
+//! Several processes of one program working as one: the cluster.
+//!
+//! Every process runs the same binary (SPMD). [`Cluster::from_env`] reads its
+//! place (see [`ClusterEnv`]: `dagger run -n N`, Slurm or Open MPI) and joins:
+//! the control plane is TCP (tokio) to rank 0, which authenticates every
+//! rank with the cluster token (HMAC challenge-response), checks that it
+//! runs the same tasks, and hands out every rank's transport address; the
+//! data plane is the [`Transport`] (UCX), connected to every other rank
+//! from those addresses. Heartbeats then tell each side when the other is
+//! gone ([`Cluster::dead_ranks`]).
+//!
+//! ```no_run
+//! use dagger_runtime::cluster::Cluster;
+//! let cluster = Cluster::from_env().expect("joined").expect("started by `dagger run`");
+//! if cluster.rank() == 0 {
+//!     for r in 1..cluster.size() {
+//!         cluster.send(r, 1, b"hello".to_vec()).wait().unwrap();
+//!     }
+//! } else {
+//!     let msg = cluster.recv(1, u64::MAX).wait().unwrap();
+//!     assert_eq!(msg.data, b"hello");
+//! }
+//! ```
+
+mod auth;
+mod bootstrap;
+mod env;
+mod wire;
+
+pub use auth::new_token;
+pub use bootstrap::{HEARTBEAT, SILENCE};
+pub use env::ClusterEnv;
+
+use crate::net::{Completion, Message, NetError, PeerId, Transport, UcxTransport};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Why a process could not join or stay in its cluster.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ClusterError {
+    /// The environment does not describe a usable cluster.
+    #[error("cluster configuration: {0}")]
+    Config(String),
+    /// Rank 0 refused this rank (or rank 0 refused someone), and why.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// A peer broke the bootstrap protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// Someone did not show up in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// A socket failed.
+    #[error("network: {0}")]
+    Io(String),
+    /// The data plane failed.
+    #[error(transparent)]
+    Net(#[from] NetError),
+}
+
+impl From<std::io::Error> for ClusterError {
+    fn from(e: std::io::Error) -> Self {
+        ClusterError::Io(e.to_string())
+    }
+}
+
+/// Who is alive, as heartbeats tell.
+#[derive(Default)]
+pub(crate) struct Membership {
+    state: Mutex<MembershipState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct MembershipState {
+    dead: Vec<(u32, String)>,
+    shut_down: bool,
+}
+
+impl Membership {
+    pub(crate) fn mark_dead(&self, rank: u32, reason: String) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if !s.dead.iter().any(|(r, _)| *r == rank) {
+            eprintln!("dagger: rank {rank} is gone ({reason})");
+            s.dead.push((rank, reason));
+        }
+        self.changed.notify_all();
+    }
+
+    pub(crate) fn mark_shut_down(&self) {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .shut_down = true;
+        self.changed.notify_all();
+    }
+}
+
+/// How long ranks wait for each other to join (`DAGGER_JOIN_TIMEOUT` seconds, default 30).
+fn join_timeout() -> Duration {
+    let secs = std::env::var("DAGGER_JOIN_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30.0);
+    Duration::from_secs_f64(secs)
+}
+
+/// A fingerprint of the tasks this binary registers (names and
+/// signatures), so that ranks running different binaries are refused.
+pub fn task_fingerprint() -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64; // FNV-1a
+    for def in crate::task::registered() {
+        let (params, output) = (def.signature)();
+        let text = format!("{}({})->{};", def.name, params.join(","), output);
+        for b in text.bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// This process's membership of a cluster: its rank, the others' endpoints
+/// and their liveness.
+pub struct Cluster {
+    rank: u32,
+    size: u32,
+    transport: Arc<dyn Transport>,
+    peers: Vec<Option<PeerId>>,
+    membership: Arc<Membership>,
+    shutdown: watch::Sender<bool>,
+    control: Option<JoinHandle<()>>,
+}
+
+impl Cluster {
+    /// Joins the cluster the environment describes over UCX, or returns
+    /// `Ok(None)` when this process was not started as part of one.
+    pub fn from_env() -> Result<Option<Cluster>, ClusterError> {
+        let Some(env) = ClusterEnv::from_env()? else {
+            return Ok(None);
+        };
+        let transport = Arc::new(UcxTransport::new()?);
+        Cluster::join(env, transport).map(Some)
+    }
+
+    /// Joins the cluster of `env`, moving data over `transport`. Blocks
+    /// until every rank has joined (or refuses, or times out).
+    pub fn join(env: ClusterEnv, transport: Arc<dyn Transport>) -> Result<Cluster, ClusterError> {
+        let membership = Arc::new(Membership::default());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (rank, size) = (env.rank, env.size);
+        let own = transport.address();
+        let fingerprint = task_fingerprint();
+        let limit = join_timeout();
+        let m = membership.clone();
+        let control = std::thread::Builder::new()
+            .name(format!("dagger-cluster-{rank}"))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a tokio runtime for the control plane");
+                rt.block_on(async move {
+                    if env.rank == 0 {
+                        bootstrap::coordinate(
+                            env,
+                            own,
+                            fingerprint,
+                            limit,
+                            m,
+                            ready_tx,
+                            shutdown_rx,
+                        )
+                        .await
+                    } else {
+                        bootstrap::join(env, own, fingerprint, limit, m, ready_tx).await
+                    }
+                })
+            })?;
+        let addresses = ready_rx
+            .recv()
+            .map_err(|_| ClusterError::Protocol("the control thread stopped".into()))??;
+        let mut peers = Vec::with_capacity(size as usize);
+        for (r, address) in addresses.iter().enumerate() {
+            peers.push(if r as u32 == rank {
+                None
+            } else {
+                Some(transport.connect(address)?)
+            });
+        }
+        Ok(Cluster {
+            rank,
+            size,
+            transport,
+            peers,
+            membership,
+            shutdown,
+            control: Some(control),
+        })
+    }
+
+    /// This process's rank.
+    pub fn rank(&self) -> u32 {
+        self.rank
+    }
+
+    /// Number of processes.
+    pub fn size(&self) -> u32 {
+        self.size
+    }
+
+    /// Sends `data` to rank `to` with `tag`.
+    pub fn send(&self, to: u32, tag: u64, data: Vec<u8>) -> Completion<()> {
+        match self.peers.get(to as usize).copied().flatten() {
+            Some(peer) => self.transport.send(peer, tag, data),
+            None => {
+                let (c, done) = crate::net::completion_pair();
+                done.complete(Err(NetError::BadAddress(format!(
+                    "rank {to} is not another rank of this {}-rank cluster",
+                    self.size
+                ))));
+                c
+            }
+        }
+    }
+
+    /// Receives the first message from any rank whose tag matches `tag` on the bits of `mask`.
+    pub fn recv(&self, tag: u64, mask: u64) -> Completion<Message> {
+        self.transport.recv(tag, mask)
+    }
+
+    /// The ranks known to be gone, with why.
+    pub fn dead_ranks(&self) -> Vec<(u32, String)> {
+        let s = self
+            .membership
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        s.dead.clone()
+    }
+
+    /// On a serving rank: blocks until rank 0 shuts the cluster down
+    /// (`Ok`) or is lost (`Err` with why).
+    pub fn wait_for_shutdown(&self) -> Result<(), ClusterError> {
+        let mut s = self
+            .membership
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        loop {
+            if s.shut_down {
+                return Ok(());
+            }
+            if let Some((_, why)) = s.dead.iter().find(|(r, _)| *r == 0) {
+                return Err(ClusterError::Io(format!("rank 0 is gone: {why}")));
+            }
+            s = self
+                .membership
+                .changed
+                .wait(s)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+impl Drop for Cluster {
+    /// Rank 0 tells every member to shut down; every rank stops its control thread.
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(t) = self.control.take() {
+            if self.rank == 0 {
+                let _ = t.join();
+            }
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! `dagger run -n N -- PROGRAM ARGS`: start a cluster of local processes.
+//!
+//! The launcher makes a fresh cluster token, picks a free loopback port for
+//! rank 0's bootstrap listener, and starts `N` copies of the program with
+//! `DAGGER_RANK`, `DAGGER_SIZE`, `DAGGER_COORDINATOR` and
+//! `DAGGER_CLUSTER_TOKEN` set (see [`dagger_runtime::cluster::ClusterEnv`]).
+//! Each line a rank prints is passed on prefixed with `[rank r]`. The run's
+//! result is rank 0's: when rank 0 exits, the others get [`GRACE`] to finish
+//! (they see rank 0's shutdown) and are then killed. A serving rank that
+//! dies is reported but does not end the run: rank 0 carries on without it.
+
+use dagger_runtime::cluster::new_token;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long the other ranks may take to exit after rank 0 has.
+pub const GRACE: Duration = Duration::from_secs(5);
+
+/// Starts `ranks` copies of `program` with `args` as one cluster and waits
+/// for rank 0. Returns rank 0's exit status.
+pub fn launch(ranks: u32, program: &Path, args: &[String]) -> Result<ExitStatus, String> {
+    if ranks == 0 {
+        return Err("-n must be at least 1".into());
+    }
+    let coordinator = free_loopback_port()?;
+    let token = new_token();
+    let mut children = Vec::new();
+    for rank in 0..ranks {
+        let mut child = Command::new(program)
+            .args(args)
+            .env("DAGGER_RANK", rank.to_string())
+            .env("DAGGER_SIZE", ranks.to_string())
+            .env("DAGGER_COORDINATOR", coordinator.to_string())
+            .env("DAGGER_CLUSTER_TOKEN", &token)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+        forward(child.stdout.take(), rank, false);
+        forward(child.stderr.take(), rank, true);
+        children.push(child);
+    }
+    wait_for_rank_zero(&mut children)
+}
+
+/// A loopback address with a port free right now.
+fn free_loopback_port() -> Result<SocketAddr, String> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .map_err(|e| format!("cannot find a free port: {e}"))?;
+    listener
+        .local_addr()
+        .map_err(|e| format!("cannot find a free port: {e}"))
+}
+
+/// Copies a rank's output, line by line, prefixed with its rank.
+fn forward(stream: Option<impl Read + Send + 'static>, rank: u32, to_stderr: bool) {
+    let Some(stream) = stream else { return };
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if to_stderr {
+                let _ = writeln!(std::io::stderr().lock(), "[rank {rank}] {line}");
+            } else {
+                let _ = writeln!(std::io::stdout().lock(), "[rank {rank}] {line}");
+            }
+        }
+    });
+}
+
+/// Waits for rank 0, reporting other ranks that end early; then gives the
+/// rest [`GRACE`] and kills what is left.
+fn wait_for_rank_zero(children: &mut [Child]) -> Result<ExitStatus, String> {
+    let mut reported = vec![false; children.len()];
+    let status = loop {
+        for (rank, child) in children.iter_mut().enumerate().skip(1) {
+            if !reported[rank] {
+                if let Ok(Some(s)) = child.try_wait() {
+                    reported[rank] = true;
+                    if !s.success() {
+                        eprintln!("dagger run: rank {rank} ended early ({s})");
+                    }
+                }
+            }
+        }
+        match children[0].try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("cannot wait for rank 0: {e}")),
+        }
+    };
+    let deadline = Instant::now() + GRACE;
+    for (rank, child) in children.iter_mut().enumerate().skip(1) {
+        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if matches!(child.try_wait(), Ok(None)) {
+            eprintln!("dagger run: rank {rank} still running {GRACE:?} after rank 0; killing it");
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+    // Let the forwarding threads print the last lines.
+    std::thread::sleep(Duration::from_millis(50));
+    Ok(status)
+}

@@ -1,0 +1,234 @@
+//! Clusters of real processes on loopback: `dagger run -n 3`, a wrong
+//! token, a malformed message, a rank that dies.
+//!
+//! The processes are this test binary itself, started again with one test
+//! selected (`rank_main`), which acts as a rank when `DAGGER_RANK` is set
+//! and does nothing otherwise. `DAGGER_TEST_SCENARIO` tells it what to do.
+//! Every test skips, saying why, where UCX is not installed.
+
+use dagger::cluster::{Cluster, ClusterEnv};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+/// UCX is needed for the data plane; true (and why, printed) without it.
+fn ucx_missing() -> bool {
+    match dagger::net::ucx_available() {
+        Ok(()) => false,
+        Err(why) => {
+            println!("skipping: {why}");
+            true
+        }
+    }
+}
+
+/// Runs `dagger run -n ranks` on this test binary in `scenario`.
+fn dagger_run(ranks: u32, scenario: &str) -> Output {
+    let me = std::env::current_exe().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_dagger"))
+        .args(["run", "-n", &ranks.to_string(), "--"])
+        .arg(me)
+        .args(["rank_main", "--exact", "--nocapture", "--test-threads=1"])
+        .env("DAGGER_TEST_SCENARIO", scenario)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Whether a line forwarded from `rank` by the launcher contains `what`.
+fn said(output: &str, rank: u32, what: &str) -> bool {
+    let prefix = format!("[rank {rank}] ");
+    output
+        .lines()
+        .any(|l| l.starts_with(&prefix) && l.contains(what))
+}
+
+/// The body of every rank process (a no-op when run as a plain test).
+#[test]
+fn rank_main() {
+    if std::env::var_os("DAGGER_RANK").is_none() {
+        return;
+    }
+    let scenario = std::env::var("DAGGER_TEST_SCENARIO").unwrap_or_default();
+    let cluster = match Cluster::from_env() {
+        Ok(c) => c.expect("started as a rank"),
+        Err(e) => {
+            eprintln!("rank cannot join: {e}");
+            std::process::exit(2);
+        }
+    };
+    let (rank, size) = (cluster.rank(), cluster.size());
+    match (scenario.as_str(), rank) {
+        ("echo", 0) => {
+            for r in 1..size {
+                let payload: Vec<u8> = (0..100_000u32).map(|i| (i * r) as u8).collect();
+                cluster.send(r, 10, payload).wait().unwrap();
+            }
+            let mut answered = 0;
+            for _ in 1..size {
+                let m = cluster.recv(20, u64::MAX).wait().unwrap();
+                let from = u32::from_le_bytes(m.data[..4].try_into().unwrap());
+                let sum = u64::from_le_bytes(m.data[4..12].try_into().unwrap());
+                let expected: u64 = (0..100_000u32).map(|i| (i * from) as u8 as u64).sum();
+                assert_eq!(sum, expected, "rank {from} summed what it got");
+                answered += 1;
+            }
+            println!("rank 0: all {answered} ranks answered correctly");
+        }
+        ("echo", _) => {
+            let m = cluster.recv(10, u64::MAX).wait().unwrap();
+            let sum: u64 = m.data.iter().map(|&b| b as u64).sum();
+            let mut reply = rank.to_le_bytes().to_vec();
+            reply.extend(sum.to_le_bytes());
+            cluster.send(0, 20, reply).wait().unwrap();
+            cluster
+                .wait_for_shutdown()
+                .expect("rank 0 shuts down cleanly");
+            println!("rank {rank}: shut down by rank 0");
+        }
+        ("die", 0) => {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while cluster.dead_ranks().is_empty() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let dead = cluster.dead_ranks();
+            assert_eq!(dead.len(), 1, "{dead:?}");
+            println!("rank 0: noticed rank {} died ({})", dead[0].0, dead[0].1);
+        }
+        ("die", 2) => std::process::exit(3),
+        ("die", _) => {
+            cluster
+                .wait_for_shutdown()
+                .expect("rank 0 shuts down cleanly");
+        }
+        (other, _) => panic!("unknown scenario {other:?}"),
+    }
+}
+
+#[test]
+fn three_ranks_exchange_data_over_ucx_and_shut_down() {
+    if ucx_missing() {
+        return;
+    }
+    let out = dagger_run(3, "echo");
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        said(&all, 0, "rank 0: all 2 ranks answered correctly"),
+        "{all}"
+    );
+    assert!(said(&all, 1, "rank 1: shut down by rank 0"), "{all}");
+    assert!(said(&all, 2, "rank 2: shut down by rank 0"), "{all}");
+}
+
+#[test]
+fn rank_zero_notices_a_rank_that_dies() {
+    if ucx_missing() {
+        return;
+    }
+    let out = dagger_run(3, "die");
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(said(&all, 0, "rank 0: noticed rank 2 died"), "{all}");
+    assert!(all.contains("rank 2 ended early"), "{all}");
+}
+
+/// Starts one rank of a 2-rank cluster directly, with the given token.
+fn start_rank(rank: u32, coordinator: &str, token: &str) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["rank_main", "--exact", "--nocapture", "--test-threads=1"])
+        .env("DAGGER_RANK", rank.to_string())
+        .env("DAGGER_SIZE", "2")
+        .env("DAGGER_COORDINATOR", coordinator)
+        .env("DAGGER_CLUSTER_TOKEN", token)
+        .env("DAGGER_JOIN_TIMEOUT", "3")
+        .env("DAGGER_TEST_SCENARIO", "echo")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn free_port() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+#[test]
+fn a_rank_with_the_wrong_token_is_refused_and_the_refusal_is_logged() {
+    if ucx_missing() {
+        return;
+    }
+    let coordinator = free_port();
+    let zero = start_rank(0, &coordinator, "right-token");
+    let one = start_rank(1, &coordinator, "wrong-token");
+    let (zero, one) = (
+        zero.wait_with_output().unwrap(),
+        one.wait_with_output().unwrap(),
+    );
+    let (zero_text, one_text) = (text(&zero), text(&one));
+    assert!(!one.status.success(), "{one_text}");
+    assert!(
+        one_text.contains("refused: rank 1: wrong cluster token"),
+        "{one_text}"
+    );
+    assert!(
+        !zero.status.success(),
+        "rank 0 gives up waiting: {zero_text}"
+    );
+    assert!(
+        zero_text.contains("refused a join from 127.0.0.1"),
+        "{zero_text}"
+    );
+    assert!(zero_text.contains("wrong cluster token"), "{zero_text}");
+    assert!(zero_text.contains("rank(s) 1 did not join"), "{zero_text}");
+}
+
+#[test]
+fn a_malformed_message_is_refused_without_taking_rank_zero_down() {
+    use std::io::{Read, Write};
+    if ucx_missing() {
+        return;
+    }
+    let coordinator = free_port();
+    let zero = start_rank(0, &coordinator, "tok");
+    // Connect first, with garbage instead of a Join.
+    let mut stream = loop {
+        match std::net::TcpStream::connect(&coordinator) {
+            Ok(s) => break s,
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    let mut challenge = [0u8; 64];
+    let _ = stream.read(&mut challenge).unwrap();
+    stream
+        .write_all(&[5, 0, 0, 0, 0xff, 0xfe, 0xfd, 0xfc, 0xfb])
+        .unwrap();
+    drop(stream);
+    // Then the real rank 1 joins and the exchange completes.
+    let one = start_rank(1, &coordinator, "tok");
+    let (zero, one) = (
+        zero.wait_with_output().unwrap(),
+        one.wait_with_output().unwrap(),
+    );
+    let zero_text = text(&zero);
+    assert!(zero.status.success(), "{zero_text}");
+    assert!(one.status.success(), "{}", text(&one));
+    assert!(zero_text.contains("undecodable frame"), "{zero_text}");
+    assert!(
+        zero_text.contains("all 1 ranks answered correctly"),
+        "{zero_text}"
+    );
+}
+
+#[test]
+fn an_environment_without_a_rank_is_not_a_cluster() {
+    let env = ClusterEnv::from_vars(|_| None).unwrap();
+    assert_eq!(env, None);
+}
