@@ -58,6 +58,7 @@ pub mod __private {
     //! Items generated code refers to; not a public API.
     pub use dagger_ir::{type_name, Device};
     pub use dagger_runtime::task::{take_arg, CostHint, Invoke, TaskRegistration};
+    pub use dagger_runtime::wire::{CodecProbe, HasCodec, NoCodec, TaskWire};
     pub use dagger_runtime::{Datum, GraphBuilder, Task, TaskDef, Value};
     pub use inventory;
 }

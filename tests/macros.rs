@@ -212,3 +212,25 @@ fn tasks_without_parameters_result_aliases_and_static_borrows() {
     assert_eq!(def.sig().cost, ir::Cost::Seconds(0.0));
     assert_eq!(<label<'static> as Task>::def().sig().output, "&str");
 }
+
+/// A type without serde support: usable in one process, not across.
+#[derive(Clone)]
+pub struct Opaque(u64);
+
+#[task]
+fn unwrap_opaque(o: Opaque, extra: u64) -> Vec<u64> {
+    vec![o.0, extra]
+}
+
+#[test]
+fn tasks_record_which_values_can_cross_processes() {
+    let wire = (unwrap_opaque::def().wire)();
+    assert!(wire.params[0].is_none(), "Opaque has no serde support");
+    let extra = wire.params[1].expect("u64 crosses");
+    let output = wire.output.expect("Vec<u64> crosses");
+    let bytes = (output.encode)(&dagger::Datum::new(vec![4u64, 5])).unwrap();
+    let back = (output.decode)(&bytes).unwrap();
+    assert_eq!(back.downcast_ref::<Vec<u64>>(), Some(&vec![4, 5]));
+    assert!(extra.type_name.ends_with("u64"));
+    assert_eq!(unwrap_opaque(Opaque(1), 2), vec![1, 2]);
+}

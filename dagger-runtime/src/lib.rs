@@ -38,6 +38,7 @@ pub mod runtime;
 pub mod spawn;
 pub mod task;
 pub mod trace;
+pub mod wire;
 
 pub use builder::{GraphBuilder, Value};
 pub use dag::{Dag, Inputs, Outputs};

@@ -42,6 +42,8 @@ pub struct TaskDef {
     pub pure: bool,
     /// Erased entry point.
     pub invoke: Invoke,
+    /// How its arguments and result cross processes (see [`crate::wire`]).
+    pub wire: fn() -> crate::wire::TaskWire,
 }
 
 impl TaskDef {

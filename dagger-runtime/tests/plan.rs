@@ -24,6 +24,7 @@ macro_rules! def_task {
                 let f: fn($($t),*) -> Result<$out, String> = $body;
                 f($($p),*).map(Datum::new)
             },
+            wire: Default::default,
         };
         inventory::submit!(TaskRegistration(&$def));
         impl Task for $name {
