@@ -6,8 +6,11 @@
 //! and does nothing otherwise. `DAGGER_TEST_SCENARIO` tells it what to do.
 //! Every test skips, saying why, where UCX is not installed.
 
-use dagger::cluster::{Cluster, ClusterEnv};
+use dagger::cluster::{Cluster, ClusterEnv, RemoteArg, RemoteError};
+use dagger::prelude::*;
+use dagger::Task;
 use std::process::{Command, Output};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// UCX is needed for the data plane; true (and why, printed) without it.
@@ -47,6 +50,87 @@ fn said(output: &str, rank: u32, what: &str) -> bool {
     output
         .lines()
         .any(|l| l.starts_with(&prefix) && l.contains(what))
+}
+
+/// Multiplies every element by `k`.
+#[task]
+fn scale(v: Vec<u64>, k: u64) -> Vec<u64> {
+    v.into_iter().map(|x| x * k).collect()
+}
+
+/// Sum of the elements and the rank that computed it.
+#[task]
+fn sum_where(v: Vec<u64>) -> (u64, u32) {
+    let rank = std::env::var("DAGGER_RANK").unwrap().parse().unwrap();
+    (v.iter().sum(), rank)
+}
+
+/// A type that cannot cross processes.
+#[derive(Clone)]
+pub struct Local(u64);
+
+#[task]
+fn unwrap_local(l: Local) -> u64 {
+    l.0
+}
+
+/// A task this binary does not register (for the unknown-name error).
+fn missing() -> dagger::TaskDef {
+    let scale = scale::def();
+    dagger::TaskDef {
+        name: "cluster::not_registered",
+        signature: scale.signature,
+        cost: dagger::__private::CostHint::Unknown,
+        device: scale.device,
+        pure: false,
+        invoke: scale.invoke,
+        wire: scale.wire,
+    }
+}
+
+/// Rank 0's side of the remote-call scenario.
+fn remote_calls(cluster: &Cluster) {
+    let data: Vec<u64> = (1..=1000).collect();
+    // Scale on rank 1; the result stays there.
+    let scaled = cluster
+        .call(
+            1,
+            scale::def(),
+            vec![
+                RemoteArg::Local(dagger::Datum::new(data.clone())),
+                RemoteArg::Local(dagger::Datum::new(3u64)),
+            ],
+        )
+        .unwrap();
+    assert_eq!((scaled.rank, scaled.bytes > 1000), (1, true));
+    // Sum on rank 2, which fetches the scaled vector from rank 1 itself.
+    let sum = cluster
+        .call(2, sum_where::def(), vec![RemoteArg::Remote(scaled)])
+        .unwrap();
+    let got = cluster.fetch(&sum).unwrap();
+    assert_eq!(got.downcast_ref::<(u64, u32)>(), Some(&(3 * 500_500, 2)));
+    // The scaled vector itself, fetched from its home.
+    let back = cluster.fetch(&scaled).unwrap();
+    assert_eq!(back.downcast_ref::<Vec<u64>>().unwrap()[999], 3000);
+    // Errors name their culprit.
+    let err = cluster.call(1, &missing(), vec![]).unwrap_err();
+    assert!(
+        matches!(&err, RemoteError::Failed { rank: 1, message } if message.contains("unknown task `cluster::not_registered`")),
+        "{err}"
+    );
+    let err = cluster
+        .call(
+            1,
+            unwrap_local::def(),
+            vec![RemoteArg::Local(dagger::Datum::new(Local(1)))],
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("argument 0 of `cluster::unwrap_local` cannot cross processes"),
+        "{err}"
+    );
+    println!("rank 0: remote calls, rank-to-rank fetch and errors all right");
 }
 
 /// The body of every rank process (a no-op when run as a plain test).
@@ -101,6 +185,14 @@ fn rank_main() {
             assert_eq!(dead.len(), 1, "{dead:?}");
             println!("rank 0: noticed rank {} died ({})", dead[0].0, dead[0].1);
         }
+        ("remote", 0) => remote_calls(&cluster),
+        ("remote", _) => {
+            let cluster = Arc::new(cluster);
+            cluster
+                .serve(&Runtime::new())
+                .expect("served until shutdown");
+            println!("rank {rank}: served until shutdown");
+        }
         ("die", 2) => std::process::exit(3),
         ("die", _) => {
             cluster
@@ -125,6 +217,26 @@ fn three_ranks_exchange_data_over_ucx_and_shut_down() {
     );
     assert!(said(&all, 1, "rank 1: shut down by rank 0"), "{all}");
     assert!(said(&all, 2, "rank 2: shut down by rank 0"), "{all}");
+}
+
+#[test]
+fn tasks_run_on_other_ranks_by_name_and_their_results_stay_home() {
+    if ucx_missing() {
+        return;
+    }
+    let out = dagger_run(3, "remote");
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        said(
+            &all,
+            0,
+            "remote calls, rank-to-rank fetch and errors all right"
+        ),
+        "{all}"
+    );
+    assert!(said(&all, 1, "served until shutdown"), "{all}");
+    assert!(said(&all, 2, "served until shutdown"), "{all}");
 }
 
 #[test]

@@ -25,11 +25,13 @@
 mod auth;
 mod bootstrap;
 mod env;
+mod remote;
 mod wire;
 
 pub use auth::new_token;
 pub use bootstrap::{HEARTBEAT, SILENCE};
 pub use env::ClusterEnv;
+pub use remote::{RemoteArg, RemoteError, RemoteValue};
 
 use crate::net::{Completion, Message, NetError, PeerId, Transport, UcxTransport};
 use std::sync::{Arc, Condvar, Mutex};
@@ -77,6 +79,19 @@ pub(crate) struct Membership {
 struct MembershipState {
     dead: Vec<(u32, String)>,
     shut_down: bool,
+}
+
+impl MembershipState {
+    /// For a serving rank: over once shut down or once rank 0 is gone.
+    fn outcome(&self) -> Option<Result<(), ClusterError>> {
+        if self.shut_down {
+            return Some(Ok(()));
+        }
+        self.dead
+            .iter()
+            .find(|(r, _)| *r == 0)
+            .map(|(_, why)| Err(ClusterError::Io(format!("rank 0 is gone: {why}"))))
+    }
 }
 
 impl Membership {
@@ -131,6 +146,7 @@ pub struct Cluster {
     membership: Arc<Membership>,
     shutdown: watch::Sender<bool>,
     control: Option<JoinHandle<()>>,
+    store: remote::Store,
 }
 
 impl Cluster {
@@ -198,6 +214,7 @@ impl Cluster {
             membership,
             shutdown,
             control: Some(control),
+            store: remote::Store::default(),
         })
     }
 
@@ -250,11 +267,8 @@ impl Cluster {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         loop {
-            if s.shut_down {
-                return Ok(());
-            }
-            if let Some((_, why)) = s.dead.iter().find(|(r, _)| *r == 0) {
-                return Err(ClusterError::Io(format!("rank 0 is gone: {why}")));
+            if let Some(outcome) = s.outcome() {
+                return outcome;
             }
             s = self
                 .membership
@@ -262,6 +276,16 @@ impl Cluster {
                 .wait(s)
                 .unwrap_or_else(|p| p.into_inner());
         }
+    }
+
+    /// `Some` once this serving rank's part is over: shut down, or rank 0 lost.
+    pub(crate) fn finished(&self) -> Option<Result<(), ClusterError>> {
+        let s = self
+            .membership
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        s.outcome()
     }
 }
 

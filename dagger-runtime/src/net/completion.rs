@@ -80,8 +80,9 @@ impl<T> Completion<T> {
     }
 
     /// Blocks until the result arrives or `timeout` passes
-    /// ([`NetError::TimedOut`]).
-    pub fn wait_timeout(self, timeout: Duration) -> Result<T, NetError> {
+    /// ([`NetError::TimedOut`]; the completion stays pending and can be
+    /// waited for again).
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<T, NetError> {
         let deadline = Instant::now() + timeout;
         let mut state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
@@ -129,10 +130,12 @@ mod tests {
         let (c, done) = completion::<u32>();
         drop(done);
         assert!(matches!(c.wait(), Err(NetError::Closed)));
-        let (c, _done) = completion::<u32>();
+        let (mut c, done) = completion::<u32>();
         assert!(matches!(
             c.wait_timeout(Duration::from_millis(10)),
             Err(NetError::TimedOut(_))
         ));
+        done.complete(Ok(3));
+        assert_eq!(c.wait_timeout(Duration::from_millis(10)).unwrap(), 3);
     }
 }

@@ -1,0 +1,330 @@
+//! Tasks on other ranks: calls by registered name, values that stay home.
+//!
+//! Rank 0 asks rank `r` to run a task by its registered name
+//! ([`Cluster::call`]); each argument travels either as bytes (the
+//! parameter's [codec](crate::wire)) or as a reference to a value already
+//! living on some rank. The result stays on `r` (its *home*); the caller gets
+//! a [`RemoteValue`] naming it, passes it to later calls (on `r` itself no
+//! bytes move; another rank fetches it straight from `r`), and fetches the
+//! bytes only when it needs the value itself ([`Cluster::fetch`]).
+//!
+//! Serving ranks run [`Cluster::serve`]: every request is decoded on a
+//! handler thread and its task runs on the rank's runtime. A task name the
+//! rank's binary does not register, a type without a codec, or bytes that do
+//! not decode come back as a [`RemoteError`] naming the culprit; the server
+//! carries on.
+
+use super::Cluster;
+use crate::datum::Datum;
+use crate::net::{Message, NetError};
+use crate::runtime::Runtime;
+use crate::task::{lookup, TaskDef};
+use crate::wire::Codec;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Tags: the top byte says what a message is; replies carry the call id.
+const KIND_MASK: u64 = 0xff << 56;
+const REQUEST: u64 = 1 << 56;
+const REPLY: u64 = 2 << 56;
+
+/// How often a waiting side checks whether its peer is still alive.
+const CHECK_EVERY: Duration = Duration::from_millis(100);
+
+/// A value living on a rank, made by a remote call.
+#[derive(Clone, Copy, Debug)]
+pub struct RemoteValue {
+    /// The rank it lives on.
+    pub rank: u32,
+    /// Its id in that rank's store.
+    pub id: u64,
+    /// Its encoded size in bytes.
+    pub bytes: u64,
+    /// How to decode it.
+    pub codec: Codec,
+}
+
+/// An argument of a remote call.
+#[derive(Clone, Debug)]
+pub enum RemoteArg {
+    /// A value of this process, sent as bytes.
+    Local(Datum),
+    /// A value living on some rank.
+    Remote(RemoteValue),
+}
+
+/// Why a remote call or fetch failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RemoteError {
+    /// The task or the value's rank is gone.
+    #[error("rank {rank} is gone: {why}")]
+    RankLost {
+        /// The rank.
+        rank: u32,
+        /// What the heartbeats said.
+        why: String,
+    },
+    /// The remote side refused or failed the request.
+    #[error("on rank {rank}: {message}")]
+    Failed {
+        /// Where it failed.
+        rank: u32,
+        /// Why.
+        message: String,
+    },
+    /// This side could not prepare or read a message.
+    #[error("{0}")]
+    Local(String),
+    /// The transport failed.
+    #[error(transparent)]
+    Net(#[from] NetError),
+}
+
+#[derive(Serialize, Deserialize)]
+enum Arg {
+    Bytes(Vec<u8>),
+    Stored { rank: u32, id: u64 },
+}
+
+#[derive(Serialize, Deserialize)]
+enum Request {
+    Call {
+        call: u64,
+        from: u32,
+        task: String,
+        args: Vec<Arg>,
+    },
+    Fetch {
+        call: u64,
+        from: u32,
+        id: u64,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+enum Reply {
+    Stored { id: u64, bytes: u64 },
+    Value(Vec<u8>),
+    Failed(String),
+}
+
+/// What a rank keeps for remote callers.
+#[derive(Default)]
+pub(crate) struct Store {
+    values: Mutex<HashMap<u64, (Datum, Codec)>>,
+    next_id: AtomicU64,
+    next_call: AtomicU64,
+}
+
+impl Cluster {
+    /// Runs `task` on rank `rank` with `args` (in parameter order) and
+    /// returns a reference to its result, which stays on `rank`.
+    pub fn call(
+        &self,
+        rank: u32,
+        task: &TaskDef,
+        args: Vec<RemoteArg>,
+    ) -> Result<RemoteValue, RemoteError> {
+        let wire = (task.wire)();
+        let output = wire.output.ok_or_else(|| {
+            RemoteError::Local(format!(
+                "the result of `{}` cannot cross processes (its type has no serde support)",
+                task.name
+            ))
+        })?;
+        let mut encoded = Vec::with_capacity(args.len());
+        for (port, arg) in args.into_iter().enumerate() {
+            encoded.push(match arg {
+                RemoteArg::Remote(v) => Arg::Stored {
+                    rank: v.rank,
+                    id: v.id,
+                },
+                RemoteArg::Local(d) => {
+                    let codec = wire.params.get(port).copied().flatten().ok_or_else(|| {
+                        RemoteError::Local(format!(
+                            "argument {port} of `{}` cannot cross processes (its type has no serde support)",
+                            task.name
+                        ))
+                    })?;
+                    Arg::Bytes((codec.encode)(&d).map_err(RemoteError::Local)?)
+                }
+            });
+        }
+        let call = self.store.next_call.fetch_add(1, Ordering::Relaxed);
+        let request = Request::Call {
+            call,
+            from: self.rank,
+            task: task.name.to_string(),
+            args: encoded,
+        };
+        match self.request(rank, call, &request)? {
+            Reply::Stored { id, bytes } => Ok(RemoteValue {
+                rank,
+                id,
+                bytes,
+                codec: output,
+            }),
+            Reply::Failed(message) => Err(RemoteError::Failed { rank, message }),
+            Reply::Value(_) => Err(RemoteError::Local("a call answered with a value".into())),
+        }
+    }
+
+    /// Brings a remote value here.
+    pub fn fetch(&self, value: &RemoteValue) -> Result<Datum, RemoteError> {
+        if value.rank == self.rank {
+            return self.stored(value.id).map_err(RemoteError::Local);
+        }
+        let call = self.store.next_call.fetch_add(1, Ordering::Relaxed);
+        let request = Request::Fetch {
+            call,
+            from: self.rank,
+            id: value.id,
+        };
+        match self.request(value.rank, call, &request)? {
+            Reply::Value(bytes) => (value.codec.decode)(&bytes).map_err(RemoteError::Local),
+            Reply::Failed(message) => Err(RemoteError::Failed {
+                rank: value.rank,
+                message,
+            }),
+            Reply::Stored { .. } => Err(RemoteError::Local(
+                "a fetch answered with a reference".into(),
+            )),
+        }
+    }
+
+    /// Sends `request` to `rank` and waits for its reply, giving up if the
+    /// rank is declared dead meanwhile.
+    fn request(&self, rank: u32, call: u64, request: &Request) -> Result<Reply, RemoteError> {
+        let bytes = postcard::to_stdvec(request).map_err(|e| RemoteError::Local(e.to_string()))?;
+        let mut reply = self.recv(REPLY | call, u64::MAX);
+        self.send(rank, REQUEST, bytes).wait()?;
+        let message = loop {
+            match reply.wait_timeout(CHECK_EVERY) {
+                Ok(m) => break m,
+                Err(NetError::TimedOut(_)) => {
+                    if let Some(why) = self.death_of(rank) {
+                        return Err(RemoteError::RankLost { rank, why });
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        postcard::from_bytes(&message.data)
+            .map_err(|e| RemoteError::Local(format!("bad reply: {e}")))
+    }
+
+    /// Why `rank` is dead, if it is.
+    pub(crate) fn death_of(&self, rank: u32) -> Option<String> {
+        self.dead_ranks()
+            .into_iter()
+            .find(|(r, _)| *r == rank)
+            .map(|(_, why)| why)
+    }
+
+    fn stored(&self, id: u64) -> Result<Datum, String> {
+        let values = self.store.values.lock().unwrap_or_else(|p| p.into_inner());
+        values
+            .get(&id)
+            .map(|(d, _)| d.clone())
+            .ok_or_else(|| format!("no value {id} on rank {}", self.rank))
+    }
+
+    /// Serves remote calls and fetches on `rt` until rank 0 shuts the
+    /// cluster down (`Ok`) or is lost (`Err`).
+    pub fn serve(self: &Arc<Self>, rt: &Runtime) -> Result<(), super::ClusterError> {
+        let mut next = self.recv(REQUEST, KIND_MASK);
+        loop {
+            match next.wait_timeout(CHECK_EVERY) {
+                Ok(message) => {
+                    next = self.recv(REQUEST, KIND_MASK);
+                    let (me, rt) = (self.clone(), rt.clone());
+                    std::thread::spawn(move || me.handle(message, &rt));
+                }
+                Err(NetError::TimedOut(_)) => {
+                    if let Some(outcome) = self.finished() {
+                        return outcome;
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Answers one request.
+    fn handle(&self, message: Message, rt: &Runtime) {
+        let Ok(request) = postcard::from_bytes::<Request>(&message.data) else {
+            eprintln!("dagger: rank {} ignored an undecodable request", self.rank);
+            return;
+        };
+        let (call, from, reply) = match request {
+            Request::Call {
+                call,
+                from,
+                task,
+                args,
+            } => (call, from, self.run_call(&task, args, rt)),
+            Request::Fetch { call, from, id } => (call, from, self.encode_stored(id)),
+        };
+        let reply = reply.unwrap_or_else(Reply::Failed);
+        if let Ok(bytes) = postcard::to_stdvec(&reply) {
+            let _ = self.send(from, REPLY | call, bytes).wait();
+        }
+    }
+
+    fn encode_stored(&self, id: u64) -> Result<Reply, String> {
+        let values = self.store.values.lock().unwrap_or_else(|p| p.into_inner());
+        let (datum, codec) = values
+            .get(&id)
+            .ok_or_else(|| format!("no value {id} on rank {}", self.rank))?;
+        (codec.encode)(datum).map(Reply::Value)
+    }
+
+    fn run_call(&self, task: &str, args: Vec<Arg>, rt: &Runtime) -> Result<Reply, String> {
+        let def = lookup(task).ok_or_else(|| {
+            format!("unknown task `{task}`: this rank's binary registers no task of that name")
+        })?;
+        let wire = (def.wire)();
+        let output = wire
+            .output
+            .ok_or_else(|| format!("the result of `{task}` cannot cross processes"))?;
+        let mut values = Vec::with_capacity(args.len());
+        for (port, arg) in args.into_iter().enumerate() {
+            let codec = wire.params.get(port).copied().flatten();
+            values.push(Some(match arg {
+                Arg::Stored { rank, id } if rank == self.rank => self.stored(id)?,
+                Arg::Stored { rank, id } => {
+                    let codec =
+                        codec.ok_or_else(|| format!("argument {port} of `{task}` has no codec"))?;
+                    let value = RemoteValue {
+                        rank,
+                        id,
+                        bytes: 0,
+                        codec,
+                    };
+                    self.fetch(&value).map_err(|e| e.to_string())?
+                }
+                Arg::Bytes(bytes) => {
+                    let codec =
+                        codec.ok_or_else(|| format!("argument {port} of `{task}` has no codec"))?;
+                    (codec.decode)(&bytes)?
+                }
+            }));
+        }
+        let invoke = def.invoke;
+        let result = rt
+            .try_spawn(move || invoke(&mut values), ())
+            .wait()
+            .map_err(|e| e.to_string())?;
+        let bytes = (output.encode)(&result)?.len() as u64;
+        let id = self.store.next_id.fetch_add(1, Ordering::Relaxed);
+        self.store
+            .values
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, (result, output));
+        Ok(Reply::Stored { id, bytes })
+    }
+}
