@@ -12,8 +12,9 @@
 //!
 //! Afterwards every member sends a heartbeat every [`HEARTBEAT`]; rank 0
 //! declares a member dead when its connection closes or stays silent for
-//! [`SILENCE`], and members treat the loss of rank 0's connection the same
-//! way. When rank 0 shuts the cluster down it sends `Shutdown` to everyone.
+//! [`SILENCE`], tells the other members (`Dead`), and members treat the
+//! loss of rank 0's connection the same way. When rank 0 shuts the cluster
+//! down it sends `Shutdown` to everyone.
 
 use super::wire::{self, Control};
 use super::{auth, ClusterEnv, ClusterError, Membership};
@@ -111,9 +112,11 @@ pub(super) async fn coordinate(
             membership.mark_dead(j.rank, format!("lost while welcomed: {e}"));
             continue;
         }
+        let (notice, notices) = mpsc::unbounded_channel();
+        membership.subscribe(notice);
         let (membership, shutdown) = (membership.clone(), shutdown.clone());
         watchers.push(tokio::spawn(watch_member(
-            j.rank, read, write, membership, shutdown,
+            j.rank, read, write, membership, shutdown, notices,
         )));
     }
     let _ = ready.send(Ok(addresses));
@@ -179,9 +182,16 @@ async fn watch_member(
     mut write: OwnedWriteHalf,
     membership: Arc<Membership>,
     mut shutdown: watch::Receiver<bool>,
+    mut notices: mpsc::UnboundedReceiver<Control>,
 ) {
     loop {
         tokio::select! {
+            Some(notice) = notices.recv() => {
+                if wire::write(&mut write, &notice).await.is_err() {
+                    membership.mark_dead(rank, "connection lost".into());
+                    return;
+                }
+            }
             msg = timeout(SILENCE, wire::read(&mut read)) => match msg {
                 Ok(Ok(Control::Heartbeat)) => {}
                 Ok(Ok(other)) => {
@@ -230,10 +240,13 @@ pub(super) async fn join(
             sleep(HEARTBEAT).await;
         }
     });
-    let reason = match wire::read(&mut read).await {
-        Ok(Control::Shutdown) => None,
-        Ok(other) => Some(format!("rank 0 sent {other:?} out of turn")),
-        Err(e) => Some(format!("connection to rank 0 lost: {e}")),
+    let reason = loop {
+        match wire::read(&mut read).await {
+            Ok(Control::Shutdown) => break None,
+            Ok(Control::Dead { rank, why }) => membership.mark_dead(rank, why),
+            Ok(other) => break Some(format!("rank 0 sent {other:?} out of turn")),
+            Err(e) => break Some(format!("connection to rank 0 lost: {e}")),
+        }
     };
     beat.abort();
     match reason {

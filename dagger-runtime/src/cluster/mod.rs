@@ -73,6 +73,8 @@ impl From<std::io::Error> for ClusterError {
 pub(crate) struct Membership {
     state: Mutex<MembershipState>,
     changed: Condvar,
+    /// On rank 0: a channel to each member's connection, to pass deaths on.
+    notices: Mutex<Vec<tokio::sync::mpsc::UnboundedSender<wire::Control>>>,
 }
 
 #[derive(Default)]
@@ -99,9 +101,24 @@ impl Membership {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if !s.dead.iter().any(|(r, _)| *r == rank) {
             eprintln!("dagger: rank {rank} is gone ({reason})");
+            let notices = self.notices.lock().unwrap_or_else(|p| p.into_inner());
+            for n in notices.iter() {
+                let _ = n.send(wire::Control::Dead {
+                    rank,
+                    why: reason.clone(),
+                });
+            }
             s.dead.push((rank, reason));
         }
         self.changed.notify_all();
+    }
+
+    /// Rank 0: passes future deaths on through `notice`.
+    pub(crate) fn subscribe(&self, notice: tokio::sync::mpsc::UnboundedSender<wire::Control>) {
+        self.notices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(notice);
     }
 
     pub(crate) fn mark_shut_down(&self) {

@@ -106,9 +106,17 @@ enum Request {
 
 #[derive(Serialize, Deserialize)]
 enum Reply {
-    Stored { id: u64, bytes: u64 },
+    Stored {
+        id: u64,
+        bytes: u64,
+    },
     Value(Vec<u8>),
     Failed(String),
+    /// The request needed a value on a rank that is gone.
+    Lost {
+        rank: u32,
+        why: String,
+    },
 }
 
 /// What a rank keeps for remote callers.
@@ -168,6 +176,7 @@ impl Cluster {
                 codec: output,
             }),
             Reply::Failed(message) => Err(RemoteError::Failed { rank, message }),
+            Reply::Lost { rank, why } => Err(RemoteError::RankLost { rank, why }),
             Reply::Value(_) => Err(RemoteError::Local("a call answered with a value".into())),
         }
     }
@@ -189,6 +198,7 @@ impl Cluster {
                 rank: value.rank,
                 message,
             }),
+            Reply::Lost { rank, why } => Err(RemoteError::RankLost { rank, why }),
             Reply::Stored { .. } => Err(RemoteError::Local(
                 "a fetch answered with a reference".into(),
             )),
@@ -266,9 +276,16 @@ impl Cluster {
                 task,
                 args,
             } => (call, from, self.run_call(&task, args, rt)),
-            Request::Fetch { call, from, id } => (call, from, self.encode_stored(id)),
+            Request::Fetch { call, from, id } => (
+                call,
+                from,
+                self.encode_stored(id).map_err(RemoteError::Local),
+            ),
         };
-        let reply = reply.unwrap_or_else(Reply::Failed);
+        let reply = reply.unwrap_or_else(|e| match e {
+            RemoteError::RankLost { rank, why } => Reply::Lost { rank, why },
+            other => Reply::Failed(other.to_string()),
+        });
         if let Ok(bytes) = postcard::to_stdvec(&reply) {
             let _ = self.send(from, REPLY | call, bytes).wait();
         }
@@ -282,34 +299,31 @@ impl Cluster {
         (codec.encode)(datum).map(Reply::Value)
     }
 
-    fn run_call(&self, task: &str, args: Vec<Arg>, rt: &Runtime) -> Result<Reply, String> {
+    fn run_call(&self, task: &str, args: Vec<Arg>, rt: &Runtime) -> Result<Reply, RemoteError> {
+        let failed = RemoteError::Local;
         let def = lookup(task).ok_or_else(|| {
-            format!("unknown task `{task}`: this rank's binary registers no task of that name")
+            failed(format!(
+                "unknown task `{task}`: this rank's binary registers no task of that name"
+            ))
         })?;
         let wire = (def.wire)();
         let output = wire
             .output
-            .ok_or_else(|| format!("the result of `{task}` cannot cross processes"))?;
+            .ok_or_else(|| failed(format!("the result of `{task}` cannot cross processes")))?;
         let mut values = Vec::with_capacity(args.len());
         for (port, arg) in args.into_iter().enumerate() {
             let codec = wire.params.get(port).copied().flatten();
+            let no_codec = || failed(format!("argument {port} of `{task}` has no codec"));
             values.push(Some(match arg {
-                Arg::Stored { rank, id } if rank == self.rank => self.stored(id)?,
-                Arg::Stored { rank, id } => {
-                    let codec =
-                        codec.ok_or_else(|| format!("argument {port} of `{task}` has no codec"))?;
-                    let value = RemoteValue {
-                        rank,
-                        id,
-                        bytes: 0,
-                        codec,
-                    };
-                    self.fetch(&value).map_err(|e| e.to_string())?
-                }
+                Arg::Stored { rank, id } if rank == self.rank => self.stored(id).map_err(failed)?,
+                Arg::Stored { rank, id } => self.fetch(&RemoteValue {
+                    rank,
+                    id,
+                    bytes: 0,
+                    codec: codec.ok_or_else(no_codec)?,
+                })?,
                 Arg::Bytes(bytes) => {
-                    let codec =
-                        codec.ok_or_else(|| format!("argument {port} of `{task}` has no codec"))?;
-                    (codec.decode)(&bytes)?
+                    (codec.ok_or_else(no_codec)?.decode)(&bytes).map_err(failed)?
                 }
             }));
         }
@@ -317,8 +331,8 @@ impl Cluster {
         let result = rt
             .try_spawn(move || invoke(&mut values), ())
             .wait()
-            .map_err(|e| e.to_string())?;
-        let bytes = (output.encode)(&result)?.len() as u64;
+            .map_err(|e| failed(e.to_string()))?;
+        let bytes = (output.encode)(&result).map_err(failed)?.len() as u64;
         let id = self.store.next_id.fetch_add(1, Ordering::Relaxed);
         self.store
             .values

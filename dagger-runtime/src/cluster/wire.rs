@@ -41,6 +41,13 @@ pub enum Control {
     },
     /// I am alive.
     Heartbeat,
+    /// Rank 0 to members: a rank is gone (so that nobody waits on it).
+    Dead {
+        /// The rank.
+        rank: u32,
+        /// Why rank 0 thinks so.
+        why: String,
+    },
     /// The run is over; serving ranks exit.
     Shutdown,
 }
