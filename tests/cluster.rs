@@ -133,6 +133,66 @@ fn remote_calls(cluster: &Cluster) {
     println!("rank 0: remote calls, rank-to-rank fetch and errors all right");
 }
 
+/// Sums a chunk slowly (so that a run lasts long enough to lose a rank in
+/// it); on rank 2 in the `graph-die` scenario the process dies at its
+/// fourth call, as a crashed node would, with results of its first calls
+/// still needed (and so recomputed elsewhere from their lineage).
+#[task]
+fn slow_sum(v: Vec<u64>) -> u64 {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dying = std::env::var("DAGGER_TEST_SCENARIO").as_deref() == Ok("graph-die")
+        && std::env::var("DAGGER_RANK").as_deref() == Ok("2");
+    if dying && CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 3 {
+        std::process::exit(9);
+    }
+    std::thread::sleep(Duration::from_millis(30));
+    v.iter().sum()
+}
+
+#[task]
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+/// 24 chunk sums and a tree of additions.
+fn sum_graph() -> (dagger::Dag<(), u64>, u64) {
+    let b = dagger::GraphBuilder::new();
+    let mut expected = 0;
+    let sums: Vec<_> = (0..24u64)
+        .map(|k| {
+            let chunk: Vec<u64> = (k * 1000..(k + 1) * 1000).collect();
+            expected += chunk.iter().sum::<u64>();
+            slow_sum::on(&b).node(b.constant(chunk))
+        })
+        .collect();
+    let total = b.reduce_tree(sums, |x, y| add::on(&b).node(x, y));
+    (b.finish(total), expected)
+}
+
+/// Rank 0's side of the graph scenarios.
+fn run_graph(cluster: &Cluster) {
+    let rt = Runtime::new();
+    let (dag, expected) = sum_graph();
+    let single = rt.run(&dag, ()).unwrap();
+    assert_eq!(single, expected);
+    let (total, report) = rt
+        .run_on_cluster(&dag, (), cluster, &dagger::ir::sched::HeftScheduler)
+        .unwrap();
+    assert_eq!(
+        total, single,
+        "the cluster run equals the single-process run"
+    );
+    let busy = report.tasks_per_rank.iter().filter(|&&n| n > 0).count();
+    assert_eq!(busy, 3, "every rank ran tasks: {:?}", report.tasks_per_rank);
+    println!(
+        "rank 0: cluster result {total} = single-process result; tasks per rank {:?}; lost {:?}; redone {} {:?}",
+        report.tasks_per_rank,
+        report.lost,
+        report.redone.len(),
+        report.redone
+    );
+}
+
 /// The body of every rank process (a no-op when run as a plain test).
 #[test]
 fn rank_main() {
@@ -186,7 +246,8 @@ fn rank_main() {
             println!("rank 0: noticed rank {} died ({})", dead[0].0, dead[0].1);
         }
         ("remote", 0) => remote_calls(&cluster),
-        ("remote", _) => {
+        ("graph" | "graph-die", 0) => run_graph(&cluster),
+        ("remote" | "graph" | "graph-die", _) => {
             let cluster = Arc::new(cluster);
             cluster
                 .serve(&Runtime::new())
@@ -237,6 +298,31 @@ fn tasks_run_on_other_ranks_by_name_and_their_results_stay_home() {
     );
     assert!(said(&all, 1, "served until shutdown"), "{all}");
     assert!(said(&all, 2, "served until shutdown"), "{all}");
+}
+
+#[test]
+fn a_graph_runs_across_three_ranks_with_the_single_process_result() {
+    if ucx_missing() {
+        return;
+    }
+    let out = dagger_run(3, "graph");
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(said(&all, 0, "= single-process result"), "{all}");
+    assert!(said(&all, 0, "lost []; redone 0"), "{all}");
+}
+
+#[test]
+fn a_rank_killed_mid_run_is_recomputed_elsewhere_and_the_result_is_right() {
+    if ucx_missing() {
+        return;
+    }
+    let out = dagger_run(3, "graph-die");
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(said(&all, 0, "= single-process result"), "{all}");
+    assert!(said(&all, 0, "lost [2]"), "{all}");
+    assert!(all.contains("rank 2 ended early"), "{all}");
 }
 
 #[test]

@@ -16,7 +16,7 @@
 
 use super::Cluster;
 use crate::datum::Datum;
-use crate::net::{Message, NetError};
+use crate::net::{Completion, Message, NetError};
 use crate::runtime::Runtime;
 use crate::task::{lookup, TaskDef};
 use crate::wire::Codec;
@@ -209,11 +209,20 @@ impl Cluster {
     /// rank is declared dead meanwhile.
     fn request(&self, rank: u32, call: u64, request: &Request) -> Result<Reply, RemoteError> {
         let bytes = postcard::to_stdvec(request).map_err(|e| RemoteError::Local(e.to_string()))?;
-        let mut reply = self.recv(REPLY | call, u64::MAX);
-        self.send(rank, REQUEST, bytes).wait()?;
-        let message = loop {
-            match reply.wait_timeout(CHECK_EVERY) {
-                Ok(m) => break m,
+        let reply = self.recv(REPLY | call, u64::MAX);
+        self.while_alive(rank, self.send(rank, REQUEST, bytes))?;
+        let message = self.while_alive(rank, reply)?;
+        postcard::from_bytes(&message.data)
+            .map_err(|e| RemoteError::Local(format!("bad reply: {e}")))
+    }
+
+    /// Waits for `pending`, giving up with [`RemoteError::RankLost`] once
+    /// `rank` is declared dead (a message to or from a dead rank may never
+    /// complete).
+    fn while_alive<T>(&self, rank: u32, mut pending: Completion<T>) -> Result<T, RemoteError> {
+        loop {
+            match pending.wait_timeout(CHECK_EVERY) {
+                Ok(v) => return Ok(v),
                 Err(NetError::TimedOut(_)) => {
                     if let Some(why) = self.death_of(rank) {
                         return Err(RemoteError::RankLost { rank, why });
@@ -221,9 +230,7 @@ impl Cluster {
                 }
                 Err(e) => return Err(e.into()),
             }
-        };
-        postcard::from_bytes(&message.data)
-            .map_err(|e| RemoteError::Local(format!("bad reply: {e}")))
+        }
     }
 
     /// Why `rank` is dead, if it is.
@@ -287,7 +294,7 @@ impl Cluster {
             other => Reply::Failed(other.to_string()),
         });
         if let Ok(bytes) = postcard::to_stdvec(&reply) {
-            let _ = self.send(from, REPLY | call, bytes).wait();
+            let _ = self.while_alive(from, self.send(from, REPLY | call, bytes));
         }
     }
 
