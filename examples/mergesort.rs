@@ -26,6 +26,7 @@
 //! cargo run --release --example mergesort -- [N]         (default 10 000 000 u64)
 //! cargo run --release --example mergesort -- --bench     (table vs rayon and std at 10M and 100M)
 //! cargo run --release --example mergesort -- --policies  (static graph under every policy)
+//! target/release/dagger run -n 3 -- target/release/examples/mergesort  (static graph on 3 ranks)
 //! ```
 
 use dagger::prelude::*;
@@ -345,14 +346,15 @@ fn bench(rt: &Runtime, sizes: &[usize]) -> Result<(), RunError> {
     Ok(())
 }
 
-fn main() -> Result<(), RunError> {
-    let rt = Runtime::new();
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let session = dagger::Session::start()?;
+    let rt = session.runtime();
     if std::env::args().any(|a| a == "--bench") {
         println!(
             "merge sort of random u64, {} threads for dagger and rayon\n",
             rt.threads()
         );
-        return bench(&rt, &[10_000_000, 100_000_000]);
+        return Ok(bench(rt, &[10_000_000, 100_000_000])?);
     }
     let n: usize = std::env::args()
         .skip(1)
@@ -361,10 +363,22 @@ fn main() -> Result<(), RunError> {
         .unwrap_or(10_000_000);
     let data = random_u64(n, 7);
     let checksum: u128 = data.iter().map(|&x| x as u128).sum();
-    println!("mergesort: {n} u64 on {} workers", rt.threads());
-
     let t = Instant::now();
-    let sorted = rt.spawn(msort, (data,)).wait()?;
+    let sorted = if session.ranks() == 1 {
+        println!("mergesort: {n} u64 on {} workers", rt.threads());
+        rt.spawn(msort, (data,)).wait()?
+    } else {
+        let leaves = 4 * session.ranks() as usize * rt.threads();
+        println!(
+            "mergesort: {n} u64 on {} ranks: static graph of {leaves} sorts and their merges",
+            session.ranks()
+        );
+        let (sorted, report) = session.run(&msort_graph(&data, leaves), ())?;
+        if let Some(r) = report {
+            println!("tasks per rank: {:?}", r.tasks_per_rank);
+        }
+        sorted
+    };
     let took = t.elapsed();
 
     assert_eq!(sorted.len(), n, "length changed");
@@ -383,7 +397,7 @@ fn main() -> Result<(), RunError> {
         n as f64 / took.as_secs_f64() / 1e6
     );
     if std::env::args().any(|a| a == "--policies") {
-        compare_policies(&rt, &random_u64(n, 7))?;
+        compare_policies(rt, &random_u64(n, 7))?;
     }
     Ok(())
 }

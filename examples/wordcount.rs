@@ -9,7 +9,12 @@
 //! ```text
 //! cargo run --release --example wordcount -- [MEGABYTES] [CHUNKS]
 //! cargo run --release --example wordcount -- [MEGABYTES] [CHUNKS] --policies
+//! cargo build --release --example wordcount --bin dagger
+//! target/release/dagger run -n 3 -- target/release/examples/wordcount   (three processes)
 //! ```
+//!
+//! The same binary runs alone or as every rank of a cluster: `Session::start`
+//! makes the other ranks serve, and rank 0 runs the graph across all of them.
 //!
 //! With `--policies` the graph also runs under each dynamic placement policy
 //! (`Runtime::run_with_policy`) and placed by each static scheduler
@@ -93,24 +98,29 @@ pub fn wordcount_graph(parts: Vec<String>) -> Dag<(), Counts> {
     b.finish(total)
 }
 
-fn main() -> Result<(), RunError> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let session = dagger::Session::start()?;
     let policies = std::env::args().any(|a| a == "--policies");
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
     let megabytes: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(64);
     let n_chunks: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(64);
 
     let text = corpus(megabytes << 20, 42);
-    let rt = Runtime::new();
+    let rt = session.runtime();
     println!(
-        "wordcount: {} MiB corpus, {n_chunks} map tasks, {} workers",
+        "wordcount: {} MiB corpus, {n_chunks} map tasks, {} rank(s) of {} workers",
         text.len() >> 20,
+        session.ranks(),
         rt.threads()
     );
 
     let t = Instant::now();
     let dag = wordcount_graph(chunks(&text, n_chunks));
-    let counts = rt.run(&dag, ())?;
+    let (counts, report) = session.run(&dag, ())?;
     let parallel = t.elapsed();
+    if let Some(r) = report {
+        println!("tasks per rank: {:?}", r.tasks_per_rank);
+    }
 
     let t = Instant::now();
     let expected = count_words(text.clone());
@@ -134,7 +144,7 @@ fn main() -> Result<(), RunError> {
         sequential.as_secs_f64() / parallel.as_secs_f64()
     );
     if policies {
-        compare_policies(&rt, &dag, &expected)?;
+        compare_policies(rt, &dag, &expected)?;
     }
     Ok(())
 }

@@ -47,6 +47,9 @@ pub use dagger_runtime::{
 };
 
 pub mod launcher;
+pub mod session;
+
+pub use session::Session;
 
 /// The names most programs need: `use dagger::prelude::*;`.
 pub mod prelude {
@@ -58,7 +61,7 @@ pub mod __private {
     //! Items generated code refers to; not a public API.
     pub use dagger_ir::{type_name, Device};
     pub use dagger_runtime::task::{take_arg, CostHint, Invoke, TaskRegistration};
-    pub use dagger_runtime::wire::{CodecProbe, HasCodec, NoCodec, TaskWire};
+    pub use dagger_runtime::wire::{CodecProbe, HasCodec, HasRawCodec, NoCodec, TaskWire};
     pub use dagger_runtime::{Datum, GraphBuilder, Task, TaskDef, Value};
     pub use inventory;
 }

@@ -207,7 +207,7 @@ pub fn expand(args: TaskArgs, func: ItemFn) -> syn::Result<TokenStream> {
             #[allow(clippy::needless_borrow)]
             wire: || {
                 #[allow(unused_imports)]
-                use ::dagger::__private::{HasCodec as _, NoCodec as _};
+                use ::dagger::__private::{HasCodec as _, HasRawCodec as _, NoCodec as _};
                 ::dagger::__private::TaskWire {
                     params: ::std::vec![#(#param_codecs),*],
                     output: #output_codec,
@@ -229,7 +229,7 @@ fn codec_probe(ty: &Type) -> TokenStream {
     if text.contains('&') || text.contains('\'') {
         quote!(::std::option::Option::None)
     } else {
-        quote!((&&::dagger::__private::CodecProbe::<#ty>::new()).codec())
+        quote!((&&&::dagger::__private::CodecProbe::<#ty>::new()).codec())
     }
 }
 

@@ -1,9 +1,11 @@
 //! How task arguments and results cross processes: per-type codecs.
 //!
-//! A value crosses as bytes when its type implements serde's `Serialize`
-//! and `DeserializeOwned` (encoded with postcard). `#[task]` records, for
-//! each parameter and the result, a [`Codec`] if the type has one, found at
-//! compile time by autoref specialization ([`CodecProbe`]): a type without
+//! A vector of plain numbers (`Vec<f32>`, `Vec<u64>`, ...: [`Plain`]) crosses
+//! as its raw bytes, one copy each way; any other value crosses when its type
+//! implements serde's `Serialize` and `DeserializeOwned` (encoded with
+//! postcard). `#[task]` records, for each parameter and the result, a
+//! [`Codec`] if the type has one, found at compile time by autoref
+//! specialization ([`CodecProbe`], most specific first): a type without
 //! serde support still works in a single process, and sending it to another
 //! rank fails with an error naming the type, instead of a compile error in
 //! every program that never goes multi-process.
@@ -57,9 +59,61 @@ pub fn codec<T: Serialize + DeserializeOwned + Data>() -> Codec {
     }
 }
 
-/// Finds `T`'s codec if it has one: `(&&CodecProbe::<T>::new()).codec()`
-/// with [`HasCodec`] and [`NoCodec`] in scope picks the serde codec when
-/// `T` supports serde and `None` otherwise (generated code uses this).
+/// Numbers whose vectors cross processes as raw bytes (native byte order:
+/// the ranks of a cluster run the same binary on the same architecture).
+///
+/// # Safety
+/// Every bit pattern of the type's size must be a valid value, and it must
+/// have no padding.
+pub unsafe trait Plain: Copy + Send + Sync + 'static {}
+
+macro_rules! plain {
+    ($($t:ty),*) => { $(unsafe impl Plain for $t {})* };
+}
+plain!(u8, u16, u32, u64, i8, i16, i32, i64, f32, f64, usize, isize);
+
+fn encode_raw<T: Plain>(d: &Datum) -> Result<Vec<u8>, String> {
+    let v = d
+        .downcast_ref::<Vec<T>>()
+        .ok_or_else(|| format!("expected a Vec<{}>", std::any::type_name::<T>()))?;
+    // SAFETY: `T: Plain` has no padding, so its elements are plain bytes.
+    let bytes = unsafe {
+        std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(&v[..]))
+    };
+    Ok(bytes.to_vec())
+}
+
+fn decode_raw<T: Plain>(bytes: &[u8]) -> Result<Datum, String> {
+    let size = std::mem::size_of::<T>();
+    if !bytes.len().is_multiple_of(size) {
+        return Err(format!(
+            "{} bytes is not a whole number of {} ({size} bytes each)",
+            bytes.len(),
+            std::any::type_name::<T>()
+        ));
+    }
+    let mut v: Vec<T> = Vec::with_capacity(bytes.len() / size);
+    // SAFETY: the capacity holds `bytes.len()` bytes, and any bytes make valid `T`s.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), v.as_mut_ptr() as *mut u8, bytes.len());
+        v.set_len(bytes.len() / size);
+    }
+    Ok(Datum::new(v))
+}
+
+/// The raw codec of `Vec<T>`.
+pub fn raw_codec<T: Plain>() -> Codec {
+    Codec {
+        type_name: std::any::type_name::<Vec<T>>(),
+        encode: encode_raw::<T>,
+        decode: decode_raw::<T>,
+    }
+}
+
+/// Finds `T`'s codec if it has one: `(&&&CodecProbe::<T>::new()).codec()`
+/// with [`HasRawCodec`], [`HasCodec`] and [`NoCodec`] in scope picks the raw
+/// codec for vectors of [`Plain`] numbers, else the serde codec when `T`
+/// supports serde, else `None` (generated code uses this).
 pub struct CodecProbe<T>(PhantomData<fn() -> T>);
 
 impl<T> CodecProbe<T> {
@@ -72,6 +126,18 @@ impl<T> CodecProbe<T> {
 impl<T> Default for CodecProbe<T> {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The probe's answer for a vector of plain numbers.
+pub trait HasRawCodec {
+    /// `Some(raw codec)`.
+    fn codec(&self) -> Option<Codec>;
+}
+
+impl<T: Plain> HasRawCodec for &&CodecProbe<Vec<T>> {
+    fn codec(&self) -> Option<Codec> {
+        Some(raw_codec::<T>())
     }
 }
 
@@ -124,6 +190,31 @@ mod tests {
         assert!((c.encode)(&Datum::new(3u8))
             .unwrap_err()
             .contains("expected a"));
-        assert!((&&CodecProbe::<Opaque>::new()).codec().is_none());
+        assert!((&&&CodecProbe::<Opaque>::new()).codec().is_none());
+        let raw = (&&&CodecProbe::<Vec<f64>>::new()).codec().expect("raw");
+        assert!(raw.type_name.contains("Vec<f64>"));
+        let v = vec![1.5f64, -2.0, f64::MAX];
+        let bytes = (raw.encode)(&Datum::new(v.clone())).unwrap();
+        assert_eq!(bytes.len(), 24, "raw: 8 bytes per element");
+        assert_eq!(
+            (raw.decode)(&bytes).unwrap().downcast_ref::<Vec<f64>>(),
+            Some(&v)
+        );
+        assert!((raw.decode)(&bytes[..5])
+            .unwrap_err()
+            .contains("whole number"));
+        let serde_u64 = (&&CodecProbe::<Vec<u64>>::new()).codec().unwrap();
+        let raw_u64 = (&&&CodecProbe::<Vec<u64>>::new()).codec().unwrap();
+        let small = Datum::new(vec![1u64, 2, 3]);
+        assert_eq!(
+            (serde_u64.encode)(&small).unwrap().len(),
+            4,
+            "serde: varints"
+        );
+        assert_eq!(
+            (raw_u64.encode)(&small).unwrap().len(),
+            24,
+            "raw wins for vectors"
+        );
     }
 }
