@@ -265,6 +265,11 @@ impl Cluster {
         self.transport.recv(tag, mask)
     }
 
+    /// As [`recv`](Self::recv), into `buffer`'s memory when large enough.
+    pub fn recv_into(&self, tag: u64, mask: u64, buffer: Vec<u8>) -> Completion<Message> {
+        self.transport.recv_into(tag, mask, buffer)
+    }
+
     /// The ranks known to be gone, with why.
     pub fn dead_ranks(&self) -> Vec<(u32, String)> {
         let s = self

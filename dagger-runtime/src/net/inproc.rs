@@ -19,9 +19,9 @@ impl Mailbox {
         let (queued, waiting) = &mut *state;
         if let Some(k) = waiting
             .iter()
-            .position(|(tag, mask, _)| tag_matches(message.tag, *tag, *mask))
+            .position(|(tag, mask, _, _)| tag_matches(message.tag, *tag, *mask))
         {
-            let (_, _, done) = waiting.remove(k);
+            let (_, _, _, done) = waiting.remove(k);
             drop(state);
             done.complete(Ok(message));
         } else {
@@ -116,7 +116,9 @@ impl Transport for InProcessTransport {
         result
     }
 
-    fn recv(&self, tag: u64, mask: u64) -> Completion<Message> {
+    /// Messages move between in-process endpoints without a copy, so the
+    /// buffer is not needed.
+    fn recv_into(&self, tag: u64, mask: u64, _buffer: Vec<u8>) -> Completion<Message> {
         let (result, done) = completion();
         let mut state = self.mailbox.state.lock().unwrap_or_else(|p| p.into_inner());
         let (queued, waiting) = &mut *state;
@@ -126,7 +128,7 @@ impl Transport for InProcessTransport {
                 drop(state);
                 done.complete(Ok(message));
             }
-            None => waiting.push((tag, mask, done)),
+            None => waiting.push((tag, mask, Vec::new(), done)),
         }
         result
     }

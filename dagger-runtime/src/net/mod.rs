@@ -81,7 +81,13 @@ pub trait Transport: Send + Sync {
     fn send(&self, peer: PeerId, tag: u64, data: Vec<u8>) -> Completion<()>;
     /// Receives the first message whose tag equals `tag` on the bits set in
     /// `mask` (`mask = 0` takes any message).
-    fn recv(&self, tag: u64, mask: u64) -> Completion<Message>;
+    fn recv(&self, tag: u64, mask: u64) -> Completion<Message> {
+        self.recv_into(tag, mask, Vec::new())
+    }
+    /// As [`recv`](Self::recv), receiving into `buffer`'s memory when it is
+    /// large enough (hand back the last message's buffer to receive many
+    /// large messages without allocating).
+    fn recv_into(&self, tag: u64, mask: u64, buffer: Vec<u8>) -> Completion<Message>;
 }
 
 /// Whether UCX can be loaded here; the error says how to install it.
@@ -91,8 +97,8 @@ pub fn ucx_available() -> Result<(), NetError> {
         .map_err(|why| NetError::Unavailable(why.to_string()))
 }
 
-/// A receive waiting for a message: wanted tag, mask, who to tell.
-pub(crate) type WaitingRecv = (u64, u64, completion::Completer<Message>);
+/// A receive waiting for a message: wanted tag, mask, buffer to reuse, who to tell.
+pub(crate) type WaitingRecv = (u64, u64, Vec<u8>, completion::Completer<Message>);
 
 /// Whether `tag` matches the wanted tag on the bits of `mask`.
 pub(crate) fn tag_matches(tag: u64, wanted: u64, mask: u64) -> bool {
