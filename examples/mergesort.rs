@@ -238,24 +238,14 @@ fn compare_policies(rt: &Runtime, data: &[u64]) -> Result<(), RunError> {
         "\nstatic graph: {leaves} sort tasks, {} merges\n",
         leaves - 1
     );
-    println!("| policy | measured ms | predicted ms | measured / predicted |");
-    println!("|---|---|---|---|");
+    println!("{}", dagger::PolicyRun::<()>::TABLE_HEADER);
     rt.run_under_every_policy(&dag, &(), &model, |run| {
         assert!(
             run.output.len() == data.len() && run.output.windows(2).all(|w| w[0] <= w[1]),
             "{}: not sorted",
             run.policy
         );
-        match run.predicted {
-            Some(p) => println!(
-                "| {} | {:.1} | {:.1} | {:.2} |",
-                run.policy,
-                run.seconds * 1e3,
-                p * 1e3,
-                run.seconds / p
-            ),
-            None => println!("| {} | {:.1} | - | - |", run.policy, run.seconds * 1e3),
-        }
+        println!("{}", run.row());
         Ok(())
     })?;
     if model.is_empty() {

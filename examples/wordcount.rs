@@ -159,22 +159,13 @@ fn compare_policies(
     use dagger::ir::model::HistoryModel;
     let model = HistoryModel::load(&HistoryModel::default_dir()).unwrap_or_default();
     println!(
-        "\n| policy | measured ms | predicted ms | measured / predicted |  (model: {} entries)",
+        "\n(performance model: {} entries)\n",
         model.entries().count()
     );
-    println!("|---|---|---|---|");
+    println!("{}", dagger::PolicyRun::<()>::TABLE_HEADER);
     rt.run_under_every_policy(dag, &(), &model, |run| {
         assert_eq!(&run.output, expected, "{} changed the result", run.policy);
-        match run.predicted {
-            Some(p) => println!(
-                "| {} | {:.1} | {:.1} | {:.2} |",
-                run.policy,
-                run.seconds * 1e3,
-                p * 1e3,
-                run.seconds / p
-            ),
-            None => println!("| {} | {:.1} | - | - |", run.policy, run.seconds * 1e3),
-        }
+        println!("{}", run.row());
         Ok(())
     })
 }

@@ -26,6 +26,27 @@ pub struct PolicyRun<O> {
     pub output: O,
 }
 
+impl<O> PolicyRun<O> {
+    /// The header of the table [`row`](Self::row) fills (Markdown).
+    pub const TABLE_HEADER: &'static str =
+        "| policy | measured ms | predicted ms | measured / predicted |\n|---|---|---|---|";
+
+    /// This run as a row of a Markdown table: policy, measured and
+    /// predicted milliseconds, their ratio.
+    pub fn row(&self) -> String {
+        match self.predicted {
+            Some(p) => format!(
+                "| {} | {:.1} | {:.1} | {:.2} |",
+                self.policy,
+                self.seconds * 1e3,
+                p * 1e3,
+                self.seconds / p
+            ),
+            None => format!("| {} | {:.1} | - | - |", self.policy, self.seconds * 1e3),
+        }
+    }
+}
+
 impl Runtime {
     /// Runs `dag` on clones of `inputs` under work stealing, every dynamic
     /// policy and every static scheduler, in that order, and hands each run

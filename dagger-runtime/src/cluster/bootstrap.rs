@@ -39,17 +39,33 @@ struct Joined {
     stream: TcpStream,
 }
 
+/// What a rank brings to the bootstrap, and where it reports the outcome.
+pub(super) struct Joining {
+    /// Its place in the cluster.
+    pub env: ClusterEnv,
+    /// Its transport address.
+    pub own_address: Vec<u8>,
+    /// Its task registry's fingerprint.
+    pub fingerprint: u64,
+    /// How long to wait for everyone.
+    pub join_timeout: Duration,
+    /// Liveness, filled by the heartbeats.
+    pub membership: Arc<Membership>,
+    /// Receives the address table (or why there is none) once.
+    pub ready: std::sync::mpsc::Sender<Result<Vec<Vec<u8>>, ClusterError>>,
+}
+
 /// Rank 0: accepts the other ranks, then watches them until shutdown.
 /// Sends the address table through `ready` once everyone has joined.
-pub(super) async fn coordinate(
-    env: ClusterEnv,
-    own_address: Vec<u8>,
-    fingerprint: u64,
-    join_timeout: Duration,
-    membership: Arc<Membership>,
-    ready: std::sync::mpsc::Sender<Result<Vec<Vec<u8>>, ClusterError>>,
-    shutdown: watch::Receiver<bool>,
-) {
+pub(super) async fn coordinate(joining: Joining, shutdown: watch::Receiver<bool>) {
+    let Joining {
+        env,
+        own_address,
+        fingerprint,
+        join_timeout,
+        membership,
+        ready,
+    } = joining;
     let listener = match TcpListener::bind(env.coordinator).await {
         Ok(l) => l,
         Err(e) => {
@@ -216,25 +232,18 @@ async fn watch_member(
 }
 
 /// A member: joins rank 0, then heartbeats until shutdown or rank 0's loss.
-pub(super) async fn join(
-    env: ClusterEnv,
-    own_address: Vec<u8>,
-    fingerprint: u64,
-    join_timeout: Duration,
-    membership: Arc<Membership>,
-    ready: std::sync::mpsc::Sender<Result<Vec<Vec<u8>>, ClusterError>>,
-) {
-    let (mut read, mut write) =
-        match member_handshake(&env, own_address, fingerprint, join_timeout).await {
-            Ok((addresses, stream)) => {
-                let _ = ready.send(Ok(addresses));
-                stream.into_split()
-            }
-            Err(e) => {
-                let _ = ready.send(Err(e));
-                return;
-            }
-        };
+pub(super) async fn join(joining: Joining) {
+    let (mut read, mut write) = match member_handshake(&joining).await {
+        Ok((addresses, stream)) => {
+            let _ = joining.ready.send(Ok(addresses));
+            stream.into_split()
+        }
+        Err(e) => {
+            let _ = joining.ready.send(Err(e));
+            return;
+        }
+    };
+    let membership = joining.membership;
     let beat = tokio::spawn(async move {
         while wire::write(&mut write, &Control::Heartbeat).await.is_ok() {
             sleep(HEARTBEAT).await;
@@ -255,12 +264,8 @@ pub(super) async fn join(
     }
 }
 
-async fn member_handshake(
-    env: &ClusterEnv,
-    own_address: Vec<u8>,
-    fingerprint: u64,
-    join_timeout: Duration,
-) -> Result<(Vec<Vec<u8>>, TcpStream), ClusterError> {
+async fn member_handshake(joining: &Joining) -> Result<(Vec<Vec<u8>>, TcpStream), ClusterError> {
+    let (env, join_timeout) = (&joining.env, joining.join_timeout);
     let deadline = Instant::now() + join_timeout;
     let mut stream = loop {
         match TcpStream::connect(env.coordinator).await {
@@ -282,8 +287,8 @@ async fn member_handshake(
     let join = Control::Join {
         rank: env.rank,
         proof: auth::proof(&env.token, &nonce, env.rank),
-        fingerprint,
-        address: own_address,
+        fingerprint: joining.fingerprint,
+        address: joining.own_address.clone(),
     };
     wire::write(&mut stream, &join).await?;
     let left = deadline

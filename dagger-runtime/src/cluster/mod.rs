@@ -195,20 +195,19 @@ impl Cluster {
                     .enable_all()
                     .build()
                     .expect("a tokio runtime for the control plane");
+                let joining = bootstrap::Joining {
+                    env,
+                    own_address: own,
+                    fingerprint,
+                    join_timeout: limit,
+                    membership: m,
+                    ready: ready_tx,
+                };
                 rt.block_on(async move {
-                    if env.rank == 0 {
-                        bootstrap::coordinate(
-                            env,
-                            own,
-                            fingerprint,
-                            limit,
-                            m,
-                            ready_tx,
-                            shutdown_rx,
-                        )
-                        .await
+                    if joining.env.rank == 0 {
+                        bootstrap::coordinate(joining, shutdown_rx).await
                     } else {
-                        bootstrap::join(env, own, fingerprint, limit, m, ready_tx).await
+                        bootstrap::join(joining).await
                     }
                 })
             })?;

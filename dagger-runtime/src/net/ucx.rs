@@ -211,6 +211,17 @@ struct RecvOp {
     done: Completer<Message>,
 }
 
+/// Request parameters with a completion callback (set by the caller) and
+/// `user` handed to it.
+fn with_callback(user: *mut c_void) -> sys::ucp_request_param_t {
+    // SAFETY: the all-zero parameter block is UCX's "no fields set".
+    let mut param: sys::ucp_request_param_t = unsafe { std::mem::zeroed() };
+    param.op_attr_mask = sys::ucp_op_attr_t_UCP_OP_ATTR_FIELD_CALLBACK
+        | sys::ucp_op_attr_t_UCP_OP_ATTR_FIELD_USER_DATA;
+    param.user_data = user;
+    param
+}
+
 /// UCX calls this when a send completes (on the progress thread).
 unsafe extern "C" fn send_done(request: *mut c_void, status: sys::ucs_status_t, user: *mut c_void) {
     // SAFETY: `user` is the SendOp boxed for this request; this is its only completion.
@@ -348,11 +359,8 @@ impl Progress {
         // SAFETY: the buffer lives in `op` until UCX reports completion
         // (callback) or the call completes at once (reclaimed below).
         unsafe {
-            let mut param: sys::ucp_request_param_t = std::mem::zeroed();
-            param.op_attr_mask = sys::ucp_op_attr_t_UCP_OP_ATTR_FIELD_CALLBACK
-                | sys::ucp_op_attr_t_UCP_OP_ATTR_FIELD_USER_DATA;
+            let mut param = with_callback(op as *mut c_void);
             param.cb.send = Some(send_done);
-            param.user_data = op as *mut c_void;
             let status =
                 self.lib
                     .ucp_tag_send_nbx(ep, buffer as *const c_void, length, tag, &param);
@@ -409,11 +417,8 @@ impl Progress {
         }));
         // SAFETY: the buffer lives in `op` until completion, as for sends.
         unsafe {
-            let mut param: sys::ucp_request_param_t = std::mem::zeroed();
-            param.op_attr_mask = sys::ucp_op_attr_t_UCP_OP_ATTR_FIELD_CALLBACK
-                | sys::ucp_op_attr_t_UCP_OP_ATTR_FIELD_USER_DATA;
+            let mut param = with_callback(op as *mut c_void);
             param.cb.recv = Some(recv_done);
-            param.user_data = op as *mut c_void;
             let status = self.lib.ucp_tag_msg_recv_nbx(
                 self.endpoint.worker,
                 buffer as *mut c_void,
