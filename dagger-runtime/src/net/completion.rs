@@ -21,8 +21,16 @@ struct Slot<T> {
     ready: Condvar,
 }
 
+/// Makes progress on the operations a completion waits for (a transport
+/// whose waiters drive it).
+pub(crate) type Driver = Arc<dyn Fn() + Send + Sync>;
+
 /// The pending result of a network operation.
-pub struct Completion<T>(Arc<Slot<T>>);
+pub struct Completion<T> {
+    slot: Arc<Slot<T>>,
+    /// Called while waiting, for up to `drive_for`, before blocking.
+    driver: Option<(Driver, Duration)>,
+}
 
 /// The delivering side of a [`Completion`].
 pub(crate) struct Completer<T>(Option<Arc<Slot<T>>>);
@@ -36,7 +44,25 @@ pub(crate) fn completion<T>() -> (Completion<T>, Completer<T>) {
         }),
         ready: Condvar::new(),
     });
-    (Completion(slot.clone()), Completer(Some(slot)))
+    (
+        Completion {
+            slot: slot.clone(),
+            driver: None,
+        },
+        Completer(Some(slot)),
+    )
+}
+
+/// A completion whose waiter calls `driver` for up to `drive_for` before
+/// it blocks (the caller drives the transport instead of waiting for a
+/// thread that does).
+pub(crate) fn driven_completion<T>(
+    driver: Driver,
+    drive_for: Duration,
+) -> (Completion<T>, Completer<T>) {
+    let (mut c, done) = completion();
+    c.driver = Some((driver, drive_for));
+    (c, done)
 }
 
 impl<T> Completer<T> {
@@ -68,14 +94,41 @@ impl<T> Drop for Completer<T> {
 }
 
 impl<T> Completion<T> {
+    /// Drives the transport (if it lets waiters) until the result is there
+    /// or the driving time is up.
+    fn drive(&self) {
+        let Some((driver, drive_for)) = &self.driver else {
+            return;
+        };
+        let start = Instant::now();
+        while start.elapsed() < *drive_for {
+            if self
+                .slot
+                .state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .value
+                .is_some()
+            {
+                return;
+            }
+            driver();
+        }
+    }
+
     /// Blocks until the result arrives.
     pub fn wait(self) -> Result<T, NetError> {
-        let mut state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.drive();
+        let mut state = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if let Some(v) = state.value.take() {
                 return v;
             }
-            state = self.0.ready.wait(state).unwrap_or_else(|p| p.into_inner());
+            state = self
+                .slot
+                .ready
+                .wait(state)
+                .unwrap_or_else(|p| p.into_inner());
         }
     }
 
@@ -83,8 +136,9 @@ impl<T> Completion<T> {
     /// ([`NetError::TimedOut`]; the completion stays pending and can be
     /// waited for again).
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<T, NetError> {
+        self.drive();
         let deadline = Instant::now() + timeout;
-        let mut state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if let Some(v) = state.value.take() {
                 return v;
@@ -94,7 +148,7 @@ impl<T> Completion<T> {
                 return Err(NetError::TimedOut(timeout));
             }
             state = self
-                .0
+                .slot
                 .ready
                 .wait_timeout(state, left)
                 .unwrap_or_else(|p| p.into_inner())
@@ -107,7 +161,7 @@ impl<T> Future for Completion<T> {
     type Output = Result<T, NetError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
         match state.value.take() {
             Some(v) => Poll::Ready(v),
             None => {

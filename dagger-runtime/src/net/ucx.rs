@@ -1,35 +1,35 @@
 //! The UCX transport: `ucp` tag matching through the in-tree `ucx-sys`.
 //!
 //! One [`UcxTransport`] is one UCX context and one worker, created in
-//! `UCS_THREAD_MODE_SINGLE` and owned by a progress thread: every UCX call on
-//! them is made on that thread. Callers hand it commands through a channel
-//! and wake it with `ucp_worker_signal` (the one call UCX allows from any
-//! thread); results come back as [`Completion`]s, delivered from UCX's
-//! completion callbacks. When nothing is in flight the thread arms the
-//! worker and sleeps in `poll` on its event file descriptor, so an idle
-//! transport costs no CPU.
+//! `UCS_THREAD_MODE_SERIALIZED`: every UCX call is made under one lock
+//! (`Shared::worker`). Callers make their calls directly under it, and a
+//! caller waiting for a result drives the worker's progress itself for a
+//! short while ([`DRIVE_FOR`]) before it blocks, so a quick reply costs no
+//! thread hand-off. A background thread makes progress when nobody waits:
+//! when idle it arms the worker and sleeps in `poll` on its event file
+//! descriptor, so an idle transport costs no CPU; callers wake it with
+//! `ucp_worker_signal` when they leave work pending.
 //!
 //! Sends are zero-copy: the `Vec<u8>` is handed to UCX as it is and dropped
 //! when UCX reports the send complete. Receives probe for a matching
 //! message first (`ucp_tag_probe_nb`), so the buffer is allocated at the
-//! message's exact size, then receive it (`ucp_tag_msg_recv_nbx`).
+//! message's exact size (or a caller's buffer reused), then receive it
+//! (`ucp_tag_msg_recv_nbx`).
 
-use super::completion::{completion, Completer};
+use super::completion::{driven_completion, Completer};
 use super::{Completion, Message, NetError, PeerId, Transport};
 use std::collections::VecDeque;
 use std::ffi::c_void;
 use std::ptr;
-use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 use ucx_sys as sys;
 
-/// A request for the progress thread.
-enum Command {
-    Connect(Vec<u8>, Completer<PeerId>),
-    Send(PeerId, u64, Vec<u8>, Completer<()>),
-    Recv(u64, u64, Vec<u8>, Completer<Message>),
-}
+/// How long a waiting caller drives the worker's progress itself before
+/// it blocks and leaves progress to the background thread.
+pub const DRIVE_FOR: Duration = Duration::from_micros(50);
 
 /// A worker pointer that may cross threads for `ucp_worker_signal` only.
 #[derive(Clone, Copy)]
@@ -39,10 +39,39 @@ struct SignalHandle(sys::ucp_worker_h);
 unsafe impl Send for SignalHandle {}
 unsafe impl Sync for SignalHandle {}
 
-/// A UCX endpoint of this process: context, worker and progress thread.
-pub struct UcxTransport {
-    commands: Mutex<Sender<Command>>,
+/// What callers and the background thread share.
+struct Shared {
+    /// The worker and its state; every UCX call is made holding this lock.
+    worker: Mutex<Progress>,
     signal: SignalHandle,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.worker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes the background thread (it may sleep while work is pending).
+    fn wake(&self) {
+        if let Ok(lib) = lib() {
+            // SAFETY: the worker lives until the transport is dropped, after
+            // which nobody holds `Shared` but the thread.
+            unsafe { lib.ucp_worker_signal(self.signal.0) };
+        }
+    }
+
+    /// Makes progress if nobody else is (for waiting callers).
+    fn drive(&self) {
+        if let Ok(mut p) = self.worker.try_lock() {
+            p.progress();
+        }
+    }
+}
+
+/// A UCX endpoint of this process: context, worker and background progress.
+pub struct UcxTransport {
+    shared: Arc<Shared>,
     address: Vec<u8>,
     thread: Option<JoinHandle<()>>,
 }
@@ -68,7 +97,7 @@ struct Endpoint {
     context: sys::ucp_context_h,
     worker: sys::ucp_worker_h,
 }
-// SAFETY: moved once, to the progress thread, which alone uses it.
+// SAFETY: used only under the worker's lock (UCS_THREAD_MODE_SERIALIZED).
 unsafe impl Send for Endpoint {}
 
 impl UcxTransport {
@@ -101,7 +130,7 @@ impl UcxTransport {
             let mut wparams: sys::ucp_worker_params_t = std::mem::zeroed();
             wparams.field_mask =
                 sys::ucp_worker_params_field_UCP_WORKER_PARAM_FIELD_THREAD_MODE as u64;
-            wparams.thread_mode = sys::ucs_thread_mode_t_UCS_THREAD_MODE_SINGLE;
+            wparams.thread_mode = sys::ucs_thread_mode_t_UCS_THREAD_MODE_SERIALIZED;
             let mut worker = ptr::null_mut();
             if let Err(e) = check(
                 "ucp_worker_create",
@@ -124,49 +153,34 @@ impl UcxTransport {
             lib.ucp_worker_release_address(worker, addr);
             (Endpoint { context, worker }, address)
         };
-        let signal = SignalHandle(endpoint.worker);
-        let (tx, rx) = channel();
+        let shared = Arc::new(Shared {
+            signal: SignalHandle(endpoint.worker),
+            worker: Mutex::new(Progress::new(lib, endpoint)),
+            stop: AtomicBool::new(false),
+        });
+        let background = shared.clone();
         let thread = std::thread::Builder::new()
             .name("dagger-ucx-progress".into())
-            .spawn(move || Progress::new(lib, endpoint).run(rx))
+            .spawn(move || run_background(&background))
             .map_err(|e| NetError::Unavailable(format!("cannot start the UCX thread: {e}")))?;
         Ok(UcxTransport {
-            commands: Mutex::new(tx),
-            signal,
+            shared,
             address,
             thread: Some(thread),
         })
     }
 
-    /// Hands `command` to the progress thread and wakes it.
-    fn submit(&self, command: Command) {
-        let sent = self
-            .commands
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(command);
-        // A failed send drops the command, whose completer reports Closed.
-        if sent.is_ok() {
-            if let Ok(lib) = lib() {
-                // SAFETY: the worker lives until the thread, joined in drop, ends.
-                unsafe { lib.ucp_worker_signal(self.signal.0) };
-            }
-        }
+    /// A completion whose waiter drives this transport's progress.
+    fn completion<T>(&self) -> (Completion<T>, Completer<T>) {
+        let shared = self.shared.clone();
+        driven_completion(Arc::new(move || shared.drive()), DRIVE_FOR)
     }
 }
 
 impl Drop for UcxTransport {
     fn drop(&mut self) {
-        // Closing the channel tells the thread to finish; wake it to see that.
-        let (closed, _) = channel();
-        drop(std::mem::replace(
-            &mut *self.commands.lock().unwrap_or_else(|p| p.into_inner()),
-            closed,
-        ));
-        if let Ok(lib) = lib() {
-            // SAFETY: the worker is alive until the thread below returns.
-            unsafe { lib.ucp_worker_signal(self.signal.0) };
-        }
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.wake();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -179,21 +193,62 @@ impl Transport for UcxTransport {
     }
 
     fn connect(&self, address: &[u8]) -> Result<PeerId, NetError> {
-        let (result, done) = completion();
-        self.submit(Command::Connect(address.to_vec(), done));
-        result.wait()
+        self.shared.lock().connect(address)
     }
 
     fn send(&self, peer: PeerId, tag: u64, data: Vec<u8>) -> Completion<()> {
-        let (result, done) = completion();
-        self.submit(Command::Send(peer, tag, data, done));
+        let (result, done) = self.completion();
+        let mut p = self.shared.lock();
+        p.send(peer, tag, data, done);
+        let pending = std::mem::take(&mut p.left_pending);
+        drop(p);
+        if pending {
+            self.shared.wake();
+        }
         result
     }
 
     fn recv_into(&self, tag: u64, mask: u64, buffer: Vec<u8>) -> Completion<Message> {
-        let (result, done) = completion();
-        self.submit(Command::Recv(tag, mask, buffer, done));
+        let (result, done) = self.completion();
+        let mut p = self.shared.lock();
+        p.receives.push_back((tag, mask, buffer, done));
+        p.progress();
+        let waiting = !p.receives.is_empty() | std::mem::take(&mut p.left_pending);
+        drop(p);
+        if waiting {
+            self.shared.wake();
+        }
         result
+    }
+}
+
+/// The background thread: progress while there is work, sleep on the
+/// worker's event fd when there is none, close everything at the end.
+fn run_background(shared: &Shared) {
+    loop {
+        if shared.stop.load(Ordering::SeqCst) {
+            shared.lock().close();
+            return;
+        }
+        let sleep_on = {
+            let mut p = shared.lock();
+            if p.progress() {
+                None
+            } else {
+                p.arm()
+            }
+        };
+        if let Some(efd) = sleep_on {
+            let mut fd = libc::pollfd {
+                fd: efd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // A negative fd is ignored by poll: then it is a 1 ms nap.
+            let timeout = if efd < 0 { 1 } else { 100 };
+            // SAFETY: one valid pollfd.
+            unsafe { libc::poll(&mut fd, 1, timeout) };
+        }
     }
 }
 
@@ -265,14 +320,22 @@ fn finish_recv(op: RecvOp, status: sys::ucs_status_t) {
     done.complete(result);
 }
 
-/// The progress thread's state: the worker, its endpoints, waiting receives.
+/// The worker's state: the worker, its endpoints, waiting receives. Used
+/// only under [`Shared::worker`]'s lock.
 struct Progress {
     lib: &'static sys::UcpLib,
     endpoint: Endpoint,
     peers: Vec<sys::ucp_ep_h>,
     receives: VecDeque<super::WaitingRecv>,
     efd: i32,
+    /// Set when an operation was left in flight (UCX returned a request):
+    /// the background thread must be awake to finish it.
+    left_pending: bool,
 }
+
+// SAFETY: the endpoints, like the worker, are used only under the worker's
+// lock (UCS_THREAD_MODE_SERIALIZED).
+unsafe impl Send for Progress {}
 
 impl Progress {
     fn new(lib: &'static sys::UcpLib, endpoint: Endpoint) -> Self {
@@ -288,45 +351,31 @@ impl Progress {
             peers: Vec::new(),
             receives: VecDeque::new(),
             efd,
+            left_pending: false,
         }
     }
 
-    /// Serves commands until the channel closes, then closes everything.
-    /// (Polling a while before sleeping was tried: on a 2-core machine the
-    /// spinning threads of two ranks starved each other and round trips got
-    /// 3x slower.)
-    fn run(mut self, commands: Receiver<Command>) {
-        loop {
-            let mut busy = false;
-            loop {
-                match commands.try_recv() {
-                    Ok(c) => {
-                        self.handle(c);
-                        busy = true;
-                    }
-                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
-                    Err(std::sync::mpsc::TryRecvError::Disconnected) => return self.close(),
-                }
-            }
-            // SAFETY: the worker is owned by this thread.
-            while unsafe { self.lib.ucp_worker_progress(self.endpoint.worker) } != 0 {
-                busy = true;
-            }
-            busy |= self.match_receives();
-            if !busy {
-                self.sleep();
-            }
+    /// Makes all the progress there is: UCX's, then the receives whose
+    /// messages have arrived. Whether anything happened.
+    fn progress(&mut self) -> bool {
+        let mut busy = false;
+        // SAFETY: called holding the worker's lock.
+        while unsafe { self.lib.ucp_worker_progress(self.endpoint.worker) } != 0 {
+            busy = true;
         }
+        busy | self.match_receives()
     }
 
-    fn handle(&mut self, command: Command) {
-        match command {
-            Command::Connect(address, done) => done.complete(self.connect(&address)),
-            Command::Send(peer, tag, data, done) => self.send(peer, tag, data, done),
-            Command::Recv(tag, mask, buffer, done) => {
-                self.receives.push_back((tag, mask, buffer, done))
-            }
+    /// Arms the worker's event fd for a sleep; `None` when events are
+    /// already pending (progress again instead). Without an event fd,
+    /// `Some(-1)`: the sleep is a short nap.
+    fn arm(&mut self) -> Option<i32> {
+        if self.efd < 0 {
+            return Some(-1);
         }
+        // SAFETY: called holding the worker's lock.
+        let armed = unsafe { self.lib.ucp_worker_arm(self.endpoint.worker) };
+        (armed == sys::ucs_status_t_UCS_OK).then_some(self.efd)
     }
 
     fn connect(&mut self, address: &[u8]) -> Result<PeerId, NetError> {
@@ -364,6 +413,7 @@ impl Progress {
             let status =
                 self.lib
                     .ucp_tag_send_nbx(ep, buffer as *const c_void, length, tag, &param);
+            self.left_pending |= sys::ucs_ptr_is_ptr(status);
             if !sys::ucs_ptr_is_ptr(status) {
                 let op = Box::from_raw(op);
                 op.done
@@ -426,34 +476,15 @@ impl Progress {
                 message,
                 &param,
             );
+            self.left_pending |= sys::ucs_ptr_is_ptr(status);
             if !sys::ucs_ptr_is_ptr(status) {
                 finish_recv(*Box::from_raw(op), sys::ucs_ptr_status(status));
             }
         }
     }
 
-    /// Sleeps until UCX or a caller signals the worker (or 100 ms pass).
-    fn sleep(&mut self) {
-        if self.efd < 0 {
-            std::thread::sleep(std::time::Duration::from_micros(50));
-            return;
-        }
-        // SAFETY: the worker is this thread's; UCS_ERR_BUSY means events are
-        // pending, so progress again instead of sleeping.
-        let armed = unsafe { self.lib.ucp_worker_arm(self.endpoint.worker) };
-        if armed == sys::ucs_status_t_UCS_OK {
-            let mut fd = libc::pollfd {
-                fd: self.efd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            unsafe { libc::poll(&mut fd, 1, 100) };
-        }
-    }
-
     /// Closes the endpoints and the worker; waiting receives report Closed.
-    fn close(mut self) {
+    fn close(&mut self) {
         self.receives.clear();
         let lib = self.lib;
         for ep in std::mem::take(&mut self.peers) {
