@@ -72,7 +72,8 @@ impl Session {
     }
 
     /// Runs `dag`: on the local runtime alone, across every rank in a
-    /// cluster (with what the cluster run did).
+    /// cluster (with what the cluster run did; `DAGGER_CLUSTER_TRACE=file`
+    /// also writes its tasks and transfers there as Chrome trace JSON).
     pub fn run<I: Inputs, O>(
         &self,
         dag: &Dag<I, O>,
@@ -87,6 +88,15 @@ impl Session {
                     c,
                     &dagger_ir::sched::HeftScheduler,
                 )?;
+                if let Some(path) = std::env::var_os("DAGGER_CLUSTER_TRACE") {
+                    match std::fs::write(&path, report.to_chrome_json()) {
+                        Ok(()) => eprintln!(
+                            "dagger: cluster trace written to {}",
+                            std::path::Path::new(&path).display()
+                        ),
+                        Err(e) => eprintln!("dagger: cannot write the cluster trace: {e}"),
+                    }
+                }
                 Ok((out, Some(report)))
             }
         }

@@ -184,6 +184,16 @@ fn run_graph(cluster: &Cluster) {
     );
     let busy = report.tasks_per_rank.iter().filter(|&&n| n > 0).count();
     assert_eq!(busy, 3, "every rank ran tasks: {:?}", report.tasks_per_rank);
+    let task_spans = report.spans.iter().filter(|s| s.rank.is_some()).count();
+    assert_eq!(task_spans, report.tasks_per_rank.iter().sum::<usize>());
+    assert!(report.spans.iter().all(|s| s.start <= s.end));
+    let trace: serde_json::Value = serde_json::from_str(&report.to_chrome_json()).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    assert_eq!(
+        events.iter().filter(|e| e["ph"] == "X").count(),
+        report.spans.len(),
+        "one trace event per span"
+    );
     println!(
         "rank 0: cluster result {total} = single-process result; tasks per rank {:?}; lost {:?}; redone {} {:?}",
         report.tasks_per_rank,

@@ -13,6 +13,10 @@
 //! is still needed is recomputed from its lineage: its producing task runs
 //! again, after its own lost inputs, recursively. The run then completes
 //! with the right answer, and [`ClusterReport::redone`] says what was redone.
+//!
+//! Every task and every transfer rank 0 makes or waits for is a span of
+//! [`ClusterReport::spans`]: one row per rank, one row for transfers to rank
+//! 0, written as Chrome trace JSON by [`ClusterReport::to_chrome_json`].
 
 use crate::cluster::{Cluster, RemoteArg, RemoteError, RemoteValue};
 use crate::dag::{Dag, Inputs};
@@ -25,6 +29,8 @@ use crate::task::lookup;
 use dagger_ir::model::{HistoryModel, Platform, ProcKind};
 use dagger_ir::sched::Scheduler;
 use std::sync::mpsc::channel;
+use std::sync::Mutex;
+use std::time::Instant;
 
 /// What a cluster run did.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -35,6 +41,81 @@ pub struct ClusterReport {
     pub redone: Vec<String>,
     /// The ranks lost during the run.
     pub lost: Vec<u32>,
+    /// Tasks and transfers as rank 0 saw them, in the order they ended.
+    pub spans: Vec<ClusterSpan>,
+}
+
+/// A task or a transfer of a cluster run, timed on rank 0.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterSpan {
+    /// The task's name, or what moved where.
+    pub label: String,
+    /// Rank that ran the task; `None` for a transfer to rank 0.
+    pub rank: Option<u32>,
+    /// Seconds from the start of the run.
+    pub start: f64,
+    /// Seconds from the start of the run.
+    pub end: f64,
+}
+
+impl ClusterReport {
+    /// The spans as Chrome trace JSON (Perfetto): row `P<r>` for rank `r`,
+    /// the last row for transfers to rank 0.
+    pub fn to_chrome_json(&self) -> String {
+        let ranks = self.tasks_per_rank.len();
+        let labels: Vec<String> = self.spans.iter().map(|s| s.label.clone()).collect();
+        let schedule = dagger_ir::sched::Schedule {
+            placement: self
+                .spans
+                .iter()
+                .map(|s| (s.rank.map_or(ranks, |r| r as usize), s.start, s.end))
+                .collect(),
+        };
+        dagger_ir::sched::chrome::to_chrome_json(
+            ranks + 1,
+            &[("cluster run", &labels, &schedule)],
+            1e6,
+        )
+    }
+}
+
+/// Collects spans from the threads of a run.
+struct SpanLog {
+    origin: Instant,
+    spans: Mutex<Vec<ClusterSpan>>,
+}
+
+impl SpanLog {
+    /// Runs `f`, recording it as a span.
+    fn time<T>(
+        &self,
+        label: impl FnOnce() -> String,
+        rank: Option<u32>,
+        f: impl FnOnce() -> T,
+    ) -> T {
+        let start = self.origin.elapsed().as_secs_f64();
+        let out = f();
+        let end = self.origin.elapsed().as_secs_f64();
+        self.spans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(ClusterSpan {
+                label: label(),
+                rank,
+                start,
+                end,
+            });
+        out
+    }
+
+    /// Brings `v` to this rank, recorded as a transfer.
+    fn fetch(&self, cluster: &Cluster, v: &RemoteValue) -> Result<Datum, RemoteError> {
+        self.time(
+            || format!("fetch {} B from rank {}", v.bytes, v.rank),
+            None,
+            || cluster.fetch(v),
+        )
+    }
 }
 
 /// Where a node's value is.
@@ -89,6 +170,7 @@ struct Execution<'a> {
     rank_of: Vec<u32>,
     alive: Vec<bool>,
     report: ClusterReport,
+    log: &'a SpanLog,
 }
 
 impl Runtime {
@@ -115,6 +197,10 @@ impl Runtime {
                 rank_of[i] = (schedule.placement[k].0 / workers) as u32;
             }
         }
+        let log = SpanLog {
+            origin: Instant::now(),
+            spans: Mutex::new(Vec::new()),
+        };
         let mut exec = Execution {
             plan: &plan,
             cluster,
@@ -126,6 +212,7 @@ impl Runtime {
                 tasks_per_rank: vec![0; cluster.size() as usize],
                 ..Default::default()
             },
+            log: &log,
         };
         let inputs = inputs.into_data();
         for (i, k) in plan.kernels.iter().enumerate() {
@@ -140,7 +227,12 @@ impl Runtime {
         loop {
             exec.run_tasks()?;
             match exec.fetch_outputs() {
-                Ok(outputs) => return Ok((dag.unbox(outputs)?, exec.report)),
+                Ok(outputs) => {
+                    let mut report = exec.report;
+                    report.spans =
+                        std::mem::take(&mut *log.spans.lock().unwrap_or_else(|p| p.into_inner()));
+                    return Ok((dag.unbox(outputs)?, report));
+                }
                 Err(Failure::Lost(rank)) => exec.lose(rank),
                 Err(Failure::Failed(e)) => return Err(e),
             }
@@ -152,7 +244,7 @@ impl Execution<'_> {
     /// Runs every task not done yet, each as soon as its inputs are, until
     /// all are done; rank losses on the way are repaired.
     fn run_tasks(&mut self) -> Result<(), RunError> {
-        let (plan, cluster) = (self.plan, self.cluster);
+        let (plan, cluster, log) = (self.plan, self.cluster, self.log);
         std::thread::scope(|scope| {
             let (tx, rx) = channel();
             let mut running = 0usize;
@@ -174,7 +266,12 @@ impl Execution<'_> {
                             .collect();
                         let tx = tx.clone();
                         scope.spawn(move || {
-                            let _ = tx.send((i, run_task(cluster, &plan.kernels[i], rank, args)));
+                            let kernel = &plan.kernels[i];
+                            let label = || kernel.trace_name().as_str().to_string();
+                            let result = log.time(label, Some(rank), || {
+                                run_task(cluster, log, kernel, rank, args)
+                            });
+                            let _ = tx.send((i, result));
                         });
                     }
                 }
@@ -216,7 +313,7 @@ impl Execution<'_> {
             .iter()
             .map(|&o| match self.slots[o as usize].clone() {
                 Some(Slot::Here(d)) => Ok(d),
-                Some(Slot::There(v)) => Ok(self.cluster.fetch(&v)?),
+                Some(Slot::There(v)) => Ok(self.log.fetch(self.cluster, &v)?),
                 None => Err(Failure::Failed(RunError::Unsupported(format!(
                     "output node {o} produced no value"
                 )))),
@@ -272,6 +369,7 @@ impl Execution<'_> {
 /// Runs one task on `rank` with its arguments where they are.
 fn run_task(
     cluster: &Cluster,
+    log: &SpanLog,
     kernel: &Kernel,
     rank: u32,
     args: Vec<Slot>,
@@ -300,7 +398,7 @@ fn run_task(
     for a in args {
         values.push(Some(match a {
             Slot::Here(d) => d,
-            Slot::There(v) => cluster.fetch(&v)?,
+            Slot::There(v) => log.fetch(cluster, &v)?,
         }));
     }
     let value = match kernel {
