@@ -16,28 +16,62 @@
 
 use dagger::ir::model::HistoryModel;
 use dagger::prelude::*;
+use dagger::size::ByteSize;
 use dagger::GraphBuilder;
 use faer::linalg::matmul::matmul;
 use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
 use faer::{Accum, Mat, Par, Side};
 use std::time::Instant;
 
-/// One tile.
-pub type Tile = Mat<f64>;
+/// One tile: a faer matrix that tells its size (for the performance
+/// model's size buckets and transfer costs) and crosses processes (as its
+/// shape and column-major entries).
+#[derive(Clone, Debug)]
+pub struct Tile(pub Mat<f64>);
+
+impl ByteSize for Tile {
+    fn byte_size(&self) -> u64 {
+        (self.0.nrows() * self.0.ncols() * std::mem::size_of::<f64>()) as u64
+    }
+}
+
+impl serde::Serialize for Tile {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let m = &self.0;
+        let entries: Vec<f64> = (0..m.ncols())
+            .flat_map(|j| (0..m.nrows()).map(move |i| m[(i, j)]))
+            .collect();
+        (m.nrows(), m.ncols(), entries).serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Tile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (rows, cols, entries): (usize, usize, Vec<f64>) = serde::Deserialize::deserialize(d)?;
+        if entries.len() != rows * cols {
+            return Err(serde::de::Error::custom(format!(
+                "a {rows}x{cols} tile needs {} entries, got {}",
+                rows * cols,
+                entries.len()
+            )));
+        }
+        Ok(Tile(Mat::from_fn(rows, cols, |i, j| entries[j * rows + i])))
+    }
+}
 
 /// Factors a diagonal tile: `A = L L^T`, returns `L` (lower triangular).
 #[task]
 pub fn potrf(a: Tile) -> Result<Tile, String> {
-    let llt = a
-        .llt(Side::Lower)
-        .map_err(|e| format!("tile is not positive definite: {e:?}"))?;
-    Ok(llt.L().to_owned())
+    let llt =
+        a.0.llt(Side::Lower)
+            .map_err(|e| format!("tile is not positive definite: {e:?}"))?;
+    Ok(Tile(llt.L().to_owned()))
 }
 
 /// Solves `X L^T = A` for a tile below the diagonal: `X = A L^-T`.
 #[task]
 pub fn trsm(l: Tile, mut a: Tile) -> Tile {
-    solve_lower_triangular_in_place(l.as_ref(), a.as_mut().transpose_mut(), Par::Seq);
+    solve_lower_triangular_in_place(l.0.as_ref(), a.0.as_mut().transpose_mut(), Par::Seq);
     a
 }
 
@@ -45,10 +79,10 @@ pub fn trsm(l: Tile, mut a: Tile) -> Tile {
 #[task]
 pub fn syrk(mut c: Tile, a: Tile) -> Tile {
     matmul(
-        c.as_mut(),
+        c.0.as_mut(),
         Accum::Add,
-        a.as_ref(),
-        a.as_ref().transpose(),
+        a.0.as_ref(),
+        a.0.as_ref().transpose(),
         -1.0,
         Par::Seq,
     );
@@ -59,10 +93,10 @@ pub fn syrk(mut c: Tile, a: Tile) -> Tile {
 #[task]
 pub fn gemm(mut c: Tile, a: Tile, b: Tile) -> Tile {
     matmul(
-        c.as_mut(),
+        c.0.as_mut(),
         Accum::Add,
-        a.as_ref(),
-        b.as_ref().transpose(),
+        a.0.as_ref(),
+        b.0.as_ref().transpose(),
         -1.0,
         Par::Seq,
     );
@@ -99,7 +133,9 @@ pub fn cholesky_graph(a: &Mat<f64>, b: usize) -> Dag<(), Vec<Tile>> {
     let mut tile: Vec<Vec<Option<Value<Tile>>>> = (0..t)
         .map(|i| {
             (0..t)
-                .map(|j| (j <= i).then(|| g.constant(a.submatrix(i * b, j * b, b, b).to_owned())))
+                .map(|j| {
+                    (j <= i).then(|| g.constant(Tile(a.submatrix(i * b, j * b, b, b).to_owned())))
+                })
                 .collect()
         })
         .collect();
@@ -137,7 +173,9 @@ pub fn assemble(tiles: &[Tile], n: usize, b: usize) -> Mat<f64> {
     for i in 0..n / b {
         for j in 0..=i {
             let tile = it.next().expect("one tile per lower block");
-            l.as_mut().submatrix_mut(i * b, j * b, b, b).copy_from(tile);
+            l.as_mut()
+                .submatrix_mut(i * b, j * b, b, b)
+                .copy_from(&tile.0);
         }
     }
     l

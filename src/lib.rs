@@ -40,7 +40,7 @@
 pub use dagger_ir as ir;
 pub use dagger_macros::{dag, task};
 pub use dagger_runtime::task::registered as task_registry;
-pub use dagger_runtime::{cluster, net};
+pub use dagger_runtime::{cluster, net, size};
 pub use dagger_runtime::{
     join, spawn, try_spawn, Dag, Data, Datum, ExecPolicy, GraphBuilder, Handle, Inputs, Outputs,
     PolicyRun, RunError, Runtime, RuntimeBuilder, Task, TaskDef, Trace, Value,
@@ -60,6 +60,7 @@ pub mod prelude {
 pub mod __private {
     //! Items generated code refers to; not a public API.
     pub use dagger_ir::{type_name, Device};
+    pub use dagger_runtime::size::{HasSize, NoSize, SizeProbe};
     pub use dagger_runtime::task::{take_arg, CostHint, Invoke, TaskRegistration};
     pub use dagger_runtime::wire::{CodecProbe, HasCodec, HasRawCodec, NoCodec, TaskWire};
     pub use dagger_runtime::{Datum, GraphBuilder, Task, TaskDef, Value};

@@ -234,3 +234,41 @@ fn tasks_record_which_values_can_cross_processes() {
     assert!(extra.type_name.ends_with("u64"));
     assert_eq!(unwrap_opaque(Opaque(1), 2), vec![1, 2]);
 }
+
+/// Sums a vector (its input size is known from its type).
+#[task]
+fn total(v: Vec<u64>) -> u64 {
+    v.iter().sum()
+}
+
+#[test]
+fn sizes_reach_the_trace_and_pick_the_history_bucket() {
+    use dagger::ir::model::{HistoryModel, Measurement, Platform, ProcKind};
+    let b = dagger::GraphBuilder::new();
+    let v = b.constant(vec![1u64; 1000]);
+    let t = total::on(&b).node(v);
+    let dag = b.finish::<(), _>(t);
+    let plan = dag.plan().unwrap();
+    let (input, _) = plan.predicted_bytes();
+    assert!(input.contains(&8000), "8000 bytes predicted: {input:?}");
+    let rt = Runtime::builder().threads(1).build();
+    rt.start_trace();
+    assert_eq!(rt.run(&dag, ()).unwrap(), 1000);
+    let trace = rt.stop_trace();
+    assert_eq!(trace.events[0].bytes, 8000, "the measured input size");
+    let mut model = HistoryModel::new();
+    let name = total::def().name.to_string();
+    for (bytes, seconds) in [(8000, 0.5), (8, 0.001)] {
+        model.record(&Measurement {
+            task: name.clone(),
+            kind: ProcKind::Cpu,
+            bytes,
+            seconds,
+        });
+    }
+    let (problem, _) = plan.problem(&Platform::local(1), &model);
+    assert_eq!(
+        problem.cost[0][0], 0.5,
+        "the 8000-byte bucket, not the 8-byte one"
+    );
+}

@@ -3,7 +3,8 @@
 //! [`Runtime::run_on_cluster`] (on rank 0, while the other ranks
 //! [`serve`](crate::cluster::Cluster::serve)) compiles the graph, places its
 //! tasks with a static scheduler on the processors of every rank (each rank
-//! counts as many processors as rank 0 has workers), and runs each task where
+//! counts as many processors as rank 0 has workers; each edge costs the
+//! network time of its value's predicted size), and runs each task where
 //! it was placed: on rank 0 itself, or on another rank by a remote call. A
 //! result stays on the rank that made it; a consumer on another rank fetches
 //! it from there, and rank 0 fetches only what it consumes and the outputs.
@@ -27,7 +28,7 @@ use crate::run::call;
 use crate::runtime::Runtime;
 use crate::task::lookup;
 use dagger_ir::model::{HistoryModel, Platform, ProcKind};
-use dagger_ir::sched::Scheduler;
+use dagger_ir::sched::{Problem, Scheduler};
 use std::sync::mpsc::channel;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -161,6 +162,29 @@ fn cluster_platform(ranks: u32, workers: usize) -> Platform {
     platform
 }
 
+/// Charges every edge of `problem` the network time of its value's
+/// predicted bytes (the problem's processors do not say which share a
+/// rank, so an edge between two workers of one rank is charged too).
+fn charge_transfers(
+    problem: &mut Problem,
+    nodes: &[usize],
+    out_bytes: &[u64],
+    platform: &Platform,
+) {
+    let time = |k: usize| platform.network.transfer_time(out_bytes[nodes[k]]);
+    for k in 0..problem.succ.len() {
+        let comm = time(k);
+        for edge in &mut problem.succ[k] {
+            edge.1 = comm;
+        }
+    }
+    for edges in &mut problem.pred {
+        for edge in edges.iter_mut() {
+            edge.1 = time(edge.0);
+        }
+    }
+}
+
 /// The state of one cluster run on rank 0.
 struct Execution<'a> {
     plan: &'a Plan,
@@ -188,7 +212,8 @@ impl Runtime {
         let workers = self.threads();
         let platform = cluster_platform(cluster.size(), workers);
         let model = HistoryModel::load(&HistoryModel::default_dir()).unwrap_or_default();
-        let (problem, nodes) = plan.problem(&platform, &model);
+        let (mut problem, nodes) = plan.problem(&platform, &model);
+        charge_transfers(&mut problem, &nodes, &plan.predicted_bytes().1, &platform);
         let schedule = scheduler.schedule(&problem);
         let n = plan.kernels.len();
         let mut rank_of = vec![0u32; n];

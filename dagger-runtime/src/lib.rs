@@ -36,6 +36,7 @@ pub mod probe;
 mod recorder;
 mod run;
 pub mod runtime;
+pub mod size;
 pub mod spawn;
 pub mod task;
 pub mod trace;

@@ -9,6 +9,7 @@
 
 use crate::datum::Datum;
 use crate::error::RunError;
+use crate::size::SizeFn;
 use crate::task::{lookup, CostHint, Invoke};
 use crate::trace::TaskName;
 use dagger_ir::model::{HistoryModel, Platform, ProcKind};
@@ -63,6 +64,8 @@ pub struct Plan {
     pub(crate) outputs: Vec<u32>,
     /// Number of graph inputs.
     pub(crate) inputs: usize,
+    /// Size functions of each task's parameters, by task name.
+    sizes: HashMap<&'static str, Vec<Option<SizeFn>>>,
     /// The optimised graph the plan was made from.
     graph: Graph,
 }
@@ -78,6 +81,7 @@ impl Plan {
             dense[id.index()] = i as u32;
         }
         let mut resolved: HashMap<TaskRef, (&'static str, Invoke)> = HashMap::new();
+        let mut sizes = HashMap::new();
         let mut resolve = |t: TaskRef| -> Result<(&'static str, Invoke), RunError> {
             if let Some(&r) = resolved.get(&t) {
                 return Ok(r);
@@ -95,6 +99,7 @@ impl Plan {
                 });
             }
             resolved.insert(t, (def.name, def.invoke));
+            sizes.insert(def.name, (def.wire)().param_sizes);
             Ok((def.name, def.invoke))
         };
 
@@ -168,6 +173,7 @@ impl Plan {
             task_args,
             outputs,
             inputs: graph.inputs().len(),
+            sizes,
             graph,
         })
     }
@@ -185,8 +191,9 @@ impl Plan {
     /// The plan's tasks as a scheduling problem on the processors of
     /// `platform` (this process's workers, sharing memory: no communication
     /// cost): each task costs its measured mean in `model` for the
-    /// processor's kind if there is one, else its `cost` hint divided by the
-    /// processor's speed, else 10 µs. Returns the problem and, for each of its
+    /// processor's kind and its inputs' size bucket ([`predicted_bytes`](Self::predicted_bytes))
+    /// if there is one, else its `cost` hint, divided by the processor's
+    /// speed, else 10 µs. Returns the problem and, for each of its
     /// tasks, the plan node.
     pub fn problem(&self, platform: &Platform, model: &HistoryModel) -> (Problem, Vec<usize>) {
         let nodes: Vec<usize> = (0..self.kernels.len())
@@ -196,9 +203,10 @@ impl Plan {
         for (k, &i) in nodes.iter().enumerate() {
             index[i] = k;
         }
-        let estimate = |name: &str, kind: ProcKind| {
+        let (in_bytes, _) = self.predicted_bytes();
+        let estimate = |name: &str, kind: ProcKind, bytes: u64| {
             model
-                .estimate(name, kind, 0)
+                .estimate(name, kind, bytes)
                 .or_else(|| {
                     lookup(name).and_then(|d| match d.cost {
                         CostHint::Seconds(s) => Some(s),
@@ -210,11 +218,13 @@ impl Plan {
         let cost = nodes
             .iter()
             .map(|&i| {
+                let bytes = in_bytes[i];
                 let seconds = |kind| match &self.kernels[i] {
-                    Kernel::Call { name, .. } => estimate(name, kind),
-                    Kernel::Fused { steps, .. } => {
-                        steps.iter().map(|(name, _)| estimate(name, kind)).sum()
-                    }
+                    Kernel::Call { name, .. } => estimate(name, kind, bytes),
+                    Kernel::Fused { steps, .. } => steps
+                        .iter()
+                        .map(|(name, _)| estimate(name, kind, bytes))
+                        .sum(),
                     Kernel::Input(_) | Kernel::Const(_) => 0.0,
                 };
                 let per_processor = platform.processors.iter();
@@ -246,6 +256,56 @@ impl Plan {
             },
             nodes,
         )
+    }
+
+    /// Predicted bytes of each node's inputs and of its output, before the
+    /// run: constants are measured (when their type tells its size), graph
+    /// inputs count 0 (not known yet), and a task's output is predicted as
+    /// large as its largest input (true of tile kernels and maps; merges
+    /// and reductions are under-estimated).
+    pub fn predicted_bytes(&self) -> (Vec<u64>, Vec<u64>) {
+        let n = self.kernels.len();
+        let (mut input, mut output) = (vec![0u64; n], vec![0u64; n]);
+        for i in 0..n {
+            let name = match &self.kernels[i] {
+                Kernel::Call { name, .. } => *name,
+                Kernel::Fused { steps, .. } => steps[0].0,
+                Kernel::Input(_) | Kernel::Const(_) => continue,
+            };
+            let sizes = self.sizes.get(name);
+            for (port, &p) in self.args_of(i).iter().enumerate() {
+                let bytes = match &self.kernels[p as usize] {
+                    Kernel::Const(d) => sizes
+                        .and_then(|s| s.get(port).copied().flatten())
+                        .map_or(0, |f| f(d)),
+                    Kernel::Input(_) => 0,
+                    Kernel::Call { .. } | Kernel::Fused { .. } => output[p as usize],
+                };
+                input[i] += bytes;
+                output[i] = output[i].max(bytes);
+            }
+        }
+        (input, output)
+    }
+
+    /// Bytes of the arguments of task node `i` (0 for types that do not
+    /// tell their size).
+    pub(crate) fn input_bytes(&self, i: usize, args: &[Option<Datum>]) -> u64 {
+        let name = match &self.kernels[i] {
+            Kernel::Call { name, .. } => *name,
+            Kernel::Fused { steps, .. } => steps[0].0,
+            Kernel::Input(_) | Kernel::Const(_) => return 0,
+        };
+        let Some(sizes) = self.sizes.get(name) else {
+            return 0;
+        };
+        args.iter()
+            .zip(sizes)
+            .map(|(a, f)| match (a, f) {
+                (Some(d), Some(f)) => f(d),
+                _ => 0,
+            })
+            .sum()
     }
 
     pub(crate) fn args_of(&self, i: usize) -> &[u32] {

@@ -249,9 +249,20 @@ impl WorkerCtx {
         self.local.pop()
     }
 
-    /// Runs `body`, recording its span as task `name` when tracing is on.
-    pub(crate) fn traced<R>(&self, name: impl FnOnce() -> TaskName, body: impl FnOnce() -> R) -> R {
-        if !self.pool.tracing.load(Ordering::Relaxed) {
+    /// Whether task executions are being recorded.
+    pub(crate) fn tracing(&self) -> bool {
+        self.pool.tracing.load(Ordering::Relaxed)
+    }
+
+    /// Runs `body`, recording its span as task `name` with `bytes` of
+    /// input when tracing is on (the name is not made otherwise).
+    pub(crate) fn traced<R>(
+        &self,
+        name: impl FnOnce() -> TaskName,
+        bytes: u64,
+        body: impl FnOnce() -> R,
+    ) -> R {
+        if !self.tracing() {
             return body();
         }
         let start_ns = self.pool.trace.now_ns();
@@ -262,6 +273,7 @@ impl WorkerCtx {
             worker: self.index,
             start_ns,
             end_ns,
+            bytes,
         });
         r
     }

@@ -179,8 +179,14 @@ impl PlanRun {
         for (slot, &p) in args.iter_mut().zip(producers) {
             *slot = Some(self.read(p as usize)?);
         }
+        let bytes = if worker.tracing() {
+            self.plan.input_bytes(i, args)
+        } else {
+            0
+        };
         let result = worker.traced(
             || kernel.trace_name(),
+            bytes,
             || match kernel {
                 Kernel::Call { name, invoke } => call(name, *invoke, args),
                 Kernel::Fused { steps, .. } => {

@@ -79,7 +79,7 @@ fn calibrate(dir: &std::path::Path, trace: &Trace) -> Result<(), String> {
         model.record(&Measurement {
             task: e.name.as_str().to_string(),
             kind: ProcKind::Cpu,
-            bytes: 0,
+            bytes: e.bytes,
             seconds: e.end_ns.saturating_sub(e.start_ns) as f64 * 1e-9,
         });
     }

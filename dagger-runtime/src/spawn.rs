@@ -183,6 +183,7 @@ impl Execute for SpawnNode {
                 let name = self.name;
                 worker.traced(
                     || TaskName::Static(name),
+                    0,
                     || crate::run::guarded(name, || body(args)),
                 )
             }

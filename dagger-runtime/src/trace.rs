@@ -44,6 +44,8 @@ pub struct TraceEvent {
     pub start_ns: u64,
     /// End, in nanoseconds since the runtime started.
     pub end_ns: u64,
+    /// Bytes of its inputs (0 when their types do not tell).
+    pub bytes: u64,
 }
 
 /// A recorded trace: every task execution between start and take.
@@ -160,12 +162,14 @@ mod tests {
                     worker: 0,
                     start_ns: 1000,
                     end_ns: 3500,
+                    bytes: 0,
                 },
                 TraceEvent {
                     name: TaskName::Shared("x\"y".into()),
                     worker: 1,
                     start_ns: 2000,
                     end_ns: 2100,
+                    bytes: 64,
                 },
             ],
             workers: 2,

@@ -26,14 +26,16 @@ pub struct Codec {
     pub decode: fn(&[u8]) -> Result<Datum, String>,
 }
 
-/// Codecs of a task's parameters (in order) and result; `None` for a type
-/// that cannot cross processes.
+/// Codecs and sizes of a task's parameters (in order) and result; `None`
+/// for a type that cannot cross processes or does not tell its size.
 #[derive(Clone, Debug, Default)]
 pub struct TaskWire {
-    /// One per parameter.
+    /// One codec per parameter.
     pub params: Vec<Option<Codec>>,
-    /// The result's.
+    /// The result's codec.
     pub output: Option<Codec>,
+    /// One size function per parameter (see [`crate::size`]).
+    pub param_sizes: Vec<Option<crate::size::SizeFn>>,
 }
 
 fn encode<T: Serialize + 'static>(d: &Datum) -> Result<Vec<u8>, String> {
