@@ -203,7 +203,33 @@ pub fn residual(l: &Mat<f64>, a: &Mat<f64>) -> f64 {
     worst / scale
 }
 
-fn main() -> Result<(), RunError> {
+/// The factorization on every rank of a cluster (`dagger run -n N`),
+/// checked by its residual like the local runs.
+fn across_ranks(
+    session: &dagger::Session,
+    a: &Mat<f64>,
+    b: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let n = a.nrows();
+    println!(
+        "tiled Cholesky, n = {n}, tiles of {b}, on {} ranks",
+        session.ranks()
+    );
+    let t0 = Instant::now();
+    let (tiles, report) = session.run(&cholesky_graph(a, b), ())?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let err = residual(&assemble(&tiles, n, b), a);
+    assert!(err < 1e-12 * n as f64, "residual {err}");
+    println!(
+        "{seconds:.3} s ({:.1} GFLOP/s), residual {err:.1e}; tasks per rank {:?}",
+        (n as f64).powi(3) / 3.0 / seconds / 1e9,
+        report.map(|r| r.tasks_per_rank).unwrap_or_default()
+    );
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let session = dagger::Session::start()?;
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(4096);
     let b: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(256);
@@ -211,8 +237,11 @@ fn main() -> Result<(), RunError> {
         n.is_multiple_of(b),
         "the order {n} must be a multiple of the tile order {b}"
     );
-    let rt = Runtime::new();
+    let rt = session.runtime();
     let a = spd_matrix(n, 3);
+    if session.ranks() > 1 {
+        return across_ranks(&session, &a, b);
+    }
     let flops = (n as f64).powi(3) / 3.0;
     println!(
         "tiled Cholesky, n = {n}, tiles of {b} ({} tasks), {} threads\n",
