@@ -182,6 +182,12 @@ fn measure(c: &Cluster) -> Result<(), Box<dyn std::error::Error>> {
         "\nempty task on another rank (call, run, result kept there): {:.1} us per task ({calls} calls in sequence)",
         t.elapsed().as_secs_f64() / calls as f64 * 1e6
     );
+    let link = c.measure_link(1)?;
+    println!(
+        "link the cost model uses (echoes through the task server): latency {:.1} us, bandwidth {:.0} MB/s",
+        link.latency * 1e6,
+        link.bandwidth / 1e6
+    );
     Ok(())
 }
 

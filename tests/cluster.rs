@@ -130,7 +130,11 @@ fn remote_calls(cluster: &Cluster) {
             .contains("argument 0 of `cluster::unwrap_local` cannot cross processes"),
         "{err}"
     );
-    println!("rank 0: remote calls, rank-to-rank fetch and errors all right");
+    let link = cluster.measure_link(2).unwrap();
+    assert!(link.latency > 0.0 && link.latency < 0.1, "{link:?}");
+    assert!(link.bandwidth > 1e6, "{link:?}");
+    assert_eq!(cluster.link(), cluster.link(), "measured once, kept");
+    println!("rank 0: remote calls, rank-to-rank fetch and errors all right; link {link:?}");
 }
 
 /// Sums a chunk slowly (so that a run lasts long enough to lose a rank in

@@ -4,7 +4,8 @@
 //! [`serve`](crate::cluster::Cluster::serve)) compiles the graph, places its
 //! tasks with a static scheduler on the processors of every rank (each rank
 //! counts as many processors as rank 0 has workers; each edge costs the
-//! network time of its value's predicted size), and runs each task where
+//! time of its value's predicted size on the [measured link](Cluster::link)),
+//! and runs each task where
 //! it was placed: on rank 0 itself, or on another rank by a remote call. A
 //! result stays on the rank that made it; a consumer on another rank fetches
 //! it from there, and rank 0 fetches only what it consumes and the outputs.
@@ -210,7 +211,8 @@ impl Runtime {
     ) -> Result<(O, ClusterReport), RunError> {
         let plan = dag.plan()?;
         let workers = self.threads();
-        let platform = cluster_platform(cluster.size(), workers);
+        let mut platform = cluster_platform(cluster.size(), workers);
+        platform.network = cluster.link();
         let model = HistoryModel::load(&HistoryModel::default_dir()).unwrap_or_default();
         let (mut problem, nodes) = plan.problem(&platform, &model);
         charge_transfers(&mut problem, &nodes, &plan.predicted_bytes().1, &platform);

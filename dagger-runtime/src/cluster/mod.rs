@@ -25,6 +25,7 @@
 mod auth;
 mod bootstrap;
 mod env;
+mod link;
 mod remote;
 mod wire;
 
@@ -164,6 +165,7 @@ pub struct Cluster {
     shutdown: watch::Sender<bool>,
     control: Option<JoinHandle<()>>,
     store: remote::Store,
+    link: std::sync::OnceLock<dagger_ir::model::Link>,
 }
 
 impl Cluster {
@@ -231,6 +233,7 @@ impl Cluster {
             shutdown,
             control: Some(control),
             store: remote::Store::default(),
+            link: std::sync::OnceLock::new(),
         })
     }
 

@@ -85,8 +85,35 @@ pub enum RemoteError {
 
 #[derive(Serialize, Deserialize)]
 enum Arg {
-    Bytes(Vec<u8>),
+    Bytes(#[serde(with = "as_bytes")] Vec<u8>),
     Stored { rank: u32, id: u64 },
+}
+
+/// Byte buffers as one serde byte string (one copy), not as a sequence
+/// of numbers (one call per byte).
+mod as_bytes {
+    use serde::{de, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+        }
+        d.deserialize_byte_buf(Visitor)
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -102,6 +129,13 @@ enum Request {
         from: u32,
         id: u64,
     },
+    /// Send these bytes back (to measure the link).
+    Echo {
+        call: u64,
+        from: u32,
+        #[serde(with = "as_bytes")]
+        payload: Vec<u8>,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -110,7 +144,7 @@ enum Reply {
         id: u64,
         bytes: u64,
     },
-    Value(Vec<u8>),
+    Value(#[serde(with = "as_bytes")] Vec<u8>),
     Failed(String),
     /// The request needed a value on a rank that is gone.
     Lost {
@@ -205,6 +239,20 @@ impl Cluster {
         }
     }
 
+    /// Has `rank` send `payload` back (a round trip of its size each way).
+    pub(super) fn echo(&self, rank: u32, payload: Vec<u8>) -> Result<Vec<u8>, RemoteError> {
+        let call = self.store.next_call.fetch_add(1, Ordering::Relaxed);
+        let request = Request::Echo {
+            call,
+            from: self.rank,
+            payload,
+        };
+        match self.request(rank, call, &request)? {
+            Reply::Value(bytes) => Ok(bytes),
+            _ => Err(RemoteError::Local("an echo answered something else".into())),
+        }
+    }
+
     /// Sends `request` to `rank` and waits for its reply, giving up if the
     /// rank is declared dead meanwhile.
     fn request(&self, rank: u32, call: u64, request: &Request) -> Result<Reply, RemoteError> {
@@ -288,6 +336,11 @@ impl Cluster {
                 from,
                 self.encode_stored(id).map_err(RemoteError::Local),
             ),
+            Request::Echo {
+                call,
+                from,
+                payload,
+            } => (call, from, Ok(Reply::Value(payload))),
         };
         let reply = reply.unwrap_or_else(|e| match e {
             RemoteError::RankLost { rank, why } => Reply::Lost { rank, why },
