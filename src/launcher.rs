@@ -1,7 +1,10 @@
-//! `dagger run -n N -- PROGRAM ARGS`: start a cluster of local processes.
+//! `dagger run -n N [--hosts a,b] -- PROGRAM ARGS`: start a cluster.
 //!
 //! The launcher makes a fresh cluster token, picks a free loopback port for
-//! rank 0's bootstrap listener, and starts `N` copies of the program with
+//! rank 0's bootstrap listener (with `--hosts`: port [`HOSTS_PORT`] on the
+//! first host, where rank 0 runs; rank `r` runs on host `r mod hosts`,
+//! started by `ssh -o BatchMode=yes host env VARS PROGRAM ARGS`, so the
+//! program must be at the same path on every host), and starts `N` copies of the program with
 //! `DAGGER_RANK`, `DAGGER_SIZE`, `DAGGER_COORDINATOR` and
 //! `DAGGER_CLUSTER_TOKEN` set (see [`dagger_runtime::cluster::ClusterEnv`]).
 //! Each line a rank prints is passed on prefixed with `[rank r]`. The run's
@@ -19,26 +22,72 @@ use std::time::{Duration, Instant};
 /// How long the other ranks may take to exit after rank 0 has.
 pub const GRACE: Duration = Duration::from_secs(5);
 
-/// Starts `ranks` copies of `program` with `args` as one cluster and waits
-/// for rank 0. Returns rank 0's exit status.
-pub fn launch(ranks: u32, program: &Path, args: &[String]) -> Result<ExitStatus, String> {
+/// Rank 0's bootstrap port when the ranks run on several hosts.
+pub const HOSTS_PORT: u16 = 29_470;
+
+/// The command that starts `rank`: the program itself, or `ssh` to its host.
+pub fn rank_command(
+    rank: u32,
+    ranks: u32,
+    hosts: &[String],
+    coordinator: &str,
+    token: &str,
+    program: &Path,
+    args: &[String],
+) -> Command {
+    let vars = [
+        ("DAGGER_RANK", rank.to_string()),
+        ("DAGGER_SIZE", ranks.to_string()),
+        ("DAGGER_COORDINATOR", coordinator.to_string()),
+        ("DAGGER_CLUSTER_TOKEN", token.to_string()),
+    ];
+    if hosts.is_empty() {
+        let mut c = Command::new(program);
+        c.args(args).envs(vars);
+        return c;
+    }
+    let mut c = Command::new("ssh");
+    c.args([
+        "-o",
+        "BatchMode=yes",
+        &hosts[rank as usize % hosts.len()],
+        "env",
+    ]);
+    c.args(vars.iter().map(|(k, v)| format!("{k}={}", shell_quote(v))));
+    c.arg(shell_quote(&program.to_string_lossy()));
+    c.args(args.iter().map(|a| shell_quote(a)));
+    c
+}
+
+/// Quotes `s` for the remote shell `ssh` hands its command to.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Starts `ranks` copies of `program` with `args` as one cluster (on
+/// `hosts` if any, else on this machine) and waits for rank 0. Returns rank
+/// 0's exit status.
+pub fn launch(
+    ranks: u32,
+    hosts: &[String],
+    program: &Path,
+    args: &[String],
+) -> Result<ExitStatus, String> {
     if ranks == 0 {
         return Err("-n must be at least 1".into());
     }
-    let coordinator = free_loopback_port()?;
+    let coordinator = match hosts.first() {
+        Some(first) => format!("{first}:{HOSTS_PORT}"),
+        None => free_loopback_port()?.to_string(),
+    };
     let token = new_token();
     let mut children = Vec::new();
     for rank in 0..ranks {
-        let mut child = Command::new(program)
-            .args(args)
-            .env("DAGGER_RANK", rank.to_string())
-            .env("DAGGER_SIZE", ranks.to_string())
-            .env("DAGGER_COORDINATOR", coordinator.to_string())
-            .env("DAGGER_CLUSTER_TOKEN", &token)
+        let mut child = rank_command(rank, ranks, hosts, &coordinator, &token, program, args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+            .map_err(|e| format!("cannot start rank {rank} ({}): {e}", program.display()))?;
         forward(child.stdout.take(), rank, false);
         forward(child.stderr.take(), rank, true);
         children.push(child);
@@ -104,4 +153,63 @@ fn wait_for_rank_zero(children: &mut [Child]) -> Result<ExitStatus, String> {
     // Let the forwarding threads print the last lines.
     std::thread::sleep(Duration::from_millis(50));
     Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(c: &Command) -> Vec<String> {
+        std::iter::once(c.get_program())
+            .chain(c.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn ranks_start_locally_or_through_ssh_on_their_host() {
+        let args = vec!["--size".to_string(), "it's".to_string()];
+        let local = rank_command(
+            1,
+            2,
+            &[],
+            "127.0.0.1:9",
+            "tok",
+            Path::new("/bin/prog"),
+            &args,
+        );
+        assert_eq!(words(&local), ["/bin/prog", "--size", "it's"]);
+        let envs: Vec<_> = local
+            .get_envs()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
+        assert!(envs.contains(&"DAGGER_RANK".to_string()), "{envs:?}");
+        let hosts = vec!["a".to_string(), "b".to_string()];
+        let remote = rank_command(
+            3,
+            4,
+            &hosts,
+            "a:29470",
+            "tok",
+            Path::new("/bin/prog"),
+            &args,
+        );
+        assert_eq!(
+            words(&remote),
+            [
+                "ssh",
+                "-o",
+                "BatchMode=yes",
+                "b",
+                "env",
+                "DAGGER_RANK='3'",
+                "DAGGER_SIZE='4'",
+                "DAGGER_COORDINATOR='a:29470'",
+                "DAGGER_CLUSTER_TOKEN='tok'",
+                "'/bin/prog'",
+                "'--size'",
+                "'it'\\''s'",
+            ]
+        );
+    }
 }

@@ -9,7 +9,8 @@
 //!                                 static schedules of a cost-annotated DAG
 //! dagger perfmodel [--dir D]      the measured task times (DAGGER_CALIBRATE=1)
 //! dagger platform                 probe this machine's workers, print the platform JSON
-//! dagger run -n N -- PROGRAM ARGS  start N processes of PROGRAM as one cluster
+//! dagger run -n N [--hosts a,b] -- PROGRAM ARGS
+//!                                 start N processes of PROGRAM as one cluster
 //! dagger bench sched [--graphs N] [--csv]
 //!                                 the static schedulers on random graphs
 //! ```
@@ -56,9 +57,13 @@ enum Command {
     /// Start N processes of PROGRAM on this machine as one cluster (rank 0
     /// drives, the others serve); exits with rank 0's status.
     Run {
-        /// Number of processes.
-        #[arg(short = 'n', long = "ranks", default_value_t = 2)]
-        ranks: u32,
+        /// Number of processes (default: one per host with --hosts, else 2).
+        #[arg(short = 'n', long = "ranks")]
+        ranks: Option<u32>,
+        /// Run the ranks on these hosts (comma-separated; through ssh; rank 0
+        /// on the first), in turn, instead of on this machine.
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<String>,
         /// The program and its arguments (after `--`).
         #[arg(required = true, last = true)]
         command: Vec<String>,
@@ -116,9 +121,19 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    if let Command::Run { ranks, command } = &cli.command {
-        return match dagger::launcher::launch(ranks.to_owned(), command[0].as_ref(), &command[1..])
-        {
+    if let Command::Run {
+        ranks,
+        hosts,
+        command,
+    } = &cli.command
+    {
+        let ranks = ranks.unwrap_or(if hosts.is_empty() {
+            2
+        } else {
+            hosts.len() as u32
+        });
+        let program = std::path::Path::new(&command[0]);
+        return match dagger::launcher::launch(ranks, hosts, program, &command[1..]) {
             Ok(status) if status.success() => ExitCode::SUCCESS,
             Ok(status) => {
                 eprintln!("dagger run: rank 0 {status}");

@@ -61,9 +61,14 @@ impl ClusterEnv {
         let coordinator = var("DAGGER_COORDINATOR").ok_or_else(|| {
             ClusterError::Config("DAGGER_COORDINATOR (rank 0's host:port) is not set".into())
         })?;
-        let coordinator = coordinator.parse().map_err(|_| {
-            ClusterError::Config(format!("DAGGER_COORDINATOR={coordinator} is not host:port"))
-        })?;
+        let coordinator = std::net::ToSocketAddrs::to_socket_addrs(coordinator.as_str())
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| {
+                ClusterError::Config(format!(
+                    "DAGGER_COORDINATOR={coordinator} is not a reachable host:port"
+                ))
+            })?;
         let token = var("DAGGER_CLUSTER_TOKEN")
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ClusterError::Config("DAGGER_CLUSTER_TOKEN is not set".into()))?;
@@ -116,6 +121,12 @@ mod tests {
         assert!(err(&[("DAGGER_RANK", "3"), ("DAGGER_SIZE", "3")]).contains("not below"));
         assert!(err(&[("DAGGER_RANK", "x"), ("DAGGER_SIZE", "3")]).contains("DAGGER_RANK=x"));
         assert!(err(&[("DAGGER_RANK", "0"), ("DAGGER_SIZE", "2")]).contains("DAGGER_COORDINATOR"));
+        let bad_host = [
+            ("DAGGER_RANK", "0"),
+            ("DAGGER_SIZE", "2"),
+            ("DAGGER_COORDINATOR", "no port here"),
+        ];
+        assert!(err(&bad_host).contains("not a reachable host:port"));
         let no_token = [
             ("DAGGER_RANK", "0"),
             ("DAGGER_SIZE", "2"),
