@@ -175,6 +175,8 @@ fn sum_graph() -> (dagger::Dag<(), u64>, u64) {
 
 /// Rank 0's side of the graph scenarios.
 fn run_graph(cluster: &Cluster) {
+    assert_eq!(cluster.workers().len(), 3, "every rank told its workers");
+    assert!(cluster.workers().iter().all(|&w| w >= 1));
     let rt = Runtime::new();
     let (dag, expected) = sum_graph();
     let single = rt.run(&dag, ()).unwrap();

@@ -2,8 +2,8 @@
 //!
 //! [`Runtime::run_on_cluster`] (on rank 0, while the other ranks
 //! [`serve`](crate::cluster::Cluster::serve)) compiles the graph, places its
-//! tasks with a static scheduler on the processors of every rank (each rank
-//! counts as many processors as rank 0 has workers; each edge costs the
+//! tasks with a static scheduler on the processors of every rank (as many
+//! as the rank has workers, as it told at join time; each edge costs the
 //! time of its value's predicted size on the [measured link](Cluster::link)),
 //! and runs each task where
 //! it was placed: on rank 0 itself, or on another rank by a remote call. A
@@ -151,12 +151,18 @@ impl From<RemoteError> for Failure {
     }
 }
 
-/// The processors of a cluster: `workers` per rank, rank 0's local.
-fn cluster_platform(ranks: u32, workers: usize) -> Platform {
-    let mut platform = Platform::local(ranks as usize * workers);
-    for (p, proc) in platform.processors.iter_mut().enumerate() {
-        proc.node = p / workers;
-        if proc.node != 0 {
+/// The processors of a cluster: `workers[r]` for rank `r` (its node),
+/// rank 0's local, the others remote.
+fn cluster_platform(workers: &[u32]) -> Platform {
+    let total = workers.iter().map(|&w| w.max(1) as usize).sum();
+    let mut platform = Platform::local(total);
+    let nodes = workers
+        .iter()
+        .enumerate()
+        .flat_map(|(rank, &w)| std::iter::repeat_n(rank, w.max(1) as usize));
+    for (proc, node) in platform.processors.iter_mut().zip(nodes) {
+        proc.node = node;
+        if node != 0 {
             proc.kind = ProcKind::Remote;
         }
     }
@@ -210,8 +216,9 @@ impl Runtime {
         scheduler: &dyn Scheduler,
     ) -> Result<(O, ClusterReport), RunError> {
         let plan = dag.plan()?;
-        let workers = self.threads();
-        let mut platform = cluster_platform(cluster.size(), workers);
+        let mut workers = cluster.workers().to_vec();
+        workers[0] = self.threads() as u32;
+        let mut platform = cluster_platform(&workers);
         platform.network = cluster.link();
         let model = HistoryModel::load(&HistoryModel::default_dir()).unwrap_or_default();
         let (mut problem, nodes) = plan.problem(&platform, &model);
@@ -221,7 +228,7 @@ impl Runtime {
         let mut rank_of = vec![0u32; n];
         for (k, &i) in nodes.iter().enumerate() {
             if matches!(plan.kernels[i], Kernel::Call { .. }) {
-                rank_of[i] = (schedule.placement[k].0 / workers) as u32;
+                rank_of[i] = platform.processors[schedule.placement[k].0].node as u32;
             }
         }
         let log = SpanLog {
@@ -437,4 +444,18 @@ fn run_task(
         Kernel::Input(_) | Kernel::Const(_) => unreachable!("inputs and constants are not tasks"),
     };
     value.map(Slot::Here).map_err(Failure::Failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_rank_brings_as_many_processors_as_it_has_workers() {
+        let p = cluster_platform(&[2, 1, 3]);
+        let nodes: Vec<usize> = p.processors.iter().map(|q| q.node).collect();
+        assert_eq!(nodes, [0, 0, 1, 2, 2, 2]);
+        assert_eq!(p.processors[1].kind, ProcKind::Cpu);
+        assert_eq!(p.processors[2].kind, ProcKind::Remote);
+    }
 }

@@ -16,7 +16,7 @@
 //! loss of rank 0's connection the same way. When rank 0 shuts the cluster
 //! down it sends `Shutdown` to everyone.
 
-use super::wire::{self, Control};
+use super::wire::{self, Control, Member};
 use super::{auth, ClusterEnv, ClusterError, Membership};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +35,7 @@ const HANDSHAKE: Duration = Duration::from_secs(5);
 /// A member that passed the handshake.
 struct Joined {
     rank: u32,
-    address: Vec<u8>,
+    member: Member,
     stream: TcpStream,
 }
 
@@ -43,16 +43,16 @@ struct Joined {
 pub(super) struct Joining {
     /// Its place in the cluster.
     pub env: ClusterEnv,
-    /// Its transport address.
-    pub own_address: Vec<u8>,
+    /// Its address and workers.
+    pub own: Member,
     /// Its task registry's fingerprint.
     pub fingerprint: u64,
     /// How long to wait for everyone.
     pub join_timeout: Duration,
     /// Liveness, filled by the heartbeats.
     pub membership: Arc<Membership>,
-    /// Receives the address table (or why there is none) once.
-    pub ready: std::sync::mpsc::Sender<Result<Vec<Vec<u8>>, ClusterError>>,
+    /// Receives every rank's member record (or why there are none) once.
+    pub ready: std::sync::mpsc::Sender<Result<Vec<Member>, ClusterError>>,
 }
 
 /// Rank 0: accepts the other ranks, then watches them until shutdown.
@@ -60,7 +60,7 @@ pub(super) struct Joining {
 pub(super) async fn coordinate(joining: Joining, shutdown: watch::Receiver<bool>) {
     let Joining {
         env,
-        own_address,
+        own,
         fingerprint,
         join_timeout,
         membership,
@@ -116,10 +116,10 @@ pub(super) async fn coordinate(joining: Joining, shutdown: watch::Receiver<bool>
             }
         }
     }
-    let mut addresses = vec![own_address];
-    addresses.extend(members.iter().skip(1).flatten().map(|j| j.address.clone()));
+    let mut roster = vec![own];
+    roster.extend(members.iter().skip(1).flatten().map(|j| j.member.clone()));
     let welcome = Control::Welcome {
-        addresses: addresses.clone(),
+        members: roster.clone(),
     };
     let mut watchers = Vec::new();
     for j in members.into_iter().flatten() {
@@ -135,7 +135,7 @@ pub(super) async fn coordinate(joining: Joining, shutdown: watch::Receiver<bool>
             j.rank, read, write, membership, shutdown, notices,
         )));
     }
-    let _ = ready.send(Ok(addresses));
+    let _ = ready.send(Ok(roster));
     for w in watchers {
         let _ = w.await;
     }
@@ -156,7 +156,7 @@ async fn handshake(
         rank,
         proof,
         fingerprint: theirs,
-        address,
+        member,
     } = reply
     else {
         return Err(ClusterError::Protocol(format!(
@@ -186,7 +186,7 @@ async fn handshake(
     }
     Ok(Joined {
         rank,
-        address,
+        member,
         stream,
     })
 }
@@ -234,8 +234,8 @@ async fn watch_member(
 /// A member: joins rank 0, then heartbeats until shutdown or rank 0's loss.
 pub(super) async fn join(joining: Joining) {
     let (mut read, mut write) = match member_handshake(&joining).await {
-        Ok((addresses, stream)) => {
-            let _ = joining.ready.send(Ok(addresses));
+        Ok((members, stream)) => {
+            let _ = joining.ready.send(Ok(members));
             stream.into_split()
         }
         Err(e) => {
@@ -264,7 +264,7 @@ pub(super) async fn join(joining: Joining) {
     }
 }
 
-async fn member_handshake(joining: &Joining) -> Result<(Vec<Vec<u8>>, TcpStream), ClusterError> {
+async fn member_handshake(joining: &Joining) -> Result<(Vec<Member>, TcpStream), ClusterError> {
     let (env, join_timeout) = (&joining.env, joining.join_timeout);
     let deadline = Instant::now() + join_timeout;
     let mut stream = loop {
@@ -288,7 +288,7 @@ async fn member_handshake(joining: &Joining) -> Result<(Vec<Vec<u8>>, TcpStream)
         rank: env.rank,
         proof: auth::proof(&env.token, &nonce, env.rank),
         fingerprint: joining.fingerprint,
-        address: joining.own_address.clone(),
+        member: joining.own.clone(),
     };
     wire::write(&mut stream, &join).await?;
     let left = deadline
@@ -298,9 +298,7 @@ async fn member_handshake(joining: &Joining) -> Result<(Vec<Vec<u8>>, TcpStream)
         .await
         .map_err(|_| ClusterError::Timeout("the other ranks did not all join".into()))??;
     match reply {
-        Control::Welcome { addresses } if addresses.len() == env.size as usize => {
-            Ok((addresses, stream))
-        }
+        Control::Welcome { members } if members.len() == env.size as usize => Ok((members, stream)),
         Control::Refused { reason } => Err(ClusterError::Refused(reason)),
         other => Err(ClusterError::Protocol(format!(
             "expected Welcome, got {other:?}"

@@ -23,6 +23,9 @@ pub struct ClusterEnv {
     pub coordinator: SocketAddr,
     /// The shared secret every rank proves it knows.
     pub token: Vec<u8>,
+    /// Worker threads this rank runs tasks on (`DAGGER_THREADS`, else
+    /// every core), told to the other ranks for placement.
+    pub workers: u32,
 }
 
 impl ClusterEnv {
@@ -72,11 +75,16 @@ impl ClusterEnv {
         let token = var("DAGGER_CLUSTER_TOKEN")
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ClusterError::Config("DAGGER_CLUSTER_TOKEN is not set".into()))?;
+        let workers = var("DAGGER_THREADS")
+            .and_then(|t| t.parse().ok())
+            .filter(|&n: &u32| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
         Ok(Some(ClusterEnv {
             rank,
             size,
             coordinator,
             token: token.into_bytes(),
+            workers,
         }))
     }
 }
@@ -107,8 +115,9 @@ mod tests {
         ] {
             let mut vars = common.to_vec();
             vars.extend([(r, "2"), (s, "3")]);
+            vars.push(("DAGGER_THREADS", "5"));
             let e = env(&vars).unwrap().unwrap();
-            assert_eq!((e.rank, e.size), (2, 3), "{r}");
+            assert_eq!((e.rank, e.size, e.workers), (2, 3, 5), "{r}");
             assert_eq!(e.token, b"s3cret");
         }
         assert_eq!(env(&common).unwrap(), None, "no rank: not a cluster");

@@ -166,6 +166,7 @@ pub struct Cluster {
     control: Option<JoinHandle<()>>,
     store: remote::Store,
     link: std::sync::OnceLock<dagger_ir::model::Link>,
+    workers: Vec<u32>,
 }
 
 impl Cluster {
@@ -186,7 +187,10 @@ impl Cluster {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (rank, size) = (env.rank, env.size);
-        let own = transport.address();
+        let own = wire::Member {
+            address: transport.address(),
+            workers: env.workers,
+        };
         let fingerprint = task_fingerprint();
         let limit = join_timeout();
         let m = membership.clone();
@@ -199,7 +203,7 @@ impl Cluster {
                     .expect("a tokio runtime for the control plane");
                 let joining = bootstrap::Joining {
                     env,
-                    own_address: own,
+                    own,
                     fingerprint,
                     join_timeout: limit,
                     membership: m,
@@ -213,17 +217,18 @@ impl Cluster {
                     }
                 })
             })?;
-        let addresses = ready_rx
+        let members = ready_rx
             .recv()
             .map_err(|_| ClusterError::Protocol("the control thread stopped".into()))??;
         let mut peers = Vec::with_capacity(size as usize);
-        for (r, address) in addresses.iter().enumerate() {
+        for (r, member) in members.iter().enumerate() {
             peers.push(if r as u32 == rank {
                 None
             } else {
-                Some(transport.connect(address)?)
+                Some(transport.connect(&member.address)?)
             });
         }
+        let workers = members.iter().map(|m| m.workers).collect();
         Ok(Cluster {
             rank,
             size,
@@ -234,7 +239,13 @@ impl Cluster {
             control: Some(control),
             store: remote::Store::default(),
             link: std::sync::OnceLock::new(),
+            workers,
         })
+    }
+
+    /// How many worker threads each rank runs tasks on, by rank.
+    pub fn workers(&self) -> &[u32] {
+        &self.workers
     }
 
     /// This process's rank.

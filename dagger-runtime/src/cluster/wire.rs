@@ -10,6 +10,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// The largest control frame accepted (control messages are small).
 pub const MAX_FRAME: u32 = 16 << 20;
 
+/// What a rank tells the others about itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Its transport (UCX worker) address.
+    pub address: Vec<u8>,
+    /// How many worker threads it runs tasks on.
+    pub workers: u32,
+}
+
 /// A bootstrap message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Control {
@@ -26,18 +35,18 @@ pub enum Control {
         proof: [u8; 32],
         /// Fingerprint of its binary's task registry.
         fingerprint: u64,
-        /// Its UCX worker address.
-        address: Vec<u8>,
+        /// Its address and workers.
+        member: Member,
     },
     /// The coordinator refuses a rank, saying why.
     Refused {
         /// Why.
         reason: String,
     },
-    /// Everyone has joined: every rank's transport address, by rank.
+    /// Everyone has joined: every rank's address and workers, by rank.
     Welcome {
-        /// Addresses by rank.
-        addresses: Vec<Vec<u8>>,
+        /// Members by rank.
+        members: Vec<Member>,
     },
     /// I am alive.
     Heartbeat,
@@ -91,7 +100,10 @@ mod tests {
                 rank: 2,
                 proof: [7; 32],
                 fingerprint: 99,
-                address: vec![1, 2, 3],
+                member: Member {
+                    address: vec![1, 2, 3],
+                    workers: 4,
+                },
             };
             let mut buf = Vec::new();
             write(&mut buf, &msg).await.unwrap();
