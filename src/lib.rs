@@ -37,6 +37,7 @@
 
 #![warn(missing_docs)]
 
+pub use dagger_cuda as cuda;
 pub use dagger_ir as ir;
 pub use dagger_macros::{dag, task};
 pub use dagger_runtime::task::registered as task_registry;
