@@ -61,9 +61,10 @@ pub mod prelude {
 pub mod __private {
     //! Items generated code refers to; not a public API.
     pub use dagger_ir::{type_name, Device};
-    pub use dagger_runtime::size::{HasSize, NoSize, SizeProbe};
+    pub use dagger_runtime::probe_type::Probe;
+    pub use dagger_runtime::size::{HasSize, NoSize};
     pub use dagger_runtime::task::{take_arg, CostHint, Invoke, TaskRegistration};
-    pub use dagger_runtime::wire::{CodecProbe, HasCodec, HasRawCodec, NoCodec, TaskWire};
+    pub use dagger_runtime::wire::{HasCodec, HasRawCodec, NoCodec, TaskWire};
     pub use dagger_runtime::{Datum, GraphBuilder, Task, TaskDef, Value};
     pub use inventory;
 }

@@ -232,7 +232,7 @@ fn codec_probe(ty: &Type) -> TokenStream {
     if borrows(ty) {
         quote!(::std::option::Option::None)
     } else {
-        quote!((&&&::dagger::__private::CodecProbe::<#ty>::new()).codec())
+        quote!((&&&::dagger::__private::Probe::<#ty>::new()).codec())
     }
 }
 
@@ -242,7 +242,7 @@ fn size_probe(ty: &Type) -> TokenStream {
     if borrows(ty) {
         quote!(::std::option::Option::None)
     } else {
-        quote!((&&::dagger::__private::SizeProbe::<#ty>::new()).size_fn())
+        quote!((&&::dagger::__private::Probe::<#ty>::new()).size_fn())
     }
 }
 

@@ -33,6 +33,7 @@ pub mod plan;
 pub mod policy_run;
 mod pool;
 pub mod probe;
+pub mod probe_type;
 mod recorder;
 mod run;
 pub mod runtime;

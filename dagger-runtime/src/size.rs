@@ -4,13 +4,13 @@
 //! A type tells its size by implementing [`ByteSize`] (done here for numbers,
 //! strings, vectors, maps, options, boxes and tuples; implement it for your
 //! own types, e.g. a matrix newtype). `#[task]` records, for each parameter
-//! and the result, whether its type does ([`SizeProbe`], by autoref
+//! and the result, whether its type does ([`Probe`], by autoref
 //! specialization as for [codecs](crate::wire)); values of other types
 //! count as size 0 (unknown).
 
 use crate::datum::Datum;
+use crate::probe_type::Probe;
 use std::collections::{BTreeMap, HashMap};
-use std::marker::PhantomData;
 
 /// The number of bytes a value holds (heap included), roughly what moving
 /// it costs.
@@ -116,30 +116,13 @@ fn size_of_datum<T: ByteSize + 'static>(d: &Datum) -> u64 {
     d.downcast_ref::<T>().map_or(0, ByteSize::byte_size)
 }
 
-/// Finds `T`'s [`SizeFn`] if it has one: `(&&SizeProbe::<T>::new()).size_fn()`
-/// with [`HasSize`] and [`NoSize`] in scope (generated code uses this).
-pub struct SizeProbe<T>(PhantomData<fn() -> T>);
-
-impl<T> SizeProbe<T> {
-    /// A probe for `T`.
-    pub fn new() -> Self {
-        SizeProbe(PhantomData)
-    }
-}
-
-impl<T> Default for SizeProbe<T> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// The probe's answer for a type that implements [`ByteSize`].
 pub trait HasSize {
     /// `Some(size function)`.
     fn size_fn(&self) -> Option<SizeFn>;
 }
 
-impl<T: ByteSize + 'static> HasSize for &SizeProbe<T> {
+impl<T: ByteSize + 'static> HasSize for &Probe<T> {
     fn size_fn(&self) -> Option<SizeFn> {
         Some(size_of_datum::<T>)
     }
@@ -151,7 +134,7 @@ pub trait NoSize {
     fn size_fn(&self) -> Option<SizeFn>;
 }
 
-impl<T> NoSize for SizeProbe<T> {
+impl<T> NoSize for Probe<T> {
     fn size_fn(&self) -> Option<SizeFn> {
         None
     }
@@ -172,9 +155,9 @@ mod tests {
         assert_eq!((1u32, Some(2u8)).byte_size(), 5);
         #[allow(unused_imports)]
         use super::{HasSize as _, NoSize as _};
-        let f = (&&SizeProbe::<Vec<u16>>::new()).size_fn().expect("sized");
+        let f = (&&Probe::<Vec<u16>>::new()).size_fn().expect("sized");
         assert_eq!(f(&Datum::new(vec![1u16, 2, 3])), 6);
         struct Opaque;
-        assert!((&&SizeProbe::<Opaque>::new()).size_fn().is_none());
+        assert!((&&Probe::<Opaque>::new()).size_fn().is_none());
     }
 }

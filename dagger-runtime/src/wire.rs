@@ -5,15 +5,15 @@
 //! implements serde's `Serialize` and `DeserializeOwned` (encoded with
 //! postcard). `#[task]` records, for each parameter and the result, a
 //! [`Codec`] if the type has one, found at compile time by autoref
-//! specialization ([`CodecProbe`], most specific first): a type without
+//! specialization ([`Probe`], most specific first): a type without
 //! serde support still works in a single process, and sending it to another
 //! rank fails with an error naming the type, instead of a compile error in
 //! every program that never goes multi-process.
 
 use crate::datum::{Data, Datum};
+use crate::probe_type::Probe;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::marker::PhantomData;
 
 /// Encodes and decodes values of one type.
 #[derive(Clone, Copy, Debug)]
@@ -112,32 +112,13 @@ pub fn raw_codec<T: Plain>() -> Codec {
     }
 }
 
-/// Finds `T`'s codec if it has one: `(&&&CodecProbe::<T>::new()).codec()`
-/// with [`HasRawCodec`], [`HasCodec`] and [`NoCodec`] in scope picks the raw
-/// codec for vectors of [`Plain`] numbers, else the serde codec when `T`
-/// supports serde, else `None` (generated code uses this).
-pub struct CodecProbe<T>(PhantomData<fn() -> T>);
-
-impl<T> CodecProbe<T> {
-    /// A probe for `T`.
-    pub fn new() -> Self {
-        CodecProbe(PhantomData)
-    }
-}
-
-impl<T> Default for CodecProbe<T> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// The probe's answer for a vector of plain numbers.
 pub trait HasRawCodec {
     /// `Some(raw codec)`.
     fn codec(&self) -> Option<Codec>;
 }
 
-impl<T: Plain> HasRawCodec for &&CodecProbe<Vec<T>> {
+impl<T: Plain> HasRawCodec for &&Probe<Vec<T>> {
     fn codec(&self) -> Option<Codec> {
         Some(raw_codec::<T>())
     }
@@ -149,7 +130,7 @@ pub trait HasCodec {
     fn codec(&self) -> Option<Codec>;
 }
 
-impl<T: Serialize + DeserializeOwned + Data> HasCodec for &CodecProbe<T> {
+impl<T: Serialize + DeserializeOwned + Data> HasCodec for &Probe<T> {
     fn codec(&self) -> Option<Codec> {
         Some(codec::<T>())
     }
@@ -161,7 +142,7 @@ pub trait NoCodec {
     fn codec(&self) -> Option<Codec>;
 }
 
-impl<T> NoCodec for CodecProbe<T> {
+impl<T> NoCodec for Probe<T> {
     fn codec(&self) -> Option<Codec> {
         None
     }
@@ -179,9 +160,7 @@ mod tests {
     fn serde_types_get_a_codec_and_others_none() {
         #[allow(unused_imports)]
         use super::{HasCodec as _, NoCodec as _};
-        let c = (&&CodecProbe::<Vec<String>>::new())
-            .codec()
-            .expect("serde type");
+        let c = (&&Probe::<Vec<String>>::new()).codec().expect("serde type");
         let v = vec!["a".to_string(), "bc".to_string()];
         let bytes = (c.encode)(&Datum::new(v.clone())).unwrap();
         let back = (c.decode)(&bytes).unwrap();
@@ -192,8 +171,8 @@ mod tests {
         assert!((c.encode)(&Datum::new(3u8))
             .unwrap_err()
             .contains("expected a"));
-        assert!((&&&CodecProbe::<Opaque>::new()).codec().is_none());
-        let raw = (&&&CodecProbe::<Vec<f64>>::new()).codec().expect("raw");
+        assert!((&&&Probe::<Opaque>::new()).codec().is_none());
+        let raw = (&&&Probe::<Vec<f64>>::new()).codec().expect("raw");
         assert!(raw.type_name.contains("Vec<f64>"));
         let v = vec![1.5f64, -2.0, f64::MAX];
         let bytes = (raw.encode)(&Datum::new(v.clone())).unwrap();
@@ -205,8 +184,8 @@ mod tests {
         assert!((raw.decode)(&bytes[..5])
             .unwrap_err()
             .contains("whole number"));
-        let serde_u64 = (&&CodecProbe::<Vec<u64>>::new()).codec().unwrap();
-        let raw_u64 = (&&&CodecProbe::<Vec<u64>>::new()).codec().unwrap();
+        let serde_u64 = (&&Probe::<Vec<u64>>::new()).codec().unwrap();
+        let raw_u64 = (&&&Probe::<Vec<u64>>::new()).codec().unwrap();
         let small = Datum::new(vec![1u64, 2, 3]);
         assert_eq!(
             (serde_u64.encode)(&small).unwrap().len(),
