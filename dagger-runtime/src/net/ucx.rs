@@ -331,6 +331,8 @@ struct Progress {
     /// Set when an operation was left in flight (UCX returned a request):
     /// the background thread must be awake to finish it.
     left_pending: bool,
+    /// The worker is destroyed: nothing may call UCX any more.
+    closed: bool,
 }
 
 // SAFETY: the endpoints, like the worker, are used only under the worker's
@@ -352,14 +354,19 @@ impl Progress {
             receives: VecDeque::new(),
             efd,
             left_pending: false,
+            closed: false,
         }
     }
 
     /// Makes all the progress there is: UCX's, then the receives whose
     /// messages have arrived. Whether anything happened.
     fn progress(&mut self) -> bool {
+        if self.closed {
+            // A completion outliving its transport may still try to drive it.
+            return false;
+        }
         let mut busy = false;
-        // SAFETY: called holding the worker's lock.
+        // SAFETY: called holding the worker's lock, on a live worker.
         while unsafe { self.lib.ucp_worker_progress(self.endpoint.worker) } != 0 {
             busy = true;
         }
@@ -485,6 +492,7 @@ impl Progress {
 
     /// Closes the endpoints and the worker; waiting receives report Closed.
     fn close(&mut self) {
+        self.closed = true;
         self.receives.clear();
         let lib = self.lib;
         for ep in std::mem::take(&mut self.peers) {
