@@ -202,6 +202,8 @@ struct Execution<'a> {
     alive: Vec<bool>,
     report: ClusterReport,
     log: &'a SpanLog,
+    /// Most tasks in flight at once (each waits on its own thread).
+    max_in_flight: usize,
 }
 
 impl Runtime {
@@ -247,6 +249,7 @@ impl Runtime {
                 ..Default::default()
             },
             log: &log,
+            max_in_flight: 2 * platform.processors.len().max(2),
         };
         let inputs = inputs.into_data();
         for (i, k) in plan.kernels.iter().enumerate() {
@@ -286,6 +289,9 @@ impl Execution<'_> {
             loop {
                 if failure.is_none() {
                     for i in 0..plan.kernels.len() {
+                        if running >= self.max_in_flight {
+                            break;
+                        }
                         if self.state[i] != State::Waiting || !self.ready(i) {
                             continue;
                         }
