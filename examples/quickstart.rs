@@ -103,9 +103,11 @@ fn merge(a: Summary, b: Summary) -> Summary {
 }
 
 pub fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let rt = Runtime::new();
+    // Says once what it runs on (cores, GPUs, ranks); alone here.
+    let session = dagger::Session::start()?;
+    let rt = session.runtime();
     println!(
-        "quickstart: {} worker threads (every local core; no GPU or peers are used)\n",
+        "quickstart: {} worker threads (every local core)\n",
         rt.threads()
     );
 

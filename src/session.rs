@@ -19,6 +19,23 @@ use dagger_runtime::distributed::ClusterReport;
 use dagger_runtime::{Dag, Inputs, RunError, Runtime};
 use std::sync::Arc;
 
+/// What this program runs on, in one line (said once, at start).
+fn hardware_line(runtime: &Runtime, ranks: u32) -> String {
+    let gpus = match crate::cuda::gpus() {
+        Ok(g) if g.is_empty() => "no GPU found".to_string(),
+        Ok(g) => {
+            let names: Vec<&str> = g.iter().map(|d| d.name.as_str()).collect();
+            format!("{} GPU(s) seen: {}", g.len(), names.join(", "))
+        }
+        Err(e) => e.to_string(),
+    };
+    let ranks = match ranks {
+        1 => "a single process".to_string(),
+        n => format!("{n} ranks"),
+    };
+    format!("dagger: {} CPU workers; {gpus}; {ranks}", runtime.threads())
+}
+
 /// This process's runtime, and its cluster when it has one.
 pub struct Session {
     runtime: Runtime,
@@ -33,6 +50,7 @@ impl Session {
     pub fn start() -> Result<Session, ClusterError> {
         let runtime = Runtime::new();
         let Some(cluster) = Cluster::from_env()? else {
+            eprintln!("{}", hardware_line(&runtime, 1));
             return Ok(Session {
                 runtime,
                 cluster: None,
@@ -50,6 +68,7 @@ impl Session {
             drop(cluster);
             std::process::exit(code);
         }
+        eprintln!("{}", hardware_line(&runtime, cluster.size()));
         Ok(Session {
             runtime,
             cluster: Some(cluster),

@@ -130,7 +130,7 @@ impl RuntimeBuilder {
         static SAID: std::sync::Once = std::sync::Once::new();
         SAID.call_once(|| {
             tracing::info!(
-                "dagger: running on {threads} local worker threads (no GPU processor or remote peers in this build)"
+                "dagger: running on {threads} local worker threads (GPUs: dagger::cuda; other processes: dagger run)"
             )
         });
         let (pool, handles) = Pool::start(
