@@ -446,3 +446,46 @@ fn an_environment_without_a_rank_is_not_a_cluster() {
     let env = ClusterEnv::from_vars(|_| None).unwrap();
     assert_eq!(env, None);
 }
+
+#[test]
+fn an_in_process_cluster_runs_a_graph_and_its_ranks_forget_the_values_after() {
+    use dagger::net::InProcessTransport;
+    let coordinator: std::net::SocketAddr = free_port().parse().unwrap();
+    let env = move |rank| ClusterEnv {
+        rank,
+        size: 2,
+        coordinator,
+        token: b"in-process".to_vec(),
+        workers: 1,
+    };
+    // Rank 1 joins and serves on its own thread, with its own transport.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let serving = std::thread::spawn(move || {
+        let one = Arc::new(Cluster::join(env(1), Arc::new(InProcessTransport::new())).unwrap());
+        tx.send(one.clone()).unwrap();
+        one.serve(&Runtime::builder().threads(1).build())
+    });
+    let zero = Cluster::join(env(0), Arc::new(InProcessTransport::new())).unwrap();
+    let one = rx.recv().unwrap();
+    let (dag, expected) = sum_graph();
+    let rt = Runtime::builder().threads(1).build();
+    let (total, report) = rt
+        .run_on_cluster(&dag, (), &zero, &dagger::ir::sched::HeftScheduler)
+        .unwrap();
+    assert_eq!(total, expected);
+    assert!(report.tasks_per_rank[1] > 0, "{:?}", report.tasks_per_rank);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while one.stored_values() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        one.stored_values(),
+        0,
+        "rank 1 forgot what it kept for the run"
+    );
+    drop(zero);
+    serving
+        .join()
+        .unwrap()
+        .expect("rank 1 served until shutdown");
+}

@@ -8,7 +8,8 @@
 //! and runs each task where
 //! it was placed: on rank 0 itself, or on another rank by a remote call. A
 //! result stays on the rank that made it; a consumer on another rank fetches
-//! it from there, and rank 0 fetches only what it consumes and the outputs.
+//! it from there, and rank 0 fetches only what it consumes and the outputs;
+//! at the end of the run every rank forgets the values it kept for it.
 //!
 //! When a rank dies (its heartbeats stop), every task that was running on it
 //! is placed again on a live rank, and every value that lived only there and
@@ -265,6 +266,13 @@ impl Runtime {
             exec.run_tasks()?;
             match exec.fetch_outputs() {
                 Ok(outputs) => {
+                    let remote: Vec<RemoteValue> = (exec.slots.iter().flatten())
+                        .filter_map(|s| match s {
+                            Slot::There(v) if exec.alive[v.rank as usize] => Some(*v),
+                            _ => None,
+                        })
+                        .collect();
+                    cluster.release(&remote);
                     let mut report = exec.report;
                     report.spans =
                         std::mem::take(&mut *log.spans.lock().unwrap_or_else(|p| p.into_inner()));

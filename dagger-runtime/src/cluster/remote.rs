@@ -5,8 +5,9 @@
 //! parameter's [codec](crate::wire)) or as a reference to a value already
 //! living on some rank. The result stays on `r` (its *home*); the caller gets
 //! a [`RemoteValue`] naming it, passes it to later calls (on `r` itself no
-//! bytes move; another rank fetches it straight from `r`), and fetches the
-//! bytes only when it needs the value itself ([`Cluster::fetch`]).
+//! bytes move; another rank fetches it straight from `r`), fetches the
+//! bytes only when it needs the value itself ([`Cluster::fetch`]), and
+//! lets `r` forget it when done ([`Cluster::release`]).
 //!
 //! Serving ranks run [`Cluster::serve`]: every request is decoded on a
 //! handler thread and its task runs on the rank's runtime. A task name the
@@ -136,6 +137,10 @@ enum Request {
         #[serde(with = "as_bytes")]
         payload: Vec<u8>,
     },
+    /// Forget these stored values (no reply).
+    Release {
+        ids: Vec<u64>,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -239,6 +244,34 @@ impl Cluster {
         }
     }
 
+    /// Tells the homes of `values` to forget them (they must not be used
+    /// afterwards). Does not wait for the messages to arrive.
+    pub fn release(&self, values: &[RemoteValue]) {
+        let mut by_rank: HashMap<u32, Vec<u64>> = HashMap::new();
+        for v in values {
+            by_rank.entry(v.rank).or_default().push(v.id);
+        }
+        for (rank, ids) in by_rank {
+            if rank == self.rank {
+                let mut store = self.store.values.lock().unwrap_or_else(|p| p.into_inner());
+                for id in ids {
+                    store.remove(&id);
+                }
+            } else if let Ok(bytes) = postcard::to_stdvec(&Request::Release { ids }) {
+                drop(self.send(rank, REQUEST, bytes));
+            }
+        }
+    }
+
+    /// Number of values this rank keeps for remote callers.
+    pub fn stored_values(&self) -> usize {
+        self.store
+            .values
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
     /// Has `rank` send `payload` back (a round trip of its size each way).
     pub(super) fn echo(&self, rank: u32, payload: Vec<u8>) -> Result<Vec<u8>, RemoteError> {
         let call = self.store.next_call.fetch_add(1, Ordering::Relaxed);
@@ -325,6 +358,13 @@ impl Cluster {
             return;
         };
         let (call, from, reply) = match request {
+            Request::Release { ids } => {
+                let mut values = self.store.values.lock().unwrap_or_else(|p| p.into_inner());
+                for id in ids {
+                    values.remove(&id);
+                }
+                return;
+            }
             Request::Call {
                 call,
                 from,
