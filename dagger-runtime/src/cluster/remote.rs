@@ -158,6 +158,44 @@ enum Reply {
     },
 }
 
+/// Threads answering requests, kept between requests; they end when the
+/// `Handlers` (the sending side of their queue) is dropped.
+struct Handlers {
+    queue: std::sync::mpsc::Sender<Message>,
+    /// The handlers' side of the queue, and how many of them are idle.
+    shared: Arc<(Mutex<std::sync::mpsc::Receiver<Message>>, AtomicU64)>,
+}
+
+impl Default for Handlers {
+    fn default() -> Self {
+        let (queue, rx) = std::sync::mpsc::channel();
+        Handlers {
+            queue,
+            shared: Arc::new((Mutex::new(rx), AtomicU64::new(0))),
+        }
+    }
+}
+
+impl Handlers {
+    /// Hands `message` to an idle handler, starting one if none is idle.
+    fn run(&self, cluster: &Arc<Cluster>, rt: &Runtime, message: Message) {
+        let idle = &self.shared.1;
+        let claimed = idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if !claimed {
+            let (cluster, rt, shared) = (cluster.clone(), rt.clone(), self.shared.clone());
+            std::thread::spawn(move || loop {
+                let next = shared.0.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                let Ok(message) = next else { return };
+                cluster.handle(message, &rt);
+                shared.1.fetch_add(1, Ordering::AcqRel);
+            });
+        }
+        let _ = self.queue.send(message);
+    }
+}
+
 /// What a rank keeps for remote callers.
 #[derive(Default)]
 pub(crate) struct Store {
@@ -332,14 +370,19 @@ impl Cluster {
 
     /// Serves remote calls and fetches on `rt` until rank 0 shuts the
     /// cluster down (`Ok`) or is lost (`Err`).
+    ///
+    /// Each request is answered on a handler thread (a request may wait for
+    /// a value from a third rank, so none is answered on the loop itself);
+    /// handler threads are kept for the next requests, and a new one starts
+    /// only when all are busy.
     pub fn serve(self: &Arc<Self>, rt: &Runtime) -> Result<(), super::ClusterError> {
+        let handlers = Handlers::default();
         let mut next = self.recv(REQUEST, KIND_MASK);
         loop {
             match next.wait_timeout(CHECK_EVERY) {
                 Ok(message) => {
                     next = self.recv(REQUEST, KIND_MASK);
-                    let (me, rt) = (self.clone(), rt.clone());
-                    std::thread::spawn(move || me.handle(message, &rt));
+                    handlers.run(self, rt, message);
                 }
                 Err(NetError::TimedOut(_)) => {
                     if let Some(outcome) = self.finished() {
