@@ -44,6 +44,18 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// Runs `scenario` on `ranks` ranks and returns everything they printed,
+/// after checking that rank 0 succeeded; `None` (skipped) without UCX.
+fn run_ok(ranks: u32, scenario: &str) -> Option<String> {
+    if ucx_missing() {
+        return None;
+    }
+    let out = dagger_run(ranks, scenario);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    Some(all)
+}
+
 /// Whether a line forwarded from `rank` by the launcher contains `what`.
 fn said(output: &str, rank: u32, what: &str) -> bool {
     let prefix = format!("[rank {rank}] ");
@@ -282,12 +294,9 @@ fn rank_main() {
 
 #[test]
 fn three_ranks_exchange_data_over_ucx_and_shut_down() {
-    if ucx_missing() {
+    let Some(all) = run_ok(3, "echo") else {
         return;
-    }
-    let out = dagger_run(3, "echo");
-    let all = text(&out);
-    assert!(out.status.success(), "{all}");
+    };
     assert!(
         said(&all, 0, "rank 0: all 2 ranks answered correctly"),
         "{all}"
@@ -298,12 +307,9 @@ fn three_ranks_exchange_data_over_ucx_and_shut_down() {
 
 #[test]
 fn tasks_run_on_other_ranks_by_name_and_their_results_stay_home() {
-    if ucx_missing() {
+    let Some(all) = run_ok(3, "remote") else {
         return;
-    }
-    let out = dagger_run(3, "remote");
-    let all = text(&out);
-    assert!(out.status.success(), "{all}");
+    };
     assert!(
         said(
             &all,
@@ -318,24 +324,18 @@ fn tasks_run_on_other_ranks_by_name_and_their_results_stay_home() {
 
 #[test]
 fn a_graph_runs_across_three_ranks_with_the_single_process_result() {
-    if ucx_missing() {
+    let Some(all) = run_ok(3, "graph") else {
         return;
-    }
-    let out = dagger_run(3, "graph");
-    let all = text(&out);
-    assert!(out.status.success(), "{all}");
+    };
     assert!(said(&all, 0, "= single-process result"), "{all}");
     assert!(said(&all, 0, "lost []; redone 0"), "{all}");
 }
 
 #[test]
 fn a_rank_killed_mid_run_is_recomputed_elsewhere_and_the_result_is_right() {
-    if ucx_missing() {
+    let Some(all) = run_ok(3, "graph-die") else {
         return;
-    }
-    let out = dagger_run(3, "graph-die");
-    let all = text(&out);
-    assert!(out.status.success(), "{all}");
+    };
     assert!(said(&all, 0, "= single-process result"), "{all}");
     assert!(said(&all, 0, "lost [2]"), "{all}");
     assert!(all.contains("rank 2 ended early"), "{all}");
@@ -343,12 +343,9 @@ fn a_rank_killed_mid_run_is_recomputed_elsewhere_and_the_result_is_right() {
 
 #[test]
 fn rank_zero_notices_a_rank_that_dies() {
-    if ucx_missing() {
+    let Some(all) = run_ok(3, "die") else {
         return;
-    }
-    let out = dagger_run(3, "die");
-    let all = text(&out);
-    assert!(out.status.success(), "{all}");
+    };
     assert!(said(&all, 0, "rank 0: noticed rank 2 died"), "{all}");
     assert!(all.contains("rank 2 ended early"), "{all}");
 }
