@@ -27,6 +27,7 @@ pub mod pass;
 pub mod passes;
 pub mod sched;
 pub mod text;
+pub mod tensor;
 pub mod types;
 pub mod verify;
 

@@ -1,0 +1,43 @@
+//! Tensors in the IR: dense `f32` tensors with static shapes, the ops
+//! neural networks are built from, and the passes over them.
+//!
+//! A [`TensorGraph`] is built with its builder methods, each checking shapes
+//! as it goes:
+//!
+//! ```
+//! use dagger_ir::tensor::TensorGraph;
+//!
+//! let mut g = TensorGraph::new();
+//! let x = g.input("x", [32, 64]);
+//! let t = g.input("labels", [32, 10]);
+//! let w = g.param("w", [64, 10]);
+//! let b = g.param("b", [10]);
+//! let h = g.matmul(x, w).unwrap();
+//! let z = g.add(h, b).unwrap();
+//! let loss = g.cross_entropy(z, t).unwrap();
+//! // The autodiff pass: a graph computing the loss and both gradients.
+//! let (train, grads) = g.grad(loss, &[w, b]).unwrap();
+//! assert_eq!(train.shape(grads[0]).dims(), &[64, 10]);
+//! // Shape mistakes name the op and both shapes.
+//! let err = g.matmul(w, x).unwrap_err();
+//! assert_eq!(err.to_string(), "matmul: inner dimensions differ: [64, 10] x [32, 64] (10 vs 32)");
+//! ```
+//!
+//! Passes: [`autodiff`] (reverse mode), [`fuse`] (elementwise trees become
+//! one [`Kernel`]), [`dce`] (drops what no output needs) and [`memory`]
+//! (buffers reused by liveness). The runtime compiles the result.
+
+pub mod autodiff;
+pub mod error;
+pub mod graph;
+pub mod infer;
+pub mod kernel;
+pub mod op;
+pub mod shape;
+
+pub use autodiff::grad;
+pub use error::{TensorError, TensorResult};
+pub use graph::{TensorGraph, TensorNode, Value};
+pub use kernel::{Kernel, KernelStep};
+pub use op::{Binary, TensorOp, Unary};
+pub use shape::Shape;

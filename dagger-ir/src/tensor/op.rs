@@ -1,0 +1,277 @@
+//! The operations a tensor graph knows.
+//!
+//! Every op has a fixed arity, a shape rule (in [`graph`](super::graph)),
+//! a vector-Jacobian product (in [`autodiff`](super::autodiff)) and a CPU
+//! kernel in the runtime. Elementwise ops ([`Unary`], [`Binary`]) are the
+//! ones the [fusion pass](super::fuse) merges into one [`Kernel`].
+
+use super::kernel::Kernel;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// An elementwise function of one tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unary {
+    /// `-x`
+    Neg,
+    /// `max(x, 0)`
+    Relu,
+    /// `1` where `x > 0`, else `0` (the derivative of relu).
+    Step,
+    /// GELU, tanh approximation: `x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`.
+    Gelu,
+    /// The derivative of [`Unary::Gelu`].
+    GeluGrad,
+    /// `tanh(x)`
+    Tanh,
+    /// `1 / (1 + exp(-x))`
+    Sigmoid,
+    /// `exp(x)`
+    Exp,
+    /// Natural logarithm.
+    Log,
+    /// Square root.
+    Sqrt,
+    /// `1 / x`
+    Recip,
+    /// `x * x`
+    Square,
+}
+
+impl Unary {
+    /// Every unary op, for tests and tables.
+    pub const ALL: [Unary; 12] = [
+        Unary::Neg,
+        Unary::Relu,
+        Unary::Step,
+        Unary::Gelu,
+        Unary::GeluGrad,
+        Unary::Tanh,
+        Unary::Sigmoid,
+        Unary::Exp,
+        Unary::Log,
+        Unary::Sqrt,
+        Unary::Recip,
+        Unary::Square,
+    ];
+
+    /// The op applied to one number: the reference every kernel is tested against.
+    pub fn apply(self, x: f32) -> f32 {
+        const C: f32 = 0.797_884_6; // sqrt(2/pi)
+        match self {
+            Unary::Neg => -x,
+            Unary::Relu => x.max(0.0),
+            Unary::Step => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Unary::Gelu => 0.5 * x * (1.0 + (C * (x + 0.044715 * x * x * x)).tanh()),
+            Unary::GeluGrad => {
+                let inner = C * (x + 0.044715 * x * x * x);
+                let t = inner.tanh();
+                0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * C * (1.0 + 3.0 * 0.044715 * x * x)
+            }
+            Unary::Tanh => x.tanh(),
+            Unary::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Unary::Exp => x.exp(),
+            Unary::Log => x.ln(),
+            Unary::Sqrt => x.sqrt(),
+            Unary::Recip => 1.0 / x,
+            Unary::Square => x * x,
+        }
+    }
+
+    /// Name in the text form.
+    pub fn name(self) -> &'static str {
+        match self {
+            Unary::Neg => "neg",
+            Unary::Relu => "relu",
+            Unary::Step => "step",
+            Unary::Gelu => "gelu",
+            Unary::GeluGrad => "gelu_grad",
+            Unary::Tanh => "tanh",
+            Unary::Sigmoid => "sigmoid",
+            Unary::Exp => "exp",
+            Unary::Log => "log",
+            Unary::Sqrt => "sqrt",
+            Unary::Recip => "recip",
+            Unary::Square => "square",
+        }
+    }
+}
+
+/// An elementwise function of two tensors (broadcast against each other).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Binary {
+    /// `a + b`
+    Add,
+    /// `a - b`
+    Sub,
+    /// `a * b`
+    Mul,
+    /// `a / b`
+    Div,
+    /// `max(a, b)`
+    Max,
+}
+
+impl Binary {
+    /// The op applied to two numbers.
+    pub fn apply(self, a: f32, b: f32) -> f32 {
+        match self {
+            Binary::Add => a + b,
+            Binary::Sub => a - b,
+            Binary::Mul => a * b,
+            Binary::Div => a / b,
+            Binary::Max => a.max(b),
+        }
+    }
+
+    /// Name in the text form.
+    pub fn name(self) -> &'static str {
+        match self {
+            Binary::Add => "add",
+            Binary::Sub => "sub",
+            Binary::Mul => "mul",
+            Binary::Div => "div",
+            Binary::Max => "max",
+        }
+    }
+}
+
+/// What a tensor node computes. Its operands are the node's `inputs`, its
+/// result has the node's `shape`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TensorOp {
+    /// Data fed anew at every run (a batch of samples, labels).
+    Input {
+        /// The name the caller feeds it by.
+        name: String,
+    },
+    /// State kept between runs (weights, optimizer moments).
+    Param {
+        /// The name it is stored, saved and loaded by.
+        name: String,
+    },
+    /// Every element equal to `value`.
+    Const {
+        /// The value.
+        value: f32,
+    },
+    /// An elementwise function of one operand.
+    Unary(Unary),
+    /// An elementwise function of two operands, broadcast.
+    Binary(Binary),
+    /// Matrix product of two 2-D operands, either possibly transposed.
+    MatMul {
+        /// Use the transpose of the first operand.
+        trans_a: bool,
+        /// Use the transpose of the second operand.
+        trans_b: bool,
+    },
+    /// Sum over `axes`.
+    Sum {
+        /// The axes summed over, ascending.
+        axes: Vec<usize>,
+        /// Keep the summed axes with extent 1.
+        keep_dims: bool,
+    },
+    /// Softmax along `axis`.
+    Softmax {
+        /// The axis normalized over.
+        axis: usize,
+    },
+    /// Logarithm of the softmax along `axis`, computed stably.
+    LogSoftmax {
+        /// The axis normalized over.
+        axis: usize,
+    },
+    /// Mean over rows of `-sum(target * log_softmax(logits))` along the last
+    /// axis: operands are logits and target probabilities (e.g. one-hot).
+    CrossEntropy,
+    /// Mean of the squared difference of two same-shaped operands.
+    Mse,
+    /// Same elements, the node's shape.
+    Reshape,
+    /// Axes permuted: result axis `i` is operand axis `perm[i]`.
+    Transpose {
+        /// The permutation.
+        perm: Vec<usize>,
+    },
+    /// Elements `start..end` along `axis`.
+    Slice {
+        /// The axis cut.
+        axis: usize,
+        /// First index kept.
+        start: usize,
+        /// One past the last index kept.
+        end: usize,
+    },
+    /// Zeros added before and after along `axis` (the gradient of a slice).
+    Pad {
+        /// The axis grown.
+        axis: usize,
+        /// Zeros before.
+        before: usize,
+        /// Zeros after.
+        after: usize,
+    },
+    /// The operands joined along `axis`.
+    Concat {
+        /// The axis joined along.
+        axis: usize,
+    },
+    /// The operand repeated along broadcast axes to the node's shape.
+    BroadcastTo,
+    /// The operand summed down to the node's shape (the reverse of broadcasting).
+    SumTo,
+    /// A chain or tree of elementwise ops made one kernel by the fusion pass.
+    Fused(Kernel),
+}
+
+impl TensorOp {
+    /// True for ops computed one element at a time (fusable).
+    pub fn is_elementwise(&self) -> bool {
+        matches!(self, TensorOp::Unary(_) | TensorOp::Binary(_) | TensorOp::Fused(_))
+    }
+}
+
+impl fmt::Display for TensorOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TensorOp::Input { name } => write!(f, "input \"{name}\""),
+            TensorOp::Param { name } => write!(f, "param \"{name}\""),
+            TensorOp::Const { value } => write!(f, "const {value}"),
+            TensorOp::Unary(u) => f.write_str(u.name()),
+            TensorOp::Binary(b) => f.write_str(b.name()),
+            TensorOp::MatMul { trans_a, trans_b } => {
+                f.write_str("matmul")?;
+                match (trans_a, trans_b) {
+                    (false, false) => Ok(()),
+                    (true, false) => f.write_str("_tn"),
+                    (false, true) => f.write_str("_nt"),
+                    (true, true) => f.write_str("_tt"),
+                }
+            }
+            TensorOp::Sum { axes, keep_dims } => write!(f, "sum{axes:?}{}", if *keep_dims { " keep" } else { "" }),
+            TensorOp::Softmax { axis } => write!(f, "softmax[{axis}]"),
+            TensorOp::LogSoftmax { axis } => write!(f, "log_softmax[{axis}]"),
+            TensorOp::CrossEntropy => f.write_str("cross_entropy"),
+            TensorOp::Mse => f.write_str("mse"),
+            TensorOp::Reshape => f.write_str("reshape"),
+            TensorOp::Transpose { perm } => write!(f, "transpose{perm:?}"),
+            TensorOp::Slice { axis, start, end } => write!(f, "slice[{axis}: {start}..{end}]"),
+            TensorOp::Pad { axis, before, after } => write!(f, "pad[{axis}: {before}, {after}]"),
+            TensorOp::Concat { axis } => write!(f, "concat[{axis}]"),
+            TensorOp::BroadcastTo => f.write_str("broadcast_to"),
+            TensorOp::SumTo => f.write_str("sum_to"),
+            TensorOp::Fused(k) => write!(f, "fused {{ {k} }}"),
+        }
+    }
+}
