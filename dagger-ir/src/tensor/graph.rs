@@ -295,6 +295,45 @@ impl TensorGraph {
     }
 }
 
+/// Builds a new graph from an old one node by node, remapping values: the
+/// common frame of the passes that drop or replace nodes.
+pub(crate) struct Rewrite<'a> {
+    pub(crate) old: &'a TensorGraph,
+    new: TensorGraph,
+    map: Vec<Option<Value>>,
+}
+
+impl<'a> Rewrite<'a> {
+    pub(crate) fn new(old: &'a TensorGraph) -> Self {
+        Rewrite { old, new: TensorGraph::new(), map: vec![None; old.nodes.len()] }
+    }
+
+    /// The new value of old value `v`, which must have been emitted.
+    pub(crate) fn mapped(&self, v: Value) -> Value {
+        self.map[v.index()].expect("operands are emitted before their users")
+    }
+
+    /// Emits `node` (operands already new values) as the new `old_v`.
+    pub(crate) fn emit(&mut self, old_v: Value, node: TensorNode) {
+        self.new.nodes.push(node);
+        self.map[old_v.index()] = Some(Value((self.new.nodes.len() - 1) as u32));
+    }
+
+    /// Emits a copy of old node `old_v` with its operands remapped.
+    pub(crate) fn copy(&mut self, old_v: Value) {
+        let mut node = self.old.node(old_v).clone();
+        node.inputs = node.inputs.iter().map(|&v| self.mapped(v)).collect();
+        self.emit(old_v, node);
+    }
+
+    /// The new graph, with outputs and updates remapped.
+    pub(crate) fn finish(mut self) -> TensorGraph {
+        self.new.outputs = self.old.outputs.iter().map(|&v| self.mapped(v)).collect();
+        self.new.updates = self.old.updates.iter().map(|&(p, v)| (self.mapped(p), self.mapped(v))).collect();
+        self.new
+    }
+}
+
 impl fmt::Display for TensorGraph {
     /// The text form: one line per node, `%3 = matmul(%1, %2) : [32, 10]`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -8,6 +8,7 @@
 //! NVRTC on GPU); [`Kernel::eval`] is the reference they are tested against.
 
 use super::op::{Binary, Unary};
+use super::shape::Shape;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -81,6 +82,52 @@ impl fmt::Display for Kernel {
     }
 }
 
+/// How a kernel operand is read, viewing the node's result as a matrix of
+/// `rows x cols` with `cols` its last extent. Back ends generate one load
+/// form per pattern; operands broadcast any other way are not fused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Broadcast {
+    /// Same shape as the result: element `(r, c)` at `r * cols + c`.
+    Full,
+    /// One element for all.
+    Scalar,
+    /// One row repeated (a bias): element `c`.
+    Row,
+    /// One column repeated (a per-row value): element `r`.
+    Column,
+}
+
+impl Broadcast {
+    /// The pattern of an operand of shape `operand` in a result of shape
+    /// `out`, if it is one of the four.
+    pub fn of(operand: &Shape, out: &Shape) -> Option<Broadcast> {
+        if operand == out {
+            return Some(Broadcast::Full);
+        }
+        if operand.numel() == 1 {
+            return Some(Broadcast::Scalar);
+        }
+        let trimmed: Vec<usize> = operand.0.iter().copied().skip_while(|&d| d == 1).collect();
+        if out.rank() >= 1 && trimmed == [out.0[out.rank() - 1]] {
+            return Some(Broadcast::Row);
+        }
+        let lead = out.rank().checked_sub(operand.rank())?;
+        let padded: Vec<usize> = std::iter::repeat_n(1, lead).chain(operand.0.iter().copied()).collect();
+        let (last, rest) = padded.split_last()?;
+        if *last == 1 && rest == &out.0[..out.rank() - 1] {
+            return Some(Broadcast::Column);
+        }
+        None
+    }
+}
+
+/// The `(rows, cols)` matrix view of a shape that kernels iterate over.
+pub fn matrix_view(out: &Shape) -> (usize, usize) {
+    let cols = out.0.last().copied().unwrap_or(1);
+    (if cols == 0 { 0 } else { out.numel() / cols }, cols)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +143,19 @@ mod tests {
         assert_eq!(k.eval(&[1.0, 3.0]), 4.0);
         assert_eq!(k.op_count(), 2);
         assert_eq!(k.to_string(), "t0 = load 0; t1 = load 1; t2 = add(t0, t1); t3 = relu(t2)");
+    }
+
+    #[test]
+    fn broadcast_patterns() {
+        let out = Shape::of(&[4, 3]);
+        let of = |d: &[usize]| Broadcast::of(&Shape::of(d), &out);
+        assert_eq!(of(&[4, 3]), Some(Broadcast::Full));
+        assert_eq!(of(&[]), Some(Broadcast::Scalar));
+        assert_eq!(of(&[1, 1]), Some(Broadcast::Scalar));
+        assert_eq!(of(&[3]), Some(Broadcast::Row));
+        assert_eq!(of(&[1, 3]), Some(Broadcast::Row));
+        assert_eq!(of(&[4, 1]), Some(Broadcast::Column));
+        assert_eq!(Broadcast::of(&Shape::of(&[2, 1, 3]), &Shape::of(&[2, 5, 3])), None);
+        assert_eq!(matrix_view(&Shape::of(&[2, 5, 3])), (10, 3));
     }
 }

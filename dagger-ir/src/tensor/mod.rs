@@ -28,16 +28,22 @@
 //! (buffers reused by liveness). The runtime compiles the result.
 
 pub mod autodiff;
+pub mod dce;
 pub mod error;
+pub mod fuse;
 pub mod graph;
 pub mod infer;
 pub mod kernel;
+pub mod memory;
 pub mod op;
 pub mod shape;
 
 pub use autodiff::grad;
 pub use error::{TensorError, TensorResult};
 pub use graph::{TensorGraph, TensorNode, Value};
-pub use kernel::{Kernel, KernelStep};
+pub use dce::dce;
+pub use fuse::{fuse, FuseOptions, FuseReport};
+pub use kernel::{matrix_view, Broadcast, Kernel, KernelStep};
+pub use memory::{plan_memory, unplanned_bytes, MemoryPlan};
 pub use op::{Binary, TensorOp, Unary};
 pub use shape::Shape;

@@ -1,0 +1,200 @@
+//! Elementwise fusion: trees of elementwise ops become one kernel.
+//!
+//! Run separately, a chain `relu(x * w + b)` reads and writes every element
+//! three times; fused, once. The pass walks the nodes from last to first.
+//! Each elementwise node not yet taken roots a group, which then absorbs,
+//! depth first, every elementwise operand that has this group as its only
+//! user, is not returned or stored as an update, and has the root's shape
+//! (so nothing is computed twice). Constants are inlined. A group becomes one
+//! [`TensorOp::Fused`] node whose [`Kernel`] loads each remaining operand by
+//! a [`Broadcast`] pattern; a group with an operand broadcast another way is
+//! left as it was. Every elementwise node ends up in a kernel, so with
+//! `max_ops: 1` the pass gives the unfused baseline: one kernel per op.
+
+use super::graph::{Rewrite, TensorGraph, TensorNode, Value};
+use super::kernel::{Broadcast, Kernel, KernelStep};
+use super::op::TensorOp;
+use std::collections::HashMap;
+
+/// Options of the fusion pass.
+#[derive(Clone, Copy, Debug)]
+pub struct FuseOptions {
+    /// Most elementwise ops in one kernel (1: no fusion, one kernel per op).
+    pub max_ops: usize,
+}
+
+impl Default for FuseOptions {
+    fn default() -> Self {
+        FuseOptions { max_ops: usize::MAX }
+    }
+}
+
+/// What the pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FuseReport {
+    /// Kernels made.
+    pub kernels: usize,
+    /// Elementwise ops they hold in all.
+    pub ops: usize,
+}
+
+/// The graph with elementwise trees fused (see the [module docs](self)).
+pub fn fuse(g: &TensorGraph, options: FuseOptions) -> (TensorGraph, FuseReport) {
+    let n = g.nodes.len();
+    let mut users = vec![0usize; n];
+    for node in &g.nodes {
+        for v in &node.inputs {
+            users[v.index()] += 1;
+        }
+    }
+    let mut pinned = vec![false; n];
+    for &v in g.outputs.iter().chain(g.updates.iter().map(|(_, v)| v)) {
+        pinned[v.index()] = true;
+    }
+    let fusable = |i: usize| matches!(g.nodes[i].op, TensorOp::Unary(_) | TensorOp::Binary(_));
+    // root[i]: the group node i belongs to.
+    let mut root: Vec<Option<usize>> = vec![None; n];
+    let mut kernels: HashMap<usize, (Kernel, Vec<Value>)> = HashMap::new();
+    for r in (0..n).rev() {
+        if root[r].is_some() || !fusable(r) {
+            continue;
+        }
+        let mut members = vec![r];
+        let mut stack = vec![r];
+        while let Some(m) = stack.pop() {
+            for v in &g.nodes[m].inputs {
+                let p = v.index();
+                let absorb = fusable(p)
+                    && root[p].is_none()
+                    && users[p] == 1
+                    && !pinned[p]
+                    && g.nodes[p].shape == g.nodes[r].shape
+                    && members.len() < options.max_ops
+                    && !members.contains(&p);
+                if absorb {
+                    members.push(p);
+                    stack.push(p);
+                }
+            }
+        }
+        members.sort_unstable();
+        if let Some(kernel) = build_kernel(g, &members, r) {
+            for &m in &members {
+                root[m] = Some(r);
+            }
+            kernels.insert(r, kernel);
+        }
+    }
+    let mut report = FuseReport::default();
+    let mut rw = Rewrite::new(g);
+    for i in 0..n {
+        let v = Value(i as u32);
+        match (root[i], kernels.remove(&i)) {
+            (Some(_), Some((kernel, operands))) => {
+                report.kernels += 1;
+                report.ops += kernel.op_count();
+                let inputs = operands.iter().map(|&o| rw.mapped(o)).collect();
+                rw.emit(v, TensorNode { op: TensorOp::Fused(kernel), inputs, shape: g.nodes[i].shape.clone() });
+            }
+            (Some(_), None) => {} // inside a kernel
+            (None, _) => rw.copy(v),
+        }
+    }
+    (rw.finish(), report)
+}
+
+/// The kernel of a group (members ascending, root last) and its operands,
+/// or `None` when an operand is broadcast in a way kernels do not load.
+fn build_kernel(g: &TensorGraph, members: &[usize], root: usize) -> Option<(Kernel, Vec<Value>)> {
+    let out = &g.nodes[root].shape;
+    let mut kernel = Kernel::default();
+    let mut operands: Vec<Value> = Vec::new();
+    let mut step_of: HashMap<usize, u32> = HashMap::new();
+    for &m in members {
+        let node = &g.nodes[m];
+        let mut args = Vec::with_capacity(2);
+        for &v in &node.inputs {
+            let step = match step_of.get(&v.index()) {
+                Some(&s) => s,
+                None => {
+                    let source = g.node(v);
+                    let step = match source.op {
+                        TensorOp::Const { value } => kernel.push(KernelStep::Const(value)),
+                        _ => {
+                            Broadcast::of(&source.shape, out)?;
+                            let slot = operands.iter().position(|&o| o == v).unwrap_or_else(|| {
+                                operands.push(v);
+                                operands.len() - 1
+                            });
+                            kernel.push(KernelStep::Load(slot as u32))
+                        }
+                    };
+                    step_of.insert(v.index(), step);
+                    step
+                }
+            };
+            args.push(step);
+        }
+        let step = match node.op {
+            TensorOp::Unary(op) => KernelStep::Unary(op, args[0]),
+            TensorOp::Binary(op) => KernelStep::Binary(op, args[0], args[1]),
+            _ => unreachable!("only elementwise nodes join groups"),
+        };
+        step_of.insert(m, kernel.push(step));
+    }
+    Some((kernel, operands))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::dce::dce;
+    use crate::tensor::Unary;
+
+    fn layer() -> (TensorGraph, Value) {
+        let mut g = TensorGraph::new();
+        let x = g.input("x", [4, 3]);
+        let w = g.param("w", [3, 2]);
+        let b = g.param("b", [2]);
+        let h = g.matmul(x, w).unwrap();
+        let z = g.add(h, b).unwrap();
+        let a = g.relu(z).unwrap();
+        let y = g.scale(a, 0.5).unwrap();
+        g.set_outputs(vec![y]).unwrap();
+        (g, y)
+    }
+
+    #[test]
+    fn a_chain_with_a_bias_becomes_one_kernel() {
+        let (g, _) = layer();
+        let (f, report) = fuse(&g, FuseOptions::default());
+        let (f, _) = dce(&f);
+        assert_eq!(report, FuseReport { kernels: 1, ops: 3 });
+        let last = f.node(f.outputs()[0]);
+        let TensorOp::Fused(k) = &last.op else { panic!("{f}") };
+        assert_eq!(k.to_string(), "t0 = load 0; t1 = load 1; t2 = add(t0, t1); t3 = relu(t2); t4 = 0.5; t5 = mul(t3, t4)");
+        assert_eq!(last.inputs.len(), 2);
+        // Matmul, add, relu, const and mul became matmul and one kernel.
+        assert_eq!(f.nodes().len(), 5, "{f}");
+    }
+
+    #[test]
+    fn max_ops_one_gives_one_kernel_per_op() {
+        let (g, _) = layer();
+        let (_, report) = fuse(&g, FuseOptions { max_ops: 1 });
+        assert_eq!(report, FuseReport { kernels: 3, ops: 3 });
+    }
+
+    #[test]
+    fn shared_and_returned_values_stay_materialized() {
+        let mut g = TensorGraph::new();
+        let x = g.input("x", [8]);
+        let e = g.unary(Unary::Exp, x).unwrap();
+        let a = g.unary(Unary::Neg, e).unwrap();
+        let b = g.mul(e, a).unwrap();
+        g.set_outputs(vec![a, b]).unwrap();
+        let (_, report) = fuse(&g, FuseOptions::default());
+        // exp has two users and neg is returned: three kernels.
+        assert_eq!(report.kernels, 3);
+    }
+}

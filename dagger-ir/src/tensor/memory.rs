@@ -1,0 +1,162 @@
+//! Memory planning: which buffer holds each value, reusing buffers by liveness.
+//!
+//! Inputs, parameters and constants get buffers of their own that live as
+//! long as the program. A reshape shares its operand's buffer. Every other
+//! value takes a free buffer (the smallest that fits, else the largest one
+//! grown, else a new one) and gives it back after its last use; outputs and
+//! update values are never given back. An elementwise node gives back its
+//! dying operands before taking its own buffer, so it may run in place: it
+//! writes element `i` only after reading every operand's element `i`.
+//! The runtime allocates the plan's buffers once; a run allocates nothing.
+
+use super::graph::TensorGraph;
+use super::op::TensorOp;
+
+/// Where each value of a graph lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryPlan {
+    /// The buffer of each value, by value index.
+    pub buffer_of: Vec<usize>,
+    /// Size of each buffer in elements.
+    pub sizes: Vec<usize>,
+    /// Buffers of inputs, parameters and constants (never shared).
+    pub persistent: Vec<bool>,
+}
+
+impl MemoryPlan {
+    /// Bytes of all buffers (`f32` elements).
+    pub fn bytes(&self) -> usize {
+        self.sizes.iter().sum::<usize>() * 4
+    }
+}
+
+/// Bytes the graph would take with one buffer per value.
+pub fn unplanned_bytes(g: &TensorGraph) -> usize {
+    g.nodes.iter().map(|n| n.shape.numel()).sum::<usize>() * 4
+}
+
+/// Plans the buffers of `g` (see the [module docs](self)).
+pub fn plan_memory(g: &TensorGraph) -> MemoryPlan {
+    let n = g.nodes.len();
+    // The value whose buffer each value uses (itself, or a reshape's source).
+    let mut owner: Vec<usize> = (0..n).collect();
+    for (i, node) in g.nodes.iter().enumerate() {
+        if node.op == TensorOp::Reshape {
+            owner[i] = owner[node.inputs[0].index()];
+        }
+    }
+    let mut last_use: Vec<usize> = (0..n).collect();
+    for (i, node) in g.nodes.iter().enumerate() {
+        for v in &node.inputs {
+            let o = owner[v.index()];
+            last_use[o] = last_use[o].max(i);
+        }
+    }
+    for &v in g.outputs.iter().chain(g.updates.iter().map(|(_, v)| v)) {
+        last_use[owner[v.index()]] = usize::MAX;
+    }
+    let mut plan = MemoryPlan { buffer_of: vec![0; n], sizes: Vec::new(), persistent: Vec::new() };
+    let mut free: Vec<usize> = Vec::new();
+    for (i, node) in g.nodes.iter().enumerate() {
+        let size = node.shape.numel();
+        let leaf = matches!(node.op, TensorOp::Input { .. } | TensorOp::Param { .. } | TensorOp::Const { .. });
+        if leaf {
+            plan.buffer_of[i] = new_buffer(&mut plan, size, true);
+            continue;
+        }
+        if owner[i] != i {
+            plan.buffer_of[i] = plan.buffer_of[owner[i]];
+            continue;
+        }
+        let dying: Vec<usize> = node
+            .inputs
+            .iter()
+            .map(|v| owner[v.index()])
+            .filter(|&o| last_use[o] == i && !plan.persistent[plan.buffer_of[o]])
+            .collect();
+        let release = |plan: &MemoryPlan, free: &mut Vec<usize>| {
+            for &o in &dying {
+                let b = plan.buffer_of[o];
+                if !free.contains(&b) {
+                    free.push(b);
+                }
+            }
+        };
+        if node.op.is_elementwise() {
+            release(&plan, &mut free);
+        }
+        plan.buffer_of[i] = take_buffer(&mut plan, &mut free, size);
+        if !node.op.is_elementwise() {
+            release(&plan, &mut free);
+        }
+        if last_use[i] == i {
+            free.push(plan.buffer_of[i]);
+        }
+    }
+    plan
+}
+
+fn new_buffer(plan: &mut MemoryPlan, size: usize, persistent: bool) -> usize {
+    plan.sizes.push(size);
+    plan.persistent.push(persistent);
+    plan.sizes.len() - 1
+}
+
+fn take_buffer(plan: &mut MemoryPlan, free: &mut Vec<usize>, size: usize) -> usize {
+    let fitting = free
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| plan.sizes[b] >= size)
+        .min_by_key(|(_, &b)| plan.sizes[b]);
+    let pick = fitting.or_else(|| free.iter().enumerate().max_by_key(|(_, &b)| plan.sizes[b]));
+    match pick.map(|(k, &b)| (k, b)) {
+        Some((k, b)) => {
+            free.swap_remove(k);
+            plan.sizes[b] = plan.sizes[b].max(size);
+            b
+        }
+        None => new_buffer(plan, size, false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::Unary;
+
+    #[test]
+    fn a_chain_ping_pongs_between_two_buffers_or_runs_in_place() {
+        let mut g = TensorGraph::new();
+        let x = g.input("x", [1000]);
+        let mut v = x;
+        for _ in 0..6 {
+            v = g.unary(Unary::Exp, v).unwrap();
+        }
+        g.set_outputs(vec![v]).unwrap();
+        let plan = plan_memory(&g);
+        // One input buffer, and the whole chain in one buffer (in place).
+        assert_eq!(plan.sizes, vec![1000, 1000]);
+        assert!(plan.bytes() * 3 < unplanned_bytes(&g));
+    }
+
+    #[test]
+    fn live_values_never_share_a_buffer() {
+        let mut g = TensorGraph::new();
+        let a = g.input("a", [4, 4]);
+        let b = g.input("b", [4, 4]);
+        let p = g.matmul(a, b).unwrap();
+        let q = g.matmul(p, a).unwrap();
+        let r = g.reshape(q, [16]).unwrap();
+        let s = g.matmul(p, q).unwrap(); // p and q both live here
+        let t = g.reshape(s, [16]).unwrap();
+        let u = g.add(r, t).unwrap();
+        g.set_outputs(vec![u]).unwrap();
+        let plan = plan_memory(&g);
+        let buf = |v: crate::tensor::Value| plan.buffer_of[v.index()];
+        assert_ne!(buf(p), buf(q));
+        assert_ne!(buf(s), buf(p));
+        assert_ne!(buf(s), buf(q));
+        assert_eq!(buf(r), buf(q), "a reshape shares its operand's buffer");
+        assert!(buf(u) == buf(q) || buf(u) == buf(s) || buf(u) == buf(p), "the sum reuses a dead buffer");
+    }
+}
