@@ -26,8 +26,8 @@ pub mod model;
 pub mod pass;
 pub mod passes;
 pub mod sched;
-pub mod text;
 pub mod tensor;
+pub mod text;
 pub mod types;
 pub mod verify;
 

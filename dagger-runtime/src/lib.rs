@@ -40,6 +40,7 @@ pub mod runtime;
 pub mod size;
 pub mod spawn;
 pub mod task;
+pub mod tensor;
 pub mod trace;
 pub mod wire;
 

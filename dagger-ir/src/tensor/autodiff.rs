@@ -11,12 +11,15 @@
 use super::error::{shape_error, TensorError, TensorResult};
 use super::graph::{TensorGraph, Value};
 use super::op::{Binary, TensorOp, Unary};
-use super::shape::Shape;
 
 /// A copy of `graph` that also computes the gradient of the scalar `loss`
 /// with respect to each of `params`; its outputs are `loss` then the
 /// gradients in the order of `params`, which are also returned.
-pub fn grad(graph: &TensorGraph, loss: Value, params: &[Value]) -> TensorResult<(TensorGraph, Vec<Value>)> {
+pub fn grad(
+    graph: &TensorGraph,
+    loss: Value,
+    params: &[Value],
+) -> TensorResult<(TensorGraph, Vec<Value>)> {
     let mut g = graph.clone();
     let grads = append_grad(&mut g, loss, params)?;
     let mut outputs = vec![loss];
@@ -34,7 +37,10 @@ pub fn append_grad(g: &mut TensorGraph, loss: Value, params: &[Value]) -> Tensor
         }
     }
     if g.shape(loss).rank() != 0 {
-        return Err(TensorError::LossNotScalar { value: loss.0, shape: g.shape(loss).clone() });
+        return Err(TensorError::LossNotScalar {
+            value: loss.0,
+            shape: g.shape(loss).clone(),
+        });
     }
     // Which values depend on some parameter asked for.
     let mut wanted = vec![false; g.nodes.len()];
@@ -92,7 +98,10 @@ fn vjp(
             let (a, bb) = (inputs[0], inputs[1]);
             let (ga, gb) = match b {
                 Binary::Add => (Some(gy), Some(gy)),
-                Binary::Sub => (Some(gy), want(1).then(|| g.unary(Unary::Neg, gy)).transpose()?),
+                Binary::Sub => (
+                    Some(gy),
+                    want(1).then(|| g.unary(Unary::Neg, gy)).transpose()?,
+                ),
                 Binary::Mul => (
                     want(0).then(|| g.mul(gy, bb)).transpose()?,
                     want(1).then(|| g.mul(gy, a)).transpose()?,
@@ -192,7 +201,11 @@ fn vjp(
             let d = g.sub(inputs[0], inputs[1])?;
             let k = g.scale(gy, 2.0 / n)?;
             let ga = g.mul(d, k)?;
-            let gb = if want(1) { Some(g.unary(Unary::Neg, ga)?) } else { None };
+            let gb = if want(1) {
+                Some(g.unary(Unary::Neg, ga)?)
+            } else {
+                None
+            };
             vec![want(0).then_some(ga), gb]
         }
         TensorOp::Reshape => vec![Some(g.reshape(gy, shape(g, 0))?)],
@@ -205,7 +218,11 @@ fn vjp(
         }
         TensorOp::Slice { axis, start, end } => {
             let extent = shape(g, 0).0[*axis];
-            let pad = TensorOp::Pad { axis: *axis, before: *start, after: extent - end };
+            let pad = TensorOp::Pad {
+                axis: *axis,
+                before: *start,
+                after: extent - end,
+            };
             vec![Some(g.apply(pad, &[gy], None)?)]
         }
         TensorOp::Pad { axis, before, .. } => {
@@ -217,7 +234,11 @@ fn vjp(
             let mut out = Vec::new();
             for k in 0..inputs.len() {
                 let extent = shape(g, k).0[*axis];
-                out.push(if want(k) { Some(g.slice(gy, *axis, start, start + extent)?) } else { None });
+                out.push(if want(k) {
+                    Some(g.slice(gy, *axis, start, start + extent)?)
+                } else {
+                    None
+                });
                 start += extent;
             }
             out
@@ -225,7 +246,10 @@ fn vjp(
         TensorOp::BroadcastTo => vec![Some(g.sum_to(gy, shape(g, 0))?)],
         TensorOp::SumTo => vec![Some(g.broadcast_to(gy, shape(g, 0))?)],
         TensorOp::Fused(_) => {
-            return Err(shape_error("grad", "cannot differentiate a fused node: run autodiff before fusion"))
+            return Err(shape_error(
+                "grad",
+                "cannot differentiate a fused node: run autodiff before fusion",
+            ))
         }
     })
 }
@@ -244,7 +268,10 @@ fn unary_vjp(g: &mut TensorGraph, op: Unary, x: Value, y: Value, gy: Value) -> T
             let d = g.unary(Unary::GeluGrad, x)?;
             g.mul(gy, d)
         }
-        Unary::GeluGrad => Err(shape_error("grad", "gelu_grad has no derivative (second derivative of gelu)")),
+        Unary::GeluGrad => Err(shape_error(
+            "grad",
+            "gelu_grad has no derivative (second derivative of gelu)",
+        )),
         Unary::Tanh => {
             let y2 = g.unary(Unary::Square, y)?;
             let o = one(g);
@@ -286,6 +313,7 @@ impl TensorGraph {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tensor::Shape;
 
     #[test]
     fn gradients_of_a_linear_layer_have_the_parameters_shapes() {
@@ -302,7 +330,11 @@ mod tests {
         assert_eq!(dg.shape(grads[1]), &Shape::of(&[2]));
         assert_eq!(dg.outputs(), &[loss, grads[0], grads[1]]);
         // No gradient flows into the data: no transposed product with x's gradient.
-        assert!(!dg.nodes().iter().any(|n| n.op == TensorOp::MatMul { trans_a: false, trans_b: true }));
+        assert!(!dg.nodes().iter().any(|n| n.op
+            == TensorOp::MatMul {
+                trans_a: false,
+                trans_b: true
+            }));
     }
 
     #[test]
@@ -310,6 +342,9 @@ mod tests {
         let mut g = TensorGraph::new();
         let w = g.param("w", [2]);
         let err = g.grad(w, &[w]).unwrap_err();
-        assert_eq!(err.to_string(), "grad: the loss %0 must be a scalar, but its shape is [2]");
+        assert_eq!(
+            err.to_string(),
+            "grad: the loss %0 must be a scalar, but its shape is [2]"
+        );
     }
 }

@@ -40,6 +40,9 @@ pub enum TensorError {
         /// Elements given.
         found: usize,
     },
+    /// An input that was never fed before a run.
+    #[error("input `{0}` was not fed before the run")]
+    NotFed(String),
     /// A name fed or asked for that the graph does not have.
     #[error("the graph has no input or parameter named `{0}`")]
     UnknownName(String),

@@ -25,7 +25,9 @@ pub struct FuseOptions {
 
 impl Default for FuseOptions {
     fn default() -> Self {
-        FuseOptions { max_ops: usize::MAX }
+        FuseOptions {
+            max_ops: usize::MAX,
+        }
     }
 }
 
@@ -87,14 +89,21 @@ pub fn fuse(g: &TensorGraph, options: FuseOptions) -> (TensorGraph, FuseReport) 
     }
     let mut report = FuseReport::default();
     let mut rw = Rewrite::new(g);
-    for i in 0..n {
+    for (i, group) in root.iter().enumerate() {
         let v = Value(i as u32);
-        match (root[i], kernels.remove(&i)) {
+        match (group, kernels.remove(&i)) {
             (Some(_), Some((kernel, operands))) => {
                 report.kernels += 1;
                 report.ops += kernel.op_count();
                 let inputs = operands.iter().map(|&o| rw.mapped(o)).collect();
-                rw.emit(v, TensorNode { op: TensorOp::Fused(kernel), inputs, shape: g.nodes[i].shape.clone() });
+                rw.emit(
+                    v,
+                    TensorNode {
+                        op: TensorOp::Fused(kernel),
+                        inputs,
+                        shape: g.nodes[i].shape.clone(),
+                    },
+                );
             }
             (Some(_), None) => {} // inside a kernel
             (None, _) => rw.copy(v),
@@ -171,8 +180,13 @@ mod tests {
         let (f, _) = dce(&f);
         assert_eq!(report, FuseReport { kernels: 1, ops: 3 });
         let last = f.node(f.outputs()[0]);
-        let TensorOp::Fused(k) = &last.op else { panic!("{f}") };
-        assert_eq!(k.to_string(), "t0 = load 0; t1 = load 1; t2 = add(t0, t1); t3 = relu(t2); t4 = 0.5; t5 = mul(t3, t4)");
+        let TensorOp::Fused(k) = &last.op else {
+            panic!("{f}")
+        };
+        assert_eq!(
+            k.to_string(),
+            "t0 = load 0; t1 = load 1; t2 = add(t0, t1); t3 = relu(t2); t4 = 0.5; t5 = mul(t3, t4)"
+        );
         assert_eq!(last.inputs.len(), 2);
         // Matmul, add, relu, const and mul became matmul and one kernel.
         assert_eq!(f.nodes().len(), 5, "{f}");

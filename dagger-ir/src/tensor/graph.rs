@@ -98,7 +98,11 @@ impl TensorGraph {
         if self.shape(param) != self.shape(new) {
             return Err(super::error::shape_error(
                 "update",
-                format!("parameter {param} is {} but its new value {new} is {}", self.shape(param), self.shape(new)),
+                format!(
+                    "parameter {param} is {} but its new value {new} is {}",
+                    self.shape(param),
+                    self.shape(new)
+                ),
             ));
         }
         self.updates.push((param, new));
@@ -107,10 +111,15 @@ impl TensorGraph {
 
     /// The graph's inputs and parameters with their names, in node order.
     pub fn named(&self) -> impl Iterator<Item = (Value, &str, &TensorNode)> {
-        self.nodes.iter().enumerate().filter_map(|(i, n)| match &n.op {
-            TensorOp::Input { name } | TensorOp::Param { name } => Some((Value(i as u32), name.as_str(), n)),
-            _ => None,
-        })
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| match &n.op {
+                TensorOp::Input { name } | TensorOp::Param { name } => {
+                    Some((Value(i as u32), name.as_str(), n))
+                }
+                _ => None,
+            })
     }
 
     /// The parameters, in node order.
@@ -128,13 +137,22 @@ impl TensorGraph {
 
     /// Adds a node after checking its operands and shape; the general form
     /// behind every builder method.
-    pub fn apply(&mut self, op: TensorOp, inputs: &[Value], requested: Option<&Shape>) -> TensorResult<Value> {
+    pub fn apply(
+        &mut self,
+        op: TensorOp,
+        inputs: &[Value],
+        requested: Option<&Shape>,
+    ) -> TensorResult<Value> {
         for &v in inputs {
             self.check(v)?;
         }
         let shapes: Vec<&Shape> = inputs.iter().map(|&v| self.shape(v)).collect();
         let shape = infer(&op, &shapes, requested)?;
-        self.nodes.push(TensorNode { op, inputs: inputs.to_vec(), shape });
+        self.nodes.push(TensorNode {
+            op,
+            inputs: inputs.to_vec(),
+            shape,
+        });
         Ok(Value((self.nodes.len() - 1) as u32))
     }
 
@@ -147,17 +165,28 @@ impl TensorGraph {
     }
 
     fn leaf(&mut self, op: TensorOp, shape: impl Into<Shape>) -> Value {
-        self.apply(op, &[], Some(&shape.into())).expect("leaves always have a shape")
+        self.apply(op, &[], Some(&shape.into()))
+            .expect("leaves always have a shape")
     }
 
     /// A graph input fed at every run.
     pub fn input(&mut self, name: &str, shape: impl Into<Shape>) -> Value {
-        self.leaf(TensorOp::Input { name: name.to_string() }, shape)
+        self.leaf(
+            TensorOp::Input {
+                name: name.to_string(),
+            },
+            shape,
+        )
     }
 
     /// A parameter kept between runs.
     pub fn param(&mut self, name: &str, shape: impl Into<Shape>) -> Value {
-        self.leaf(TensorOp::Param { name: name.to_string() }, shape)
+        self.leaf(
+            TensorOp::Param {
+                name: name.to_string(),
+            },
+            shape,
+        )
     }
 
     /// A scalar constant.
@@ -217,7 +246,13 @@ impl TensorGraph {
     }
 
     /// Matrix product with either operand transposed.
-    pub fn matmul_t(&mut self, a: Value, b: Value, trans_a: bool, trans_b: bool) -> TensorResult<Value> {
+    pub fn matmul_t(
+        &mut self,
+        a: Value,
+        b: Value,
+        trans_a: bool,
+        trans_b: bool,
+    ) -> TensorResult<Value> {
         self.apply(TensorOp::MatMul { trans_a, trans_b }, &[a, b], None)
     }
 
@@ -231,7 +266,10 @@ impl TensorGraph {
 
     /// Mean over `axes`.
     pub fn mean(&mut self, a: Value, axes: &[usize], keep_dims: bool) -> TensorResult<Value> {
-        let count: usize = axes.iter().filter_map(|&i| self.shape(a).0.get(i)).product();
+        let count: usize = axes
+            .iter()
+            .filter_map(|&i| self.shape(a).0.get(i))
+            .product();
         let s = self.sum(a, axes, keep_dims)?;
         self.scale(s, 1.0 / count.max(1) as f32)
     }
@@ -263,11 +301,23 @@ impl TensorGraph {
 
     /// Axes permuted: result axis `i` is axis `perm[i]` of `a`.
     pub fn transpose(&mut self, a: Value, perm: &[usize]) -> TensorResult<Value> {
-        self.apply(TensorOp::Transpose { perm: perm.to_vec() }, &[a], None)
+        self.apply(
+            TensorOp::Transpose {
+                perm: perm.to_vec(),
+            },
+            &[a],
+            None,
+        )
     }
 
     /// Elements `start..end` along `axis`.
-    pub fn slice(&mut self, a: Value, axis: usize, start: usize, end: usize) -> TensorResult<Value> {
+    pub fn slice(
+        &mut self,
+        a: Value,
+        axis: usize,
+        start: usize,
+        end: usize,
+    ) -> TensorResult<Value> {
         self.apply(TensorOp::Slice { axis, start, end }, &[a], None)
     }
 
@@ -305,7 +355,11 @@ pub(crate) struct Rewrite<'a> {
 
 impl<'a> Rewrite<'a> {
     pub(crate) fn new(old: &'a TensorGraph) -> Self {
-        Rewrite { old, new: TensorGraph::new(), map: vec![None; old.nodes.len()] }
+        Rewrite {
+            old,
+            new: TensorGraph::new(),
+            map: vec![None; old.nodes.len()],
+        }
     }
 
     /// The new value of old value `v`, which must have been emitted.
@@ -329,7 +383,12 @@ impl<'a> Rewrite<'a> {
     /// The new graph, with outputs and updates remapped.
     pub(crate) fn finish(mut self) -> TensorGraph {
         self.new.outputs = self.old.outputs.iter().map(|&v| self.mapped(v)).collect();
-        self.new.updates = self.old.updates.iter().map(|&(p, v)| (self.mapped(p), self.mapped(v))).collect();
+        self.new.updates = self
+            .old
+            .updates
+            .iter()
+            .map(|&(p, v)| (self.mapped(p), self.mapped(v)))
+            .collect();
         self.new
     }
 }
@@ -385,6 +444,9 @@ mod tests {
         assert_eq!(g.add_update(x, y).unwrap_err(), TensorError::NotAParam(0));
         let p = g.param("p", [3]);
         let err = g.add_update(p, y).unwrap_err().to_string();
-        assert_eq!(err, "update: parameter %2 is [3] but its new value %1 is [2]");
+        assert_eq!(
+            err,
+            "update: parameter %2 is [3] but its new value %1 is [2]"
+        );
     }
 }

@@ -16,7 +16,10 @@ pub fn infer(op: &TensorOp, operands: &[&Shape], requested: Option<&Shape>) -> T
     let arity = arity(op);
     if let Some(n) = arity {
         if operands.len() != n {
-            return Err(shape_error(&name, format!("takes {n} operands, got {}", operands.len())));
+            return Err(shape_error(
+                &name,
+                format!("takes {n} operands, got {}", operands.len()),
+            ));
         }
     }
     let target = || {
@@ -30,13 +33,23 @@ pub fn infer(op: &TensorOp, operands: &[&Shape], requested: Option<&Shape>) -> T
         TensorOp::Binary(_) => broadcast(operands[0], operands[1]).ok_or_else(|| {
             shape_error(
                 &name,
-                format!("shapes {} and {} do not broadcast", operands[0], operands[1]),
+                format!(
+                    "shapes {} and {} do not broadcast",
+                    operands[0], operands[1]
+                ),
             )
         }),
         TensorOp::Fused(_) => operands.iter().try_fold(Shape::scalar(), |acc, s| {
-            broadcast(&acc, s).ok_or_else(|| shape_error(&name, format!("operand shape {s} does not broadcast to {acc}")))
+            broadcast(&acc, s).ok_or_else(|| {
+                shape_error(
+                    &name,
+                    format!("operand shape {s} does not broadcast to {acc}"),
+                )
+            })
         }),
-        TensorOp::MatMul { trans_a, trans_b } => matmul(&name, operands[0], operands[1], *trans_a, *trans_b),
+        TensorOp::MatMul { trans_a, trans_b } => {
+            matmul(&name, operands[0], operands[1], *trans_a, *trans_b)
+        }
         TensorOp::Sum { axes, keep_dims } => {
             check_axes(&name, operands[0], axes)?;
             Ok(if *keep_dims {
@@ -63,7 +76,10 @@ pub fn infer(op: &TensorOp, operands: &[&Shape], requested: Option<&Shape>) -> T
             if operands[0] != operands[1] {
                 return Err(shape_error(
                     &name,
-                    format!("prediction {} and target {} differ", operands[0], operands[1]),
+                    format!(
+                        "prediction {} and target {} differ",
+                        operands[0], operands[1]
+                    ),
                 ));
             }
             Ok(Shape::scalar())
@@ -73,7 +89,12 @@ pub fn infer(op: &TensorOp, operands: &[&Shape], requested: Option<&Shape>) -> T
             if to.numel() != operands[0].numel() {
                 return Err(shape_error(
                     &name,
-                    format!("cannot reshape {} ({} elements) to {to} ({} elements)", operands[0], operands[0].numel(), to.numel()),
+                    format!(
+                        "cannot reshape {} ({} elements) to {to} ({} elements)",
+                        operands[0],
+                        operands[0].numel(),
+                        to.numel()
+                    ),
                 ));
             }
             Ok(to)
@@ -82,7 +103,13 @@ pub fn infer(op: &TensorOp, operands: &[&Shape], requested: Option<&Shape>) -> T
             let mut seen = perm.clone();
             seen.sort_unstable();
             if seen != (0..operands[0].rank()).collect::<Vec<_>>() {
-                return Err(shape_error(&name, format!("{perm:?} is not a permutation of the axes of {}", operands[0])));
+                return Err(shape_error(
+                    &name,
+                    format!(
+                        "{perm:?} is not a permutation of the axes of {}",
+                        operands[0]
+                    ),
+                ));
             }
             Ok(Shape(perm.iter().map(|&a| operands[0].0[a]).collect()))
         }
@@ -91,14 +118,21 @@ pub fn infer(op: &TensorOp, operands: &[&Shape], requested: Option<&Shape>) -> T
             if start >= end || *end > operands[0].0[*axis] {
                 return Err(shape_error(
                     &name,
-                    format!("range {start}..{end} is empty or outside axis {axis} of {}", operands[0]),
+                    format!(
+                        "range {start}..{end} is empty or outside axis {axis} of {}",
+                        operands[0]
+                    ),
                 ));
             }
             let mut dims = operands[0].0.clone();
             dims[*axis] = end - start;
             Ok(Shape(dims))
         }
-        TensorOp::Pad { axis, before, after } => {
+        TensorOp::Pad {
+            axis,
+            before,
+            after,
+        } => {
             check_axes(&name, operands[0], &[*axis])?;
             let mut dims = operands[0].0.clone();
             dims[*axis] += before + after;
@@ -108,14 +142,20 @@ pub fn infer(op: &TensorOp, operands: &[&Shape], requested: Option<&Shape>) -> T
         TensorOp::BroadcastTo => {
             let to = target()?;
             if !broadcasts_to(operands[0], &to) {
-                return Err(shape_error(&name, format!("{} does not broadcast to {to}", operands[0])));
+                return Err(shape_error(
+                    &name,
+                    format!("{} does not broadcast to {to}", operands[0]),
+                ));
             }
             Ok(to)
         }
         TensorOp::SumTo => {
             let to = target()?;
             if !broadcasts_to(&to, operands[0]) {
-                return Err(shape_error(&name, format!("{} cannot be summed down to {to}", operands[0])));
+                return Err(shape_error(
+                    &name,
+                    format!("{} cannot be summed down to {to}", operands[0]),
+                ));
             }
             Ok(to)
         }
@@ -126,7 +166,9 @@ pub fn infer(op: &TensorOp, operands: &[&Shape], requested: Option<&Shape>) -> T
 pub fn arity(op: &TensorOp) -> Option<usize> {
     match op {
         TensorOp::Input { .. } | TensorOp::Param { .. } | TensorOp::Const { .. } => Some(0),
-        TensorOp::Binary(_) | TensorOp::MatMul { .. } | TensorOp::CrossEntropy | TensorOp::Mse => Some(2),
+        TensorOp::Binary(_) | TensorOp::MatMul { .. } | TensorOp::CrossEntropy | TensorOp::Mse => {
+            Some(2)
+        }
         TensorOp::Fused(_) | TensorOp::Concat { .. } => None,
         _ => Some(1),
     }
@@ -134,14 +176,29 @@ pub fn arity(op: &TensorOp) -> Option<usize> {
 
 fn matmul(name: &str, a: &Shape, b: &Shape, ta: bool, tb: bool) -> TensorResult<Shape> {
     if a.rank() != 2 || b.rank() != 2 {
-        return Err(shape_error(name, format!("operands must be matrices, got {a} and {b}")));
+        return Err(shape_error(
+            name,
+            format!("operands must be matrices, got {a} and {b}"),
+        ));
     }
-    let (m, ka) = if ta { (a.0[1], a.0[0]) } else { (a.0[0], a.0[1]) };
-    let (kb, n) = if tb { (b.0[1], b.0[0]) } else { (b.0[0], b.0[1]) };
+    let (m, ka) = if ta {
+        (a.0[1], a.0[0])
+    } else {
+        (a.0[0], a.0[1])
+    };
+    let (kb, n) = if tb {
+        (b.0[1], b.0[0])
+    } else {
+        (b.0[0], b.0[1])
+    };
     if ka != kb {
         return Err(shape_error(
             name,
-            format!("inner dimensions differ: {a}{} x {b}{} ({ka} vs {kb})", if ta { "ᵀ" } else { "" }, if tb { "ᵀ" } else { "" }),
+            format!(
+                "inner dimensions differ: {a}{} x {b}{} ({ka} vs {kb})",
+                if ta { "ᵀ" } else { "" },
+                if tb { "ᵀ" } else { "" }
+            ),
         ));
     }
     Ok(Shape(vec![m, n]))
@@ -154,10 +211,13 @@ fn concat(name: &str, operands: &[&Shape], axis: usize) -> TensorResult<Shape> {
     check_axes(name, first, &[axis])?;
     let mut dims = first.0.clone();
     for s in &operands[1..] {
-        let same_elsewhere = s.rank() == first.rank()
-            && (0..s.rank()).all(|i| i == axis || s.0[i] == first.0[i]);
+        let same_elsewhere =
+            s.rank() == first.rank() && (0..s.rank()).all(|i| i == axis || s.0[i] == first.0[i]);
         if !same_elsewhere {
-            return Err(shape_error(name, format!("{s} and {first} differ outside axis {axis}")));
+            return Err(shape_error(
+                name,
+                format!("{s} and {first} differ outside axis {axis}"),
+            ));
         }
         dims[axis] += s.0[axis];
     }
@@ -166,7 +226,10 @@ fn concat(name: &str, operands: &[&Shape], axis: usize) -> TensorResult<Shape> {
 
 fn check_axes(name: &str, s: &Shape, axes: &[usize]) -> TensorResult<()> {
     match axes.iter().find(|&&a| a >= s.rank()) {
-        Some(a) => Err(shape_error(name, format!("axis {a} is out of range for {s}"))),
+        Some(a) => Err(shape_error(
+            name,
+            format!("axis {a} is out of range for {s}"),
+        )),
         None => Ok(()),
     }
 }
@@ -180,25 +243,45 @@ mod tests {
     fn errors_name_the_op_and_both_shapes() {
         let a = Shape::of(&[32, 64]);
         let b = Shape::of(&[32, 10]);
-        let mm = TensorOp::MatMul { trans_a: false, trans_b: false };
+        let mm = TensorOp::MatMul {
+            trans_a: false,
+            trans_b: false,
+        };
         let err = infer(&mm, &[&a, &b], None).unwrap_err().to_string();
-        assert_eq!(err, "matmul: inner dimensions differ: [32, 64] x [32, 10] (64 vs 32)");
-        let err = infer(&TensorOp::Binary(Binary::Add), &[&a, &b], None).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "matmul: inner dimensions differ: [32, 64] x [32, 10] (64 vs 32)"
+        );
+        let err = infer(&TensorOp::Binary(Binary::Add), &[&a, &b], None)
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "add: shapes [32, 64] and [32, 10] do not broadcast");
-        let tn = TensorOp::MatMul { trans_a: true, trans_b: false };
+        let tn = TensorOp::MatMul {
+            trans_a: true,
+            trans_b: false,
+        };
         assert_eq!(infer(&tn, &[&a, &b], None).unwrap(), Shape::of(&[64, 10]));
     }
 
     #[test]
     fn reductions_reshapes_and_slices() {
         let s = Shape::of(&[2, 3, 4]);
-        let sum = TensorOp::Sum { axes: vec![0, 2], keep_dims: false };
+        let sum = TensorOp::Sum {
+            axes: vec![0, 2],
+            keep_dims: false,
+        };
         assert_eq!(infer(&sum, &[&s], None).unwrap(), Shape::of(&[3]));
-        let t = TensorOp::Transpose { perm: vec![2, 0, 1] };
+        let t = TensorOp::Transpose {
+            perm: vec![2, 0, 1],
+        };
         assert_eq!(infer(&t, &[&s], None).unwrap(), Shape::of(&[4, 2, 3]));
         let bad = infer(&TensorOp::Reshape, &[&s], Some(&Shape::of(&[5, 5]))).unwrap_err();
         assert!(bad.to_string().contains("24 elements"), "{bad}");
-        let slice = TensorOp::Slice { axis: 1, start: 1, end: 3 };
+        let slice = TensorOp::Slice {
+            axis: 1,
+            start: 1,
+            end: 3,
+        };
         assert_eq!(infer(&slice, &[&s], None).unwrap(), Shape::of(&[2, 2, 4]));
         let cat = TensorOp::Concat { axis: 2 };
         assert_eq!(infer(&cat, &[&s, &s], None).unwrap(), Shape::of(&[2, 3, 8]));

@@ -113,7 +113,9 @@ impl Broadcast {
             return Some(Broadcast::Row);
         }
         let lead = out.rank().checked_sub(operand.rank())?;
-        let padded: Vec<usize> = std::iter::repeat_n(1, lead).chain(operand.0.iter().copied()).collect();
+        let padded: Vec<usize> = std::iter::repeat_n(1, lead)
+            .chain(operand.0.iter().copied())
+            .collect();
         let (last, rest) = padded.split_last()?;
         if *last == 1 && rest == &out.0[..out.rank() - 1] {
             return Some(Broadcast::Column);
@@ -125,7 +127,7 @@ impl Broadcast {
 /// The `(rows, cols)` matrix view of a shape that kernels iterate over.
 pub fn matrix_view(out: &Shape) -> (usize, usize) {
     let cols = out.0.last().copied().unwrap_or(1);
-    (if cols == 0 { 0 } else { out.numel() / cols }, cols)
+    (out.numel().checked_div(cols).unwrap_or(0), cols)
 }
 
 #[cfg(test)]
@@ -142,7 +144,10 @@ mod tests {
         assert_eq!(k.eval(&[1.0, -3.0]), 0.0);
         assert_eq!(k.eval(&[1.0, 3.0]), 4.0);
         assert_eq!(k.op_count(), 2);
-        assert_eq!(k.to_string(), "t0 = load 0; t1 = load 1; t2 = add(t0, t1); t3 = relu(t2)");
+        assert_eq!(
+            k.to_string(),
+            "t0 = load 0; t1 = load 1; t2 = add(t0, t1); t3 = relu(t2)"
+        );
     }
 
     #[test]
@@ -155,7 +160,10 @@ mod tests {
         assert_eq!(of(&[3]), Some(Broadcast::Row));
         assert_eq!(of(&[1, 3]), Some(Broadcast::Row));
         assert_eq!(of(&[4, 1]), Some(Broadcast::Column));
-        assert_eq!(Broadcast::of(&Shape::of(&[2, 1, 3]), &Shape::of(&[2, 5, 3])), None);
+        assert_eq!(
+            Broadcast::of(&Shape::of(&[2, 1, 3]), &Shape::of(&[2, 5, 3])),
+            None
+        );
         assert_eq!(matrix_view(&Shape::of(&[2, 5, 3])), (10, 3));
     }
 }

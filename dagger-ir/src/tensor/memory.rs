@@ -5,8 +5,9 @@
 //! value takes a free buffer (the smallest that fits, else the largest one
 //! grown, else a new one) and gives it back after its last use; outputs and
 //! update values are never given back. An elementwise node gives back its
-//! dying operands before taking its own buffer, so it may run in place: it
-//! writes element `i` only after reading every operand's element `i`.
+//! dying operands of its own shape before taking its buffer, so it may run
+//! in place: it writes element `i` only after reading their element `i`.
+//! (A broadcast operand is read again after that; it is given back after.)
 //! The runtime allocates the plan's buffers once; a run allocates nothing.
 
 use super::graph::TensorGraph;
@@ -55,11 +56,18 @@ pub fn plan_memory(g: &TensorGraph) -> MemoryPlan {
     for &v in g.outputs.iter().chain(g.updates.iter().map(|(_, v)| v)) {
         last_use[owner[v.index()]] = usize::MAX;
     }
-    let mut plan = MemoryPlan { buffer_of: vec![0; n], sizes: Vec::new(), persistent: Vec::new() };
+    let mut plan = MemoryPlan {
+        buffer_of: vec![0; n],
+        sizes: Vec::new(),
+        persistent: Vec::new(),
+    };
     let mut free: Vec<usize> = Vec::new();
     for (i, node) in g.nodes.iter().enumerate() {
         let size = node.shape.numel();
-        let leaf = matches!(node.op, TensorOp::Input { .. } | TensorOp::Param { .. } | TensorOp::Const { .. });
+        let leaf = matches!(
+            node.op,
+            TensorOp::Input { .. } | TensorOp::Param { .. } | TensorOp::Const { .. }
+        );
         if leaf {
             plan.buffer_of[i] = new_buffer(&mut plan, size, true);
             continue;
@@ -68,27 +76,31 @@ pub fn plan_memory(g: &TensorGraph) -> MemoryPlan {
             plan.buffer_of[i] = plan.buffer_of[owner[i]];
             continue;
         }
-        let dying: Vec<usize> = node
+        // Operands dying here, and whether each may share the result's
+        // buffer: only an elementwise node's same-shaped operands, whose
+        // element `i` is read just before element `i` is written.
+        let dying: Vec<(usize, bool)> = node
             .inputs
             .iter()
-            .map(|v| owner[v.index()])
-            .filter(|&o| last_use[o] == i && !plan.persistent[plan.buffer_of[o]])
+            .map(|v| {
+                (
+                    owner[v.index()],
+                    node.op.is_elementwise() && g.nodes[v.index()].shape == node.shape,
+                )
+            })
+            .filter(|&(o, _)| last_use[o] == i && !plan.persistent[plan.buffer_of[o]])
             .collect();
-        let release = |plan: &MemoryPlan, free: &mut Vec<usize>| {
-            for &o in &dying {
+        let release = |plan: &MemoryPlan, free: &mut Vec<usize>, early: bool| {
+            for &(o, in_place) in &dying {
                 let b = plan.buffer_of[o];
-                if !free.contains(&b) {
+                if in_place == early && !free.contains(&b) {
                     free.push(b);
                 }
             }
         };
-        if node.op.is_elementwise() {
-            release(&plan, &mut free);
-        }
+        release(&plan, &mut free, true);
         plan.buffer_of[i] = take_buffer(&mut plan, &mut free, size);
-        if !node.op.is_elementwise() {
-            release(&plan, &mut free);
-        }
+        release(&plan, &mut free, false);
         if last_use[i] == i {
             free.push(plan.buffer_of[i]);
         }
@@ -157,6 +169,9 @@ mod tests {
         assert_ne!(buf(s), buf(p));
         assert_ne!(buf(s), buf(q));
         assert_eq!(buf(r), buf(q), "a reshape shares its operand's buffer");
-        assert!(buf(u) == buf(q) || buf(u) == buf(s) || buf(u) == buf(p), "the sum reuses a dead buffer");
+        assert!(
+            buf(u) == buf(q) || buf(u) == buf(s) || buf(u) == buf(p),
+            "the sum reuses a dead buffer"
+        );
     }
 }

@@ -238,7 +238,10 @@ pub enum TensorOp {
 impl TensorOp {
     /// True for ops computed one element at a time (fusable).
     pub fn is_elementwise(&self) -> bool {
-        matches!(self, TensorOp::Unary(_) | TensorOp::Binary(_) | TensorOp::Fused(_))
+        matches!(
+            self,
+            TensorOp::Unary(_) | TensorOp::Binary(_) | TensorOp::Fused(_)
+        )
     }
 }
 
@@ -259,7 +262,9 @@ impl fmt::Display for TensorOp {
                     (true, true) => f.write_str("_tt"),
                 }
             }
-            TensorOp::Sum { axes, keep_dims } => write!(f, "sum{axes:?}{}", if *keep_dims { " keep" } else { "" }),
+            TensorOp::Sum { axes, keep_dims } => {
+                write!(f, "sum{axes:?}{}", if *keep_dims { " keep" } else { "" })
+            }
             TensorOp::Softmax { axis } => write!(f, "softmax[{axis}]"),
             TensorOp::LogSoftmax { axis } => write!(f, "log_softmax[{axis}]"),
             TensorOp::CrossEntropy => f.write_str("cross_entropy"),
@@ -267,7 +272,11 @@ impl fmt::Display for TensorOp {
             TensorOp::Reshape => f.write_str("reshape"),
             TensorOp::Transpose { perm } => write!(f, "transpose{perm:?}"),
             TensorOp::Slice { axis, start, end } => write!(f, "slice[{axis}: {start}..{end}]"),
-            TensorOp::Pad { axis, before, after } => write!(f, "pad[{axis}: {before}, {after}]"),
+            TensorOp::Pad {
+                axis,
+                before,
+                after,
+            } => write!(f, "pad[{axis}: {before}, {after}]"),
             TensorOp::Concat { axis } => write!(f, "concat[{axis}]"),
             TensorOp::BroadcastTo => f.write_str("broadcast_to"),
             TensorOp::SumTo => f.write_str("sum_to"),

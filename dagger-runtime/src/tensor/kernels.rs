@@ -1,0 +1,311 @@
+//! CPU kernels of the ops that are not fused: products, reductions,
+//! softmax, losses and data movement.
+//!
+//! Each takes its operands as slices with their shapes and writes a result
+//! slice the memory plan guarantees to be distinct from them. Matrix
+//! products call the `gemm` crate (blocked, vectorized, multi-threaded for
+//! large products); the rest are plain loops over an `(outer, axis, inner)`
+//! view or an odometer over the result's indices.
+
+use dagger_ir::tensor::shape::broadcast_offset;
+use dagger_ir::tensor::{Binary, Shape, Unary};
+
+/// Products with at least this many multiply-adds use every core.
+const PARALLEL_FLOPS: usize = 1 << 18;
+
+/// `out = op(a) op(b)` for row-major matrices `a: sa`, `b: sb`.
+pub fn matmul(
+    a: &[f32],
+    sa: &Shape,
+    b: &[f32],
+    sb: &Shape,
+    trans_a: bool,
+    trans_b: bool,
+    out: &mut [f32],
+) {
+    let (ra, ca) = (sa.dims()[0], sa.dims()[1]);
+    let (rb, cb) = (sb.dims()[0], sb.dims()[1]);
+    let (m, k) = if trans_a { (ca, ra) } else { (ra, ca) };
+    let n = if trans_b { rb } else { cb };
+    // Element (i, j) of op(A) lies at i * rs + j * cs.
+    let (a_rs, a_cs) = if trans_a { (1, ca) } else { (ca, 1) };
+    let (b_rs, b_cs) = if trans_b { (1, cb) } else { (cb, 1) };
+    let parallelism = if m * n * k >= PARALLEL_FLOPS {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    if k == 0 {
+        out.fill(0.0);
+        return;
+    }
+    // SAFETY: the strides describe the slices' row-major layouts, whose
+    // lengths the shapes fix; `out` is m x n and distinct from a and b.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// Calls `f(i, j)` for every element of `shape` in row-major order, where
+/// `i` is its index and `j` its offset in a tensor read with `strides`
+/// (stride 0 repeats an axis).
+fn odometer(shape: &Shape, strides: &[usize], mut f: impl FnMut(usize, usize)) {
+    let rank = shape.rank();
+    if rank == 0 {
+        f(0, 0);
+        return;
+    }
+    let dims = shape.dims();
+    let (last, last_stride) = (dims[rank - 1], strides[rank - 1]);
+    let mut coord = vec![0usize; rank];
+    let mut base = 0;
+    let mut i = 0;
+    let total = shape.numel();
+    while i < total {
+        for c in 0..last {
+            f(i + c, base + c * last_stride);
+        }
+        i += last;
+        // Carry into the outer axes.
+        let mut axis = rank - 1;
+        while axis > 0 {
+            axis -= 1;
+            coord[axis] += 1;
+            base += strides[axis];
+            if coord[axis] < dims[axis] {
+                break;
+            }
+            base -= strides[axis] * dims[axis];
+            coord[axis] = 0;
+        }
+    }
+}
+
+/// Strides that read `from` broadcast to the rank and extents of `to`.
+fn broadcast_strides(from: &Shape, to: &Shape) -> Vec<usize> {
+    let own = from.strides();
+    let lead = to.rank() - from.rank();
+    (0..to.rank())
+        .map(|axis| {
+            if axis < lead || from.dims()[axis - lead] == 1 {
+                0
+            } else {
+                own[axis - lead]
+            }
+        })
+        .collect()
+}
+
+/// `out` (shape `to`) = `a` (shape `from`) repeated along broadcast axes.
+pub fn broadcast_to(a: &[f32], from: &Shape, to: &Shape, out: &mut [f32]) {
+    odometer(to, &broadcast_strides(from, to), |i, j| out[i] = a[j]);
+}
+
+/// `out` (shape `to`) = `a` (shape `from`) summed over the axes `to`
+/// broadcasts along: the reverse of [`broadcast_to`]; also every `sum`.
+pub fn sum_to(a: &[f32], from: &Shape, to: &Shape, out: &mut [f32]) {
+    out.fill(0.0);
+    odometer(from, &broadcast_strides(to, from), |i, j| out[j] += a[i]);
+}
+
+/// The `(outer, extent, inner)` view of `shape` around `axis`.
+fn around(shape: &Shape, axis: usize) -> (usize, usize, usize) {
+    let d = shape.dims();
+    (
+        d[..axis].iter().product(),
+        d[axis],
+        d[axis + 1..].iter().product(),
+    )
+}
+
+/// Softmax (or, with `log`, log-softmax) of `a` along `axis`.
+pub fn softmax(a: &[f32], shape: &Shape, axis: usize, log: bool, out: &mut [f32]) {
+    let (outer, n, inner) = around(shape, axis);
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |j: usize| o * n * inner + j * inner + i;
+            let max = (0..n).map(|j| a[at(j)]).fold(f32::NEG_INFINITY, f32::max);
+            let mut total = 0.0;
+            for j in 0..n {
+                let e = (a[at(j)] - max).exp();
+                out[at(j)] = e;
+                total += e;
+            }
+            if log {
+                let lse = total.ln();
+                for j in 0..n {
+                    out[at(j)] = a[at(j)] - max - lse;
+                }
+            } else {
+                for j in 0..n {
+                    out[at(j)] /= total;
+                }
+            }
+        }
+    }
+}
+
+/// Mean over rows of `-sum(target * log_softmax(logits))` along the last axis.
+pub fn cross_entropy(logits: &[f32], target: &[f32], shape: &Shape) -> f32 {
+    let classes = *shape.dims().last().expect("rank >= 1");
+    let rows = shape.numel() / classes.max(1);
+    let mut total = 0.0f64;
+    for r in 0..rows {
+        let z = &logits[r * classes..(r + 1) * classes];
+        let t = &target[r * classes..(r + 1) * classes];
+        let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let lse = max + z.iter().map(|&v| (v - max).exp()).sum::<f32>().ln();
+        total -= z
+            .iter()
+            .zip(t)
+            .map(|(&zv, &tv)| (tv * (zv - lse)) as f64)
+            .sum::<f64>();
+    }
+    (total / rows.max(1) as f64) as f32
+}
+
+/// Mean of `(a - b)^2`.
+pub fn mse(a: &[f32], b: &[f32]) -> f32 {
+    let total: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| ((x - y) as f64).powi(2))
+        .sum();
+    (total / a.len().max(1) as f64) as f32
+}
+
+/// `out` = `a` (shape `shape`) with axes permuted by `perm`.
+pub fn transpose(a: &[f32], shape: &Shape, perm: &[usize], out: &mut [f32]) {
+    let own = shape.strides();
+    let out_shape = Shape(perm.iter().map(|&p| shape.dims()[p]).collect());
+    let strides: Vec<usize> = perm.iter().map(|&p| own[p]).collect();
+    odometer(&out_shape, &strides, |i, j| out[i] = a[j]);
+}
+
+/// Copies `a` into `out` window by window along `axis`: `a`'s elements
+/// `a_start..a_start + len` along the axis go to `out`'s `out_start..`.
+/// Slices, pads and concatenations are all this copy.
+#[allow(clippy::too_many_arguments)]
+pub fn copy_along(
+    a: &[f32],
+    a_shape: &Shape,
+    axis: usize,
+    a_start: usize,
+    len: usize,
+    out: &mut [f32],
+    out_extent: usize,
+    out_start: usize,
+) {
+    let (outer, a_extent, inner) = around(a_shape, axis);
+    let chunk = len * inner;
+    for o in 0..outer {
+        let from = (o * a_extent + a_start) * inner;
+        let to = (o * out_extent + out_start) * inner;
+        out[to..to + chunk].copy_from_slice(&a[from..from + chunk]);
+    }
+}
+
+/// An elementwise op with any broadcasting: the general path for nodes the
+/// fusion pass left alone. Reads and writes through raw pointers because
+/// the memory plan may let `out` be an operand's buffer (in place).
+///
+/// # Safety
+/// Each operand pointer must be valid for its shape's elements and `out`
+/// for `out_shape`'s; an operand sharing `out`'s memory must have its shape.
+pub unsafe fn elementwise(
+    op: Elementwise,
+    operands: &[(*const f32, &Shape)],
+    out_shape: &Shape,
+    out: *mut f32,
+) {
+    let load = |k: usize, i: usize| {
+        let (ptr, shape) = operands[k];
+        *ptr.add(broadcast_offset(shape, out_shape, i))
+    };
+    for i in 0..out_shape.numel() {
+        let v = match op {
+            Elementwise::Unary(u) => u.apply(load(0, i)),
+            Elementwise::Binary(b) => b.apply(load(0, i), load(1, i)),
+        };
+        *out.add(i) = v;
+    }
+}
+
+/// The op of an unfused elementwise node.
+#[derive(Clone, Copy, Debug)]
+pub enum Elementwise {
+    /// One operand.
+    Unary(Unary),
+    /// Two operands, broadcast.
+    Binary(Binary),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matmul_handles_every_transpose() {
+        // a = [[1, 2, 3], [4, 5, 6]], b = [[1, 0], [0, 1], [1, 1]]
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let b = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0];
+        let (sa, sb) = (Shape::of(&[2, 3]), Shape::of(&[3, 2]));
+        let mut out = [0.0; 4];
+        matmul(&a, &sa, &b, &sb, false, false, &mut out);
+        assert_eq!(out, [4.0, 5.0, 10.0, 11.0]);
+        // aᵀ (3x2) times aᵀᵀ... : (aᵀ)ᵀ bᵀ = a bᵀ would be 2x3 by 2x3: use bᵀ aᵀ = (a b)ᵀ.
+        matmul(&b, &sb, &a, &sa, true, true, &mut out);
+        assert_eq!(out, [4.0, 10.0, 5.0, 11.0]);
+    }
+
+    #[test]
+    fn sums_broadcasts_and_transposes() {
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let s = Shape::of(&[2, 3]);
+        let mut cols = [0.0; 3];
+        sum_to(&a, &s, &Shape::of(&[3]), &mut cols);
+        assert_eq!(cols, [5.0, 7.0, 9.0]);
+        let mut rows = [0.0; 2];
+        sum_to(&a, &s, &Shape::of(&[2, 1]), &mut rows);
+        assert_eq!(rows, [6.0, 15.0]);
+        let mut back = [0.0; 6];
+        broadcast_to(&rows, &Shape::of(&[2, 1]), &s, &mut back);
+        assert_eq!(back, [6.0, 6.0, 6.0, 15.0, 15.0, 15.0]);
+        let mut t = [0.0; 6];
+        transpose(&a, &s, &[1, 0], &mut t);
+        assert_eq!(t, [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    }
+
+    #[test]
+    fn softmax_rows_sum_to_one_and_cross_entropy_matches() {
+        let z = [1.0, 2.0, 3.0, 1.0, 1.0, 1.0];
+        let s = Shape::of(&[2, 3]);
+        let mut p = [0.0; 6];
+        softmax(&z, &s, 1, false, &mut p);
+        assert!((p[..3].iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!((p[3] - 1.0 / 3.0).abs() < 1e-6);
+        let t = [0.0, 0.0, 1.0, 1.0, 0.0, 0.0];
+        let expected = -(p[2].ln() + p[3].ln()) / 2.0;
+        assert!((cross_entropy(&z, &t, &s) - expected).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,29 @@
+//! Running tensor graphs on the CPU.
+//!
+//! [`Program::compile`] takes a [`TensorGraph`](dagger_ir::tensor::TensorGraph),
+//! runs the IR passes on it, JIT-compiles its fused elementwise kernels with
+//! Cranelift ([`jit`]) and plans its memory; [`Program::run`] executes it
+//! with the [`kernels`] (the `gemm` crate for matrix products).
+//!
+//! ```
+//! use dagger_ir::tensor::TensorGraph;
+//! use dagger_runtime::tensor::{CompileOptions, Program};
+//!
+//! let mut g = TensorGraph::new();
+//! let x = g.input("x", [2, 2]);
+//! let w = g.param("w", [2, 2]);
+//! let y = g.matmul(x, w).unwrap();
+//! let y = g.relu(y).unwrap();
+//! g.set_outputs(vec![y]).unwrap();
+//! let mut p = Program::compile(&g, CompileOptions::default()).unwrap();
+//! p.set("x", &[1.0, 2.0, 3.0, 4.0]).unwrap();
+//! p.set("w", &[1.0, -1.0, 0.0, 1.0]).unwrap();
+//! p.run().unwrap();
+//! assert_eq!(p.output(0), &[1.0, 1.0, 3.0, 1.0]);
+//! ```
+
+pub mod jit;
+pub mod kernels;
+pub mod program;
+
+pub use program::{CompileOptions, Program, ProgramError, ProgramStats};

@@ -1,0 +1,350 @@
+//! [`Program`]: a tensor graph compiled for the CPU and ready to run.
+//!
+//! Compiling runs the IR passes (dead-node elimination, elementwise fusion,
+//! memory planning), JIT-compiles every fused kernel with Cranelift and
+//! allocates the planned buffers once. A run then walks the nodes in order,
+//! calling the kernels on fixed buffers, and applies the parameter updates:
+//! it allocates nothing.
+
+use super::jit::{Jit, JitError, KernelFn};
+use super::kernels::{self, Elementwise};
+use dagger_ir::tensor::{
+    dce, fuse, matrix_view, plan_memory, unplanned_bytes, Broadcast, FuseOptions, MemoryPlan,
+    Shape, TensorError, TensorGraph, TensorOp, Value,
+};
+
+/// How to compile a tensor graph.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CompileOptions {
+    /// Options of the fusion pass (`max_ops: 1` compiles one kernel per op).
+    pub fuse: FuseOptions,
+}
+
+/// What compiling did, for reports and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProgramStats {
+    /// Nodes after the passes.
+    pub nodes: usize,
+    /// JIT-compiled elementwise kernels.
+    pub kernels: usize,
+    /// Elementwise ops inside them.
+    pub fused_ops: usize,
+    /// Bytes of the planned buffers.
+    pub planned_bytes: usize,
+    /// Bytes with one buffer per value.
+    pub unplanned_bytes: usize,
+}
+
+/// Why a graph could not be compiled or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ProgramError {
+    /// The graph is wrong, or was fed wrong data.
+    #[error(transparent)]
+    Tensor(#[from] TensorError),
+    /// The JIT failed.
+    #[error(transparent)]
+    Jit(#[from] JitError),
+}
+
+/// A fused node's compiled kernel and its fixed arguments.
+struct FusedCall {
+    kernel: KernelFn,
+    rows: usize,
+    cols: usize,
+    operands: Vec<*const f32>,
+}
+
+/// A compiled tensor graph (see the [module docs](self)).
+pub struct Program {
+    graph: TensorGraph,
+    plan: MemoryPlan,
+    buffers: Vec<Box<[f32]>>,
+    fused: Vec<Option<FusedCall>>,
+    fed: Vec<bool>,
+    stats: ProgramStats,
+    // Owns the code the kernel pointers point into; declared last so it is
+    // dropped after them.
+    _jit: Jit,
+}
+
+// SAFETY: the raw pointers point into `buffers` and `_jit`, which the
+// program owns and moves with it; nothing is shared with other threads.
+unsafe impl Send for Program {}
+
+impl Program {
+    /// Compiles `graph` (see the [module docs](self)).
+    pub fn compile(graph: &TensorGraph, options: CompileOptions) -> Result<Program, ProgramError> {
+        let (g, _) = dce(graph);
+        let (g, report) = fuse(&g, options.fuse);
+        let (g, _) = dce(&g);
+        let plan = plan_memory(&g);
+        let mut buffers: Vec<Box<[f32]>> = plan
+            .sizes
+            .iter()
+            .map(|&n| vec![0.0f32; n].into_boxed_slice())
+            .collect();
+        for (i, node) in g.nodes().iter().enumerate() {
+            if let TensorOp::Const { value } = node.op {
+                buffers[plan.buffer_of[i]].fill(value);
+            }
+        }
+        let ptr = |buffers: &mut Vec<Box<[f32]>>, v: Value| {
+            buffers[plan.buffer_of[v.index()]].as_mut_ptr()
+        };
+        let mut jit = Jit::new()?;
+        let mut pending = Vec::new();
+        for (i, node) in g.nodes().iter().enumerate() {
+            let TensorOp::Fused(kernel) = &node.op else {
+                continue;
+            };
+            let patterns: Vec<Broadcast> = node
+                .inputs
+                .iter()
+                .map(|&v| {
+                    Broadcast::of(g.shape(v), &node.shape).expect("fusion checked the patterns")
+                })
+                .collect();
+            let flat = patterns
+                .iter()
+                .all(|p| matches!(p, Broadcast::Full | Broadcast::Scalar));
+            let (rows, cols) = if flat {
+                (1, node.shape.numel())
+            } else {
+                matrix_view(&node.shape)
+            };
+            let operands = node
+                .inputs
+                .iter()
+                .map(|&v| ptr(&mut buffers, v) as *const f32)
+                .collect();
+            pending.push((i, jit.declare(kernel, &patterns)?, rows, cols, operands));
+        }
+        let compiled = jit.finish()?;
+        let mut fused: Vec<Option<FusedCall>> = (0..g.nodes().len()).map(|_| None).collect();
+        for (i, k, rows, cols, operands) in pending {
+            fused[i] = Some(FusedCall {
+                kernel: compiled[k],
+                rows,
+                cols,
+                operands,
+            });
+        }
+        let stats = ProgramStats {
+            nodes: g.nodes().len(),
+            kernels: report.kernels,
+            fused_ops: report.ops,
+            planned_bytes: plan.bytes(),
+            unplanned_bytes: unplanned_bytes(&g),
+        };
+        Ok(Program {
+            fed: vec![false; g.nodes().len()],
+            graph: g,
+            plan,
+            buffers,
+            fused,
+            stats,
+            _jit: jit,
+        })
+    }
+
+    /// The graph as compiled (after the passes).
+    pub fn graph(&self) -> &TensorGraph {
+        &self.graph
+    }
+
+    /// What compiling did.
+    pub fn stats(&self) -> &ProgramStats {
+        &self.stats
+    }
+
+    fn named(&self, name: &str) -> Result<Value, TensorError> {
+        self.graph
+            .by_name(name)
+            .ok_or_else(|| TensorError::UnknownName(name.to_string()))
+    }
+
+    fn data(&self, v: Value) -> &[f32] {
+        &self.buffers[self.plan.buffer_of[v.index()]][..self.graph.shape(v).numel()]
+    }
+
+    /// Feeds an input, or sets a parameter, by name.
+    pub fn set(&mut self, name: &str, data: &[f32]) -> Result<(), TensorError> {
+        let v = self.named(name)?;
+        let shape = self.graph.shape(v);
+        if data.len() != shape.numel() {
+            return Err(TensorError::WrongData {
+                name: name.to_string(),
+                shape: shape.clone(),
+                expected: shape.numel(),
+                found: data.len(),
+            });
+        }
+        let b = self.plan.buffer_of[v.index()];
+        self.buffers[b][..data.len()].copy_from_slice(data);
+        self.fed[v.index()] = true;
+        Ok(())
+    }
+
+    /// The current value of an input or parameter.
+    pub fn get(&self, name: &str) -> Result<&[f32], TensorError> {
+        Ok(self.data(self.named(name)?))
+    }
+
+    /// The `k`-th output of the last run.
+    pub fn output(&self, k: usize) -> &[f32] {
+        self.data(self.graph.outputs()[k])
+    }
+
+    /// The parameters: name, shape and current value, in graph order.
+    pub fn params(&self) -> Vec<(&str, &Shape, &[f32])> {
+        self.graph
+            .named()
+            .filter(|(_, _, n)| matches!(n.op, TensorOp::Param { .. }))
+            .map(|(v, name, n)| (name, &n.shape, self.data(v)))
+            .collect()
+    }
+
+    /// Runs the graph once, then applies its parameter updates.
+    pub fn run(&mut self) -> Result<(), TensorError> {
+        if let Some((_, name, _)) = self
+            .graph
+            .named()
+            .find(|(v, _, n)| matches!(n.op, TensorOp::Input { .. }) && !self.fed[v.index()])
+        {
+            return Err(TensorError::NotFed(name.to_string()));
+        }
+        for i in 0..self.graph.nodes().len() {
+            self.run_node(i);
+        }
+        for k in 0..self.graph.updates().len() {
+            let (p, v) = self.graph.updates()[k];
+            let (bp, bv) = (
+                self.plan.buffer_of[p.index()],
+                self.plan.buffer_of[v.index()],
+            );
+            let n = self.graph.shape(p).numel();
+            if bp != bv {
+                let (src, dst) = (self.buffers[bv].as_ptr(), self.buffers[bp].as_mut_ptr());
+                // SAFETY: distinct buffers, both at least n long.
+                unsafe { std::ptr::copy_nonoverlapping(src, dst, n) };
+            }
+        }
+        Ok(())
+    }
+
+    fn run_node(&mut self, i: usize) {
+        let node = &self.graph.nodes()[i];
+        let out_ptr = self.buffers[self.plan.buffer_of[i]].as_mut_ptr();
+        let out_len = node.shape.numel();
+        if let Some(call) = &self.fused[i] {
+            // SAFETY: the pointers were taken from this program's buffers,
+            // sized by the plan; the kernel reads/writes within rows x cols.
+            unsafe { (call.kernel)(call.rows, call.cols, call.operands.as_ptr(), out_ptr) };
+            return;
+        }
+        let operand = |k: usize| -> (&[f32], &Shape) {
+            let v = node.inputs[k];
+            let b = &self.buffers[self.plan.buffer_of[v.index()]];
+            // SAFETY: the plan gives a non-elementwise node's result a buffer
+            // distinct from its live operands', so this shared view does not
+            // overlap the mutable `out` below.
+            let s = unsafe { std::slice::from_raw_parts(b.as_ptr(), self.graph.shape(v).numel()) };
+            (s, self.graph.shape(v))
+        };
+        // SAFETY: see above; `out` is this node's own buffer.
+        let out = unsafe { std::slice::from_raw_parts_mut(out_ptr, out_len) };
+        match &node.op {
+            TensorOp::Input { .. }
+            | TensorOp::Param { .. }
+            | TensorOp::Const { .. }
+            | TensorOp::Reshape => {}
+            TensorOp::Fused(_) => unreachable!("fused nodes are compiled"),
+            TensorOp::Unary(u) => {
+                let (a, sa) = operand(0);
+                // SAFETY: pointers from the plan's buffers, sized by the shapes.
+                unsafe {
+                    kernels::elementwise(
+                        Elementwise::Unary(*u),
+                        &[(a.as_ptr(), sa)],
+                        &node.shape,
+                        out_ptr,
+                    )
+                }
+            }
+            TensorOp::Binary(bop) => {
+                let ((a, sa), (b, sb)) = (operand(0), operand(1));
+                let ops = [(a.as_ptr(), sa), (b.as_ptr(), sb)];
+                // SAFETY: as above.
+                unsafe {
+                    kernels::elementwise(Elementwise::Binary(*bop), &ops, &node.shape, out_ptr)
+                }
+            }
+            TensorOp::MatMul { trans_a, trans_b } => {
+                let ((a, sa), (b, sb)) = (operand(0), operand(1));
+                kernels::matmul(a, sa, b, sb, *trans_a, *trans_b, out);
+            }
+            TensorOp::Sum { .. } | TensorOp::SumTo => {
+                let (a, sa) = operand(0);
+                let kept = match &node.op {
+                    TensorOp::Sum { axes, .. } => sa.reduced_keep(axes),
+                    _ => node.shape.clone(),
+                };
+                kernels::sum_to(a, sa, &kept, out);
+            }
+            TensorOp::BroadcastTo => {
+                let (a, sa) = operand(0);
+                kernels::broadcast_to(a, sa, &node.shape, out);
+            }
+            TensorOp::Softmax { axis } | TensorOp::LogSoftmax { axis } => {
+                let (a, sa) = operand(0);
+                kernels::softmax(
+                    a,
+                    sa,
+                    *axis,
+                    matches!(node.op, TensorOp::LogSoftmax { .. }),
+                    out,
+                );
+            }
+            TensorOp::CrossEntropy => {
+                let ((z, sz), (t, _)) = (operand(0), operand(1));
+                out[0] = kernels::cross_entropy(z, t, sz);
+            }
+            TensorOp::Mse => {
+                let ((a, _), (b, _)) = (operand(0), operand(1));
+                out[0] = kernels::mse(a, b);
+            }
+            TensorOp::Transpose { perm } => {
+                let (a, sa) = operand(0);
+                kernels::transpose(a, sa, perm, out);
+            }
+            TensorOp::Slice { axis, start, end } => {
+                let (a, sa) = operand(0);
+                kernels::copy_along(a, sa, *axis, *start, end - start, out, end - start, 0);
+            }
+            TensorOp::Pad { axis, before, .. } => {
+                let (a, sa) = operand(0);
+                out.fill(0.0);
+                let extent = sa.dims()[*axis];
+                kernels::copy_along(
+                    a,
+                    sa,
+                    *axis,
+                    0,
+                    extent,
+                    out,
+                    node.shape.dims()[*axis],
+                    *before,
+                );
+            }
+            TensorOp::Concat { axis } => {
+                let mut at = 0;
+                for k in 0..node.inputs.len() {
+                    let (a, sa) = operand(k);
+                    let extent = sa.dims()[*axis];
+                    kernels::copy_along(a, sa, *axis, 0, extent, out, node.shape.dims()[*axis], at);
+                    at += extent;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The Cranelift kernels against the reference semantics of every op.
+
+use dagger_ir::tensor::{Binary, TensorGraph, TensorOp, Unary};
+use dagger_runtime::tensor::{CompileOptions, Program};
+
+/// Deterministic values in `lo..hi`.
+fn values(n: usize, lo: f32, hi: f32, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            lo + (hi - lo) * (s as f32 / u32::MAX as f32)
+        })
+        .collect()
+}
+
+fn close(got: f32, want: f32, tol: f32) -> bool {
+    (got - want).abs() <= tol * (1.0 + want.abs()) || (got.is_nan() && want.is_nan()) || got == want
+}
+
+#[test]
+fn every_unary_op_matches_the_reference_in_vector_and_tail_lanes() {
+    // 3 rows of 13: one 8-lane iteration and a 5-element tail per row... but
+    // a flat kernel sees 39 elements: four vector iterations and a tail of 7.
+    for op in Unary::ALL {
+        let (lo, hi) = match op {
+            Unary::Log | Unary::Sqrt | Unary::Recip => (0.01, 50.0),
+            Unary::Exp => (-80.0, 80.0),
+            _ => (-6.0, 6.0),
+        };
+        let mut g = TensorGraph::new();
+        let x = g.input("x", [3, 13]);
+        let y = g.unary(op, x).unwrap();
+        g.set_outputs(vec![y]).unwrap();
+        let mut p = Program::compile(&g, CompileOptions::default()).unwrap();
+        assert_eq!(p.stats().kernels, 1);
+        let data = values(39, lo, hi, 7);
+        p.set("x", &data).unwrap();
+        p.run().unwrap();
+        for (i, (&got, &x)) in p.output(0).iter().zip(&data).enumerate() {
+            let want = op.apply(x);
+            assert!(
+                close(got, want, 2e-6),
+                "{}({x}) = {got}, want {want} (element {i})",
+                op.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn log_and_exp_handle_the_edges() {
+    let mut g = TensorGraph::new();
+    let x = g.input("x", [8]);
+    let l = g.unary(Unary::Log, x).unwrap();
+    let e = g.unary(Unary::Exp, x).unwrap();
+    g.set_outputs(vec![l, e]).unwrap();
+    let mut p = Program::compile(&g, CompileOptions::default()).unwrap();
+    p.set("x", &[0.0, -1.0, f32::INFINITY, 1.0, 2.0, 1e-30, 1e30, 0.5])
+        .unwrap();
+    p.run().unwrap();
+    let l = p.output(0);
+    assert_eq!(l[0], f32::NEG_INFINITY);
+    assert!(l[1].is_nan());
+    assert_eq!(l[2], f32::INFINITY);
+    assert_eq!(l[3], 0.0);
+    for k in 4..8 {
+        let x = [2.0f32, 1e-30, 1e30, 0.5][k - 4];
+        assert!(close(l[k], x.ln(), 1e-6), "log({x}) = {}", l[k]);
+    }
+    assert!(close(p.output(1)[3], std::f32::consts::E, 1e-6));
+}
+
+#[test]
+fn broadcast_operands_load_by_row_column_and_scalar() {
+    // relu(x * s + bias) - col, over [5, 11]: every load pattern at once.
+    let mut g = TensorGraph::new();
+    let x = g.input("x", [5, 11]);
+    let s = g.input("s", []);
+    let bias = g.input("bias", [11]);
+    let col = g.input("col", [5, 1]);
+    let t = g.mul(x, s).unwrap();
+    let t = g.add(t, bias).unwrap();
+    let t = g.relu(t).unwrap();
+    let y = g.binary(Binary::Sub, t, col).unwrap();
+    g.set_outputs(vec![y]).unwrap();
+    let mut p = Program::compile(&g, CompileOptions::default()).unwrap();
+    assert_eq!((p.stats().kernels, p.stats().fused_ops), (1, 4));
+    assert!(matches!(
+        p.graph().node(p.graph().outputs()[0]).op,
+        TensorOp::Fused(_)
+    ));
+    let (xs, bs, cs) = (
+        values(55, -2.0, 2.0, 1),
+        values(11, -1.0, 1.0, 2),
+        values(5, -1.0, 1.0, 3),
+    );
+    p.set("x", &xs).unwrap();
+    p.set("s", &[1.5]).unwrap();
+    p.set("bias", &bs).unwrap();
+    p.set("col", &cs).unwrap();
+    p.run().unwrap();
+    for r in 0..5 {
+        for c in 0..11 {
+            let want = (xs[r * 11 + c] * 1.5 + bs[c]).max(0.0) - cs[r];
+            let got = p.output(0)[r * 11 + c];
+            assert!(close(got, want, 1e-6), "({r}, {c}): {got} vs {want}");
+        }
+    }
+}
+
+#[test]
+fn unfused_and_fused_programs_agree() {
+    let mut g = TensorGraph::new();
+    let x = g.input("x", [4, 9]);
+    let mut v = x;
+    for op in [
+        Unary::Tanh,
+        Unary::Square,
+        Unary::Exp,
+        Unary::Neg,
+        Unary::Sigmoid,
+    ] {
+        v = g.unary(op, v).unwrap();
+    }
+    g.set_outputs(vec![v]).unwrap();
+    let data = values(36, -1.0, 1.0, 9);
+    let mut outs = Vec::new();
+    for max_ops in [1, usize::MAX] {
+        let options = CompileOptions {
+            fuse: dagger_ir::tensor::FuseOptions { max_ops },
+        };
+        let mut p = Program::compile(&g, options).unwrap();
+        assert_eq!(p.stats().kernels, if max_ops == 1 { 5 } else { 1 });
+        p.set("x", &data).unwrap();
+        p.run().unwrap();
+        outs.push(p.output(0).to_vec());
+    }
+    for (a, b) in outs[0].iter().zip(&outs[1]) {
+        assert!(close(*a, *b, 1e-6));
+    }
+}
+
+#[test]
+fn feeding_mistakes_are_named() {
+    let mut g = TensorGraph::new();
+    let x = g.input("x", [2, 3]);
+    let y = g.relu(x).unwrap();
+    g.set_outputs(vec![y]).unwrap();
+    let mut p = Program::compile(&g, CompileOptions::default()).unwrap();
+    assert_eq!(
+        p.run().unwrap_err().to_string(),
+        "input `x` was not fed before the run"
+    );
+    assert_eq!(
+        p.set("x", &[1.0]).unwrap_err().to_string(),
+        "`x` needs 6 elements (shape [2, 3]), got 1"
+    );
+    assert_eq!(
+        p.set("z", &[1.0]).unwrap_err().to_string(),
+        "the graph has no input or parameter named `z`"
+    );
+}
