@@ -48,6 +48,7 @@ pub use dagger_runtime::{
 };
 
 pub mod launcher;
+pub mod nn;
 pub mod session;
 
 pub use session::Session;

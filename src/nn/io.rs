@@ -1,0 +1,122 @@
+//! Saving and loading parameters in the safetensors format.
+//!
+//! A file holds one little-endian `f32` tensor per parameter (weights and
+//! optimizer state), named as in the graph, so PyTorch and other
+//! safetensors readers open it as they are.
+
+use dagger_runtime::tensor::Program;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::path::Path;
+
+/// Why parameters could not be saved or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ParamsError {
+    /// Reading or writing the file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// The file is not valid safetensors.
+    #[error("{path}: not a safetensors file: {detail}")]
+    Format {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A tensor does not fit the program's parameter of that name.
+    #[error("{path}: tensor `{name}` {detail}")]
+    Mismatch {
+        /// The file.
+        path: String,
+        /// The tensor.
+        name: String,
+        /// What does not fit.
+        detail: String,
+    },
+}
+
+/// Writes every parameter of `program` to `path`.
+pub fn save_params(program: &Program, path: &Path) -> Result<(), ParamsError> {
+    let shown = path.display().to_string();
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = program
+        .params()
+        .into_iter()
+        .map(|(name, shape, data)| {
+            let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (name.to_string(), shape.dims().to_vec(), raw)
+        })
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(name, shape, raw)| {
+            TensorView::new(Dtype::F32, shape.clone(), raw)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| ParamsError::Format {
+                    path: shown.clone(),
+                    detail: e.to_string(),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    safetensors::serialize_to_file(views, None, path).map_err(|e| match e {
+        safetensors::SafeTensorError::IoError(source) => ParamsError::Io {
+            path: shown.clone(),
+            source,
+        },
+        other => ParamsError::Format {
+            path: shown.clone(),
+            detail: other.to_string(),
+        },
+    })
+}
+
+/// Sets the parameters of `program` from the tensors in `path`; returns how
+/// many were set. Tensors the program does not have are an error, as are
+/// wrong shapes or types; parameters absent from the file keep their values.
+pub fn load_params(program: &mut Program, path: &Path) -> Result<usize, ParamsError> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| ParamsError::Io {
+        path: shown.clone(),
+        source,
+    })?;
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| ParamsError::Format {
+        path: shown.clone(),
+        detail: e.to_string(),
+    })?;
+    let mismatch = |name: &str, detail: String| ParamsError::Mismatch {
+        path: shown.clone(),
+        name: name.to_string(),
+        detail,
+    };
+    let mut set = 0;
+    for (name, view) in file.tensors() {
+        let expected = program
+            .params()
+            .into_iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, shape, _)| shape.dims().to_vec())
+            .ok_or_else(|| mismatch(&name, "is not a parameter of this program".into()))?;
+        if view.dtype() != Dtype::F32 {
+            return Err(mismatch(&name, format!("is {:?}, not F32", view.dtype())));
+        }
+        if view.shape() != expected.as_slice() {
+            return Err(mismatch(
+                &name,
+                format!("has shape {:?}, the parameter {:?}", view.shape(), expected),
+            ));
+        }
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        program
+            .set(&name, &values)
+            .map_err(|e| mismatch(&name, e.to_string()))?;
+        set += 1;
+    }
+    Ok(set)
+}

@@ -1,0 +1,41 @@
+//! Neural networks on tensor graphs: layers, losses, optimizers, training.
+//!
+//! A [`Net`] is a [`TensorGraph`](crate::ir::tensor::TensorGraph) that also
+//! knows how to initialize its parameters; layer builders
+//! ([`Net::linear`], [`Net::mlp`]) add ops to it. [`Net::train_step`] runs
+//! the autodiff pass and appends an [`Optimizer`]'s update rule, giving one
+//! graph for the whole step, which [`Program::compile`] fuses, plans and
+//! JIT-compiles.
+//!
+//! ```
+//! use dagger::nn::{Activation, Adam, Net, Program, CompileOptions};
+//!
+//! let mut net = Net::new();
+//! let x = net.input("x", [4, 2]);
+//! let y = net.input("y", [4, 2]);
+//! let logits = net.mlp(x, &[8, 2], Activation::Relu).unwrap();
+//! let loss = net.cross_entropy(logits, y).unwrap();
+//! let step = net.train_step(loss, &[], &Adam::new(0.05)).unwrap();
+//! let mut program = Program::compile(&step, CompileOptions::default()).unwrap();
+//! step.init_params(&mut program, 1).unwrap();
+//! // XOR, one-hot labels.
+//! program.set("x", &[0., 0., 0., 1., 1., 0., 1., 1.]).unwrap();
+//! program.set("y", &[1., 0., 0., 1., 0., 1., 1., 0.]).unwrap();
+//! let mut first = 0.0;
+//! for i in 0..300 {
+//!     program.run().unwrap();
+//!     if i == 0 { first = program.output(0)[0]; }
+//! }
+//! assert!(program.output(0)[0] < first * 0.1);
+//! ```
+
+mod init;
+mod io;
+mod net;
+mod optim;
+
+pub use dagger_runtime::tensor::{CompileOptions, Program, ProgramError, ProgramStats};
+pub use init::{Init, SeededRng};
+pub use io::{load_params, save_params, ParamsError};
+pub use net::{Activation, Net};
+pub use optim::{Adam, Momentum, Optimizer, Sgd};

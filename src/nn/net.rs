@@ -1,0 +1,139 @@
+//! [`Net`]: a tensor graph that remembers how to initialize its parameters,
+//! with layer builders on top.
+
+use super::init::{Init, SeededRng};
+use super::optim::Optimizer;
+use dagger_ir::tensor::{Shape, TensorGraph, TensorResult, Unary, Value};
+use dagger_runtime::tensor::Program;
+use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
+
+/// An activation between layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// `max(x, 0)`
+    Relu,
+    /// GELU (tanh approximation).
+    Gelu,
+    /// `tanh(x)`
+    Tanh,
+    /// `1 / (1 + exp(-x))`
+    Sigmoid,
+}
+
+impl Activation {
+    fn op(self) -> Unary {
+        match self {
+            Activation::Relu => Unary::Relu,
+            Activation::Gelu => Unary::Gelu,
+            Activation::Tanh => Unary::Tanh,
+            Activation::Sigmoid => Unary::Sigmoid,
+        }
+    }
+}
+
+/// A tensor graph plus each parameter's [`Init`]. Derefs to the
+/// [`TensorGraph`], so every op builder is a method of the net.
+#[derive(Clone, Debug, Default)]
+pub struct Net {
+    graph: TensorGraph,
+    inits: BTreeMap<String, Init>,
+}
+
+impl Deref for Net {
+    type Target = TensorGraph;
+    fn deref(&self) -> &TensorGraph {
+        &self.graph
+    }
+}
+
+impl DerefMut for Net {
+    fn deref_mut(&mut self) -> &mut TensorGraph {
+        &mut self.graph
+    }
+}
+
+impl Net {
+    /// An empty net.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The graph.
+    pub fn graph(&self) -> &TensorGraph {
+        &self.graph
+    }
+
+    /// A parameter initialized by `init`.
+    pub fn param_init(&mut self, name: &str, shape: impl Into<Shape>, init: Init) -> Value {
+        self.inits.insert(name.to_string(), init);
+        self.graph.param(name, shape)
+    }
+
+    /// A fully connected layer `x w + b` with `out` features, parameters
+    /// `{name}.weight` (`[in, out]`) and `{name}.bias` (`[out]`), both
+    /// uniform in `±1/sqrt(in)` as PyTorch initializes `Linear`.
+    pub fn linear(&mut self, name: &str, x: Value, out: usize) -> TensorResult<Value> {
+        let fan_in = *self.shape(x).dims().last().unwrap_or(&1);
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        let w = self.param_init(
+            &format!("{name}.weight"),
+            [fan_in, out],
+            Init::Uniform(bound),
+        );
+        let b = self.param_init(&format!("{name}.bias"), [out], Init::Uniform(bound));
+        let h = self.matmul(x, w)?;
+        self.add(h, b)
+    }
+
+    /// A multilayer perceptron: linear layers `fc0, fc1, ...` to each of
+    /// `widths`, with `activation` between them (not after the last).
+    pub fn mlp(
+        &mut self,
+        x: Value,
+        widths: &[usize],
+        activation: Activation,
+    ) -> TensorResult<Value> {
+        let mut h = x;
+        for (i, &w) in widths.iter().enumerate() {
+            h = self.linear(&format!("fc{i}"), h, w)?;
+            if i + 1 < widths.len() {
+                h = self.unary(activation.op(), h)?;
+            }
+        }
+        Ok(h)
+    }
+
+    /// The training step: a net computing `loss`, the gradients of every
+    /// parameter, and `optimizer`'s updates of them (its state becomes
+    /// parameters too). Returns `loss` and `extra` as outputs.
+    pub fn train_step(
+        &self,
+        loss: Value,
+        extra: &[Value],
+        optimizer: &dyn Optimizer,
+    ) -> TensorResult<Net> {
+        let mut step = self.clone();
+        let params = step.graph.params();
+        let grads = dagger_ir::tensor::autodiff::append_grad(&mut step.graph, loss, &params)?;
+        optimizer.apply(&mut step, &params, &grads)?;
+        let mut outputs = vec![loss];
+        outputs.extend(extra);
+        step.graph.set_outputs(outputs)?;
+        Ok(step)
+    }
+
+    /// Sets every parameter of `program` that this net knows to its initial
+    /// values, drawn in name order from a generator seeded with `seed`.
+    pub fn init_params(&self, program: &mut Program, seed: u64) -> TensorResult<()> {
+        let mut rng = SeededRng::new(seed);
+        for (name, init) in &self.inits {
+            let Some(v) = self.graph.by_name(name) else {
+                continue;
+            };
+            let values = init.sample(self.graph.shape(v).numel(), &mut rng);
+            program.set(name, &values)?;
+        }
+        Ok(())
+    }
+}
