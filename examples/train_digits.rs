@@ -136,6 +136,14 @@ pub fn model(config: &Config, batch: usize) -> (Net, Value, Value, Value) {
     (net, x, y, logits)
 }
 
+/// The training step: the model on a batch, cross-entropy, gradients and
+/// Adam's updates in one graph.
+pub fn train_step(config: &Config) -> Result<Net, dagger::ir::tensor::TensorError> {
+    let (mut net, _, y, logits) = model(config, config.batch);
+    let loss = net.cross_entropy(logits, y)?;
+    net.train_step(loss, &[], &Adam::new(config.lr))
+}
+
 /// One epoch's figures.
 #[derive(Clone, Debug)]
 pub struct Epoch {
@@ -165,13 +173,7 @@ pub fn train(
     test_set: &Samples,
     mut on_batch: impl FnMut(usize, usize, f32),
 ) -> Result<(Vec<Epoch>, Program), Box<dyn std::error::Error>> {
-    let (net, _, y, logits) = model(config, config.batch);
-    let loss = {
-        let mut net = net.clone();
-        let l = net.cross_entropy(logits, y)?;
-        (net, l)
-    };
-    let step = loss.0.train_step(loss.1, &[], &Adam::new(config.lr))?;
+    let step = train_step(config)?;
     let mut trainer = Program::compile(&step, CompileOptions::default())?;
     step.init_params(&mut trainer, config.seed)?;
     let (eval_net, _, _, eval_logits) = model(config, test_set.len());

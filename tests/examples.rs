@@ -118,3 +118,65 @@ fn tiled_cholesky_factors_the_matrix_under_every_policy() {
         ]
     );
 }
+
+#[allow(dead_code)]
+#[path = "../examples/train_digits.rs"]
+mod train_digits;
+
+#[test]
+fn train_digits_reaches_97_percent_on_the_held_out_fifth() {
+    let all = train_digits::load_digits(&train_digits::digits_path()).unwrap();
+    assert_eq!(all.len(), 1797);
+    let (train_set, test_set) = train_digits::split(&all, 7);
+    assert_eq!((train_set.len(), test_set.len()), (1437, 360));
+    let config = train_digits::Config {
+        epochs: 30,
+        ..Default::default()
+    };
+    let mut steps = 0;
+    let (epochs, trainer) = train_digits::train(&config, &train_set, &test_set, |_, _, loss| {
+        assert!(loss.is_finite());
+        steps += 1;
+    })
+    .unwrap();
+    assert_eq!(steps, 30 * (1437 / 32));
+    let last = epochs.last().unwrap();
+    assert!(
+        last.test_accuracy >= 0.97,
+        "test accuracy {}",
+        last.test_accuracy
+    );
+    assert!(
+        last.loss < epochs[0].loss / 5.0,
+        "loss {} -> {}",
+        epochs[0].loss,
+        last.loss
+    );
+    // The curves are drawn, and the parameters survive a save and load.
+    let dir = std::env::temp_dir().join(format!("dagger-digits-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    train_digits::plot(&epochs, &dir.join("curves.svg")).unwrap();
+    let svg = std::fs::read_to_string(dir.join("curves.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("test accuracy"));
+    let file = dir.join("params.safetensors");
+    dagger::nn::save_params(&trainer, &file).unwrap();
+    let (net, ..) = train_digits::model(&config, config.batch);
+    let mut fresh = dagger::nn::Program::compile(&net, Default::default()).unwrap();
+    let loaded = dagger::nn::load_params(&mut fresh, &file);
+    // The file also holds Adam's state, which the bare model does not have.
+    let err = loaded.unwrap_err().to_string();
+    assert!(err.contains("is not a parameter of this program"), "{err}");
+    let mut again = dagger::nn::Program::compile(
+        &train_digits::train_step(&config).unwrap(),
+        Default::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        dagger::nn::load_params(&mut again, &file).unwrap(),
+        trainer.params().len()
+    );
+    for (name, _, values) in trainer.params() {
+        assert_eq!(again.get(name).unwrap(), values, "{name}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
