@@ -38,6 +38,11 @@ impl Samples {
         self.labels.len()
     }
 
+    /// True when there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
     fn push(&mut self, pixels: &[f32], label: usize) {
         self.x.extend(pixels.iter().map(|p| p / 16.0));
         self.y

@@ -2,8 +2,8 @@
 //!
 //! Each [`Kernel`] becomes one native function
 //! `fn(rows, cols, operands: *const *const f32, out: *mut f32)` that walks
-//! the result as a `rows x cols` matrix: per row, a loop of two `f32x4`
-//! vectors (8 elements) per iteration, then a scalar tail. Operands are
+//! the result as a `rows x cols` matrix: per row, a loop of four `f32x4`
+//! vectors (16 elements) per iteration, then one vector, then scalars. Operands are
 //! loaded by their [`Broadcast`] pattern: a full operand at the element's
 //! offset, a row (bias) at the column, a column at the row (splat), a scalar
 //! once. `exp` and `log` are computed inline by range reduction and a
@@ -97,7 +97,7 @@ impl Jit {
     }
 }
 
-/// Builds the body: the row loop, the vector loop and the scalar tail.
+/// Builds the body: the row loop, and in it the column loops.
 fn emit_function(b: &mut FunctionBuilder, ptr: Type, kernel: &Kernel, patterns: &[Broadcast]) {
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
@@ -115,19 +115,13 @@ fn emit_function(b: &mut FunctionBuilder, ptr: Type, kernel: &Kernel, patterns: 
         })
         .collect();
     let zero = b.ins().iconst(ptr, 0);
-    let (row_head, row_body, col_head, vec_body, tail_head, tail_body, next_row, exit) = (
-        b.create_block(),
-        b.create_block(),
-        b.create_block(),
-        b.create_block(),
+    let (row_head, row_body, next_row, exit) = (
         b.create_block(),
         b.create_block(),
         b.create_block(),
         b.create_block(),
     );
-    for block in [row_head, col_head, tail_head] {
-        b.append_block_param(block, ptr);
-    }
+    b.append_block_param(row_head, ptr);
     b.ins().jump(row_head, &[zero.into()]);
 
     b.switch_to_block(row_head);
@@ -140,7 +134,8 @@ fn emit_function(b: &mut FunctionBuilder, ptr: Type, kernel: &Kernel, patterns: 
     let row_bytes = b.ins().ishl_imm_u(row_off, 2);
     let r_bytes = b.ins().ishl_imm_u(r, 2);
     let out_row = b.ins().iadd(out, row_bytes);
-    // Per operand: the address of element (r, 0), or the row's value.
+    // Per operand: the address of element (r, 0), and the value of a
+    // column or scalar operand for this row, as a scalar and splat.
     let row_ptrs: Vec<Value> = patterns
         .iter()
         .zip(&bases)
@@ -150,64 +145,60 @@ fn emit_function(b: &mut FunctionBuilder, ptr: Type, kernel: &Kernel, patterns: 
             Broadcast::Row | Broadcast::Scalar => base,
         })
         .collect();
-    let column_values: Vec<Option<Value>> = patterns
+    let fixed: Vec<Option<(Value, Value)>> = patterns
         .iter()
-        .zip(&row_ptrs)
-        .map(|(p, &rp)| (*p == Broadcast::Column).then(|| b.ins().load(types::F32, flags, rp, 0)))
+        .enumerate()
+        .map(|(k, p)| {
+            let v = match p {
+                Broadcast::Column => b.ins().load(types::F32, flags, row_ptrs[k], 0),
+                Broadcast::Scalar => scalars[k].expect("scalar"),
+                Broadcast::Full | Broadcast::Row => return None,
+            };
+            Some((v, b.ins().splat(types::F32X4, v)))
+        })
         .collect();
-    b.ins().jump(col_head, &[zero.into()]);
+    // Column loops, widest first: 4 vectors per iteration, then 1, then scalars.
+    let mut c = zero;
+    for (ty, copies) in [(types::F32X4, 4), (types::F32X4, 1), (types::F32, 1)] {
+        let (head, body, done) = (b.create_block(), b.create_block(), b.create_block());
+        b.append_block_param(head, ptr);
+        b.append_block_param(done, ptr);
+        b.ins().jump(head, &[c.into()]);
+        b.switch_to_block(head);
+        let at = b.block_params(head)[0];
+        let width = (ty.lane_count() as usize * copies) as u64;
+        let end = b.ins().iadd_imm_u(at, width as i64);
+        let fits = b.ins().icmp(IntCC::UnsignedLessThanOrEqual, end, cols);
+        b.ins().brif(fits, body, &[], done, &[at.into()]);
 
-    // Vector loop: 8 elements per iteration while c + 8 <= cols.
-    b.switch_to_block(col_head);
-    let c = b.block_params(col_head)[0];
-    let c8 = b.ins().iadd_imm_u(c, 8);
-    let fits = b.ins().icmp(IntCC::UnsignedLessThanOrEqual, c8, cols);
-    b.ins().brif(fits, vec_body, &[], tail_head, &[c.into()]);
-
-    b.switch_to_block(vec_body);
-    let c_bytes = b.ins().ishl_imm_u(c, 2);
-    for half in [0, 16] {
-        let load = |b: &mut FunctionBuilder, k: usize| -> Value {
-            match patterns[k] {
-                Broadcast::Full | Broadcast::Row => {
-                    let addr = b.ins().iadd(row_ptrs[k], c_bytes);
-                    b.ins().load(types::F32X4, flags, addr, half)
+        b.switch_to_block(body);
+        let at_bytes = b.ins().ishl_imm_u(at, 2);
+        let lane_bytes = (ty.bytes()) as i32;
+        let load = |b: &mut FunctionBuilder, k: usize, copy: usize| -> Value {
+            match (patterns[k], fixed[k]) {
+                (_, Some((scalar, splat))) => {
+                    if ty.is_vector() {
+                        splat
+                    } else {
+                        scalar
+                    }
                 }
-                Broadcast::Column => b
-                    .ins()
-                    .splat(types::F32X4, column_values[k].expect("column")),
-                Broadcast::Scalar => b.ins().splat(types::F32X4, scalars[k].expect("scalar")),
+                _ => {
+                    let addr = b.ins().iadd(row_ptrs[k], at_bytes);
+                    b.ins().load(ty, flags, addr, copy as i32 * lane_bytes)
+                }
             }
         };
-        let v = Lanes { ty: types::F32X4 }.emit(b, kernel, load);
-        let addr = b.ins().iadd(out_row, c_bytes);
-        b.ins().store(flags, v, addr, half);
-    }
-    b.ins().jump(col_head, &[c8.into()]);
-
-    // Scalar tail.
-    b.switch_to_block(tail_head);
-    let t = b.block_params(tail_head)[0];
-    let more = b.ins().icmp(IntCC::UnsignedLessThan, t, cols);
-    b.ins().brif(more, tail_body, &[], next_row, &[]);
-
-    b.switch_to_block(tail_body);
-    let t_bytes = b.ins().ishl_imm_u(t, 2);
-    let load = |b: &mut FunctionBuilder, k: usize| -> Value {
-        match patterns[k] {
-            Broadcast::Full | Broadcast::Row => {
-                let addr = b.ins().iadd(row_ptrs[k], t_bytes);
-                b.ins().load(types::F32, flags, addr, 0)
-            }
-            Broadcast::Column => column_values[k].expect("column"),
-            Broadcast::Scalar => scalars[k].expect("scalar"),
+        let results = Lanes { ty }.emit(b, kernel, copies, load);
+        let addr = b.ins().iadd(out_row, at_bytes);
+        for (copy, v) in results.into_iter().enumerate() {
+            b.ins().store(flags, v, addr, copy as i32 * lane_bytes);
         }
-    };
-    let v = Lanes { ty: types::F32 }.emit(b, kernel, load);
-    let addr = b.ins().iadd(out_row, t_bytes);
-    b.ins().store(flags, v, addr, 0);
-    let t1 = b.ins().iadd_imm_u(t, 1);
-    b.ins().jump(tail_head, &[t1.into()]);
+        b.ins().jump(head, &[end.into()]);
+        b.switch_to_block(done);
+        c = b.block_params(done)[0];
+    }
+    b.ins().jump(next_row, &[]);
 
     b.switch_to_block(next_row);
     let r1 = b.ins().iadd_imm_u(r, 1);
@@ -385,8 +376,10 @@ impl Lanes {
         match op {
             Unary::Neg => b.ins().fneg(x),
             Unary::Relu => {
+                // A compare and a mask: NaN and negatives give 0. (`fmax`
+                // would cost a NaN-propagating sequence on x86.)
                 let zero = self.f(b, 0.0);
-                b.ins().fmax(x, zero)
+                self.select(b, FloatCC::GreaterThan, x, zero, x, zero)
             }
             Unary::Step => {
                 let (zero, one) = (self.f(b, 0.0), self.f(b, 1.0));
@@ -440,33 +433,39 @@ impl Lanes {
         }
     }
 
-    /// The kernel's result from operand loads made by `load(operand)`.
+    /// The kernel's results for `copies` independent groups of lanes, from
+    /// operand loads made by `load(operand, copy)`. Each step is emitted for
+    /// every copy before the next step, so the copies' dependency chains
+    /// interleave and the CPU overlaps their latencies.
     fn emit(
         self,
         b: &mut FunctionBuilder,
         kernel: &Kernel,
-        mut load: impl FnMut(&mut FunctionBuilder, usize) -> Value,
-    ) -> Value {
-        let mut values: Vec<Value> = Vec::with_capacity(kernel.steps.len());
+        copies: usize,
+        mut load: impl FnMut(&mut FunctionBuilder, usize, usize) -> Value,
+    ) -> Vec<Value> {
+        let mut values: Vec<Vec<Value>> = Vec::with_capacity(kernel.steps.len());
         for step in &kernel.steps {
-            let v = match *step {
-                KernelStep::Load(n) => load(b, n as usize),
-                KernelStep::Const(c) => self.f(b, c),
-                KernelStep::Unary(op, a) => self.unary(b, op, values[a as usize]),
-                KernelStep::Binary(op, x, y) => {
-                    let (x, y) = (values[x as usize], values[y as usize]);
-                    match op {
-                        Binary::Add => b.ins().fadd(x, y),
-                        Binary::Sub => b.ins().fsub(x, y),
-                        Binary::Mul => b.ins().fmul(x, y),
-                        Binary::Div => b.ins().fdiv(x, y),
-                        Binary::Max => b.ins().fmax(x, y),
+            let row = (0..copies)
+                .map(|copy| match *step {
+                    KernelStep::Load(n) => load(b, n as usize, copy),
+                    KernelStep::Const(c) => self.f(b, c),
+                    KernelStep::Unary(op, a) => self.unary(b, op, values[a as usize][copy]),
+                    KernelStep::Binary(op, x, y) => {
+                        let (x, y) = (values[x as usize][copy], values[y as usize][copy]);
+                        match op {
+                            Binary::Add => b.ins().fadd(x, y),
+                            Binary::Sub => b.ins().fsub(x, y),
+                            Binary::Mul => b.ins().fmul(x, y),
+                            Binary::Div => b.ins().fdiv(x, y),
+                            Binary::Max => b.ins().fmax(x, y),
+                        }
                     }
-                }
-            };
-            values.push(v);
+                })
+                .collect();
+            values.push(row);
         }
-        *values.last().expect("a kernel has at least one step")
+        values.pop().expect("a kernel has at least one step")
     }
 }
 
