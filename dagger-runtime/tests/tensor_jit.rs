@@ -163,3 +163,28 @@ fn feeding_mistakes_are_named() {
         "the graph has no input or parameter named `z`"
     );
 }
+
+#[test]
+fn an_operand_broadcast_along_a_middle_axis_runs_unfused() {
+    let mut g = TensorGraph::new();
+    let a = g.input("a", [2, 1, 3]);
+    let b = g.input("b", [2, 4, 3]);
+    let s = g.binary(Binary::Mul, a, b).unwrap();
+    let y = g.unary(Unary::Neg, s).unwrap();
+    g.set_outputs(vec![y]).unwrap();
+    let mut p = Program::compile(&g, CompileOptions::default()).unwrap();
+    // The product cannot load `a` by a kernel pattern; the negation is a kernel.
+    assert_eq!(p.stats().kernels, 1);
+    let (xa, xb) = (values(6, -1.0, 1.0, 4), values(24, -1.0, 1.0, 5));
+    p.set("a", &xa).unwrap();
+    p.set("b", &xb).unwrap();
+    p.run().unwrap();
+    for i in 0..2 {
+        for j in 0..4 {
+            for k in 0..3 {
+                let want = -(xa[i * 3 + k] * xb[i * 12 + j * 3 + k]);
+                assert_eq!(p.output(0)[i * 12 + j * 3 + k], want);
+            }
+        }
+    }
+}

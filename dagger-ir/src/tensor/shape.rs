@@ -128,23 +128,6 @@ fn extent_from_end(s: &Shape, back: usize) -> usize {
     }
 }
 
-/// Element offset in `from` (broadcast to `to`) of the element at row-major
-/// position `index` of `to`.
-pub fn broadcast_offset(from: &Shape, to: &Shape, mut index: usize) -> usize {
-    let strides = from.strides();
-    let lead = to.rank() - from.rank();
-    let mut offset = 0;
-    for axis in (0..to.rank()).rev() {
-        let extent = to.0[axis];
-        let coord = index % extent;
-        index /= extent;
-        if axis >= lead && from.0[axis - lead] != 1 {
-            offset += coord * strides[axis - lead];
-        }
-    }
-    offset
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,17 +141,5 @@ mod tests {
         assert_eq!(broadcast(&s(&[4, 3]), &s(&[4])), None);
         assert!(broadcasts_to(&s(&[3]), &s(&[4, 3])));
         assert!(!broadcasts_to(&s(&[4, 3]), &s(&[3])));
-    }
-
-    #[test]
-    fn offsets_repeat_broadcast_axes() {
-        let to = Shape::of(&[2, 3]);
-        let row = Shape::of(&[3]);
-        let col = Shape::of(&[2, 1]);
-        let rows: Vec<_> = (0..6).map(|i| broadcast_offset(&row, &to, i)).collect();
-        let cols: Vec<_> = (0..6).map(|i| broadcast_offset(&col, &to, i)).collect();
-        assert_eq!(rows, [0, 1, 2, 0, 1, 2]);
-        assert_eq!(cols, [0, 0, 0, 1, 1, 1]);
-        assert_eq!(Shape::of(&[2, 3, 4]).strides(), [12, 4, 1]);
     }
 }

@@ -7,7 +7,6 @@
 //! large products); the rest are plain loops over an `(outer, axis, inner)`
 //! view or an odometer over the result's indices.
 
-use dagger_ir::tensor::shape::broadcast_offset;
 use dagger_ir::tensor::{Binary, Shape, Unary};
 
 /// Products with at least this many multiply-adds use every core.
@@ -66,21 +65,24 @@ pub fn matmul(
     }
 }
 
-/// Calls `f(i, j)` for every element of `shape` in row-major order, where
-/// `i` is its index and `j` its offset in a tensor read with `strides`
-/// (stride 0 repeats an axis).
-fn odometer(shape: &Shape, strides: &[usize], mut f: impl FnMut(usize, usize)) {
-    let rank = shape.rank();
+/// Highest tensor rank the CPU kernels take (index arithmetic stays on the
+/// stack, so a run allocates nothing).
+pub const MAX_RANK: usize = 8;
+
+/// Calls `f(i, j)` for every element of a tensor of extents `dims` in
+/// row-major order, where `i` is its index and `j` its offset in a tensor
+/// read with `strides` (stride 0 repeats an axis).
+fn odometer(dims: &[usize], strides: &[usize], mut f: impl FnMut(usize, usize)) {
+    let rank = dims.len();
     if rank == 0 {
         f(0, 0);
         return;
     }
-    let dims = shape.dims();
     let (last, last_stride) = (dims[rank - 1], strides[rank - 1]);
-    let mut coord = vec![0usize; rank];
+    let mut coord = [0usize; MAX_RANK];
     let mut base = 0;
     let mut i = 0;
-    let total = shape.numel();
+    let total: usize = dims.iter().product();
     while i < total {
         for c in 0..last {
             f(i + c, base + c * last_stride);
@@ -101,31 +103,56 @@ fn odometer(shape: &Shape, strides: &[usize], mut f: impl FnMut(usize, usize)) {
     }
 }
 
-/// Strides that read `from` broadcast to the rank and extents of `to`.
-fn broadcast_strides(from: &Shape, to: &Shape) -> Vec<usize> {
-    let own = from.strides();
-    let lead = to.rank() - from.rank();
-    (0..to.rank())
-        .map(|axis| {
-            if axis < lead || from.dims()[axis - lead] == 1 {
-                0
-            } else {
-                own[axis - lead]
-            }
-        })
-        .collect()
+/// Row-major strides of `dims`.
+fn strides_of(dims: &[usize]) -> [usize; MAX_RANK] {
+    let mut strides = [0usize; MAX_RANK];
+    let mut step = 1;
+    for axis in (0..dims.len()).rev() {
+        strides[axis] = step;
+        step *= dims[axis];
+    }
+    strides
+}
+
+/// Strides that read a tensor of extents `from` broadcast to `to`'s rank
+/// and extents.
+fn broadcast_strides(from: &[usize], to: &[usize]) -> [usize; MAX_RANK] {
+    let own = strides_of(from);
+    let lead = to.len() - from.len();
+    let mut strides = [0usize; MAX_RANK];
+    for (axis, s) in strides.iter_mut().enumerate().take(to.len()) {
+        if axis >= lead && from[axis - lead] != 1 {
+            *s = own[axis - lead];
+        }
+    }
+    strides
 }
 
 /// `out` (shape `to`) = `a` (shape `from`) repeated along broadcast axes.
 pub fn broadcast_to(a: &[f32], from: &Shape, to: &Shape, out: &mut [f32]) {
-    odometer(to, &broadcast_strides(from, to), |i, j| out[i] = a[j]);
+    let strides = broadcast_strides(from.dims(), to.dims());
+    odometer(to.dims(), &strides[..to.rank()], |i, j| out[i] = a[j]);
 }
 
-/// `out` (shape `to`) = `a` (shape `from`) summed over the axes `to`
-/// broadcasts along: the reverse of [`broadcast_to`]; also every `sum`.
-pub fn sum_to(a: &[f32], from: &Shape, to: &Shape, out: &mut [f32]) {
+/// `out` (extents `to`) = `a` (extents `from`) summed over the axes `to`
+/// broadcasts along: the reverse of [`broadcast_to`].
+pub fn sum_to(a: &[f32], from: &[usize], to: &[usize], out: &mut [f32]) {
     out.fill(0.0);
-    odometer(from, &broadcast_strides(to, from), |i, j| out[j] += a[i]);
+    let strides = broadcast_strides(to, from);
+    odometer(from, &strides[..from.len()], |i, j| out[j] += a[i]);
+}
+
+/// `out` = `a` summed over `axes`.
+pub fn sum_axes(a: &[f32], shape: &Shape, axes: &[usize], out: &mut [f32]) {
+    let mut kept = [0usize; MAX_RANK];
+    for (axis, k) in kept.iter_mut().enumerate().take(shape.rank()) {
+        *k = if axes.contains(&axis) {
+            1
+        } else {
+            shape.dims()[axis]
+        };
+    }
+    sum_to(a, shape.dims(), &kept[..shape.rank()], out);
 }
 
 /// The `(outer, extent, inner)` view of `shape` around `axis`.
@@ -196,10 +223,14 @@ pub fn mse(a: &[f32], b: &[f32]) -> f32 {
 
 /// `out` = `a` (shape `shape`) with axes permuted by `perm`.
 pub fn transpose(a: &[f32], shape: &Shape, perm: &[usize], out: &mut [f32]) {
-    let own = shape.strides();
-    let out_shape = Shape(perm.iter().map(|&p| shape.dims()[p]).collect());
-    let strides: Vec<usize> = perm.iter().map(|&p| own[p]).collect();
-    odometer(&out_shape, &strides, |i, j| out[i] = a[j]);
+    let own = strides_of(shape.dims());
+    let (mut dims, mut strides) = ([0usize; MAX_RANK], [0usize; MAX_RANK]);
+    for (i, &p) in perm.iter().enumerate() {
+        dims[i] = shape.dims()[p];
+        strides[i] = own[p];
+    }
+    let rank = perm.len();
+    odometer(&dims[..rank], &strides[..rank], |i, j| out[i] = a[j]);
 }
 
 /// Copies `a` into `out` window by window along `axis`: `a`'s elements
@@ -238,14 +269,26 @@ pub unsafe fn elementwise(
     out_shape: &Shape,
     out: *mut f32,
 ) {
-    let load = |k: usize, i: usize| {
-        let (ptr, shape) = operands[k];
-        *ptr.add(broadcast_offset(shape, out_shape, i))
-    };
+    let rank = out_shape.rank();
+    let mut strides = [[0usize; MAX_RANK]; 2];
+    for (k, (_, shape)) in operands.iter().enumerate() {
+        strides[k] = broadcast_strides(shape.dims(), out_shape.dims());
+    }
     for i in 0..out_shape.numel() {
+        // The element's coordinates, and each operand's offset from them.
+        let (mut rest, mut offsets) = (i, [0usize; 2]);
+        for axis in (0..rank).rev() {
+            let extent = out_shape.dims()[axis];
+            let coord = rest % extent;
+            rest /= extent;
+            for (k, offset) in offsets.iter_mut().enumerate() {
+                *offset += coord * strides[k][axis];
+            }
+        }
+        let x = *operands[0].0.add(offsets[0]);
         let v = match op {
-            Elementwise::Unary(u) => u.apply(load(0, i)),
-            Elementwise::Binary(b) => b.apply(load(0, i), load(1, i)),
+            Elementwise::Unary(u) => u.apply(x),
+            Elementwise::Binary(b) => b.apply(x, *operands[1].0.add(offsets[1])),
         };
         *out.add(i) = v;
     }
@@ -283,10 +326,10 @@ mod tests {
         let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
         let s = Shape::of(&[2, 3]);
         let mut cols = [0.0; 3];
-        sum_to(&a, &s, &Shape::of(&[3]), &mut cols);
+        sum_to(&a, s.dims(), &[3], &mut cols);
         assert_eq!(cols, [5.0, 7.0, 9.0]);
         let mut rows = [0.0; 2];
-        sum_to(&a, &s, &Shape::of(&[2, 1]), &mut rows);
+        sum_axes(&a, &s, &[1], &mut rows);
         assert_eq!(rows, [6.0, 15.0]);
         let mut back = [0.0; 6];
         broadcast_to(&rows, &Shape::of(&[2, 1]), &s, &mut back);

@@ -77,6 +77,21 @@ impl Program {
         let (g, _) = dce(graph);
         let (g, report) = fuse(&g, options.fuse);
         let (g, _) = dce(&g);
+        if let Some(node) = g
+            .nodes()
+            .iter()
+            .find(|n| n.shape.rank() > kernels::MAX_RANK)
+        {
+            return Err(TensorError::Shape {
+                op: node.op.to_string(),
+                detail: format!(
+                    "shape {} has more than {} axes, the most the CPU kernels take",
+                    node.shape,
+                    kernels::MAX_RANK
+                ),
+            }
+            .into());
+        }
         let plan = plan_memory(&g);
         let mut buffers: Vec<Box<[f32]>> = plan
             .sizes
@@ -283,13 +298,13 @@ impl Program {
                 let ((a, sa), (b, sb)) = (operand(0), operand(1));
                 kernels::matmul(a, sa, b, sb, *trans_a, *trans_b, out);
             }
-            TensorOp::Sum { .. } | TensorOp::SumTo => {
+            TensorOp::Sum { axes, .. } => {
                 let (a, sa) = operand(0);
-                let kept = match &node.op {
-                    TensorOp::Sum { axes, .. } => sa.reduced_keep(axes),
-                    _ => node.shape.clone(),
-                };
-                kernels::sum_to(a, sa, &kept, out);
+                kernels::sum_axes(a, sa, axes, out);
+            }
+            TensorOp::SumTo => {
+                let (a, sa) = operand(0);
+                kernels::sum_to(a, sa.dims(), node.shape.dims(), out);
             }
             TensorOp::BroadcastTo => {
                 let (a, sa) = operand(0);
