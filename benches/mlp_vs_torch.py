@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Training throughput of the same MLPs in Dagger and in PyTorch (CPU).
+
+Runs `cargo bench --bench mlp -- --csv` for Dagger's figures, then trains
+each model in PyTorch with the same layers, batch, optimizer (Adam, lr 1e-3),
+loss (cross-entropy) and thread count, and prints both with the ratio.
+Installs PyTorch's CPU build with pip when it is missing.
+
+    python3 benches/mlp_vs_torch.py
+"""
+import os
+import subprocess
+import sys
+import time
+
+
+def ensure_torch():
+    try:
+        import torch  # noqa: F401
+        return
+    except ImportError:
+        pass
+    print("torch missing: installing the CPU build with pip", flush=True)
+    cpu = [sys.executable, "-m", "pip", "install", "--quiet", "torch",
+           "--index-url", "https://download.pytorch.org/whl/cpu"]
+    if subprocess.call(cpu) != 0:
+        subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", "torch"])
+
+
+def dagger_rates(root):
+    out = subprocess.run(["cargo", "bench", "--quiet", "--bench", "mlp", "--", "--csv"],
+                         cwd=root, check=True, capture_output=True, text=True).stdout
+    rows = []
+    for line in out.splitlines():
+        parts = line.split(",")
+        if len(parts) == 4:
+            rows.append((parts[0], int(parts[1]), int(parts[2]), float(parts[3])))
+    return rows
+
+
+def torch_rate(name, batch, threads):
+    import torch
+    torch.set_num_threads(threads)
+    torch.manual_seed(1)
+    widths = [int(w) for w in name.split()[-1].split("-")]
+    layers = []
+    for i in range(len(widths) - 1):
+        layers.append(torch.nn.Linear(widths[i], widths[i + 1]))
+        if i + 2 < len(widths):
+            layers.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*layers)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    x = torch.rand(batch, widths[0])
+    y = torch.randint(0, widths[-1], (batch,))
+    steps = 2000 if widths[0] < 100 else 40
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+
+    for _ in range(steps // 10 + 2):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch / (time.perf_counter() - start)
+
+
+def main():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ensure_torch()
+    import torch
+    rows = dagger_rates(root)
+    print(f"PyTorch {torch.__version__} (CPU), Adam lr 1e-3, cross-entropy, best effort same threads\n")
+    print("| model | batch | threads | dagger samples/s | PyTorch samples/s | dagger / PyTorch |")
+    print("|---|---|---|---|---|---|")
+    for name, batch, threads, ours in rows:
+        theirs = torch_rate(name, batch, threads)
+        print(f"| {name} | {batch} | {threads} | {ours:.0f} | {theirs:.0f} | {ours / theirs:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
