@@ -21,8 +21,20 @@ pub struct Model {
 }
 
 const MODELS: [Model; 2] = [
-    Model { name: "digits 64-128-64-10", inputs: 64, widths: &[128, 64, 10], batch: 32, steps: 2000 },
-    Model { name: "wide 784-1024-1024-10", inputs: 784, widths: &[1024, 1024, 10], batch: 128, steps: 40 },
+    Model {
+        name: "digits 64-128-64-10",
+        inputs: 64,
+        widths: &[128, 64, 10],
+        batch: 32,
+        steps: 2000,
+    },
+    Model {
+        name: "wide 784-1024-1024-10",
+        inputs: 784,
+        widths: &[1024, 1024, 10],
+        batch: 128,
+        steps: 40,
+    },
 ];
 
 fn samples_per_second(m: &Model) -> f64 {
@@ -32,7 +44,9 @@ fn samples_per_second(m: &Model) -> f64 {
     let y = net.input("y", [m.batch, classes]);
     let logits = net.mlp(x, m.widths, Activation::Relu).expect("shapes");
     let loss = net.cross_entropy(logits, y).expect("shapes");
-    let step = net.train_step(loss, &[], &Adam::new(1e-3)).expect("autodiff");
+    let step = net
+        .train_step(loss, &[], &Adam::new(1e-3))
+        .expect("autodiff");
     let mut program = Program::compile(&step, CompileOptions::default()).expect("compiles");
     step.init_params(&mut program, 1).expect("init");
     let mut rng = SeededRng::new(2);

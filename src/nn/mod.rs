@@ -29,12 +29,14 @@
 //! assert!(program.output(0)[0] < first * 0.1);
 //! ```
 
+mod data_parallel;
 mod init;
 mod io;
 mod net;
 mod optim;
 
 pub use dagger_runtime::tensor::{CompileOptions, Program, ProgramError, ProgramStats};
+pub use data_parallel::{DataParallel, DataParallelError, DataParallelOptions, Workers};
 pub use init::{Init, SeededRng};
 pub use io::{load_params, save_params, ParamsError};
 pub use net::{Activation, Net};

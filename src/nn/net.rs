@@ -3,7 +3,7 @@
 
 use super::init::{Init, SeededRng};
 use super::optim::Optimizer;
-use dagger_ir::tensor::{Shape, TensorGraph, TensorResult, Unary, Value};
+use dagger_ir::tensor::{insert_all_reduce, Shape, TensorGraph, TensorResult, Unary, Value};
 use dagger_runtime::tensor::Program;
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
@@ -113,11 +113,39 @@ impl Net {
         extra: &[Value],
         optimizer: &dyn Optimizer,
     ) -> TensorResult<Net> {
+        self.build_step(loss, extra, optimizer, None)
+    }
+
+    /// The training step of one data-parallel worker: as
+    /// [`train_step`](Self::train_step), with each gradient averaged over
+    /// the workers (all-reduce, in buckets of about `bucket_bytes`) before
+    /// the update, and the loss averaged too.
+    pub fn data_parallel_step(
+        &self,
+        loss: Value,
+        optimizer: &dyn Optimizer,
+        bucket_bytes: usize,
+    ) -> TensorResult<Net> {
+        self.build_step(loss, &[], optimizer, Some(bucket_bytes))
+    }
+
+    fn build_step(
+        &self,
+        loss: Value,
+        extra: &[Value],
+        optimizer: &dyn Optimizer,
+        bucket_bytes: Option<usize>,
+    ) -> TensorResult<Net> {
         let mut step = self.clone();
         let params = step.graph.params();
-        let grads = dagger_ir::tensor::autodiff::append_grad(&mut step.graph, loss, &params)?;
+        let mut grads = dagger_ir::tensor::autodiff::append_grad(&mut step.graph, loss, &params)?;
+        let mut shown_loss = loss;
+        if let Some(bytes) = bucket_bytes {
+            grads = insert_all_reduce(&mut step.graph, &grads, bytes)?;
+            shown_loss = insert_all_reduce(&mut step.graph, &[loss], 0)?[0];
+        }
         optimizer.apply(&mut step, &params, &grads)?;
-        let mut outputs = vec![loss];
+        let mut outputs = vec![shown_loss];
         outputs.extend(extra);
         step.graph.set_outputs(outputs)?;
         Ok(step)

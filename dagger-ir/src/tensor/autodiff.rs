@@ -245,6 +245,12 @@ fn vjp(
         }
         TensorOp::BroadcastTo => vec![Some(g.sum_to(gy, shape(g, 0))?)],
         TensorOp::SumTo => vec![Some(g.broadcast_to(gy, shape(g, 0))?)],
+        TensorOp::AllReduce { .. } => {
+            return Err(shape_error(
+                "grad",
+                "cannot differentiate an all-reduce: insert it after autodiff",
+            ))
+        }
         TensorOp::Fused(_) => {
             return Err(shape_error(
                 "grad",

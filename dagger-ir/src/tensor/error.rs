@@ -43,6 +43,9 @@ pub enum TensorError {
     /// An input that was never fed before a run.
     #[error("input `{0}` was not fed before the run")]
     NotFed(String),
+    /// A collective (all-reduce, broadcast) of a data-parallel run failed.
+    #[error("{0}")]
+    Collective(String),
     /// A name fed or asked for that the graph does not have.
     #[error("the graph has no input or parameter named `{0}`")]
     UnknownName(String),

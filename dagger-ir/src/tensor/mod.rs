@@ -27,6 +27,7 @@
 //! one [`Kernel`]), [`dce`] (drops what no output needs) and [`memory`]
 //! (buffers reused by liveness). The runtime compiles the result.
 
+pub mod allreduce;
 pub mod autodiff;
 pub mod dce;
 pub mod error;
@@ -38,6 +39,7 @@ pub mod memory;
 pub mod op;
 pub mod shape;
 
+pub use allreduce::insert_all_reduce;
 pub use autodiff::grad;
 pub use dce::dce;
 pub use error::{TensorError, TensorResult};

@@ -233,6 +233,13 @@ pub enum TensorOp {
     SumTo,
     /// A chain or tree of elementwise ops made one kernel by the fusion pass.
     Fused(Kernel),
+    /// The mean of the operand over the workers of a data-parallel run
+    /// (the operand itself with one worker). Nodes with one `bucket` are
+    /// reduced together, as one message, as soon as all their operands exist.
+    AllReduce {
+        /// The bucket the node's operand travels in.
+        bucket: u32,
+    },
 }
 
 impl TensorOp {
@@ -281,6 +288,7 @@ impl fmt::Display for TensorOp {
             TensorOp::BroadcastTo => f.write_str("broadcast_to"),
             TensorOp::SumTo => f.write_str("sum_to"),
             TensorOp::Fused(k) => write!(f, "fused {{ {k} }}"),
+            TensorOp::AllReduce { bucket } => write!(f, "all_reduce[bucket {bucket}]"),
         }
     }
 }

@@ -338,7 +338,11 @@ impl Cluster {
     /// Waits for `pending`, giving up with [`RemoteError::RankLost`] once
     /// `rank` is declared dead (a message to or from a dead rank may never
     /// complete).
-    fn while_alive<T>(&self, rank: u32, mut pending: Completion<T>) -> Result<T, RemoteError> {
+    pub(crate) fn while_alive<T>(
+        &self,
+        rank: u32,
+        mut pending: Completion<T>,
+    ) -> Result<T, RemoteError> {
         loop {
             match pending.wait_timeout(CHECK_EVERY) {
                 Ok(v) => return Ok(v),

@@ -22,8 +22,11 @@
 //! assert_eq!(p.output(0), &[1.0, 1.0, 3.0, 1.0]);
 //! ```
 
+pub mod collective;
 pub mod jit;
 pub mod kernels;
 pub mod program;
+pub mod reducer;
 
+pub use collective::{thread_ring, ClusterRing, CollectiveError, RingLink, ThreadLink};
 pub use program::{CompileOptions, Program, ProgramError, ProgramStats};

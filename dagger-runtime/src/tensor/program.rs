@@ -6,8 +6,10 @@
 //! calling the kernels on fixed buffers, and applies the parameter updates:
 //! it allocates nothing.
 
+use super::collective::RingLink;
 use super::jit::{Jit, JitError, KernelFn};
 use super::kernels::{self, Elementwise};
+use super::reducer::{Buckets, Reducer};
 use dagger_ir::tensor::{
     dce, fuse, matrix_view, plan_memory, unplanned_bytes, Broadcast, FuseOptions, MemoryPlan,
     Shape, TensorError, TensorGraph, TensorOp, Value,
@@ -62,6 +64,8 @@ pub struct Program {
     fused: Vec<Option<FusedCall>>,
     fed: Vec<bool>,
     stats: ProgramStats,
+    buckets: Buckets,
+    reducer: Option<Reducer>,
     // Owns the code the kernel pointers point into; declared last so it is
     // dropped after them.
     _jit: Jit,
@@ -93,6 +97,7 @@ impl Program {
             .into());
         }
         let plan = plan_memory(&g);
+        let buckets = Buckets::of(&g)?;
         let mut buffers: Vec<Box<[f32]>> = plan
             .sizes
             .iter()
@@ -158,8 +163,40 @@ impl Program {
             buffers,
             fused,
             stats,
+            buckets,
+            reducer: None,
             _jit: jit,
         })
+    }
+
+    /// Makes this program one worker of a data-parallel ring: its
+    /// all-reduce nodes average over the ring's workers, on a thread of
+    /// their own that overlaps the rest of each run. Without a ring they
+    /// return their operand (the mean over one worker).
+    pub fn set_ring(&mut self, link: Box<dyn RingLink>) {
+        self.reducer = Some(Reducer::start(link));
+    }
+
+    /// Gives every worker of the ring worker 0's parameters (do it once,
+    /// after initializing them, so that all replicas start equal).
+    pub fn broadcast_params(&mut self) -> Result<(), TensorError> {
+        let Some(reducer) = &self.reducer else {
+            return Ok(());
+        };
+        let params: Vec<Value> = self.graph.params();
+        let mut all = Vec::new();
+        for &p in &params {
+            all.extend_from_slice(self.data(p));
+        }
+        let all = reducer.broadcast(all)?;
+        let mut at = 0;
+        for &p in &params {
+            let n = self.graph.shape(p).numel();
+            let b = self.plan.buffer_of[p.index()];
+            self.buffers[b][..n].copy_from_slice(&all[at..at + n]);
+            at += n;
+        }
+        Ok(())
     }
 
     /// The graph as compiled (after the passes).
@@ -228,8 +265,20 @@ impl Program {
         {
             return Err(TensorError::NotFed(name.to_string()));
         }
+        self.buckets.reset();
         for i in 0..self.graph.nodes().len() {
-            self.run_node(i);
+            if let TensorOp::AllReduce { .. } = self.graph.nodes()[i].op {
+                let out = self.buffers[self.plan.buffer_of[i]].as_mut_ptr();
+                let reduced = self.buckets.reduced(i, self.reducer.as_ref())?;
+                // SAFETY: the node's own buffer holds at least its elements,
+                // and the bucket's staging buffer is not one of the program's.
+                unsafe { std::ptr::copy_nonoverlapping(reduced.as_ptr(), out, reduced.len()) };
+            } else {
+                self.run_node(i);
+            }
+            let (graph, plan, buffers) = (&self.graph, &self.plan, &self.buffers);
+            let data = |v: Value| &buffers[plan.buffer_of[v.index()]][..graph.shape(v).numel()];
+            self.buckets.after_node(i, self.reducer.as_ref(), data)?;
         }
         for k in 0..self.graph.updates().len() {
             let (p, v) = self.graph.updates()[k];
@@ -274,6 +323,7 @@ impl Program {
             | TensorOp::Const { .. }
             | TensorOp::Reshape => {}
             TensorOp::Fused(_) => unreachable!("fused nodes are compiled"),
+            TensorOp::AllReduce { .. } => unreachable!("all-reduce nodes are run by `run`"),
             TensorOp::Unary(u) => {
                 let (a, sa) = operand(0);
                 // SAFETY: pointers from the plan's buffers, sized by the shapes.

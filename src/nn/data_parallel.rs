@@ -1,0 +1,307 @@
+//! Data-parallel training: one replica of the training step per worker,
+//! each batch split between them, gradients averaged by ring all-reduce.
+//!
+//! As in PyTorch's DistributedDataParallel: rank 0's initial parameters are
+//! broadcast to every replica; each worker runs forward and backward on its
+//! share of the batch; gradients are averaged in buckets (see
+//! [`insert_all_reduce`](crate::ir::tensor::insert_all_reduce)), each sent as
+//! soon as backward has computed it, on a thread that overlaps the rest of
+//! backward; then every replica applies the same optimizer step, so the
+//! replicas stay equal. With the same global batch and seed, training
+//! matches one worker up to floating-point summation order.
+//!
+//! Workers are threads of this process ([`Workers::Threads`]), or the ranks
+//! of a [`Cluster`] started by `dagger run -n N` ([`Workers::Cluster`]: each
+//! process is one worker and calls [`DataParallel::step`] with the same
+//! global batch).
+
+use super::net::Net;
+use super::optim::Optimizer;
+use crate::cluster::Cluster;
+use dagger_ir::tensor::{TensorError, Value};
+use dagger_runtime::tensor::{
+    thread_ring, ClusterRing, CompileOptions, Program, ProgramError, RingLink,
+};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Who trains.
+#[derive(Clone)]
+pub enum Workers {
+    /// This many threads of this process.
+    Threads(usize),
+    /// The ranks of a cluster; this process is its rank's worker.
+    Cluster(Arc<Cluster>),
+}
+
+/// Settings of a data-parallel run.
+#[derive(Clone, Copy, Debug)]
+pub struct DataParallelOptions {
+    /// Samples per step over all workers (split evenly between them).
+    pub global_batch: usize,
+    /// Gradient bytes per all-reduce bucket (PyTorch's default is 25 MiB).
+    pub bucket_bytes: usize,
+    /// Seed of the initial parameters (drawn on worker 0, then broadcast).
+    pub seed: u64,
+}
+
+/// Why a data-parallel run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DataParallelError {
+    /// Building or running a replica failed.
+    #[error(transparent)]
+    Program(#[from] ProgramError),
+    /// The batch does not split over the workers.
+    #[error("{0}")]
+    Batch(String),
+    /// A worker thread stopped.
+    #[error("worker {0} stopped: {1}")]
+    WorkerLost(usize, String),
+}
+
+impl From<TensorError> for DataParallelError {
+    fn from(e: TensorError) -> Self {
+        DataParallelError::Program(e.into())
+    }
+}
+
+/// One global batch: named inputs, each `global_batch` rows.
+type Batch = Arc<Vec<(String, Vec<f32>)>>;
+
+enum Command {
+    Step(Batch),
+    Params,
+}
+
+enum Reply {
+    Loss(f32),
+    Params(Vec<(String, Vec<f32>)>),
+}
+
+/// A replica: its program, which rows of a batch are its, and how to train.
+struct Replica {
+    program: Program,
+    rank: usize,
+    workers: usize,
+}
+
+impl Replica {
+    fn new(step: &Net, seed: u64, link: Box<dyn RingLink>) -> Result<Replica, DataParallelError> {
+        let (rank, workers) = (link.rank(), link.size());
+        let mut program = Program::compile(step, CompileOptions::default())?;
+        step.init_params(&mut program, seed)?;
+        program.set_ring(link);
+        program.broadcast_params()?;
+        Ok(Replica {
+            program,
+            rank,
+            workers,
+        })
+    }
+
+    fn step(&mut self, batch: &[(String, Vec<f32>)]) -> Result<f32, DataParallelError> {
+        for (name, data) in batch {
+            let share = data.len() / self.workers;
+            self.program
+                .set(name, &data[self.rank * share..(self.rank + 1) * share])?;
+        }
+        self.program.run()?;
+        Ok(self.program.output(0)[0])
+    }
+
+    fn params(&self) -> Vec<(String, Vec<f32>)> {
+        self.program
+            .params()
+            .into_iter()
+            .map(|(n, _, d)| (n.to_string(), d.to_vec()))
+            .collect()
+    }
+}
+
+struct WorkerThread {
+    commands: Sender<Command>,
+    replies: Receiver<Result<Reply, DataParallelError>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+enum Engine {
+    Threads(Vec<WorkerThread>),
+    Local(Box<Replica>),
+}
+
+/// A data-parallel trainer (see the [module docs](self)).
+pub struct DataParallel {
+    options: DataParallelOptions,
+    workers: usize,
+    engine: Engine,
+}
+
+impl DataParallel {
+    /// Replicates the step that `build(local_batch)` describes (a net and
+    /// its scalar loss, the mean over the batch) over `workers`, with
+    /// `optimizer`.
+    pub fn new(
+        workers: Workers,
+        options: DataParallelOptions,
+        optimizer: &dyn Optimizer,
+        build: impl Fn(usize) -> Result<(Net, Value), TensorError>,
+    ) -> Result<DataParallel, DataParallelError> {
+        let n = match &workers {
+            Workers::Threads(n) => *n,
+            Workers::Cluster(c) => c.size() as usize,
+        };
+        if n == 0 || !options.global_batch.is_multiple_of(n) {
+            return Err(DataParallelError::Batch(format!(
+                "a global batch of {} does not split evenly over {n} workers",
+                options.global_batch
+            )));
+        }
+        let (net, loss) = build(options.global_batch / n)?;
+        let step = net.data_parallel_step(loss, optimizer, options.bucket_bytes)?;
+        let engine = match workers {
+            Workers::Cluster(cluster) => Engine::Local(Box::new(Replica::new(
+                &step,
+                options.seed,
+                Box::new(ClusterRing::new(cluster)),
+            )?)),
+            Workers::Threads(_) => {
+                let threads = thread_ring(n)
+                    .into_iter()
+                    .map(|link| spawn_worker(step.clone(), options.seed, link))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Engine::Threads(threads)
+            }
+        };
+        Ok(DataParallel {
+            options,
+            workers: n,
+            engine,
+        })
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// One training step on a global batch: each named input holds
+    /// `global_batch` rows; worker `r` trains on the `r`-th share. Returns
+    /// the loss averaged over the workers.
+    pub fn step(&mut self, batch: &[(&str, &[f32])]) -> Result<f32, DataParallelError> {
+        for (name, data) in batch {
+            if !data.len().is_multiple_of(self.options.global_batch) {
+                return Err(DataParallelError::Batch(format!(
+                    "input `{name}` has {} values, not a whole number of rows for a batch of {}",
+                    data.len(),
+                    self.options.global_batch
+                )));
+            }
+        }
+        match &mut self.engine {
+            Engine::Local(replica) => {
+                let owned: Vec<(String, Vec<f32>)> = batch
+                    .iter()
+                    .map(|(n, d)| (n.to_string(), d.to_vec()))
+                    .collect();
+                replica.step(&owned)
+            }
+            Engine::Threads(threads) => {
+                let shared: Batch = Arc::new(
+                    batch
+                        .iter()
+                        .map(|(n, d)| (n.to_string(), d.to_vec()))
+                        .collect(),
+                );
+                for (r, w) in threads.iter().enumerate() {
+                    w.commands
+                        .send(Command::Step(shared.clone()))
+                        .map_err(|_| DataParallelError::WorkerLost(r, "its thread ended".into()))?;
+                }
+                let mut loss = 0.0;
+                for (r, w) in threads.iter().enumerate() {
+                    match w.replies.recv() {
+                        Ok(Ok(Reply::Loss(l))) => loss = if r == 0 { l } else { loss },
+                        Ok(Ok(Reply::Params(_))) => unreachable!("a step replies with its loss"),
+                        Ok(Err(e)) => return Err(e),
+                        Err(_) => {
+                            return Err(DataParallelError::WorkerLost(r, "its thread ended".into()))
+                        }
+                    }
+                }
+                Ok(loss)
+            }
+        }
+    }
+
+    /// The parameters (worker 0's; every replica holds the same).
+    pub fn params(&self) -> Result<Vec<(String, Vec<f32>)>, DataParallelError> {
+        match &self.engine {
+            Engine::Local(replica) => Ok(replica.params()),
+            Engine::Threads(threads) => {
+                let w = &threads[0];
+                w.commands
+                    .send(Command::Params)
+                    .map_err(|_| DataParallelError::WorkerLost(0, "its thread ended".into()))?;
+                match w.replies.recv() {
+                    Ok(Ok(Reply::Params(p))) => Ok(p),
+                    Ok(Err(e)) => Err(e),
+                    _ => Err(DataParallelError::WorkerLost(
+                        0,
+                        "no parameters came back".into(),
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// Starts worker `link.rank()`'s thread, which builds its replica (all
+/// workers together: the parameter broadcast needs every one) and then
+/// serves commands; a failure to build comes back as the first reply.
+fn spawn_worker(
+    step: Net,
+    seed: u64,
+    link: dagger_runtime::tensor::ThreadLink,
+) -> Result<WorkerThread, DataParallelError> {
+    let (commands, inbox) = channel::<Command>();
+    let (outbox, replies) = channel::<Result<Reply, DataParallelError>>();
+    let rank = link.rank();
+    let thread = std::thread::Builder::new()
+        .name(format!("dagger-dp-worker-{rank}"))
+        .spawn(move || {
+            let mut replica = match Replica::new(&step, seed, Box::new(link)) {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = outbox.send(Err(e));
+                    return;
+                }
+            };
+            for command in inbox {
+                let reply = match command {
+                    Command::Step(batch) => replica.step(&batch).map(Reply::Loss),
+                    Command::Params => Ok(Reply::Params(replica.params())),
+                };
+                if outbox.send(reply).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| DataParallelError::WorkerLost(rank, e.to_string()))?;
+    Ok(WorkerThread {
+        commands,
+        replies,
+        thread: Some(thread),
+    })
+}
+
+impl Drop for WorkerThread {
+    fn drop(&mut self) {
+        // Closing the command channel ends the thread's loop.
+        let (closed, _) = channel();
+        self.commands = closed;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

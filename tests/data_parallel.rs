@@ -1,0 +1,188 @@
+//! Data-parallel training equals single-worker training: 2 and 3 workers,
+//! as threads of this process and as processes (`dagger run -n N`, UCX).
+//!
+//! The process tests start this test binary again with one test selected
+//! (`rank_main`), which acts as a rank when `DAGGER_RANK` is set.
+
+use dagger::ir::tensor::{TensorError, Value};
+use dagger::nn::{
+    Activation, Adam, CompileOptions, DataParallel, DataParallelOptions, Momentum, Net, Optimizer,
+    Program, SeededRng, Workers,
+};
+use std::sync::Arc;
+
+const FEATURES: usize = 10;
+const CLASSES: usize = 4;
+const GLOBAL_BATCH: usize = 24;
+const STEPS: usize = 5;
+const SEED: u64 = 11;
+
+/// A small MLP and its mean cross-entropy over `batch` samples.
+fn build(batch: usize) -> Result<(Net, Value), TensorError> {
+    let mut net = Net::new();
+    let x = net.input("x", [batch, FEATURES]);
+    let y = net.input("y", [batch, CLASSES]);
+    let logits = net.mlp(x, &[16, 12, CLASSES], Activation::Tanh)?;
+    let loss = net.cross_entropy(logits, y)?;
+    Ok((net, loss))
+}
+
+/// Global batch `k`: inputs and one-hot labels.
+fn batch(k: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut rng = SeededRng::new(100 + k as u64);
+    let x: Vec<f32> = (0..GLOBAL_BATCH * FEATURES).map(|_| rng.normal()).collect();
+    let mut y = vec![0.0; GLOBAL_BATCH * CLASSES];
+    for row in 0..GLOBAL_BATCH {
+        y[row * CLASSES + rng.below(CLASSES)] = 1.0;
+    }
+    (x, y)
+}
+
+/// Parameters after `STEPS` steps of one worker on the whole batch.
+fn single_worker(optimizer: &dyn Optimizer) -> Vec<(String, Vec<f32>)> {
+    let (net, loss) = build(GLOBAL_BATCH).unwrap();
+    let step = net.train_step(loss, &[], optimizer).unwrap();
+    let mut p = Program::compile(&step, CompileOptions::default()).unwrap();
+    step.init_params(&mut p, SEED).unwrap();
+    for k in 0..STEPS {
+        let (x, y) = batch(k);
+        p.set("x", &x).unwrap();
+        p.set("y", &y).unwrap();
+        p.run().unwrap();
+    }
+    p.params()
+        .into_iter()
+        .map(|(n, _, d)| (n.to_string(), d.to_vec()))
+        .collect()
+}
+
+fn data_parallel(workers: Workers, optimizer: &dyn Optimizer) -> Vec<(String, Vec<f32>)> {
+    // Small buckets: several all-reduces per step, overlapping backward.
+    let options = DataParallelOptions {
+        global_batch: GLOBAL_BATCH,
+        bucket_bytes: 256,
+        seed: SEED,
+    };
+    let mut dp = DataParallel::new(workers, options, optimizer, build).unwrap();
+    for k in 0..STEPS {
+        let (x, y) = batch(k);
+        let loss = dp.step(&[("x", &x), ("y", &y)]).unwrap();
+        assert!(loss.is_finite());
+    }
+    dp.params().unwrap()
+}
+
+/// The largest relative difference over parameter tensors:
+/// max |a - b| / max |b|, tensor by tensor.
+fn max_relative_difference(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|((na, va), (nb, vb))| {
+            assert_eq!(na, nb);
+            let diff = va
+                .iter()
+                .zip(vb)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max);
+            let scale = vb.iter().map(|y| y.abs()).fold(0.0, f32::max).max(1e-12);
+            diff / scale
+        })
+        .fold(0.0, f32::max)
+}
+
+const MOMENTUM: Momentum = Momentum { lr: 0.1, mu: 0.9 };
+
+#[test]
+fn threads_match_one_worker() {
+    let reference = single_worker(&MOMENTUM);
+    for n in [2, 3] {
+        let got = data_parallel(Workers::Threads(n), &MOMENTUM);
+        let d = max_relative_difference(&got, &reference);
+        assert!(
+            d <= 1e-5,
+            "{n} workers: parameters differ by {d} (relative)"
+        );
+    }
+    let reference = single_worker(&Adam::new(0.01));
+    let got = data_parallel(Workers::Threads(3), &Adam::new(0.01));
+    let d = max_relative_difference(&got, &reference);
+    assert!(
+        d <= 1e-5,
+        "Adam, 3 workers: parameters differ by {d} (relative)"
+    );
+}
+
+#[test]
+fn a_batch_that_does_not_split_is_refused() {
+    let options = DataParallelOptions {
+        global_batch: 25,
+        bucket_bytes: 1 << 20,
+        seed: 1,
+    };
+    let err = DataParallel::new(Workers::Threads(2), options, &MOMENTUM, build)
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.to_string(),
+        "a global batch of 25 does not split evenly over 2 workers"
+    );
+}
+
+/// UCX is needed for the data plane; true (and why, printed) without it.
+fn ucx_missing() -> bool {
+    match dagger::net::ucx_available() {
+        Ok(()) => false,
+        Err(why) => {
+            println!("skipping: {why}");
+            true
+        }
+    }
+}
+
+#[test]
+fn processes_match_one_worker() {
+    if ucx_missing() {
+        return;
+    }
+    let me = std::env::current_exe().unwrap();
+    for n in [2, 3] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dagger"))
+            .args(["run", "-n", &n.to_string(), "--"])
+            .arg(&me)
+            .args(["rank_main", "--exact", "--nocapture", "--test-threads=1"])
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{all}");
+        let said = format!("data-parallel over {n} processes matches one worker");
+        assert!(
+            all.lines()
+                .any(|l| l.starts_with("[rank 0]") && l.contains(&said)),
+            "{all}"
+        );
+    }
+}
+
+/// A rank of `processes_match_one_worker`; does nothing outside a cluster.
+#[test]
+fn rank_main() {
+    let Some(cluster) = dagger::cluster::Cluster::from_env().unwrap() else {
+        return;
+    };
+    let cluster = Arc::new(cluster);
+    let (rank, size) = (cluster.rank(), cluster.size());
+    let got = data_parallel(Workers::Cluster(cluster), &MOMENTUM);
+    if rank == 0 {
+        let d = max_relative_difference(&got, &single_worker(&MOMENTUM));
+        assert!(
+            d <= 1e-5,
+            "{size} processes: parameters differ by {d} (relative)"
+        );
+        println!("data-parallel over {size} processes matches one worker (max relative difference {d:e})");
+    }
+}
