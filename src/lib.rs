@@ -41,7 +41,7 @@ pub use dagger_cuda as cuda;
 pub use dagger_ir as ir;
 pub use dagger_macros::{dag, task};
 pub use dagger_runtime::task::registered as task_registry;
-pub use dagger_runtime::{cluster, net, size};
+pub use dagger_runtime::{cluster, net, size, tensor};
 pub use dagger_runtime::{
     join, spawn, try_spawn, Dag, Data, Datum, ExecPolicy, GraphBuilder, Handle, Inputs, Outputs,
     PolicyRun, RunError, Runtime, RuntimeBuilder, Task, TaskDef, Trace, Value,

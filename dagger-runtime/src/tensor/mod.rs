@@ -28,5 +28,8 @@ pub mod kernels;
 pub mod program;
 pub mod reducer;
 
-pub use collective::{thread_ring, ClusterRing, CollectiveError, RingLink, ThreadLink};
+pub use collective::{
+    ring_all_reduce_mean, ring_broadcast, thread_ring, ClusterRing, CollectiveError, RingLink,
+    ThreadLink,
+};
 pub use program::{CompileOptions, Program, ProgramError, ProgramStats};

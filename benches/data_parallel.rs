@@ -1,0 +1,164 @@
+//! Data-parallel scaling: training samples/s of one MLP for 1, 2 and 3
+//! workers, as threads of one process and as processes (`dagger run -n N`,
+//! UCX), and the ring all-reduce's bandwidth against the transport's own
+//! point-to-point bandwidth, measured in the same run.
+//!
+//! ```text
+//! cargo bench --bench data_parallel
+//! ```
+//!
+//! The process rows start this binary again under `dagger run`; each rank
+//! trains on its share of every global batch and rank 0 prints its figure.
+
+use dagger::cluster::Cluster;
+use dagger::ir::tensor::{TensorError, Value};
+use dagger::nn::{
+    Activation, DataParallel, DataParallelOptions, Momentum, Net, SeededRng, Workers,
+};
+use dagger::tensor::{ring_all_reduce_mean, ClusterRing};
+use std::sync::Arc;
+use std::time::Instant;
+
+const INPUTS: usize = 784;
+const CLASSES: usize = 10;
+const GLOBAL_BATCH: usize = 192;
+const STEPS: usize = 15;
+/// All-reduce message: 16 MiB of f32.
+const REDUCE_LEN: usize = 4 << 20;
+
+fn build(batch: usize) -> Result<(Net, Value), TensorError> {
+    let mut net = Net::new();
+    let x = net.input("x", [batch, INPUTS]);
+    let y = net.input("y", [batch, CLASSES]);
+    let logits = net.mlp(x, &[512, 512, CLASSES], Activation::Relu)?;
+    let loss = net.cross_entropy(logits, y)?;
+    Ok((net, loss))
+}
+
+fn samples_per_second(workers: Workers) -> f64 {
+    let options = DataParallelOptions {
+        global_batch: GLOBAL_BATCH,
+        bucket_bytes: 1 << 20,
+        seed: 1,
+    };
+    let mut dp = DataParallel::new(workers, options, &Momentum { lr: 0.01, mu: 0.9 }, build)
+        .expect("replicas");
+    let mut rng = SeededRng::new(3);
+    let x: Vec<f32> = (0..GLOBAL_BATCH * INPUTS).map(|_| rng.unit()).collect();
+    let mut y = vec![0.0; GLOBAL_BATCH * CLASSES];
+    for row in 0..GLOBAL_BATCH {
+        y[row * CLASSES + rng.below(CLASSES)] = 1.0;
+    }
+    for _ in 0..2 {
+        dp.step(&[("x", &x), ("y", &y)]).expect("step");
+    }
+    let start = Instant::now();
+    for _ in 0..STEPS {
+        dp.step(&[("x", &x), ("y", &y)]).expect("step");
+    }
+    (STEPS * GLOBAL_BATCH) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// On a rank: the all-reduce's bus bandwidth and the raw one-way bandwidth
+/// from rank 0 to rank 1, both in MB/s.
+fn bandwidths(cluster: Arc<Cluster>) -> (f64, f64) {
+    let n = cluster.size() as f64;
+    let mut link = ClusterRing::new(cluster.clone());
+    let mut data = vec![1.0f32; REDUCE_LEN];
+    let mut scratch = Vec::new();
+    ring_all_reduce_mean(&mut link, &mut data, &mut scratch).expect("warm-up");
+    let rounds = 5;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        ring_all_reduce_mean(&mut link, &mut data, &mut scratch).expect("all-reduce");
+    }
+    let per = start.elapsed().as_secs_f64() / rounds as f64;
+    // nccl-tests' "bus bandwidth": what each link carries, 2 (n - 1) / n of the data.
+    let bus = (REDUCE_LEN * 4) as f64 * 2.0 * (n - 1.0) / n / per / 1e6;
+    let bytes = vec![0u8; REDUCE_LEN * 4];
+    let mut raw = 0.0;
+    for round in 0..=rounds {
+        let start = Instant::now();
+        let tag = (4 << 56) | round as u64;
+        match cluster.rank() {
+            0 => cluster.send(1, tag, bytes.clone()).wait().expect("send"),
+            1 => drop(cluster.recv(tag, u64::MAX).wait().expect("recv")),
+            _ => {}
+        }
+        let ack = (5 << 56) | round as u64;
+        match cluster.rank() {
+            1 => cluster.send(0, ack, Vec::new()).wait().expect("ack"),
+            0 => drop(cluster.recv(ack, u64::MAX).wait().expect("ack")),
+            _ => {}
+        }
+        if round > 0 {
+            raw += bytes.len() as f64 / start.elapsed().as_secs_f64() / 1e6 / rounds as f64;
+        }
+    }
+    (bus, raw)
+}
+
+fn rank_main(cluster: Cluster) {
+    let cluster = Arc::new(cluster);
+    let rate = samples_per_second(Workers::Cluster(cluster.clone()));
+    let (bus, raw) = bandwidths(cluster.clone());
+    if cluster.rank() == 0 {
+        println!("RESULT {rate:.1} {bus:.0} {raw:.0}");
+    }
+}
+
+fn processes(n: usize) -> Option<(f64, f64, f64)> {
+    let me = std::env::current_exe().ok()?;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dagger"))
+        .args(["run", "-n", &n.to_string(), "--"])
+        .arg(me)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find_map(|l| l.split("RESULT ").nth(1))?;
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    Some((v[0], v[1], v[2]))
+}
+
+fn main() {
+    if let Some(cluster) = Cluster::from_env().expect("cluster environment") {
+        rank_main(cluster);
+        return;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("MLP 784-512-512-10, global batch {GLOBAL_BATCH}, momentum SGD, 1 MiB buckets; {cores} cores\n");
+    println!("| workers | threads samples/s | speed-up | processes samples/s | speed-up | all-reduce bus MB/s | transport MB/s | ratio |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let (mut base_threads, mut base_procs) = (0.0, 0.0);
+    for n in 1..=3 {
+        let threads = samples_per_second(Workers::Threads(n));
+        if n == 1 {
+            base_threads = threads;
+        }
+        let procs = if n == 1 || dagger::net::ucx_available().is_err() {
+            None
+        } else {
+            processes(n)
+        };
+        match procs {
+            Some((rate, bus, raw)) => {
+                if base_procs == 0.0 {
+                    base_procs = base_threads;
+                }
+                println!(
+                    "| {n} | {threads:.0} | {:.2}x | {rate:.0} | {:.2}x | {bus:.0} | {raw:.0} | {:.2}x |",
+                    threads / base_threads,
+                    rate / base_procs,
+                    bus / raw
+                );
+            }
+            None => println!(
+                "| {n} | {threads:.0} | {:.2}x | - | - | - | - | - |",
+                threads / base_threads
+            ),
+        }
+    }
+}
