@@ -11,7 +11,7 @@
 //! trains on its share of every global batch and rank 0 prints its figure.
 
 use dagger::cluster::Cluster;
-use dagger::ir::tensor::{TensorError, Value};
+use dagger::ir::tensor::{Tensor, TensorError};
 use dagger::nn::{
     Activation, DataParallel, DataParallelOptions, Momentum, Net, SeededRng, Workers,
 };
@@ -26,7 +26,7 @@ const STEPS: usize = 15;
 /// All-reduce message: 16 MiB of f32.
 const REDUCE_LEN: usize = 4 << 20;
 
-fn build(batch: usize) -> Result<(Net, Value), TensorError> {
+fn build(batch: usize) -> Result<(Net, Tensor), TensorError> {
     let mut net = Net::new();
     let x = net.input("x", [batch, INPUTS]);
     let y = net.input("y", [batch, CLASSES]);

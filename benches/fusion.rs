@@ -11,7 +11,7 @@
 //! Targets (issue 6): fused at least 0.8x the hand-written loop's speed,
 //! and faster than unfused by at least half the chain length.
 
-use dagger::ir::tensor::{Binary, FuseOptions, TensorGraph, Unary, Value};
+use dagger::ir::tensor::{Binary, FuseOptions, Tensor, TensorGraph, Unary};
 use dagger::nn::{CompileOptions, Program};
 use std::hint::black_box;
 use std::time::Instant;
@@ -37,7 +37,7 @@ const STEPS: [Step; 8] = [
 
 fn chain_graph(n: usize, len: usize) -> TensorGraph {
     let mut g = TensorGraph::new();
-    let mut v: Value = g.input("x", [n]);
+    let mut v: Tensor = g.input("x", [n]);
     for step in &STEPS[..len] {
         v = match *step {
             Step::Mul(c) => g.scale(v, c),

@@ -7,11 +7,18 @@
 //!
 //! ```sh
 //! cargo run --release --example train_digits -- [--epochs 40] [--seed 7] \
-//!     [--svg target/train_digits.svg] [--save target/digits.safetensors]
+//!     [--svg target/train_digits.svg] [--save target/digits.safetensors] \
+//!     [--workers 2]
 //! ```
+//!
+//! `--workers N` trains data-parallel on N threads: each takes its share of
+//! every batch of 32 and gradients are averaged by ring all-reduce.
 
-use dagger::ir::tensor::Value;
-use dagger::nn::{self, Activation, Adam, CompileOptions, Net, Program, SeededRng};
+use dagger::ir::tensor::Tensor;
+use dagger::nn::{
+    self, Activation, Adam, CompileOptions, DataParallel, DataParallelOptions, Net, Program,
+    SeededRng, Workers,
+};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -113,6 +120,8 @@ pub struct Config {
     pub lr: f32,
     /// Seed of the split, the initial parameters and the shuffles.
     pub seed: u64,
+    /// Data-parallel workers (threads); the batch is split between them.
+    pub workers: usize,
 }
 
 impl Default for Config {
@@ -123,13 +132,14 @@ impl Default for Config {
             hidden: vec![128, 64],
             lr: 2e-3,
             seed: 7,
+            workers: 1,
         }
     }
 }
 
 /// The forward pass for `batch` samples: returns the net, its pixel and
 /// target inputs and the logits.
-pub fn model(config: &Config, batch: usize) -> (Net, Value, Value, Value) {
+pub fn model(config: &Config, batch: usize) -> (Net, Tensor, Tensor, Tensor) {
     let mut net = Net::new();
     let x = net.input("x", [batch, FEATURES]);
     let y = net.input("y", [batch, CLASSES]);
@@ -170,17 +180,76 @@ pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<usize> {
         .collect()
 }
 
+/// What trains: one program, or data-parallel replicas on threads.
+pub enum Trainer {
+    /// The step compiled once.
+    Single(Program),
+    /// `Config::workers` replicas, gradients averaged by ring all-reduce.
+    Parallel(DataParallel),
+}
+
+impl Trainer {
+    fn new(config: &Config) -> Result<Trainer, Box<dyn std::error::Error>> {
+        if config.workers <= 1 {
+            let step = train_step(config)?;
+            let mut program = Program::compile(&step, CompileOptions::default())?;
+            step.init_params(&mut program, config.seed)?;
+            return Ok(Trainer::Single(program));
+        }
+        let options = DataParallelOptions {
+            global_batch: config.batch,
+            bucket_bytes: 16 << 10,
+            seed: config.seed,
+        };
+        let build = |batch: usize| {
+            let (mut net, _, y, logits) = model(config, batch);
+            let loss = net.cross_entropy(logits, y)?;
+            Ok((net, loss))
+        };
+        let dp = DataParallel::new(
+            Workers::Threads(config.workers),
+            options,
+            &Adam::new(config.lr),
+            build,
+        )?;
+        Ok(Trainer::Parallel(dp))
+    }
+
+    /// One step on `batch`; returns its loss.
+    pub fn step(&mut self, batch: &Samples) -> Result<f32, Box<dyn std::error::Error>> {
+        match self {
+            Trainer::Single(p) => {
+                p.set("x", &batch.x)?;
+                p.set("y", &batch.y)?;
+                p.run()?;
+                Ok(p.output(0)[0])
+            }
+            Trainer::Parallel(dp) => Ok(dp.step(&[("x", &batch.x), ("y", &batch.y)])?),
+        }
+    }
+
+    /// The parameters (and optimizer state) by name.
+    pub fn params(&self) -> Result<Vec<(String, Vec<f32>)>, Box<dyn std::error::Error>> {
+        Ok(match self {
+            Trainer::Single(p) => p
+                .params()
+                .into_iter()
+                .map(|(n, _, d)| (n.to_string(), d.to_vec()))
+                .collect(),
+            Trainer::Parallel(dp) => dp.params()?,
+        })
+    }
+}
+
 /// Trains with `config`, calling `on_batch(epoch, batch, loss)` after each
-/// step; returns the per-epoch figures and the trained program.
+/// step; returns the per-epoch figures and the trainer.
 pub fn train(
     config: &Config,
     train_set: &Samples,
     test_set: &Samples,
     mut on_batch: impl FnMut(usize, usize, f32),
-) -> Result<(Vec<Epoch>, Program), Box<dyn std::error::Error>> {
-    let step = train_step(config)?;
-    let mut trainer = Program::compile(&step, CompileOptions::default())?;
-    step.init_params(&mut trainer, config.seed)?;
+) -> Result<(Vec<Epoch>, Trainer), Box<dyn std::error::Error>> {
+    let mut trainer = Trainer::new(config)?;
     let (eval_net, _, _, eval_logits) = model(config, test_set.len());
     let mut eval_graph = eval_net.clone();
     eval_graph.set_outputs(vec![eval_logits])?;
@@ -197,16 +266,13 @@ pub fn train(
         let mut total = 0.0;
         for b in 0..batches {
             let batch = train_set.select(&order[b * config.batch..(b + 1) * config.batch]);
-            trainer.set("x", &batch.x)?;
-            trainer.set("y", &batch.y)?;
-            trainer.run()?;
-            let l = trainer.output(0)[0];
+            let l = trainer.step(&batch)?;
             total += l;
             on_batch(epoch, b, l);
         }
-        for (name, _, values) in trainer.params() {
-            if eval_graph.by_name(name).is_some() {
-                evaluator.set(name, values)?;
+        for (name, values) in trainer.params()? {
+            if eval_graph.by_name(&name).is_some() {
+                evaluator.set(&name, &values)?;
             }
         }
         evaluator.run()?;
@@ -283,6 +349,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config {
         epochs: arg(&args, "--epochs").unwrap_or(defaults.epochs),
         seed: arg(&args, "--seed").unwrap_or(defaults.seed),
+        workers: arg(&args, "--workers").unwrap_or(defaults.workers),
         ..defaults
     };
     let svg: PathBuf =
@@ -290,7 +357,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let all = load_digits(&digits_path())?;
     let (train_set, test_set) = split(&all, config.seed);
     println!(
-        "digits: {} training and {} test samples; MLP 64-{}-10, Adam lr {}, batch {}, seed {}",
+        "digits: {} training and {} test samples; MLP 64-{}-10, Adam lr {}, batch {}, seed {}, {} worker(s)",
         train_set.len(),
         test_set.len(),
         config
@@ -301,7 +368,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .join("-"),
         config.lr,
         config.batch,
-        config.seed
+        config.seed,
+        config.workers
     );
     let batches = (train_set.len() / config.batch) as u64;
     let style = indicatif::ProgressStyle::with_template(
@@ -355,7 +423,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     plot(&epochs, &svg)?;
     println!("loss and accuracy curves: {}", svg.display());
     if let Some(path) = arg::<PathBuf>(&args, "--save") {
-        nn::save_params(&trainer, &path)?;
+        let step = train_step(&config)?;
+        let mut program = Program::compile(&step, CompileOptions::default())?;
+        for (name, values) in trainer.params()? {
+            program.set(&name, &values)?;
+        }
+        nn::save_params(&program, &path)?;
         println!("parameters saved to {}", path.display());
     }
     Ok(())

@@ -4,7 +4,7 @@
 //! The process tests start this test binary again with one test selected
 //! (`rank_main`), which acts as a rank when `DAGGER_RANK` is set.
 
-use dagger::ir::tensor::{TensorError, Value};
+use dagger::ir::tensor::{Tensor, TensorError};
 use dagger::nn::{
     Activation, Adam, CompileOptions, DataParallel, DataParallelOptions, Momentum, Net, Optimizer,
     Program, SeededRng, Workers,
@@ -18,7 +18,7 @@ const STEPS: usize = 5;
 const SEED: u64 = 11;
 
 /// A small MLP and its mean cross-entropy over `batch` samples.
-fn build(batch: usize) -> Result<(Net, Value), TensorError> {
+fn build(batch: usize) -> Result<(Net, Tensor), TensorError> {
     let mut net = Net::new();
     let x = net.input("x", [batch, FEATURES]);
     let y = net.input("y", [batch, CLASSES]);

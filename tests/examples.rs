@@ -159,6 +159,9 @@ fn train_digits_reaches_97_percent_on_the_held_out_fifth() {
     let svg = std::fs::read_to_string(dir.join("curves.svg")).unwrap();
     assert!(svg.contains("<svg") && svg.contains("test accuracy"));
     let file = dir.join("params.safetensors");
+    let train_digits::Trainer::Single(trainer) = trainer else {
+        panic!("one worker")
+    };
     dagger::nn::save_params(&trainer, &file).unwrap();
     let (net, ..) = train_digits::model(&config, config.batch);
     let mut fresh = dagger::nn::Program::compile(&net, Default::default()).unwrap();
@@ -179,4 +182,22 @@ fn train_digits_reaches_97_percent_on_the_held_out_fifth() {
         assert_eq!(again.get(name).unwrap(), values, "{name}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn train_digits_on_two_workers_learns_as_well() {
+    let all = train_digits::load_digits(&train_digits::digits_path()).unwrap();
+    let (train_set, test_set) = train_digits::split(&all, 7);
+    let config = train_digits::Config {
+        epochs: 30,
+        workers: 2,
+        ..Default::default()
+    };
+    let (epochs, _) = train_digits::train(&config, &train_set, &test_set, |_, _, _| {}).unwrap();
+    let last = epochs.last().unwrap();
+    assert!(
+        last.test_accuracy >= 0.97,
+        "test accuracy {}",
+        last.test_accuracy
+    );
 }

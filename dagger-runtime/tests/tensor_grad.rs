@@ -4,7 +4,7 @@
 //! compiles the autodiff graph and compares every gradient element with
 //! `(loss(p + h) - loss(p - h)) / 2h` computed by the forward program.
 
-use dagger_ir::tensor::{Binary, Shape, TensorGraph, TensorOp, Unary, Value};
+use dagger_ir::tensor::{Binary, Shape, Tensor, TensorGraph, TensorOp, Unary};
 use dagger_runtime::tensor::{CompileOptions, Program};
 
 fn values(n: usize, lo: f32, hi: f32, seed: u32) -> Vec<f32> {
@@ -25,10 +25,10 @@ fn check(
     name: &str,
     shapes: &[&[usize]],
     (lo, hi): (f32, f32),
-    build: impl Fn(&mut TensorGraph, &[Value]) -> Value,
+    build: impl Fn(&mut TensorGraph, &[Tensor]) -> Tensor,
 ) {
     let mut g = TensorGraph::new();
-    let params: Vec<Value> = shapes
+    let params: Vec<Tensor> = shapes
         .iter()
         .enumerate()
         .map(|(k, s)| g.param(&format!("p{k}"), Shape::of(s)))

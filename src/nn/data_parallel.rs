@@ -18,7 +18,7 @@
 use super::net::Net;
 use super::optim::Optimizer;
 use crate::cluster::Cluster;
-use dagger_ir::tensor::{TensorError, Value};
+use dagger_ir::tensor::{Tensor, TensorError};
 use dagger_runtime::tensor::{
     thread_ring, ClusterRing, CompileOptions, Program, ProgramError, RingLink,
 };
@@ -145,7 +145,7 @@ impl DataParallel {
         workers: Workers,
         options: DataParallelOptions,
         optimizer: &dyn Optimizer,
-        build: impl Fn(usize) -> Result<(Net, Value), TensorError>,
+        build: impl Fn(usize) -> Result<(Net, Tensor), TensorError>,
     ) -> Result<DataParallel, DataParallelError> {
         let n = match &workers {
             Workers::Threads(n) => *n,

@@ -3,7 +3,7 @@
 
 use super::init::{Init, SeededRng};
 use super::optim::Optimizer;
-use dagger_ir::tensor::{insert_all_reduce, Shape, TensorGraph, TensorResult, Unary, Value};
+use dagger_ir::tensor::{insert_all_reduce, Shape, Tensor, TensorGraph, TensorResult, Unary};
 use dagger_runtime::tensor::Program;
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
@@ -65,7 +65,7 @@ impl Net {
     }
 
     /// A parameter initialized by `init`.
-    pub fn param_init(&mut self, name: &str, shape: impl Into<Shape>, init: Init) -> Value {
+    pub fn param_init(&mut self, name: &str, shape: impl Into<Shape>, init: Init) -> Tensor {
         self.inits.insert(name.to_string(), init);
         self.graph.param(name, shape)
     }
@@ -73,7 +73,7 @@ impl Net {
     /// A fully connected layer `x w + b` with `out` features, parameters
     /// `{name}.weight` (`[in, out]`) and `{name}.bias` (`[out]`), both
     /// uniform in `±1/sqrt(in)` as PyTorch initializes `Linear`.
-    pub fn linear(&mut self, name: &str, x: Value, out: usize) -> TensorResult<Value> {
+    pub fn linear(&mut self, name: &str, x: Tensor, out: usize) -> TensorResult<Tensor> {
         let fan_in = *self.shape(x).dims().last().unwrap_or(&1);
         let bound = 1.0 / (fan_in as f32).sqrt();
         let w = self.param_init(
@@ -90,10 +90,10 @@ impl Net {
     /// `widths`, with `activation` between them (not after the last).
     pub fn mlp(
         &mut self,
-        x: Value,
+        x: Tensor,
         widths: &[usize],
         activation: Activation,
-    ) -> TensorResult<Value> {
+    ) -> TensorResult<Tensor> {
         let mut h = x;
         for (i, &w) in widths.iter().enumerate() {
             h = self.linear(&format!("fc{i}"), h, w)?;
@@ -109,8 +109,8 @@ impl Net {
     /// parameters too). Returns `loss` and `extra` as outputs.
     pub fn train_step(
         &self,
-        loss: Value,
-        extra: &[Value],
+        loss: Tensor,
+        extra: &[Tensor],
         optimizer: &dyn Optimizer,
     ) -> TensorResult<Net> {
         self.build_step(loss, extra, optimizer, None)
@@ -122,7 +122,7 @@ impl Net {
     /// the update, and the loss averaged too.
     pub fn data_parallel_step(
         &self,
-        loss: Value,
+        loss: Tensor,
         optimizer: &dyn Optimizer,
         bucket_bytes: usize,
     ) -> TensorResult<Net> {
@@ -131,8 +131,8 @@ impl Net {
 
     fn build_step(
         &self,
-        loss: Value,
-        extra: &[Value],
+        loss: Tensor,
+        extra: &[Tensor],
         optimizer: &dyn Optimizer,
         bucket_bytes: Option<usize>,
     ) -> TensorResult<Net> {

@@ -7,15 +7,15 @@
 
 use super::init::Init;
 use super::net::Net;
-use dagger_ir::tensor::{TensorResult, Unary, Value};
+use dagger_ir::tensor::{Tensor, TensorResult, Unary};
 
 /// An update rule for parameters given their gradients.
 pub trait Optimizer {
     /// Appends the updates of `params` from `grads` to `net`.
-    fn apply(&self, net: &mut Net, params: &[Value], grads: &[Value]) -> TensorResult<()>;
+    fn apply(&self, net: &mut Net, params: &[Tensor], grads: &[Tensor]) -> TensorResult<()>;
 }
 
-fn param_name(net: &Net, p: Value) -> String {
+fn param_name(net: &Net, p: Tensor) -> String {
     match &net.node(p).op {
         dagger_ir::tensor::TensorOp::Param { name } => name.clone(),
         _ => format!("%{}", p.0),
@@ -30,7 +30,7 @@ pub struct Sgd {
 }
 
 impl Optimizer for Sgd {
-    fn apply(&self, net: &mut Net, params: &[Value], grads: &[Value]) -> TensorResult<()> {
+    fn apply(&self, net: &mut Net, params: &[Tensor], grads: &[Tensor]) -> TensorResult<()> {
         for (&p, &g) in params.iter().zip(grads) {
             let step = net.scale(g, self.lr)?;
             let new = net.sub(p, step)?;
@@ -50,7 +50,7 @@ pub struct Momentum {
 }
 
 impl Optimizer for Momentum {
-    fn apply(&self, net: &mut Net, params: &[Value], grads: &[Value]) -> TensorResult<()> {
+    fn apply(&self, net: &mut Net, params: &[Tensor], grads: &[Tensor]) -> TensorResult<()> {
         for (&p, &g) in params.iter().zip(grads) {
             let shape = net.shape(p).clone();
             let v = net.param_init(
@@ -95,13 +95,13 @@ impl Adam {
 }
 
 impl Optimizer for Adam {
-    fn apply(&self, net: &mut Net, params: &[Value], grads: &[Value]) -> TensorResult<()> {
+    fn apply(&self, net: &mut Net, params: &[Tensor], grads: &[Tensor]) -> TensorResult<()> {
         // Step count t (after this step) and the bias corrections 1 - beta^t.
         let t = net.param_init("adam.step", [], Init::Zeros);
         let one = net.scalar(1.0);
         let t_new = net.add(t, one)?;
         net.add_update(t, t_new)?;
-        let correction = |net: &mut Net, beta: f32| -> TensorResult<Value> {
+        let correction = |net: &mut Net, beta: f32| -> TensorResult<Tensor> {
             let log_beta_t = net.scale(t_new, beta.ln())?;
             let beta_t = net.unary(Unary::Exp, log_beta_t)?;
             let one = net.scalar(1.0);

@@ -8,7 +8,7 @@
 //! reduction of the late layers overlaps the backward pass of the early ones.
 
 use super::error::TensorResult;
-use super::graph::{TensorGraph, Value};
+use super::graph::{Tensor, TensorGraph};
 use super::op::TensorOp;
 
 /// Appends an all-reduce (mean over workers) of each of `grads` and returns
@@ -17,12 +17,12 @@ use super::op::TensorOp;
 /// are numbered after those already in the graph.
 pub fn insert_all_reduce(
     g: &mut TensorGraph,
-    grads: &[Value],
+    grads: &[Tensor],
     bucket_bytes: usize,
-) -> TensorResult<Vec<Value>> {
+) -> TensorResult<Vec<Tensor>> {
     let mut by_readiness: Vec<usize> = (0..grads.len()).collect();
     by_readiness.sort_by_key(|&k| grads[k].index());
-    let mut reduced = vec![Value(0); grads.len()];
+    let mut reduced = vec![Tensor(0); grads.len()];
     let first = g
         .nodes()
         .iter()
@@ -63,7 +63,7 @@ mod tests {
         // w2's gradient is computed first (the last layer).
         assert!(grads[1].index() < grads[0].index());
         let reduced = insert_all_reduce(&mut g, &grads, 1000).unwrap();
-        let bucket = |g: &TensorGraph, v: Value| match g.node(v).op {
+        let bucket = |g: &TensorGraph, v: Tensor| match g.node(v).op {
             TensorOp::AllReduce { bucket } => bucket,
             _ => panic!("not an all-reduce"),
         };

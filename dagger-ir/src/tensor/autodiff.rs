@@ -9,7 +9,7 @@
 //! memory planning) and back end treats the backward nodes like any others.
 
 use super::error::{shape_error, TensorError, TensorResult};
-use super::graph::{TensorGraph, Value};
+use super::graph::{Tensor, TensorGraph};
 use super::op::{Binary, TensorOp, Unary};
 
 /// A copy of `graph` that also computes the gradient of the scalar `loss`
@@ -17,9 +17,9 @@ use super::op::{Binary, TensorOp, Unary};
 /// gradients in the order of `params`, which are also returned.
 pub fn grad(
     graph: &TensorGraph,
-    loss: Value,
-    params: &[Value],
-) -> TensorResult<(TensorGraph, Vec<Value>)> {
+    loss: Tensor,
+    params: &[Tensor],
+) -> TensorResult<(TensorGraph, Vec<Tensor>)> {
     let mut g = graph.clone();
     let grads = append_grad(&mut g, loss, params)?;
     let mut outputs = vec![loss];
@@ -30,10 +30,14 @@ pub fn grad(
 
 /// Appends the backward nodes of `loss` to `g` and returns the gradient of
 /// each of `params` (zeros for one the loss does not depend on).
-pub fn append_grad(g: &mut TensorGraph, loss: Value, params: &[Value]) -> TensorResult<Vec<Value>> {
+pub fn append_grad(
+    g: &mut TensorGraph,
+    loss: Tensor,
+    params: &[Tensor],
+) -> TensorResult<Vec<Tensor>> {
     for &v in params.iter().chain([&loss]) {
         if v.index() >= g.nodes.len() {
-            return Err(TensorError::UnknownValue(v.0));
+            return Err(TensorError::UnknownTensor(v.0));
         }
     }
     if g.shape(loss).rank() != 0 {
@@ -52,7 +56,7 @@ pub fn append_grad(g: &mut TensorGraph, loss: Value, params: &[Value]) -> Tensor
             wanted[i] = true;
         }
     }
-    let mut grads: Vec<Option<Value>> = vec![None; loss.index() + 1];
+    let mut grads: Vec<Option<Tensor>> = vec![None; loss.index() + 1];
     grads[loss.index()] = Some(g.scalar(1.0));
     for i in (0..=loss.index()).rev() {
         let Some(gy) = grads[i] else { continue };
@@ -60,7 +64,7 @@ pub fn append_grad(g: &mut TensorGraph, loss: Value, params: &[Value]) -> Tensor
         if node.inputs.iter().all(|v| !wanted[v.index()]) {
             continue;
         }
-        let contributions = vjp(g, Value(i as u32), &node.op, &node.inputs, gy, &wanted)?;
+        let contributions = vjp(g, Tensor(i as u32), &node.op, &node.inputs, gy, &wanted)?;
         for (input, contribution) in node.inputs.iter().zip(contributions) {
             let Some(c) = contribution else { continue };
             let slot = &mut grads[input.index()];
@@ -83,12 +87,12 @@ pub fn append_grad(g: &mut TensorGraph, loss: Value, params: &[Value]) -> Tensor
 /// result `y` (`None` for operands that need none).
 fn vjp(
     g: &mut TensorGraph,
-    y: Value,
+    y: Tensor,
     op: &TensorOp,
-    inputs: &[Value],
-    gy: Value,
+    inputs: &[Tensor],
+    gy: Tensor,
     wanted: &[bool],
-) -> TensorResult<Vec<Option<Value>>> {
+) -> TensorResult<Vec<Option<Tensor>>> {
     let want = |k: usize| wanted[inputs[k].index()];
     let shape = |g: &TensorGraph, k: usize| g.shape(inputs[k]).clone();
     Ok(match op {
@@ -261,7 +265,13 @@ fn vjp(
 }
 
 /// The gradient of `x` through `y = op(x)`.
-fn unary_vjp(g: &mut TensorGraph, op: Unary, x: Value, y: Value, gy: Value) -> TensorResult<Value> {
+fn unary_vjp(
+    g: &mut TensorGraph,
+    op: Unary,
+    x: Tensor,
+    y: Tensor,
+    gy: Tensor,
+) -> TensorResult<Tensor> {
     let one = |g: &mut TensorGraph| g.scalar(1.0);
     match op {
         Unary::Neg => g.unary(Unary::Neg, gy),
@@ -311,7 +321,11 @@ fn unary_vjp(g: &mut TensorGraph, op: Unary, x: Value, y: Value, gy: Value) -> T
 impl TensorGraph {
     /// A graph computing `loss` and its gradients with respect to `params`;
     /// see [`grad`].
-    pub fn grad(&self, loss: Value, params: &[Value]) -> TensorResult<(TensorGraph, Vec<Value>)> {
+    pub fn grad(
+        &self,
+        loss: Tensor,
+        params: &[Tensor],
+    ) -> TensorResult<(TensorGraph, Vec<Tensor>)> {
         grad(self, loss, params)
     }
 }

@@ -3,7 +3,7 @@
 //! Inputs and parameters are always kept, so the names a caller feeds and
 //! the state a model saves do not depend on which passes ran.
 
-use super::graph::{Rewrite, TensorGraph, Value};
+use super::graph::{Rewrite, Tensor, TensorGraph};
 use super::op::TensorOp;
 
 /// The graph without nodes that no output or update depends on; returns it
@@ -30,7 +30,7 @@ pub fn dce(g: &TensorGraph) -> (TensorGraph, usize) {
     let mut rw = Rewrite::new(g);
     for (i, &keep) in live.iter().enumerate() {
         if keep {
-            rw.copy(Value(i as u32));
+            rw.copy(Tensor(i as u32));
         }
     }
     let dropped = live.iter().filter(|&&l| !l).count();

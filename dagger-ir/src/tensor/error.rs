@@ -13,9 +13,9 @@ pub enum TensorError {
         /// What is wrong, naming the shapes.
         detail: String,
     },
-    /// A value from another graph, or past the end of this one.
-    #[error("value %{0} is not in this graph")]
-    UnknownValue(u32),
+    /// A tensor from another graph, or past the end of this one.
+    #[error("tensor %{0} is not in this graph")]
+    UnknownTensor(u32),
     /// An operand that must be a parameter is not one.
     #[error("%{0} is not a parameter; only parameters can be updated")]
     NotAParam(u32),

@@ -11,7 +11,7 @@
 //! left as it was. Every elementwise node ends up in a kernel, so with
 //! `max_ops: 1` the pass gives the unfused baseline: one kernel per op.
 
-use super::graph::{Rewrite, TensorGraph, TensorNode, Value};
+use super::graph::{Rewrite, Tensor, TensorGraph, TensorNode};
 use super::kernel::{Broadcast, Kernel, KernelStep};
 use super::op::TensorOp;
 use std::collections::HashMap;
@@ -56,7 +56,7 @@ pub fn fuse(g: &TensorGraph, options: FuseOptions) -> (TensorGraph, FuseReport) 
     let fusable = |i: usize| matches!(g.nodes[i].op, TensorOp::Unary(_) | TensorOp::Binary(_));
     // root[i]: the group node i belongs to.
     let mut root: Vec<Option<usize>> = vec![None; n];
-    let mut kernels: HashMap<usize, (Kernel, Vec<Value>)> = HashMap::new();
+    let mut kernels: HashMap<usize, (Kernel, Vec<Tensor>)> = HashMap::new();
     for r in (0..n).rev() {
         if root[r].is_some() || !fusable(r) {
             continue;
@@ -90,7 +90,7 @@ pub fn fuse(g: &TensorGraph, options: FuseOptions) -> (TensorGraph, FuseReport) 
     let mut report = FuseReport::default();
     let mut rw = Rewrite::new(g);
     for (i, group) in root.iter().enumerate() {
-        let v = Value(i as u32);
+        let v = Tensor(i as u32);
         match (group, kernels.remove(&i)) {
             (Some(_), Some((kernel, operands))) => {
                 report.kernels += 1;
@@ -114,10 +114,10 @@ pub fn fuse(g: &TensorGraph, options: FuseOptions) -> (TensorGraph, FuseReport) 
 
 /// The kernel of a group (members ascending, root last) and its operands,
 /// or `None` when an operand is broadcast in a way kernels do not load.
-fn build_kernel(g: &TensorGraph, members: &[usize], root: usize) -> Option<(Kernel, Vec<Value>)> {
+fn build_kernel(g: &TensorGraph, members: &[usize], root: usize) -> Option<(Kernel, Vec<Tensor>)> {
     let out = &g.nodes[root].shape;
     let mut kernel = Kernel::default();
-    let mut operands: Vec<Value> = Vec::new();
+    let mut operands: Vec<Tensor> = Vec::new();
     let mut step_of: HashMap<usize, u32> = HashMap::new();
     for &m in members {
         let node = &g.nodes[m];
@@ -160,7 +160,7 @@ mod tests {
     use crate::tensor::dce::dce;
     use crate::tensor::Unary;
 
-    fn layer() -> (TensorGraph, Value) {
+    fn layer() -> (TensorGraph, Tensor) {
         let mut g = TensorGraph::new();
         let x = g.input("x", [4, 3]);
         let w = g.param("w", [3, 2]);

@@ -3,7 +3,7 @@
 //! Nodes are appended in order and refer only to earlier nodes, so the node
 //! list is always a topological order (as in cranelift's data-flow graph).
 //! Every builder method checks shapes ([`infer`]) and returns
-//! the new [`Value`], or an error naming the op and the shapes.
+//! the new [`Tensor`], or an error naming the op and the shapes.
 
 use super::error::{TensorError, TensorResult};
 use super::infer::infer;
@@ -12,18 +12,19 @@ use super::shape::Shape;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// A value of a tensor graph: the result of the node with this index.
+/// A tensor of a graph: a handle to the result of the node with this index
+/// (symbolic: its data exists only in a compiled program's buffers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Value(pub u32);
+pub struct Tensor(pub u32);
 
-impl Value {
+impl Tensor {
     /// Position of the producing node.
     pub fn index(self) -> usize {
         self.0 as usize
     }
 }
 
-impl fmt::Display for Value {
+impl fmt::Display for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "%{}", self.0)
     }
@@ -35,7 +36,7 @@ pub struct TensorNode {
     /// What the node computes.
     pub op: TensorOp,
     /// Operands, all earlier nodes.
-    pub inputs: Vec<Value>,
+    pub inputs: Vec<Tensor>,
     /// Shape of the result.
     pub shape: Shape,
 }
@@ -44,8 +45,8 @@ pub struct TensorNode {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TensorGraph {
     pub(crate) nodes: Vec<TensorNode>,
-    pub(crate) outputs: Vec<Value>,
-    pub(crate) updates: Vec<(Value, Value)>,
+    pub(crate) outputs: Vec<Tensor>,
+    pub(crate) updates: Vec<(Tensor, Tensor)>,
 }
 
 impl TensorGraph {
@@ -60,22 +61,22 @@ impl TensorGraph {
     }
 
     /// The node producing `v`.
-    pub fn node(&self, v: Value) -> &TensorNode {
+    pub fn node(&self, v: Tensor) -> &TensorNode {
         &self.nodes[v.index()]
     }
 
     /// The shape of `v`.
-    pub fn shape(&self, v: Value) -> &Shape {
+    pub fn shape(&self, v: Tensor) -> &Shape {
         &self.nodes[v.index()].shape
     }
 
     /// The values the graph returns.
-    pub fn outputs(&self) -> &[Value] {
+    pub fn outputs(&self) -> &[Tensor] {
         &self.outputs
     }
 
     /// Sets the values the graph returns.
-    pub fn set_outputs(&mut self, outputs: Vec<Value>) -> TensorResult<()> {
+    pub fn set_outputs(&mut self, outputs: Vec<Tensor>) -> TensorResult<()> {
         for &v in &outputs {
             self.check(v)?;
         }
@@ -84,12 +85,12 @@ impl TensorGraph {
     }
 
     /// The parameter updates: after a run, each parameter takes its value.
-    pub fn updates(&self) -> &[(Value, Value)] {
+    pub fn updates(&self) -> &[(Tensor, Tensor)] {
         &self.updates
     }
 
     /// After each run, `param` takes the value `new` (an optimizer step).
-    pub fn add_update(&mut self, param: Value, new: Value) -> TensorResult<()> {
+    pub fn add_update(&mut self, param: Tensor, new: Tensor) -> TensorResult<()> {
         self.check(param)?;
         self.check(new)?;
         if !matches!(self.node(param).op, TensorOp::Param { .. }) {
@@ -110,20 +111,20 @@ impl TensorGraph {
     }
 
     /// The graph's inputs and parameters with their names, in node order.
-    pub fn named(&self) -> impl Iterator<Item = (Value, &str, &TensorNode)> {
+    pub fn named(&self) -> impl Iterator<Item = (Tensor, &str, &TensorNode)> {
         self.nodes
             .iter()
             .enumerate()
             .filter_map(|(i, n)| match &n.op {
                 TensorOp::Input { name } | TensorOp::Param { name } => {
-                    Some((Value(i as u32), name.as_str(), n))
+                    Some((Tensor(i as u32), name.as_str(), n))
                 }
                 _ => None,
             })
     }
 
     /// The parameters, in node order.
-    pub fn params(&self) -> Vec<Value> {
+    pub fn params(&self) -> Vec<Tensor> {
         self.named()
             .filter(|(_, _, n)| matches!(n.op, TensorOp::Param { .. }))
             .map(|(v, _, _)| v)
@@ -131,7 +132,7 @@ impl TensorGraph {
     }
 
     /// The value named `name` (an input or parameter).
-    pub fn by_name(&self, name: &str) -> Option<Value> {
+    pub fn by_name(&self, name: &str) -> Option<Tensor> {
         self.named().find(|(_, n, _)| *n == name).map(|(v, _, _)| v)
     }
 
@@ -140,9 +141,9 @@ impl TensorGraph {
     pub fn apply(
         &mut self,
         op: TensorOp,
-        inputs: &[Value],
+        inputs: &[Tensor],
         requested: Option<&Shape>,
-    ) -> TensorResult<Value> {
+    ) -> TensorResult<Tensor> {
         for &v in inputs {
             self.check(v)?;
         }
@@ -153,24 +154,24 @@ impl TensorGraph {
             inputs: inputs.to_vec(),
             shape,
         });
-        Ok(Value((self.nodes.len() - 1) as u32))
+        Ok(Tensor((self.nodes.len() - 1) as u32))
     }
 
-    fn check(&self, v: Value) -> TensorResult<()> {
+    fn check(&self, v: Tensor) -> TensorResult<()> {
         if v.index() < self.nodes.len() {
             Ok(())
         } else {
-            Err(TensorError::UnknownValue(v.0))
+            Err(TensorError::UnknownTensor(v.0))
         }
     }
 
-    fn leaf(&mut self, op: TensorOp, shape: impl Into<Shape>) -> Value {
+    fn leaf(&mut self, op: TensorOp, shape: impl Into<Shape>) -> Tensor {
         self.apply(op, &[], Some(&shape.into()))
             .expect("leaves always have a shape")
     }
 
     /// A graph input fed at every run.
-    pub fn input(&mut self, name: &str, shape: impl Into<Shape>) -> Value {
+    pub fn input(&mut self, name: &str, shape: impl Into<Shape>) -> Tensor {
         self.leaf(
             TensorOp::Input {
                 name: name.to_string(),
@@ -180,7 +181,7 @@ impl TensorGraph {
     }
 
     /// A parameter kept between runs.
-    pub fn param(&mut self, name: &str, shape: impl Into<Shape>) -> Value {
+    pub fn param(&mut self, name: &str, shape: impl Into<Shape>) -> Tensor {
         self.leaf(
             TensorOp::Param {
                 name: name.to_string(),
@@ -190,74 +191,74 @@ impl TensorGraph {
     }
 
     /// A scalar constant.
-    pub fn scalar(&mut self, value: f32) -> Value {
+    pub fn scalar(&mut self, value: f32) -> Tensor {
         self.full(value, Shape::scalar())
     }
 
     /// A tensor of `shape` with every element `value`.
-    pub fn full(&mut self, value: f32, shape: impl Into<Shape>) -> Value {
+    pub fn full(&mut self, value: f32, shape: impl Into<Shape>) -> Tensor {
         self.leaf(TensorOp::Const { value }, shape)
     }
 
     /// An elementwise op of one operand.
-    pub fn unary(&mut self, op: Unary, a: Value) -> TensorResult<Value> {
+    pub fn unary(&mut self, op: Unary, a: Tensor) -> TensorResult<Tensor> {
         self.apply(TensorOp::Unary(op), &[a], None)
     }
 
     /// An elementwise op of two operands, broadcast.
-    pub fn binary(&mut self, op: Binary, a: Value, b: Value) -> TensorResult<Value> {
+    pub fn binary(&mut self, op: Binary, a: Tensor, b: Tensor) -> TensorResult<Tensor> {
         self.apply(TensorOp::Binary(op), &[a, b], None)
     }
 
     /// `a + b`, broadcast.
-    pub fn add(&mut self, a: Value, b: Value) -> TensorResult<Value> {
+    pub fn add(&mut self, a: Tensor, b: Tensor) -> TensorResult<Tensor> {
         self.binary(Binary::Add, a, b)
     }
 
     /// `a - b`, broadcast.
-    pub fn sub(&mut self, a: Value, b: Value) -> TensorResult<Value> {
+    pub fn sub(&mut self, a: Tensor, b: Tensor) -> TensorResult<Tensor> {
         self.binary(Binary::Sub, a, b)
     }
 
     /// `a * b`, broadcast.
-    pub fn mul(&mut self, a: Value, b: Value) -> TensorResult<Value> {
+    pub fn mul(&mut self, a: Tensor, b: Tensor) -> TensorResult<Tensor> {
         self.binary(Binary::Mul, a, b)
     }
 
     /// `a / b`, broadcast.
-    pub fn div(&mut self, a: Value, b: Value) -> TensorResult<Value> {
+    pub fn div(&mut self, a: Tensor, b: Tensor) -> TensorResult<Tensor> {
         self.binary(Binary::Div, a, b)
     }
 
     /// `a * factor`.
-    pub fn scale(&mut self, a: Value, factor: f32) -> TensorResult<Value> {
+    pub fn scale(&mut self, a: Tensor, factor: f32) -> TensorResult<Tensor> {
         let c = self.scalar(factor);
         self.mul(a, c)
     }
 
     /// `max(a, 0)`.
-    pub fn relu(&mut self, a: Value) -> TensorResult<Value> {
+    pub fn relu(&mut self, a: Tensor) -> TensorResult<Tensor> {
         self.unary(Unary::Relu, a)
     }
 
     /// Matrix product `a b` of two matrices.
-    pub fn matmul(&mut self, a: Value, b: Value) -> TensorResult<Value> {
+    pub fn matmul(&mut self, a: Tensor, b: Tensor) -> TensorResult<Tensor> {
         self.matmul_t(a, b, false, false)
     }
 
     /// Matrix product with either operand transposed.
     pub fn matmul_t(
         &mut self,
-        a: Value,
-        b: Value,
+        a: Tensor,
+        b: Tensor,
         trans_a: bool,
         trans_b: bool,
-    ) -> TensorResult<Value> {
+    ) -> TensorResult<Tensor> {
         self.apply(TensorOp::MatMul { trans_a, trans_b }, &[a, b], None)
     }
 
     /// Sum over `axes`.
-    pub fn sum(&mut self, a: Value, axes: &[usize], keep_dims: bool) -> TensorResult<Value> {
+    pub fn sum(&mut self, a: Tensor, axes: &[usize], keep_dims: bool) -> TensorResult<Tensor> {
         let mut axes = axes.to_vec();
         axes.sort_unstable();
         axes.dedup();
@@ -265,7 +266,7 @@ impl TensorGraph {
     }
 
     /// Mean over `axes`.
-    pub fn mean(&mut self, a: Value, axes: &[usize], keep_dims: bool) -> TensorResult<Value> {
+    pub fn mean(&mut self, a: Tensor, axes: &[usize], keep_dims: bool) -> TensorResult<Tensor> {
         let count: usize = axes
             .iter()
             .filter_map(|&i| self.shape(a).0.get(i))
@@ -275,32 +276,32 @@ impl TensorGraph {
     }
 
     /// Softmax along `axis`.
-    pub fn softmax(&mut self, a: Value, axis: usize) -> TensorResult<Value> {
+    pub fn softmax(&mut self, a: Tensor, axis: usize) -> TensorResult<Tensor> {
         self.apply(TensorOp::Softmax { axis }, &[a], None)
     }
 
     /// Log-softmax along `axis`.
-    pub fn log_softmax(&mut self, a: Value, axis: usize) -> TensorResult<Value> {
+    pub fn log_softmax(&mut self, a: Tensor, axis: usize) -> TensorResult<Tensor> {
         self.apply(TensorOp::LogSoftmax { axis }, &[a], None)
     }
 
     /// Mean cross-entropy of `logits` against target probabilities (e.g. one-hot).
-    pub fn cross_entropy(&mut self, logits: Value, target: Value) -> TensorResult<Value> {
+    pub fn cross_entropy(&mut self, logits: Tensor, target: Tensor) -> TensorResult<Tensor> {
         self.apply(TensorOp::CrossEntropy, &[logits, target], None)
     }
 
     /// Mean squared error.
-    pub fn mse(&mut self, prediction: Value, target: Value) -> TensorResult<Value> {
+    pub fn mse(&mut self, prediction: Tensor, target: Tensor) -> TensorResult<Tensor> {
         self.apply(TensorOp::Mse, &[prediction, target], None)
     }
 
     /// The same elements in another shape.
-    pub fn reshape(&mut self, a: Value, shape: impl Into<Shape>) -> TensorResult<Value> {
+    pub fn reshape(&mut self, a: Tensor, shape: impl Into<Shape>) -> TensorResult<Tensor> {
         self.apply(TensorOp::Reshape, &[a], Some(&shape.into()))
     }
 
     /// Axes permuted: result axis `i` is axis `perm[i]` of `a`.
-    pub fn transpose(&mut self, a: Value, perm: &[usize]) -> TensorResult<Value> {
+    pub fn transpose(&mut self, a: Tensor, perm: &[usize]) -> TensorResult<Tensor> {
         self.apply(
             TensorOp::Transpose {
                 perm: perm.to_vec(),
@@ -313,21 +314,21 @@ impl TensorGraph {
     /// Elements `start..end` along `axis`.
     pub fn slice(
         &mut self,
-        a: Value,
+        a: Tensor,
         axis: usize,
         start: usize,
         end: usize,
-    ) -> TensorResult<Value> {
+    ) -> TensorResult<Tensor> {
         self.apply(TensorOp::Slice { axis, start, end }, &[a], None)
     }
 
     /// The operands joined along `axis`.
-    pub fn concat(&mut self, parts: &[Value], axis: usize) -> TensorResult<Value> {
+    pub fn concat(&mut self, parts: &[Tensor], axis: usize) -> TensorResult<Tensor> {
         self.apply(TensorOp::Concat { axis }, parts, None)
     }
 
     /// `a` repeated along broadcast axes to `shape`.
-    pub fn broadcast_to(&mut self, a: Value, shape: impl Into<Shape>) -> TensorResult<Value> {
+    pub fn broadcast_to(&mut self, a: Tensor, shape: impl Into<Shape>) -> TensorResult<Tensor> {
         let shape = shape.into();
         if *self.shape(a) == shape {
             return Ok(a);
@@ -336,7 +337,7 @@ impl TensorGraph {
     }
 
     /// `a` summed down to `shape` (the reverse of broadcasting it there).
-    pub fn sum_to(&mut self, a: Value, shape: impl Into<Shape>) -> TensorResult<Value> {
+    pub fn sum_to(&mut self, a: Tensor, shape: impl Into<Shape>) -> TensorResult<Tensor> {
         let shape = shape.into();
         if *self.shape(a) == shape {
             return Ok(a);
@@ -350,7 +351,7 @@ impl TensorGraph {
 pub(crate) struct Rewrite<'a> {
     pub(crate) old: &'a TensorGraph,
     new: TensorGraph,
-    map: Vec<Option<Value>>,
+    map: Vec<Option<Tensor>>,
 }
 
 impl<'a> Rewrite<'a> {
@@ -363,18 +364,18 @@ impl<'a> Rewrite<'a> {
     }
 
     /// The new value of old value `v`, which must have been emitted.
-    pub(crate) fn mapped(&self, v: Value) -> Value {
+    pub(crate) fn mapped(&self, v: Tensor) -> Tensor {
         self.map[v.index()].expect("operands are emitted before their users")
     }
 
     /// Emits `node` (operands already new values) as the new `old_v`.
-    pub(crate) fn emit(&mut self, old_v: Value, node: TensorNode) {
+    pub(crate) fn emit(&mut self, old_v: Tensor, node: TensorNode) {
         self.new.nodes.push(node);
-        self.map[old_v.index()] = Some(Value((self.new.nodes.len() - 1) as u32));
+        self.map[old_v.index()] = Some(Tensor((self.new.nodes.len() - 1) as u32));
     }
 
     /// Emits a copy of old node `old_v` with its operands remapped.
-    pub(crate) fn copy(&mut self, old_v: Value) {
+    pub(crate) fn copy(&mut self, old_v: Tensor) {
         let mut node = self.old.node(old_v).clone();
         node.inputs = node.inputs.iter().map(|&v| self.mapped(v)).collect();
         self.emit(old_v, node);
@@ -439,7 +440,7 @@ mod tests {
     fn rejects_foreign_values_and_bad_updates() {
         let mut g = TensorGraph::new();
         let x = g.input("x", [2]);
-        assert_eq!(g.relu(Value(7)).unwrap_err(), TensorError::UnknownValue(7));
+        assert_eq!(g.relu(Tensor(7)).unwrap_err(), TensorError::UnknownTensor(7));
         let y = g.relu(x).unwrap();
         assert_eq!(g.add_update(x, y).unwrap_err(), TensorError::NotAParam(0));
         let p = g.param("p", [3]);

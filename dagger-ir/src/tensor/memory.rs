@@ -164,7 +164,7 @@ mod tests {
         let u = g.add(r, t).unwrap();
         g.set_outputs(vec![u]).unwrap();
         let plan = plan_memory(&g);
-        let buf = |v: crate::tensor::Value| plan.buffer_of[v.index()];
+        let buf = |v: crate::tensor::Tensor| plan.buffer_of[v.index()];
         assert_ne!(buf(p), buf(q));
         assert_ne!(buf(s), buf(p));
         assert_ne!(buf(s), buf(q));

@@ -44,7 +44,7 @@ pub use autodiff::grad;
 pub use dce::dce;
 pub use error::{TensorError, TensorResult};
 pub use fuse::{fuse, FuseOptions, FuseReport};
-pub use graph::{TensorGraph, TensorNode, Value};
+pub use graph::{Tensor, TensorGraph, TensorNode};
 pub use kernel::{matrix_view, Broadcast, Kernel, KernelStep};
 pub use memory::{plan_memory, unplanned_bytes, MemoryPlan};
 pub use op::{Binary, TensorOp, Unary};

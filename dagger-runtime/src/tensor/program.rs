@@ -12,7 +12,7 @@ use super::kernels::{self, Elementwise};
 use super::reducer::{Buckets, Reducer};
 use dagger_ir::tensor::{
     dce, fuse, matrix_view, plan_memory, unplanned_bytes, Broadcast, FuseOptions, MemoryPlan,
-    Shape, TensorError, TensorGraph, TensorOp, Value,
+    Shape, Tensor, TensorError, TensorGraph, TensorOp,
 };
 
 /// How to compile a tensor graph.
@@ -108,7 +108,7 @@ impl Program {
                 buffers[plan.buffer_of[i]].fill(value);
             }
         }
-        let ptr = |buffers: &mut Vec<Box<[f32]>>, v: Value| {
+        let ptr = |buffers: &mut Vec<Box<[f32]>>, v: Tensor| {
             buffers[plan.buffer_of[v.index()]].as_mut_ptr()
         };
         let mut jit = Jit::new()?;
@@ -183,7 +183,7 @@ impl Program {
         let Some(reducer) = &self.reducer else {
             return Ok(());
         };
-        let params: Vec<Value> = self.graph.params();
+        let params: Vec<Tensor> = self.graph.params();
         let mut all = Vec::new();
         for &p in &params {
             all.extend_from_slice(self.data(p));
@@ -209,13 +209,13 @@ impl Program {
         &self.stats
     }
 
-    fn named(&self, name: &str) -> Result<Value, TensorError> {
+    fn named(&self, name: &str) -> Result<Tensor, TensorError> {
         self.graph
             .by_name(name)
             .ok_or_else(|| TensorError::UnknownName(name.to_string()))
     }
 
-    fn data(&self, v: Value) -> &[f32] {
+    fn data(&self, v: Tensor) -> &[f32] {
         &self.buffers[self.plan.buffer_of[v.index()]][..self.graph.shape(v).numel()]
     }
 
@@ -277,7 +277,7 @@ impl Program {
                 self.run_node(i);
             }
             let (graph, plan, buffers) = (&self.graph, &self.plan, &self.buffers);
-            let data = |v: Value| &buffers[plan.buffer_of[v.index()]][..graph.shape(v).numel()];
+            let data = |v: Tensor| &buffers[plan.buffer_of[v.index()]][..graph.shape(v).numel()];
             self.buckets.after_node(i, self.reducer.as_ref(), data)?;
         }
         for k in 0..self.graph.updates().len() {

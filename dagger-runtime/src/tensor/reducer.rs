@@ -10,7 +10,7 @@
 //! ([`Buckets::reduced`]) and copies its part out.
 
 use super::collective::{ring_all_reduce_mean, ring_broadcast, RingLink};
-use dagger_ir::tensor::{TensorError, TensorGraph, TensorOp, Value};
+use dagger_ir::tensor::{Tensor, TensorError, TensorGraph, TensorOp};
 use std::ops::Range;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::JoinHandle;
@@ -106,7 +106,7 @@ impl Drop for Reducer {
 /// One bucket: its all-reduce nodes, their operands' places in the staging
 /// buffer, and the node after which all operands exist.
 struct Bucket {
-    members: Vec<(usize, Value, Range<usize>)>,
+    members: Vec<(usize, Tensor, Range<usize>)>,
     launch_after: usize,
     /// The staging buffer while it is here (not with the reducer).
     staging: Option<Vec<f32>>,
@@ -177,7 +177,7 @@ impl Buckets {
         &mut self,
         i: usize,
         reducer: Option<&Reducer>,
-        data: impl Fn(Value) -> &'a [f32],
+        data: impl Fn(Tensor) -> &'a [f32],
     ) -> Result<(), TensorError> {
         for (b, bucket) in self.buckets.iter_mut().enumerate() {
             if bucket.launch_after != i {
