@@ -16,8 +16,8 @@
 
 use dagger::ir::tensor::Tensor;
 use dagger::nn::{
-    self, Activation, Adam, CompileOptions, DataParallel, DataParallelOptions, Net, Program,
-    SeededRng, Workers,
+    self, Activation, Adam, CompileOptions, DataParallel, DataParallelOptions, NamedParams, Net,
+    Program, SeededRng, Workers,
 };
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -183,7 +183,7 @@ pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<usize> {
 /// What trains: one program, or data-parallel replicas on threads.
 pub enum Trainer {
     /// The step compiled once.
-    Single(Program),
+    Single(Box<Program>),
     /// `Config::workers` replicas, gradients averaged by ring all-reduce.
     Parallel(DataParallel),
 }
@@ -194,7 +194,7 @@ impl Trainer {
             let step = train_step(config)?;
             let mut program = Program::compile(&step, CompileOptions::default())?;
             step.init_params(&mut program, config.seed)?;
-            return Ok(Trainer::Single(program));
+            return Ok(Trainer::Single(Box::new(program)));
         }
         let options = DataParallelOptions {
             global_batch: config.batch,
@@ -229,7 +229,7 @@ impl Trainer {
     }
 
     /// The parameters (and optimizer state) by name.
-    pub fn params(&self) -> Result<Vec<(String, Vec<f32>)>, Box<dyn std::error::Error>> {
+    pub fn params(&self) -> Result<NamedParams, Box<dyn std::error::Error>> {
         Ok(match self {
             Trainer::Single(p) => p
                 .params()

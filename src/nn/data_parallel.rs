@@ -66,6 +66,9 @@ impl From<TensorError> for DataParallelError {
     }
 }
 
+/// Parameters by name, in graph order.
+pub type NamedParams = Vec<(String, Vec<f32>)>;
+
 /// One global batch: named inputs, each `global_batch` rows.
 type Batch = Arc<Vec<(String, Vec<f32>)>>;
 
@@ -76,7 +79,7 @@ enum Command {
 
 enum Reply {
     Loss(f32),
-    Params(Vec<(String, Vec<f32>)>),
+    Params(NamedParams),
 }
 
 /// A replica: its program, which rows of a batch are its, and how to train.
@@ -110,7 +113,7 @@ impl Replica {
         Ok(self.program.output(0)[0])
     }
 
-    fn params(&self) -> Vec<(String, Vec<f32>)> {
+    fn params(&self) -> NamedParams {
         self.program
             .params()
             .into_iter()
@@ -235,7 +238,7 @@ impl DataParallel {
     }
 
     /// The parameters (worker 0's; every replica holds the same).
-    pub fn params(&self) -> Result<Vec<(String, Vec<f32>)>, DataParallelError> {
+    pub fn params(&self) -> Result<NamedParams, DataParallelError> {
         match &self.engine {
             Engine::Local(replica) => Ok(replica.params()),
             Engine::Threads(threads) => {

@@ -36,7 +36,9 @@ mod net;
 mod optim;
 
 pub use dagger_runtime::tensor::{CompileOptions, Program, ProgramError, ProgramStats};
-pub use data_parallel::{DataParallel, DataParallelError, DataParallelOptions, Workers};
+pub use data_parallel::{
+    DataParallel, DataParallelError, DataParallelOptions, NamedParams, Workers,
+};
 pub use init::{Init, SeededRng};
 pub use io::{load_params, save_params, ParamsError};
 pub use net::{Activation, Net};

@@ -440,7 +440,10 @@ mod tests {
     fn rejects_foreign_values_and_bad_updates() {
         let mut g = TensorGraph::new();
         let x = g.input("x", [2]);
-        assert_eq!(g.relu(Tensor(7)).unwrap_err(), TensorError::UnknownTensor(7));
+        assert_eq!(
+            g.relu(Tensor(7)).unwrap_err(),
+            TensorError::UnknownTensor(7)
+        );
         let y = g.relu(x).unwrap();
         assert_eq!(g.add_update(x, y).unwrap_err(), TensorError::NotAParam(0));
         let p = g.param("p", [3]);
