@@ -7,9 +7,11 @@
 //! user, is not returned or stored as an update, and has the root's shape
 //! (so nothing is computed twice). Constants are inlined. A group becomes one
 //! [`TensorOp::Fused`] node whose [`Kernel`] loads each remaining operand by
-//! a [`Broadcast`] pattern; a group with an operand broadcast another way is
-//! left as it was. Every elementwise node ends up in a kernel, so with
-//! `max_ops: 1` the pass gives the unfused baseline: one kernel per op.
+//! a [`Broadcast`] pattern. A group with an operand broadcast another way
+//! shrinks to its root; a root that cannot load its own operands stays
+//! unfused (the runtime runs it with a general broadcasting loop). Every
+//! other elementwise node ends up in a kernel, so with `max_ops: 1` the pass
+//! gives the unfused baseline: one kernel per op.
 
 use super::graph::{Rewrite, Tensor, TensorGraph, TensorNode};
 use super::kernel::{Broadcast, Kernel, KernelStep};
@@ -80,7 +82,12 @@ pub fn fuse(g: &TensorGraph, options: FuseOptions) -> (TensorGraph, FuseReport) 
             }
         }
         members.sort_unstable();
-        if let Some(kernel) = build_kernel(g, &members, r) {
+        // A group with an operand no kernel can load shrinks to its root;
+        // the operands it let go root groups of their own later.
+        let built = build_kernel(g, &members, r)
+            .map(|k| (k, members))
+            .or_else(|| build_kernel(g, &[r], r).map(|k| (k, vec![r])));
+        if let Some((kernel, members)) = built {
             for &m in &members {
                 root[m] = Some(r);
             }
