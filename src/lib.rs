@@ -37,6 +37,9 @@
 
 #![warn(missing_docs)]
 
+// The `#[task]`s of `nn::ops` expand to `::dagger::...` paths.
+extern crate self as dagger;
+
 pub use dagger_cuda as cuda;
 pub use dagger_ir as ir;
 pub use dagger_macros::{dag, task};

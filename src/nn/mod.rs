@@ -29,17 +29,22 @@
 //! assert!(program.output(0)[0] < first * 0.1);
 //! ```
 
-mod data_parallel;
-mod init;
-mod io;
-mod net;
-mod optim;
+pub mod array;
+pub mod data_parallel;
+pub mod init;
+pub mod io;
+pub mod lower;
+pub mod net;
+pub mod ops;
+pub mod optim;
 
+pub use array::Array;
 pub use dagger_runtime::tensor::{CompileOptions, Program, ProgramError, ProgramStats};
 pub use data_parallel::{
     DataParallel, DataParallelError, DataParallelOptions, NamedParams, Workers,
 };
 pub use init::{Init, SeededRng};
 pub use io::{load_params, save_params, ParamsError};
+pub use lower::{lower, LowerError};
 pub use net::{Activation, Net};
 pub use optim::{Adam, Momentum, Optimizer, Sgd};

@@ -1,6 +1,6 @@
 //! Fused elementwise kernels: a small expression program per output element.
 //!
-//! The [fusion pass](super::fuse) turns a tree of elementwise nodes into one
+//! The [fusion pass](mod@super::fuse) turns a tree of elementwise nodes into one
 //! [`TensorOp::Fused`](super::TensorOp::Fused) node whose [`Kernel`] lists
 //! the work for one element in SSA order: load operand `i` (broadcast to the
 //! node's shape), a constant, or a unary/binary op of earlier steps. The

@@ -23,8 +23,8 @@
 //! assert_eq!(err.to_string(), "matmul: inner dimensions differ: [64, 10] x [32, 64] (10 vs 32)");
 //! ```
 //!
-//! Passes: [`autodiff`] (reverse mode), [`fuse`] (elementwise trees become
-//! one [`Kernel`]), [`dce`] (drops what no output needs) and [`memory`]
+//! Passes: [`autodiff`] (reverse mode), [`fuse`](mod@fuse) (elementwise trees become
+//! one [`Kernel`]), [`dce`](mod@dce) (drops what no output needs) and [`memory`]
 //! (buffers reused by liveness). The runtime compiles the result.
 
 pub mod allreduce;

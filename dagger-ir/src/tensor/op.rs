@@ -3,7 +3,7 @@
 //! Every op has a fixed arity, a shape rule (in [`graph`](super::graph)),
 //! a vector-Jacobian product (in [`autodiff`](super::autodiff)) and a CPU
 //! kernel in the runtime. Elementwise ops ([`Unary`], [`Binary`]) are the
-//! ones the [fusion pass](super::fuse) merges into one [`Kernel`].
+//! ones the [fusion pass](mod@super::fuse) merges into one [`Kernel`].
 
 use super::kernel::Kernel;
 use serde::{Deserialize, Serialize};

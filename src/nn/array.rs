@@ -1,0 +1,106 @@
+//! [`Array`]: a dense `f32` tensor as a task value, and the tensor ops as
+//! tasks, so that models can be written in `dag!{}`.
+//!
+//! Each op is a `#[task]` named `dagger::nn::ops::<op>`: in a task graph it
+//! runs eagerly on the CPU kernels (each op shape compiled once per thread
+//! and cached), and [`lower`](super::lower()) turns a graph of these tasks
+//! into a [`TensorGraph`] for autodiff, fusion and compiled training.
+//!
+//! ```
+//! use dagger::prelude::*;
+//! use dagger::nn::Array;
+//! use dagger::nn::ops::{matmul, relu};
+//!
+//! let g = dag! { input x: Array; input w: Array; let h = matmul(x, w); let y = relu(h); y };
+//! let x = Array::new([1, 2], vec![1.0, -2.0]);
+//! let w = Array::new([2, 2], vec![1.0, 0.0, 0.0, 1.0]);
+//! let y = Runtime::new().run(&g, (x, w)).unwrap();
+//! assert_eq!(y.data, [1.0, 0.0]);
+//! ```
+
+use crate::size::ByteSize;
+use dagger_ir::tensor::{Shape, TensorGraph, TensorOp};
+use dagger_runtime::tensor::{CompileOptions, Program};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// A dense row-major `f32` tensor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Array {
+    /// Extents, outermost first.
+    pub shape: Vec<usize>,
+    /// The elements, row-major.
+    pub data: Vec<f32>,
+}
+
+impl Array {
+    /// An array of `shape` holding `data`; panics when the sizes differ.
+    pub fn new(shape: impl Into<Shape>, data: Vec<f32>) -> Array {
+        let shape = shape.into();
+        assert_eq!(
+            shape.numel(),
+            data.len(),
+            "an array of shape {shape} holds {} values",
+            shape.numel()
+        );
+        Array {
+            shape: shape.0,
+            data,
+        }
+    }
+
+    /// A scalar.
+    pub fn scalar(v: f32) -> Array {
+        Array {
+            shape: Vec::new(),
+            data: vec![v],
+        }
+    }
+}
+
+impl ByteSize for Array {
+    fn byte_size(&self) -> u64 {
+        (self.data.len() * 4 + self.shape.len() * 8) as u64
+    }
+}
+
+thread_local! {
+    /// Programs of one op on given shapes, compiled once per thread.
+    static COMPILED: RefCell<HashMap<String, Program>> = RefCell::new(HashMap::new());
+}
+
+/// Applies `op` to `args` on this thread's CPU kernels; panics (failing the
+/// task, with the message) on shapes the op does not take.
+pub(crate) fn eager(op: TensorOp, args: &[&Array]) -> Array {
+    let shapes: Vec<Shape> = args.iter().map(|a| Shape(a.shape.clone())).collect();
+    let key = format!("{op} {shapes:?}");
+    COMPILED.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if !cache.contains_key(&key) {
+            let mut g = TensorGraph::new();
+            let inputs: Vec<_> = shapes
+                .iter()
+                .enumerate()
+                .map(|(k, s)| g.input(&format!("a{k}"), s.clone()))
+                .collect();
+            let out = g.apply(op, &inputs, None).unwrap_or_else(|e| panic!("{e}"));
+            g.set_outputs(vec![out]).expect("in graph");
+            let program =
+                Program::compile(&g, CompileOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+            cache.insert(key.clone(), program);
+        }
+        let program = cache.get_mut(&key).expect("compiled");
+        for (k, a) in args.iter().enumerate() {
+            program
+                .set(&format!("a{k}"), &a.data)
+                .expect("shapes checked");
+        }
+        program.run().expect("every input fed");
+        let out = program.graph().outputs()[0];
+        Array {
+            shape: program.graph().shape(out).0.clone(),
+            data: program.output(0).to_vec(),
+        }
+    })
+}

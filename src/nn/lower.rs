@@ -1,0 +1,118 @@
+//! Lowering a task graph of tensor ops (written in `dag!{}` with
+//! [`ops`](super::ops)) to a [`TensorGraph`], where autodiff, fusion and
+//! compilation apply.
+//!
+//! Every dag input becomes a tensor input or, when named in `params`, a
+//! parameter, with the shape given for it; every op task becomes its IR op,
+//! checked for shapes. Anything else is an error that names it.
+
+use super::ops::{op_named, OPS_PATH};
+use dagger_ir::graph::{Graph, Op};
+use dagger_ir::tensor::{Shape, Tensor, TensorError, TensorGraph};
+use std::collections::HashMap;
+
+/// Why a task graph could not be lowered.
+#[derive(Debug, thiserror::Error)]
+pub enum LowerError {
+    /// A dag input without a shape, or not an `Array`.
+    #[error("dag input `{name}`: {detail}")]
+    Input {
+        /// The input.
+        name: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A node that is not a tensor op task.
+    #[error("node {node}: {detail}")]
+    NotAnOp {
+        /// The node.
+        node: String,
+        /// What it is instead.
+        detail: String,
+    },
+    /// The graph itself is malformed (a cycle).
+    #[error(transparent)]
+    Graph(#[from] Box<dagger_ir::IrError>),
+    /// The ops' shapes do not fit.
+    #[error(transparent)]
+    Shape(#[from] TensorError),
+}
+
+/// The tensor graph of `graph`: `shapes` gives each dag input's shape, and
+/// inputs named in `params` become parameters. Returns it with the graph's
+/// outputs.
+pub fn lower(
+    graph: &Graph,
+    shapes: &[(&str, Shape)],
+    params: &[&str],
+) -> Result<(TensorGraph, Vec<Tensor>), LowerError> {
+    let mut g = TensorGraph::new();
+    let mut of: HashMap<dagger_ir::NodeId, Tensor> = HashMap::new();
+    for id in dagger_ir::topo_order(graph).map_err(Box::new)? {
+        let node = graph.node(id).expect("ordered nodes exist");
+        let shown = graph.display_name(id);
+        let tensor = match &node.op {
+            Op::Input { ty, .. } => {
+                let name = node.label.as_deref().unwrap_or("").to_string();
+                if ty != "Array" {
+                    return Err(LowerError::Input {
+                        name,
+                        detail: format!("is {ty}, not Array"),
+                    });
+                }
+                let shape = shapes
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, s)| s.clone())
+                    .ok_or_else(|| LowerError::Input {
+                        name: name.clone(),
+                        detail: "no shape given for it".into(),
+                    })?;
+                if params.contains(&name.as_str()) {
+                    g.param(&name, shape)
+                } else {
+                    g.input(&name, shape)
+                }
+            }
+            Op::Const { .. } => {
+                return Err(LowerError::NotAnOp {
+                    node: shown,
+                    detail: "a constant: pass it to the dag as an input instead".into(),
+                })
+            }
+            Op::Call(t) => {
+                let args: Vec<Tensor> = graph.args(id).iter().map(|(_, a)| of[a]).collect();
+                apply(&mut g, &graph.task(*t).name, &args, &shown)?
+            }
+            Op::Fused(steps) => {
+                let mut args: Vec<Tensor> = graph.args(id).iter().map(|(_, a)| of[a]).collect();
+                for t in steps {
+                    args = vec![apply(&mut g, &graph.task(*t).name, &args, &shown)?];
+                }
+                args[0]
+            }
+        };
+        of.insert(id, tensor);
+    }
+    let outputs: Vec<Tensor> = graph.outputs().iter().map(|o| of[o]).collect();
+    g.set_outputs(outputs.clone())?;
+    Ok((g, outputs))
+}
+
+/// Adds the op task `task` applied to `args`.
+fn apply(
+    g: &mut TensorGraph,
+    task: &str,
+    args: &[Tensor],
+    shown: &str,
+) -> Result<Tensor, LowerError> {
+    let ranks: Vec<usize> = args.iter().map(|&a| g.shape(a).rank()).collect();
+    let op = task
+        .strip_prefix(OPS_PATH)
+        .and_then(|name| op_named(name, &ranks))
+        .ok_or_else(|| LowerError::NotAnOp {
+            node: shown.to_string(),
+            detail: format!("`{task}` is not a tensor op (those are the tasks of dagger::nn::ops)"),
+        })?;
+    Ok(g.apply(op, args, None)?)
+}
