@@ -188,3 +188,45 @@ fn an_operand_broadcast_along_a_middle_axis_runs_unfused() {
         }
     }
 }
+
+#[test]
+fn reductions_at_the_end_of_a_kernel_match_plain_sums() {
+    // Rows: sum over the last axis of (a - bias)^2; 21 columns exercise the
+    // 16-wide, 4-wide and scalar loops.
+    let (r, c) = (7, 21);
+    let mut g = TensorGraph::new();
+    let a = g.input("a", [r, c]);
+    let bias = g.input("bias", [c]);
+    let col = g.input("col", [r, 1]);
+    let d = g.sub(a, bias).unwrap();
+    let sq = g.unary(Unary::Square, d).unwrap();
+    let rows = g.sum(sq, &[1], false).unwrap();
+    // Columns: a bias gradient, sum over rows of relu(a) * col.
+    let ra = g.relu(a).unwrap();
+    let m = g.mul(ra, col).unwrap();
+    let cols = g.sum_to(m, [c]).unwrap();
+    // All: the mean of exp(a).
+    let e = g.unary(Unary::Exp, a).unwrap();
+    let all = g.mean(e, &[0, 1], false).unwrap();
+    g.set_outputs(vec![rows, cols, all]).unwrap();
+    let mut p = Program::compile(&g, CompileOptions::default()).unwrap();
+    assert_eq!(p.stats().kernels, 4, "{}", p.graph()); // 3 reductions and the mean's scale
+    let (xa, xb, xc) = (values(r * c, -1.0, 1.0, 21), values(c, -1.0, 1.0, 22), values(r, -1.0, 1.0, 23));
+    p.set("a", &xa).unwrap();
+    p.set("bias", &xb).unwrap();
+    p.set("col", &xc).unwrap();
+    for _ in 0..2 {
+        // Twice: the accumulating kernels must start from zero every run.
+        p.run().unwrap();
+        for i in 0..r {
+            let want: f32 = (0..c).map(|j| (xa[i * c + j] - xb[j]).powi(2)).sum();
+            assert!(close(p.output(0)[i], want, 1e-5), "row {i}: {} vs {want}", p.output(0)[i]);
+        }
+        for j in 0..c {
+            let want: f32 = (0..r).map(|i| xa[i * c + j].max(0.0) * xc[i]).sum();
+            assert!(close(p.output(1)[j], want, 1e-5), "column {j}: {} vs {want}", p.output(1)[j]);
+        }
+        let want = xa.iter().map(|v| v.exp()).sum::<f32>() / (r * c) as f32;
+        assert!(close(p.output(2)[0], want, 1e-5), "mean {} vs {want}", p.output(2)[0]);
+    }
+}

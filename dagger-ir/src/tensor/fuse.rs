@@ -11,10 +11,13 @@
 //! shrinks to its root; a root that cannot load its own operands stays
 //! unfused (the runtime runs it with a general broadcasting loop). Every
 //! other elementwise node ends up in a kernel, so with `max_ops: 1` the pass
-//! gives the unfused baseline: one kernel per op.
+//! gives the unfused baseline: one kernel per op. Last, a sum whose operand
+//! is a group with no other user becomes that kernel's [`Reduce`] (when it
+//! sums rows, columns or everything): `sum((a - b)^2)` is one pass over the
+//! data. A sum over any other value becomes a kernel of its own.
 
 use super::graph::{Rewrite, Tensor, TensorGraph, TensorNode};
-use super::kernel::{Broadcast, Kernel, KernelStep};
+use super::kernel::{Broadcast, Kernel, KernelStep, Reduce, Reduction};
 use super::op::TensorOp;
 use std::collections::HashMap;
 
@@ -40,6 +43,8 @@ pub struct FuseReport {
     pub kernels: usize,
     /// Elementwise ops they hold in all.
     pub ops: usize,
+    /// Kernels ending in a reduction.
+    pub reductions: usize,
 }
 
 /// The graph with elementwise trees fused (see the [module docs](self)).
@@ -94,6 +99,40 @@ pub fn fuse(g: &TensorGraph, options: FuseOptions) -> (TensorGraph, FuseReport) 
             kernels.insert(r, kernel);
         }
     }
+    // A sum over a group (its only user) joins it as the kernel's
+    // reduction; a sum over any other value becomes a kernel that loads it.
+    for (i, node) in g.nodes.iter().enumerate() {
+        let axes = match &node.op {
+            TensorOp::Sum { axes, .. } => axes.clone(),
+            TensorOp::SumTo => Reduction::summed_axes(g.shape(node.inputs[0]), &node.shape),
+            _ => continue,
+        };
+        let p = node.inputs[0].index();
+        let domain = g.nodes[p].shape.clone();
+        let Some(kind) = Reduction::of(&domain, &axes) else {
+            continue;
+        };
+        let reduce = Some(Reduce { kind, domain });
+        let absorbed = root[p] == Some(p) && users[p] == 1 && !pinned[p];
+        let (mut kernel, operands) = match kernels.remove(&p) {
+            Some(group) if absorbed => group,
+            group => {
+                if let Some(group) = group {
+                    kernels.insert(p, group);
+                }
+                (
+                    Kernel {
+                        steps: vec![KernelStep::Load(0)],
+                        reduce: None,
+                    },
+                    vec![Tensor(p as u32)],
+                )
+            }
+        };
+        kernel.reduce = reduce;
+        root[i] = Some(i);
+        kernels.insert(i, (kernel, operands));
+    }
     let mut report = FuseReport::default();
     let mut rw = Rewrite::new(g);
     for (i, group) in root.iter().enumerate() {
@@ -102,6 +141,7 @@ pub fn fuse(g: &TensorGraph, options: FuseOptions) -> (TensorGraph, FuseReport) 
             (Some(_), Some((kernel, operands))) => {
                 report.kernels += 1;
                 report.ops += kernel.op_count();
+                report.reductions += usize::from(kernel.reduce.is_some());
                 let inputs = operands.iter().map(|&o| rw.mapped(o)).collect();
                 rw.emit(
                     v,
@@ -185,7 +225,14 @@ mod tests {
         let (g, _) = layer();
         let (f, report) = fuse(&g, FuseOptions::default());
         let (f, _) = dce(&f);
-        assert_eq!(report, FuseReport { kernels: 1, ops: 3 });
+        assert_eq!(
+            report,
+            FuseReport {
+                kernels: 1,
+                ops: 3,
+                reductions: 0
+            }
+        );
         let last = f.node(f.outputs()[0]);
         let TensorOp::Fused(k) = &last.op else {
             panic!("{f}")
@@ -203,7 +250,48 @@ mod tests {
     fn max_ops_one_gives_one_kernel_per_op() {
         let (g, _) = layer();
         let (_, report) = fuse(&g, FuseOptions { max_ops: 1 });
-        assert_eq!(report, FuseReport { kernels: 3, ops: 3 });
+        assert_eq!(
+            report,
+            FuseReport {
+                kernels: 3,
+                ops: 3,
+                reductions: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_sum_over_a_chain_joins_its_kernel() {
+        let mut g = TensorGraph::new();
+        let a = g.input("a", [8, 5]);
+        let b = g.input("b", [5]);
+        let d = g.sub(a, b).unwrap();
+        let sq = g.unary(Unary::Square, d).unwrap();
+        let rows = g.sum(sq, &[1], false).unwrap();
+        let bias_grad = g.sum_to(a, [5]).unwrap();
+        g.set_outputs(vec![rows, bias_grad]).unwrap();
+        let (f, report) = fuse(&g, FuseOptions::default());
+        let (f, _) = dce(&f);
+        assert_eq!(
+            report,
+            FuseReport {
+                kernels: 2,
+                ops: 2,
+                reductions: 2
+            }
+        );
+        let TensorOp::Fused(k) = &f.node(f.outputs()[0]).op else {
+            panic!("{f}")
+        };
+        assert_eq!(
+            k.to_string(),
+            "t0 = load 0; t1 = load 1; t2 = sub(t0, t1); t3 = square(t2); sum rows of [8, 5]"
+        );
+        assert_eq!(f.shape(f.outputs()[0]).dims(), &[8]);
+        let TensorOp::Fused(k) = &f.node(f.outputs()[1]).op else {
+            panic!("{f}")
+        };
+        assert_eq!(k.reduce.as_ref().unwrap().kind, Reduction::Columns);
     }
 
     #[test]

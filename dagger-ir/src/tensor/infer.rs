@@ -39,6 +39,7 @@ pub fn infer(op: &TensorOp, operands: &[&Shape], requested: Option<&Shape>) -> T
                 ),
             )
         }),
+        TensorOp::Fused(k) if k.reduce.is_some() => target(),
         TensorOp::Fused(_) => operands.iter().try_fold(Shape::scalar(), |acc, s| {
             broadcast(&acc, s).ok_or_else(|| {
                 shape_error(

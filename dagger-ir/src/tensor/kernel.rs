@@ -26,11 +26,73 @@ pub enum KernelStep {
     Binary(Binary, u32, u32),
 }
 
-/// An elementwise program computing one element of a fused node.
+/// Which sums a kernel with a reduction takes, viewing its domain as a
+/// `rows x cols` matrix ([`matrix_view`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reduction {
+    /// One sum per row (over the last axis).
+    Rows,
+    /// One sum per column (over every axis but the last: a bias gradient).
+    Columns,
+    /// One sum of everything.
+    All,
+}
+
+/// A reduction ending a kernel: the elementwise program runs over `domain`
+/// and its results are summed by `kind` into the node's result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reduce {
+    /// The sums taken.
+    pub kind: Reduction,
+    /// The shape the elementwise program runs over.
+    pub domain: Shape,
+}
+
+impl Reduction {
+    /// The reduction summing axes `axes` of a tensor of shape `from`, if it
+    /// is one of the three (axes of extent 1 do not count).
+    pub fn of(from: &Shape, axes: &[usize]) -> Option<Reduction> {
+        let rank = from.rank();
+        let real: Vec<usize> = (0..rank).filter(|&a| from.0[a] != 1).collect();
+        let summed: Vec<usize> = real.iter().copied().filter(|a| axes.contains(a)).collect();
+        if summed.is_empty() {
+            None
+        } else if summed == real {
+            Some(Reduction::All)
+        } else if summed == [rank - 1] {
+            Some(Reduction::Rows)
+        } else if summed
+            == real
+                .iter()
+                .copied()
+                .filter(|&a| a != rank - 1)
+                .collect::<Vec<_>>()
+        {
+            Some(Reduction::Columns)
+        } else {
+            None
+        }
+    }
+
+    /// The axes of `from` that summing it down to `to` (the reverse of
+    /// broadcasting `to` to `from`) sums over.
+    pub fn summed_axes(from: &Shape, to: &Shape) -> Vec<usize> {
+        let lead = from.rank().saturating_sub(to.rank());
+        (0..from.rank())
+            .filter(|&a| a < lead || (to.0[a - lead] == 1 && from.0[a] != 1))
+            .collect()
+    }
+}
+
+/// An elementwise program computing one element of a fused node, possibly
+/// followed by a reduction.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Kernel {
     /// The steps in order; the last is the result.
     pub steps: Vec<KernelStep>,
+    /// The sums taken of the results, if any.
+    pub reduce: Option<Reduce>,
 }
 
 impl Kernel {
@@ -77,6 +139,14 @@ impl fmt::Display for Kernel {
                 KernelStep::Unary(op, a) => write!(f, "t{i} = {}(t{a})", op.name())?,
                 KernelStep::Binary(op, a, b) => write!(f, "t{i} = {}(t{a}, t{b})", op.name())?,
             }
+        }
+        if let Some(r) = &self.reduce {
+            let kind = match r.kind {
+                Reduction::Rows => "rows",
+                Reduction::Columns => "columns",
+                Reduction::All => "all",
+            };
+            write!(f, "; sum {kind} of {}", r.domain)?;
         }
         Ok(())
     }
@@ -165,5 +235,26 @@ mod tests {
             None
         );
         assert_eq!(matrix_view(&Shape::of(&[2, 5, 3])), (10, 3));
+    }
+
+    #[test]
+    fn reductions_by_the_axes_they_sum() {
+        let d = Shape::of(&[3, 3]);
+        assert_eq!(Reduction::of(&d, &[0]), Some(Reduction::Columns));
+        assert_eq!(Reduction::of(&d, &[1]), Some(Reduction::Rows));
+        assert_eq!(Reduction::of(&d, &[0, 1]), Some(Reduction::All));
+        let d3 = Shape::of(&[2, 5, 3]);
+        assert_eq!(Reduction::of(&d3, &[0, 1]), Some(Reduction::Columns));
+        assert_eq!(
+            Reduction::of(&d3, &[1]),
+            None,
+            "the middle axis alone is none of the three"
+        );
+        assert_eq!(
+            Reduction::of(&Shape::of(&[4, 1]), &[0]),
+            Some(Reduction::All)
+        );
+        assert_eq!(Reduction::summed_axes(&d3, &Shape::of(&[3])), vec![0, 1]);
+        assert_eq!(Reduction::summed_axes(&d3, &Shape::of(&[2, 1, 3])), vec![1]);
     }
 }

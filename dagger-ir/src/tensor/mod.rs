@@ -45,7 +45,7 @@ pub use dce::dce;
 pub use error::{TensorError, TensorResult};
 pub use fuse::{fuse, FuseOptions, FuseReport};
 pub use graph::{Tensor, TensorGraph, TensorNode};
-pub use kernel::{matrix_view, Broadcast, Kernel, KernelStep};
+pub use kernel::{matrix_view, Broadcast, Kernel, KernelStep, Reduce, Reduction};
 pub use memory::{plan_memory, unplanned_bytes, MemoryPlan};
 pub use op::{Binary, TensorOp, Unary};
 pub use shape::Shape;

@@ -243,12 +243,14 @@ pub enum TensorOp {
 }
 
 impl TensorOp {
-    /// True for ops computed one element at a time (fusable).
+    /// True for ops computed one element at a time from the same element
+    /// of each operand (fusable, and safe to run in place).
     pub fn is_elementwise(&self) -> bool {
-        matches!(
-            self,
-            TensorOp::Unary(_) | TensorOp::Binary(_) | TensorOp::Fused(_)
-        )
+        match self {
+            TensorOp::Unary(_) | TensorOp::Binary(_) => true,
+            TensorOp::Fused(k) => k.reduce.is_none(),
+            _ => false,
+        }
     }
 }
 

@@ -14,12 +14,14 @@
 //! as 2^-127.
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{types, AbiParam, Endianness, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_codegen::ir::{
+    types, AbiParam, BlockArg, Endianness, InstBuilder, MemFlagsData, Type, Value,
+};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
-use dagger_ir::tensor::{Binary, Broadcast, Kernel, KernelStep, Unary};
+use dagger_ir::tensor::{Binary, Broadcast, Kernel, KernelStep, Reduction, Unary};
 
 /// A compiled kernel: `rows`, `cols`, operand pointers, output pointer.
 pub type KernelFn = unsafe extern "C" fn(usize, usize, *const *const f32, *mut f32);
@@ -157,19 +159,48 @@ fn emit_function(b: &mut FunctionBuilder, ptr: Type, kernel: &Kernel, patterns: 
             Some((v, b.ins().splat(types::F32X4, v)))
         })
         .collect();
-    // Column loops, widest first: 4 vectors per iteration, then 1, then scalars.
+    // Column loops, widest first: 4 vectors per iteration, then 1, then
+    // scalars. A row or total reduction carries accumulators through them.
+    let reduction = kernel.reduce.as_ref().map(|r| r.kind);
+    let accumulate = matches!(reduction, Some(Reduction::Rows | Reduction::All));
     let mut c = zero;
+    let mut accs: Vec<Value> = Vec::new();
     for (ty, copies) in [(types::F32X4, 4), (types::F32X4, 1), (types::F32, 1)] {
+        let lanes = Lanes { ty };
+        if accumulate {
+            accs = match (accs.len(), ty.is_vector()) {
+                (0, _) => (0..copies).map(|_| lanes.f(b, 0.0)).collect(),
+                (4, true) => {
+                    let s01 = b.ins().fadd(accs[0], accs[1]);
+                    let s23 = b.ins().fadd(accs[2], accs[3]);
+                    vec![b.ins().fadd(s01, s23)]
+                }
+                (_, false) => vec![horizontal_sum(b, accs[0])],
+                _ => accs,
+            };
+        }
         let (head, body, done) = (b.create_block(), b.create_block(), b.create_block());
-        b.append_block_param(head, ptr);
-        b.append_block_param(done, ptr);
-        b.ins().jump(head, &[c.into()]);
+        for block in [head, done] {
+            b.append_block_param(block, ptr);
+            for _ in &accs {
+                b.append_block_param(block, ty);
+            }
+        }
+        let carried = |at: Value, accs: &[Value]| -> Vec<BlockArg> {
+            std::iter::once(at)
+                .chain(accs.iter().copied())
+                .map(BlockArg::from)
+                .collect()
+        };
+        b.ins().jump(head, &carried(c, &accs));
         b.switch_to_block(head);
         let at = b.block_params(head)[0];
+        let head_accs: Vec<Value> = b.block_params(head)[1..].to_vec();
         let width = (ty.lane_count() as usize * copies) as u64;
         let end = b.ins().iadd_imm_u(at, width as i64);
         let fits = b.ins().icmp(IntCC::UnsignedLessThanOrEqual, end, cols);
-        b.ins().brif(fits, body, &[], done, &[at.into()]);
+        b.ins()
+            .brif(fits, body, &[], done, &carried(at, &head_accs));
 
         b.switch_to_block(body);
         let at_bytes = b.ins().ishl_imm_u(at, 2);
@@ -189,14 +220,47 @@ fn emit_function(b: &mut FunctionBuilder, ptr: Type, kernel: &Kernel, patterns: 
                 }
             }
         };
-        let results = Lanes { ty }.emit(b, kernel, copies, load);
-        let addr = b.ins().iadd(out_row, at_bytes);
-        for (copy, v) in results.into_iter().enumerate() {
-            b.ins().store(flags, v, addr, copy as i32 * lane_bytes);
+        let results = lanes.emit(b, kernel, copies, load);
+        let mut next_accs = Vec::new();
+        match reduction {
+            None => {
+                let addr = b.ins().iadd(out_row, at_bytes);
+                for (copy, v) in results.into_iter().enumerate() {
+                    b.ins().store(flags, v, addr, copy as i32 * lane_bytes);
+                }
+            }
+            Some(Reduction::Columns) => {
+                // out[c] += value: the program zeroes `out` first.
+                let addr = b.ins().iadd(out, at_bytes);
+                for (copy, v) in results.into_iter().enumerate() {
+                    let offset = copy as i32 * lane_bytes;
+                    let old = b.ins().load(ty, flags, addr, offset);
+                    let sum = b.ins().fadd(old, v);
+                    b.ins().store(flags, sum, addr, offset);
+                }
+            }
+            Some(Reduction::Rows | Reduction::All) => {
+                for (acc, v) in head_accs.iter().zip(results) {
+                    next_accs.push(b.ins().fadd(*acc, v));
+                }
+            }
         }
-        b.ins().jump(head, &[end.into()]);
+        b.ins().jump(head, &carried(end, &next_accs));
         b.switch_to_block(done);
         c = b.block_params(done)[0];
+        accs = b.block_params(done)[1..].to_vec();
+    }
+    match reduction {
+        Some(Reduction::Rows) => {
+            let addr = b.ins().iadd(out, r_bytes);
+            b.ins().store(flags, accs[0], addr, 0);
+        }
+        Some(Reduction::All) => {
+            let old = b.ins().load(types::F32, flags, out, 0);
+            let sum = b.ins().fadd(old, accs[0]);
+            b.ins().store(flags, sum, out, 0);
+        }
+        None | Some(Reduction::Columns) => {}
     }
     b.ins().jump(next_row, &[]);
 
@@ -207,6 +271,14 @@ fn emit_function(b: &mut FunctionBuilder, ptr: Type, kernel: &Kernel, patterns: 
     b.switch_to_block(exit);
     b.ins().return_(&[]);
     b.seal_all_blocks();
+}
+
+/// The sum of an `f32x4`'s four lanes.
+fn horizontal_sum(b: &mut FunctionBuilder, v: Value) -> Value {
+    let lanes: Vec<Value> = (0..4).map(|i| b.ins().extractlane(v, i)).collect();
+    let s01 = b.ins().fadd(lanes[0], lanes[1]);
+    let s23 = b.ins().fadd(lanes[2], lanes[3]);
+    b.ins().fadd(s01, s23)
 }
 
 /// Code generation of one kernel step at a lane width (`f32` or `f32x4`).

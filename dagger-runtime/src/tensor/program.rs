@@ -12,7 +12,7 @@ use super::kernels::{self, Elementwise};
 use super::reducer::{Buckets, Reducer};
 use dagger_ir::tensor::{
     dce, fuse, matrix_view, plan_memory, unplanned_bytes, Broadcast, FuseOptions, MemoryPlan,
-    Shape, Tensor, TensorError, TensorGraph, TensorOp,
+    Reduction, Shape, Tensor, TensorError, TensorGraph, TensorOp,
 };
 
 /// How to compile a tensor graph.
@@ -51,6 +51,8 @@ pub enum ProgramError {
 /// A fused node's compiled kernel and its fixed arguments.
 struct FusedCall {
     kernel: KernelFn,
+    /// The kernel adds into its result (column and total sums): zero it first.
+    accumulates: bool,
     rows: usize,
     cols: usize,
     operands: Vec<*const f32>,
@@ -117,33 +119,43 @@ impl Program {
             let TensorOp::Fused(kernel) = &node.op else {
                 continue;
             };
+            // The shape the elementwise program runs over.
+            let domain = kernel.reduce.as_ref().map_or(&node.shape, |r| &r.domain);
             let patterns: Vec<Broadcast> = node
                 .inputs
                 .iter()
-                .map(|&v| {
-                    Broadcast::of(g.shape(v), &node.shape).expect("fusion checked the patterns")
-                })
+                .map(|&v| Broadcast::of(g.shape(v), domain).expect("fusion checked the patterns"))
                 .collect();
-            let flat = patterns
+            let by_rows = patterns
                 .iter()
-                .all(|p| matches!(p, Broadcast::Full | Broadcast::Scalar));
-            let (rows, cols) = if flat {
-                (1, node.shape.numel())
+                .any(|p| matches!(p, Broadcast::Row | Broadcast::Column))
+                || kernel
+                    .reduce
+                    .as_ref()
+                    .is_some_and(|r| r.kind != Reduction::All);
+            let (rows, cols) = if by_rows {
+                matrix_view(domain)
             } else {
-                matrix_view(&node.shape)
+                (1, domain.numel())
             };
             let operands = node
                 .inputs
                 .iter()
                 .map(|&v| ptr(&mut buffers, v) as *const f32)
                 .collect();
-            pending.push((i, jit.declare(kernel, &patterns)?, rows, cols, operands));
+            let accumulates = kernel
+                .reduce
+                .as_ref()
+                .is_some_and(|r| r.kind != Reduction::Rows);
+            let k = jit.declare(kernel, &patterns)?;
+            pending.push((i, k, rows, cols, operands, accumulates));
         }
         let compiled = jit.finish()?;
         let mut fused: Vec<Option<FusedCall>> = (0..g.nodes().len()).map(|_| None).collect();
-        for (i, k, rows, cols, operands) in pending {
+        for (i, k, rows, cols, operands, accumulates) in pending {
             fused[i] = Some(FusedCall {
                 kernel: compiled[k],
+                accumulates,
                 rows,
                 cols,
                 operands,
@@ -301,6 +313,10 @@ impl Program {
         let out_ptr = self.buffers[self.plan.buffer_of[i]].as_mut_ptr();
         let out_len = node.shape.numel();
         if let Some(call) = &self.fused[i] {
+            if call.accumulates {
+                // SAFETY: the node's own buffer, at least out_len long.
+                unsafe { std::slice::from_raw_parts_mut(out_ptr, out_len) }.fill(0.0);
+            }
             // SAFETY: the pointers were taken from this program's buffers,
             // sized by the plan; the kernel reads/writes within rows x cols.
             unsafe { (call.kernel)(call.rows, call.cols, call.operands.as_ptr(), out_ptr) };
