@@ -211,7 +211,11 @@ fn reductions_at_the_end_of_a_kernel_match_plain_sums() {
     g.set_outputs(vec![rows, cols, all]).unwrap();
     let mut p = Program::compile(&g, CompileOptions::default()).unwrap();
     assert_eq!(p.stats().kernels, 4, "{}", p.graph()); // 3 reductions and the mean's scale
-    let (xa, xb, xc) = (values(r * c, -1.0, 1.0, 21), values(c, -1.0, 1.0, 22), values(r, -1.0, 1.0, 23));
+    let (xa, xb, xc) = (
+        values(r * c, -1.0, 1.0, 21),
+        values(c, -1.0, 1.0, 22),
+        values(r, -1.0, 1.0, 23),
+    );
     p.set("a", &xa).unwrap();
     p.set("bias", &xb).unwrap();
     p.set("col", &xc).unwrap();
@@ -220,13 +224,25 @@ fn reductions_at_the_end_of_a_kernel_match_plain_sums() {
         p.run().unwrap();
         for i in 0..r {
             let want: f32 = (0..c).map(|j| (xa[i * c + j] - xb[j]).powi(2)).sum();
-            assert!(close(p.output(0)[i], want, 1e-5), "row {i}: {} vs {want}", p.output(0)[i]);
+            assert!(
+                close(p.output(0)[i], want, 1e-5),
+                "row {i}: {} vs {want}",
+                p.output(0)[i]
+            );
         }
         for j in 0..c {
             let want: f32 = (0..r).map(|i| xa[i * c + j].max(0.0) * xc[i]).sum();
-            assert!(close(p.output(1)[j], want, 1e-5), "column {j}: {} vs {want}", p.output(1)[j]);
+            assert!(
+                close(p.output(1)[j], want, 1e-5),
+                "column {j}: {} vs {want}",
+                p.output(1)[j]
+            );
         }
         let want = xa.iter().map(|v| v.exp()).sum::<f32>() / (r * c) as f32;
-        assert!(close(p.output(2)[0], want, 1e-5), "mean {} vs {want}", p.output(2)[0]);
+        assert!(
+            close(p.output(2)[0], want, 1e-5),
+            "mean {} vs {want}",
+            p.output(2)[0]
+        );
     }
 }
