@@ -37,6 +37,7 @@ pub mod infer;
 pub mod kernel;
 pub mod memory;
 pub mod op;
+pub mod partition;
 pub mod shape;
 
 pub use allreduce::insert_all_reduce;
@@ -48,4 +49,7 @@ pub use graph::{Tensor, TensorGraph, TensorNode};
 pub use kernel::{matrix_view, Broadcast, Kernel, KernelStep, Reduce, Reduction};
 pub use memory::{plan_memory, unplanned_bytes, MemoryPlan};
 pub use op::{Binary, TensorOp, Unary};
+pub use partition::{
+    equal_layers, evaluate, node_flops, partition, Device, DeviceLink, OutOfMemory, Partition,
+};
 pub use shape::Shape;
