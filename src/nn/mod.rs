@@ -37,6 +37,7 @@ pub mod lower;
 pub mod net;
 pub mod ops;
 pub mod optim;
+pub mod pipeline;
 
 pub use array::Array;
 pub use dagger_runtime::tensor::{CompileOptions, Program, ProgramError, ProgramStats};
@@ -48,3 +49,4 @@ pub use io::{load_params, save_params, ParamsError};
 pub use lower::{lower, LowerError};
 pub use net::{Activation, Net};
 pub use optim::{Adam, Momentum, Optimizer, Sgd};
+pub use pipeline::{MlpSpec, Pipeline, PipelineError, PipelineOptions};

@@ -94,9 +94,21 @@ impl Net {
         widths: &[usize],
         activation: Activation,
     ) -> TensorResult<Tensor> {
+        self.mlp_layers(x, widths, activation, 0..widths.len())
+    }
+
+    /// Layers `layers` of the MLP [`mlp`](Self::mlp) would build (same
+    /// names, same activations), applied to `x`: one pipeline stage's part.
+    pub fn mlp_layers(
+        &mut self,
+        x: Tensor,
+        widths: &[usize],
+        activation: Activation,
+        layers: std::ops::Range<usize>,
+    ) -> TensorResult<Tensor> {
         let mut h = x;
-        for (i, &w) in widths.iter().enumerate() {
-            h = self.linear(&format!("fc{i}"), h, w)?;
+        for i in layers {
+            h = self.linear(&format!("fc{i}"), h, widths[i])?;
             if i + 1 < widths.len() {
                 h = self.unary(activation.op(), h)?;
             }

@@ -73,7 +73,12 @@ pub fn bubble_formula(stages: usize, micro_batches: usize) -> f64 {
 }
 
 /// The order stage `s` runs its passes in.
-fn stage_order(kind: PipelineKind, stages: usize, micro: usize, s: usize) -> Vec<(Pass, usize)> {
+pub fn stage_order(
+    kind: PipelineKind,
+    stages: usize,
+    micro: usize,
+    s: usize,
+) -> Vec<(Pass, usize)> {
     match kind {
         PipelineKind::GPipe => (0..micro)
             .map(|m| (Pass::Forward, m))

@@ -1,0 +1,139 @@
+//! Pipeline-parallel training equals single-device training: 2 and 3
+//! stages, GPipe and 1F1B, several micro-batches.
+
+use dagger::ir::sched::pipeline::PipelineKind;
+use dagger::nn::{
+    Activation, CompileOptions, MlpSpec, Momentum, NamedParams, Net, Pipeline, PipelineOptions,
+    Program, SeededRng,
+};
+
+const INPUTS: usize = 10;
+const WIDTHS: [usize; 4] = [16, 12, 8, 4];
+const BATCH: usize = 24;
+const STEPS: usize = 5;
+const SEED: u64 = 5;
+const OPT: Momentum = Momentum { lr: 0.1, mu: 0.9 };
+
+fn batch(k: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut rng = SeededRng::new(200 + k as u64);
+    let x: Vec<f32> = (0..BATCH * INPUTS).map(|_| rng.normal()).collect();
+    let classes = WIDTHS[3];
+    let mut y = vec![0.0; BATCH * classes];
+    for row in 0..BATCH {
+        y[row * classes + rng.below(classes)] = 1.0;
+    }
+    (x, y)
+}
+
+fn single_device() -> (NamedParams, Vec<f32>) {
+    let mut net = Net::new();
+    let x = net.input("x", [BATCH, INPUTS]);
+    let y = net.input("y", [BATCH, WIDTHS[3]]);
+    let logits = net.mlp(x, &WIDTHS, Activation::Tanh).unwrap();
+    let loss = net.cross_entropy(logits, y).unwrap();
+    let step = net.train_step(loss, &[], &OPT).unwrap();
+    let mut p = Program::compile(&step, CompileOptions::default()).unwrap();
+    step.init_params(&mut p, SEED).unwrap();
+    let mut losses = Vec::new();
+    for k in 0..STEPS {
+        let (xs, ys) = batch(k);
+        p.set("x", &xs).unwrap();
+        p.set("y", &ys).unwrap();
+        p.run().unwrap();
+        losses.push(p.output(0)[0]);
+    }
+    (
+        p.params()
+            .into_iter()
+            .map(|(n, _, d)| (n.to_string(), d.to_vec()))
+            .collect(),
+        losses,
+    )
+}
+
+fn max_relative_difference(got: &NamedParams, reference: &NamedParams) -> f32 {
+    let mut worst = 0.0f32;
+    let mut compared = 0;
+    for (name, want) in reference {
+        let Some((_, have)) = got.iter().find(|(n, _)| n == name) else {
+            continue;
+        };
+        compared += 1;
+        let diff = have
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        let scale = want.iter().map(|b| b.abs()).fold(0.0, f32::max).max(1e-12);
+        worst = worst.max(diff / scale);
+    }
+    assert_eq!(
+        compared,
+        reference.len(),
+        "every parameter and momentum buffer is compared"
+    );
+    worst
+}
+
+#[test]
+fn pipelines_match_one_device() {
+    let (reference, reference_losses) = single_device();
+    let spec = MlpSpec {
+        inputs: INPUTS,
+        widths: WIDTHS.to_vec(),
+        activation: Activation::Tanh,
+    };
+    for stages in [2, 3] {
+        for micro_batches in [1, 4, 6] {
+            for kind in [PipelineKind::GPipe, PipelineKind::OneFOneB] {
+                let options = PipelineOptions {
+                    stages,
+                    micro_batches,
+                    batch: BATCH,
+                    kind,
+                    seed: SEED,
+                };
+                let mut p = Pipeline::new(spec.clone(), options, &OPT).unwrap();
+                assert_eq!(p.layers.len(), stages);
+                for (k, want) in reference_losses.iter().enumerate() {
+                    let (x, y) = batch(k);
+                    let loss = p.step(&x, &y).unwrap();
+                    assert!((loss - want).abs() <= 1e-5 * want.abs(), "{stages} stages, M={micro_batches}, {kind:?}, step {k}: loss {loss} vs {want}");
+                }
+                let d = max_relative_difference(&p.params().unwrap(), &reference);
+                assert!(d <= 1e-5, "{stages} stages, M={micro_batches}, {kind:?}: parameters differ by {d} (relative)");
+            }
+        }
+    }
+}
+
+#[test]
+fn settings_that_do_not_fit_are_named() {
+    let spec = MlpSpec {
+        inputs: INPUTS,
+        widths: WIDTHS.to_vec(),
+        activation: Activation::Relu,
+    };
+    let options = PipelineOptions {
+        stages: 2,
+        micro_batches: 5,
+        batch: BATCH,
+        kind: PipelineKind::GPipe,
+        seed: 1,
+    };
+    let err = Pipeline::new(spec.clone(), options, &OPT).err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        "a batch of 24 does not split into 5 equal micro-batches"
+    );
+    let options = PipelineOptions {
+        stages: 5,
+        micro_batches: 4,
+        ..options
+    };
+    let err = Pipeline::new(spec, options, &OPT).err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        "5 stages for 4 layers: each stage needs at least one layer"
+    );
+}
