@@ -82,32 +82,64 @@ enum Reply {
     Params(NamedParams),
 }
 
+/// How a replica's parameters start.
+#[derive(Clone)]
+pub(crate) enum Start {
+    /// Drawn from this seed on worker 0 and broadcast (data parallel).
+    Broadcast(u64),
+    /// These values, the worker's own (a tensor-parallel shard).
+    Values(NamedParams),
+}
+
 /// A replica: its program, which rows of a batch are its, and how to train.
 struct Replica {
     program: Program,
     rank: usize,
     workers: usize,
+    /// Whether it trains on its share of each batch (data parallel) or on
+    /// all of it (tensor parallel).
+    split: bool,
 }
 
 impl Replica {
-    fn new(step: &Net, seed: u64, link: Box<dyn RingLink>) -> Result<Replica, DataParallelError> {
+    fn new(
+        step: &Net,
+        start: Start,
+        split: bool,
+        link: Box<dyn RingLink>,
+    ) -> Result<Replica, DataParallelError> {
         let (rank, workers) = (link.rank(), link.size());
         let mut program = Program::compile(step, CompileOptions::default())?;
-        step.init_params(&mut program, seed)?;
         program.set_ring(link);
-        program.broadcast_params()?;
+        match start {
+            Start::Broadcast(seed) => {
+                step.init_params(&mut program, seed)?;
+                program.broadcast_params()?;
+            }
+            Start::Values(values) => {
+                step.init_params(&mut program, 0)?;
+                for (name, v) in values {
+                    program.set(&name, &v)?;
+                }
+            }
+        }
         Ok(Replica {
             program,
             rank,
             workers,
+            split,
         })
     }
 
     fn step(&mut self, batch: &[(String, Vec<f32>)]) -> Result<f32, DataParallelError> {
         for (name, data) in batch {
-            let share = data.len() / self.workers;
-            self.program
-                .set(name, &data[self.rank * share..(self.rank + 1) * share])?;
+            if self.split {
+                let share = data.len() / self.workers;
+                self.program
+                    .set(name, &data[self.rank * share..(self.rank + 1) * share])?;
+            } else {
+                self.program.set(name, data)?;
+            }
         }
         self.program.run()?;
         Ok(self.program.output(0)[0])
@@ -165,21 +197,39 @@ impl DataParallel {
         let engine = match workers {
             Workers::Cluster(cluster) => Engine::Local(Box::new(Replica::new(
                 &step,
-                options.seed,
+                Start::Broadcast(options.seed),
+                true,
                 Box::new(ClusterRing::new(cluster)),
             )?)),
             Workers::Threads(_) => {
-                let threads = thread_ring(n)
-                    .into_iter()
-                    .map(|link| spawn_worker(step.clone(), options.seed, link))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Engine::Threads(threads)
+                let steps = vec![(step, Start::Broadcast(options.seed)); n];
+                return Self::on_threads(steps, true, options);
             }
         };
         Ok(DataParallel {
             options,
             workers: n,
             engine,
+        })
+    }
+
+    /// Workers on threads, one per `(step, start)`: each trains on its
+    /// share of every batch (`split`) or on all of it.
+    pub(crate) fn on_threads(
+        steps: Vec<(Net, Start)>,
+        split: bool,
+        options: DataParallelOptions,
+    ) -> Result<DataParallel, DataParallelError> {
+        let n = steps.len();
+        let threads = thread_ring(n)
+            .into_iter()
+            .zip(steps)
+            .map(|(link, (step, start))| spawn_worker(step, start, split, link))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(DataParallel {
+            options,
+            workers: n,
+            engine: Engine::Threads(threads),
         })
     }
 
@@ -239,20 +289,25 @@ impl DataParallel {
 
     /// The parameters (worker 0's; every replica holds the same).
     pub fn params(&self) -> Result<NamedParams, DataParallelError> {
+        self.worker_params(0)
+    }
+
+    /// Worker `r`'s parameters (this process's, for a cluster).
+    pub(crate) fn worker_params(&self, r: usize) -> Result<NamedParams, DataParallelError> {
         match &self.engine {
             Engine::Local(replica) => Ok(replica.params()),
             Engine::Threads(threads) => {
-                let w = &threads[0];
+                let lost = |why: &str| DataParallelError::WorkerLost(r, why.into());
+                let w = threads
+                    .get(r)
+                    .ok_or_else(|| lost("there is no such worker"))?;
                 w.commands
                     .send(Command::Params)
-                    .map_err(|_| DataParallelError::WorkerLost(0, "its thread ended".into()))?;
+                    .map_err(|_| lost("its thread ended"))?;
                 match w.replies.recv() {
                     Ok(Ok(Reply::Params(p))) => Ok(p),
                     Ok(Err(e)) => Err(e),
-                    _ => Err(DataParallelError::WorkerLost(
-                        0,
-                        "no parameters came back".into(),
-                    )),
+                    _ => Err(lost("no parameters came back")),
                 }
             }
         }
@@ -264,7 +319,8 @@ impl DataParallel {
 /// serves commands; a failure to build comes back as the first reply.
 fn spawn_worker(
     step: Net,
-    seed: u64,
+    start: Start,
+    split: bool,
     link: dagger_runtime::tensor::ThreadLink,
 ) -> Result<WorkerThread, DataParallelError> {
     let (commands, inbox) = channel::<Command>();
@@ -273,7 +329,7 @@ fn spawn_worker(
     let thread = std::thread::Builder::new()
         .name(format!("dagger-dp-worker-{rank}"))
         .spawn(move || {
-            let mut replica = match Replica::new(&step, seed, Box::new(link)) {
+            let mut replica = match Replica::new(&step, start, split, Box::new(link)) {
                 Ok(r) => r,
                 Err(e) => {
                     let _ = outbox.send(Err(e));

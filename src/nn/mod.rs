@@ -38,6 +38,7 @@ pub mod net;
 pub mod ops;
 pub mod optim;
 pub mod pipeline;
+pub mod tensor_parallel;
 
 pub use array::Array;
 pub use dagger_runtime::tensor::{CompileOptions, Program, ProgramError, ProgramStats};
@@ -50,3 +51,4 @@ pub use lower::{lower, LowerError};
 pub use net::{Activation, Net};
 pub use optim::{Adam, Momentum, Optimizer, Sgd};
 pub use pipeline::{MlpSpec, Pipeline, PipelineError, PipelineOptions};
+pub use tensor_parallel::{BlockStack, TensorParallel};

@@ -22,7 +22,7 @@ pub enum Activation {
 }
 
 impl Activation {
-    fn op(self) -> Unary {
+    pub(crate) fn op(self) -> Unary {
         match self {
             Activation::Relu => Unary::Relu,
             Activation::Gelu => Unary::Gelu,

@@ -23,15 +23,7 @@ pub fn insert_all_reduce(
     let mut by_readiness: Vec<usize> = (0..grads.len()).collect();
     by_readiness.sort_by_key(|&k| grads[k].index());
     let mut reduced = vec![Tensor(0); grads.len()];
-    let first = g
-        .nodes()
-        .iter()
-        .filter_map(|n| match n.op {
-            TensorOp::AllReduce { bucket } => Some(bucket + 1),
-            _ => None,
-        })
-        .max()
-        .unwrap_or(0);
+    let first = next_bucket(g);
     let (mut bucket, mut filled) = (first, 0usize);
     for k in by_readiness {
         let bytes = g.shape(grads[k]).numel() * 4;
@@ -40,9 +32,39 @@ pub fn insert_all_reduce(
             filled = 0;
         }
         filled += bytes;
-        reduced[k] = g.apply(TensorOp::AllReduce { bucket }, &[grads[k]], None)?;
+        reduced[k] = g.apply(
+            TensorOp::AllReduce { bucket, mean: true },
+            &[grads[k]],
+            None,
+        )?;
     }
     Ok(reduced)
+}
+
+/// A bucket number no all-reduce of `g` uses yet.
+pub fn next_bucket(g: &TensorGraph) -> u32 {
+    g.nodes()
+        .iter()
+        .filter_map(|n| match n.op {
+            TensorOp::AllReduce { bucket, .. } => Some(bucket + 1),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// The sum over the workers of `partial` (a tensor-parallel layer's
+/// partial result), in a bucket of its own.
+pub fn all_reduce_sum(g: &mut TensorGraph, partial: Tensor) -> TensorResult<Tensor> {
+    let bucket = next_bucket(g);
+    g.apply(
+        TensorOp::AllReduce {
+            bucket,
+            mean: false,
+        },
+        &[partial],
+        None,
+    )
 }
 
 #[cfg(test)]
@@ -64,7 +86,7 @@ mod tests {
         assert!(grads[1].index() < grads[0].index());
         let reduced = insert_all_reduce(&mut g, &grads, 1000).unwrap();
         let bucket = |g: &TensorGraph, v: Tensor| match g.node(v).op {
-            TensorOp::AllReduce { bucket } => bucket,
+            TensorOp::AllReduce { bucket, .. } => bucket,
             _ => panic!("not an all-reduce"),
         };
         assert_eq!((bucket(&g, reduced[1]), bucket(&g, reduced[0])), (0, 1));

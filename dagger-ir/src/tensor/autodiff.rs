@@ -249,10 +249,14 @@ fn vjp(
         }
         TensorOp::BroadcastTo => vec![Some(g.sum_to(gy, shape(g, 0))?)],
         TensorOp::SumTo => vec![Some(g.broadcast_to(gy, shape(g, 0))?)],
-        TensorOp::AllReduce { .. } => {
+        // Megatron's g and f: the sum's gradient passes through, the
+        // identity's is summed over the workers.
+        TensorOp::AllReduce { mean: false, .. } => vec![Some(gy)],
+        TensorOp::EnterParallel => vec![Some(super::allreduce::all_reduce_sum(g, gy)?)],
+        TensorOp::AllReduce { mean: true, .. } => {
             return Err(shape_error(
                 "grad",
-                "cannot differentiate an all-reduce: insert it after autodiff",
+                "cannot differentiate a mean all-reduce: insert it after autodiff",
             ))
         }
         TensorOp::Fused(_) => {

@@ -29,7 +29,9 @@ pub fn infer(op: &TensorOp, operands: &[&Shape], requested: Option<&Shape>) -> T
     };
     match op {
         TensorOp::Input { .. } | TensorOp::Param { .. } | TensorOp::Const { .. } => target(),
-        TensorOp::Unary(_) | TensorOp::AllReduce { .. } => Ok(operands[0].clone()),
+        TensorOp::Unary(_) | TensorOp::AllReduce { .. } | TensorOp::EnterParallel => {
+            Ok(operands[0].clone())
+        }
         TensorOp::Binary(_) => broadcast(operands[0], operands[1]).ok_or_else(|| {
             shape_error(
                 &name,

@@ -40,7 +40,7 @@ pub mod op;
 pub mod partition;
 pub mod shape;
 
-pub use allreduce::insert_all_reduce;
+pub use allreduce::{all_reduce_sum, insert_all_reduce, next_bucket};
 pub use autodiff::grad;
 pub use dce::dce;
 pub use error::{TensorError, TensorResult};

@@ -233,13 +233,22 @@ pub enum TensorOp {
     SumTo,
     /// A chain or tree of elementwise ops made one kernel by the fusion pass.
     Fused(Kernel),
-    /// The mean of the operand over the workers of a data-parallel run
-    /// (the operand itself with one worker). Nodes with one `bucket` are
-    /// reduced together, as one message, as soon as all their operands exist.
+    /// The mean (or sum) of the operand over the workers of a parallel
+    /// run (the operand itself with one worker). Nodes with one `bucket`
+    /// are reduced together, as one message, as soon as all their operands
+    /// exist. The mean averages data-parallel gradients; the sum joins the
+    /// partial results of a tensor-parallel layer (its gradient passes
+    /// through unchanged).
     AllReduce {
         /// The bucket the node's operand travels in.
         bucket: u32,
+        /// Mean rather than sum.
+        mean: bool,
     },
+    /// The operand, unchanged, entering a tensor-parallel region: its
+    /// gradient is summed over the workers (Megatron-LM's `f`; the sum
+    /// all-reduce is its `g`).
+    EnterParallel,
 }
 
 impl TensorOp {
@@ -290,7 +299,14 @@ impl fmt::Display for TensorOp {
             TensorOp::BroadcastTo => f.write_str("broadcast_to"),
             TensorOp::SumTo => f.write_str("sum_to"),
             TensorOp::Fused(k) => write!(f, "fused {{ {k} }}"),
-            TensorOp::AllReduce { bucket } => write!(f, "all_reduce[bucket {bucket}]"),
+            TensorOp::AllReduce { bucket, mean } => {
+                write!(
+                    f,
+                    "all_reduce_{}[bucket {bucket}]",
+                    if *mean { "mean" } else { "sum" }
+                )
+            }
+            TensorOp::EnterParallel => f.write_str("enter_parallel"),
         }
     }
 }

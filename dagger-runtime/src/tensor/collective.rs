@@ -46,9 +46,9 @@ fn chunk(len: usize, n: usize, k: usize) -> std::ops::Range<usize> {
     (k * len / n)..((k + 1) * len / n)
 }
 
-/// Replaces `data` on every worker by the mean over workers of `data`.
+/// Replaces `data` on every worker by the sum over workers of `data`.
 /// `scratch` is reused between calls.
-pub fn ring_all_reduce_mean(
+pub fn ring_all_reduce_sum(
     link: &mut dyn RingLink,
     data: &mut [f32],
     scratch: &mut Vec<f32>,
@@ -74,7 +74,17 @@ pub fn ring_all_reduce_mean(
         }
         link.flush()?;
     }
-    let scale = 1.0 / n as f32;
+    Ok(())
+}
+
+/// Replaces `data` on every worker by the mean over workers of `data`.
+pub fn ring_all_reduce_mean(
+    link: &mut dyn RingLink,
+    data: &mut [f32],
+    scratch: &mut Vec<f32>,
+) -> Result<(), CollectiveError> {
+    ring_all_reduce_sum(link, data, scratch)?;
+    let scale = 1.0 / link.size() as f32;
     data.iter_mut().for_each(|v| *v *= scale);
     Ok(())
 }

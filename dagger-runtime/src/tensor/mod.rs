@@ -29,7 +29,7 @@ pub mod program;
 pub mod reducer;
 
 pub use collective::{
-    ring_all_reduce_mean, ring_broadcast, thread_ring, ClusterRing, CollectiveError, RingLink,
-    ThreadLink,
+    ring_all_reduce_mean, ring_all_reduce_sum, ring_broadcast, thread_ring, ClusterRing,
+    CollectiveError, RingLink, ThreadLink,
 };
 pub use program::{CompileOptions, Program, ProgramError, ProgramStats};

@@ -340,6 +340,7 @@ impl Program {
             | TensorOp::Reshape => {}
             TensorOp::Fused(_) => unreachable!("fused nodes are compiled"),
             TensorOp::AllReduce { .. } => unreachable!("all-reduce nodes are run by `run`"),
+            TensorOp::EnterParallel => out.copy_from_slice(operand(0).0),
             TensorOp::Unary(u) => {
                 let (a, sa) = operand(0);
                 // SAFETY: pointers from the plan's buffers, sized by the shapes.

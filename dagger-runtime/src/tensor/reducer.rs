@@ -9,7 +9,7 @@
 //! of the backward pass. An all-reduce node waits for its bucket
 //! ([`Buckets::reduced`]) and copies its part out.
 
-use super::collective::{ring_all_reduce_mean, ring_broadcast, RingLink};
+use super::collective::{ring_all_reduce_mean, ring_all_reduce_sum, ring_broadcast, RingLink};
 use dagger_ir::tensor::{Tensor, TensorError, TensorGraph, TensorOp};
 use std::ops::Range;
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 /// A request to the reducer thread.
 enum Request {
     /// Average bucket `.0`'s staging buffer over the workers.
-    Reduce(usize, Vec<f32>),
+    Reduce(usize, Vec<f32>, bool),
     /// Replace the buffer by worker 0's.
     Broadcast(Vec<f32>),
 }
@@ -44,8 +44,13 @@ impl Reducer {
                 let mut scratch = Vec::new();
                 for request in inbox {
                     let reply = match request {
-                        Request::Reduce(b, mut data) => {
-                            let r = ring_all_reduce_mean(link.as_mut(), &mut data, &mut scratch);
+                        Request::Reduce(b, mut data, mean) => {
+                            let link = link.as_mut();
+                            let r = if mean {
+                                ring_all_reduce_mean(link, &mut data, &mut scratch)
+                            } else {
+                                ring_all_reduce_sum(link, &mut data, &mut scratch)
+                            };
                             (b, r.map(|()| data).map_err(|e| e.to_string()))
                         }
                         Request::Broadcast(mut data) => {
@@ -107,6 +112,8 @@ impl Drop for Reducer {
 /// buffer, and the node after which all operands exist.
 struct Bucket {
     members: Vec<(usize, Tensor, Range<usize>)>,
+    /// Average rather than sum.
+    mean: bool,
     launch_after: usize,
     /// The staging buffer while it is here (not with the reducer).
     staging: Option<Vec<f32>>,
@@ -132,7 +139,7 @@ impl Buckets {
         };
         let mut index_of: Vec<(u32, usize)> = Vec::new();
         for (i, node) in g.nodes().iter().enumerate() {
-            let TensorOp::AllReduce { bucket } = node.op else {
+            let TensorOp::AllReduce { bucket, mean } = node.op else {
                 continue;
             };
             let b = match index_of.iter().find(|(id, _)| *id == bucket) {
@@ -141,6 +148,7 @@ impl Buckets {
                     index_of.push((bucket, out.buckets.len()));
                     out.buckets.push(Bucket {
                         members: Vec::new(),
+                        mean,
                         launch_after: 0,
                         staging: None,
                         reduced: false,
@@ -192,7 +200,7 @@ impl Buckets {
                 staging[range.clone()].copy_from_slice(data(*operand));
             }
             match reducer {
-                Some(r) => r.send(Request::Reduce(b, staging))?,
+                Some(r) => r.send(Request::Reduce(b, staging, bucket.mean))?,
                 None => {
                     bucket.staging = Some(staging);
                     bucket.reduced = true;

@@ -1,0 +1,228 @@
+//! Tensor parallelism, Megatron-LM style: every MLP block's first linear
+//! layer split by columns and its second by rows over `n` workers.
+//!
+//! Worker `r` holds columns `r` of the first weight (and bias) and rows `r`
+//! of the second, computes its slice of the hidden layer with no
+//! communication, and its partial product of the output; one sum
+//! all-reduce joins the partials (forward). Entering a block, the input
+//! goes through Megatron's `f` ([`TensorOp::EnterParallel`]): the identity
+//! forward, a sum all-reduce of its gradient backward. So a block costs one
+//! all-reduce each way, of the block's output size. The output bias and
+//! everything after the block are replicated: every worker computes them
+//! alike. Workers are threads sharing a ring (the same machinery as
+//! [`DataParallel`]); every worker trains on the whole batch.
+
+use super::data_parallel::{
+    DataParallel, DataParallelError, DataParallelOptions, NamedParams, Start,
+};
+use super::init::Init;
+use super::net::{Activation, Net};
+use super::optim::Optimizer;
+use dagger_ir::tensor::{all_reduce_sum, Shape, Tensor, TensorError, TensorOp};
+use dagger_runtime::tensor::{CompileOptions, Program};
+
+/// A stack of Megatron MLP blocks then softmax cross-entropy.
+#[derive(Clone, Debug)]
+pub struct BlockStack {
+    /// Input features.
+    pub inputs: usize,
+    /// Each block's `(hidden, out)` widths; the last `out` is the classes.
+    pub blocks: Vec<(usize, usize)>,
+    /// Activation inside blocks and between them.
+    pub activation: Activation,
+}
+
+impl BlockStack {
+    /// The training net of one of `n` workers for `batch` samples (every
+    /// worker's graph is the same; its parameter values differ): its
+    /// shards of every block, and its scalar loss.
+    pub fn net(&self, batch: usize, n: usize) -> Result<(Net, Tensor), TensorError> {
+        let mut net = Net::new();
+        let x = net.input("x", [batch, self.inputs]);
+        let y = net.input("y", [batch, self.blocks.last().map_or(0, |b| b.1)]);
+        let mut h = x;
+        let mut width = self.inputs;
+        for (b, &(hidden, out)) in self.blocks.iter().enumerate() {
+            let bound1 = 1.0 / (width as f32).sqrt();
+            let bound2 = 1.0 / (hidden as f32).sqrt();
+            let e = net.apply(TensorOp::EnterParallel, &[h], None)?;
+            let w1 = net.param_init(
+                &format!("block{b}.fc1.weight"),
+                [width, hidden / n],
+                Init::Uniform(bound1),
+            );
+            let b1 = net.param_init(
+                &format!("block{b}.fc1.bias"),
+                [hidden / n],
+                Init::Uniform(bound1),
+            );
+            let w2 = net.param_init(
+                &format!("block{b}.fc2.weight"),
+                [hidden / n, out],
+                Init::Uniform(bound2),
+            );
+            let b2 = net.param_init(&format!("block{b}.fc2.bias"), [out], Init::Uniform(bound2));
+            let z = net.matmul(e, w1)?;
+            let z = net.add(z, b1)?;
+            let a = net.unary(self.activation.op(), z)?;
+            let partial = net.matmul(a, w2)?;
+            let joined = all_reduce_sum(&mut net, partial)?;
+            h = net.add(joined, b2)?;
+            if b + 1 < self.blocks.len() {
+                h = net.unary(self.activation.op(), h)?;
+            }
+            width = out;
+        }
+        let loss = net.cross_entropy(h, y)?;
+        Ok((net, loss))
+    }
+
+    /// How a parameter is split: the axis its shards cut (`None`: replicated).
+    fn split_axis(name: &str) -> Option<usize> {
+        if name.ends_with("fc1.weight") {
+            Some(1)
+        } else if name.ends_with("fc1.bias") || name.ends_with("fc2.weight") {
+            Some(0)
+        } else {
+            None
+        }
+    }
+}
+
+/// Part `rank` of `n` of `values` (shape `shape`) along `axis`.
+fn shard(values: &[f32], shape: &Shape, axis: usize, rank: usize, n: usize) -> Vec<f32> {
+    let dims = shape.dims();
+    let (outer, extent): (usize, usize) = (dims[..axis].iter().product(), dims[axis]);
+    let inner: usize = dims[axis + 1..].iter().product();
+    let part = extent / n;
+    let mut out = Vec::with_capacity(values.len() / n);
+    for o in 0..outer {
+        let start = (o * extent + rank * part) * inner;
+        out.extend_from_slice(&values[start..start + part * inner]);
+    }
+    out
+}
+
+/// The whole tensor from its `n` shards along `axis`.
+fn unshard(shards: &[&[f32]], shape: &Shape, axis: usize) -> Vec<f32> {
+    let dims = shape.dims();
+    let outer: usize = dims[..axis].iter().product();
+    let n = shards.len();
+    let chunk = shards[0].len() / outer.max(1);
+    let mut out = Vec::with_capacity(shards[0].len() * n);
+    for o in 0..outer {
+        for s in shards {
+            out.extend_from_slice(&s[o * chunk..(o + 1) * chunk]);
+        }
+    }
+    out
+}
+
+/// A tensor-parallel trainer (see the [module docs](self)).
+pub struct TensorParallel {
+    workers: usize,
+    full_shapes: Vec<(String, Shape)>,
+    inner: DataParallel,
+}
+
+impl TensorParallel {
+    /// Splits `model` over `n` threads; the initial parameters are the
+    /// whole model's from `seed` (as one device would draw them), cut into
+    /// shards.
+    pub fn new(
+        model: &BlockStack,
+        n: usize,
+        batch: usize,
+        seed: u64,
+        optimizer: &dyn Optimizer,
+    ) -> Result<TensorParallel, DataParallelError> {
+        if let Some(&(hidden, _)) = model.blocks.iter().find(|(h, _)| n == 0 || h % n != 0) {
+            return Err(DataParallelError::Batch(format!(
+                "a hidden width of {hidden} does not split over {n} workers"
+            )));
+        }
+        let (whole, _) = model.net(batch, 1)?;
+        let mut init = Program::compile(&whole, CompileOptions::default())?;
+        whole.init_params(&mut init, seed)?;
+        let full: Vec<(String, Shape, Vec<f32>)> = init
+            .params()
+            .into_iter()
+            .map(|(name, s, d)| (name.to_string(), s.clone(), d.to_vec()))
+            .collect();
+        let mut steps = Vec::with_capacity(n);
+        for rank in 0..n {
+            let (net, loss) = model.net(batch, n)?;
+            let step = net.train_step(loss, &[], optimizer)?;
+            let values: NamedParams = full
+                .iter()
+                .map(|(name, shape, v)| {
+                    let mine = match BlockStack::split_axis(name) {
+                        Some(axis) => shard(v, shape, axis, rank, n),
+                        None => v.clone(),
+                    };
+                    (name.clone(), mine)
+                })
+                .collect();
+            steps.push((step, Start::Values(values)));
+        }
+        let options = DataParallelOptions {
+            global_batch: batch,
+            bucket_bytes: 0,
+            seed,
+        };
+        let inner = DataParallel::on_threads(steps, false, options)?;
+        let full_shapes = full.into_iter().map(|(n, s, _)| (n, s)).collect();
+        Ok(TensorParallel {
+            workers: n,
+            full_shapes,
+            inner,
+        })
+    }
+
+    /// One training step on the whole batch (every worker sees all of it).
+    pub fn step(&mut self, x: &[f32], y: &[f32]) -> Result<f32, DataParallelError> {
+        self.inner.step(&[("x", x), ("y", y)])
+    }
+
+    /// The model's parameters, shards joined (optimizer state excluded).
+    pub fn params(&self) -> Result<NamedParams, DataParallelError> {
+        let per_worker: Vec<NamedParams> = (0..self.workers)
+            .map(|r| self.inner.worker_params(r))
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::new();
+        for (name, shape) in &self.full_shapes {
+            let parts: Vec<&[f32]> = per_worker
+                .iter()
+                .map(|p| {
+                    p.iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, v)| v.as_slice())
+                        .unwrap_or(&[])
+                })
+                .collect();
+            let whole = match BlockStack::split_axis(name) {
+                Some(axis) => unshard(&parts, shape, axis),
+                None => parts[0].to_vec(),
+            };
+            out.push((name.clone(), whole));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_join_back() {
+        let shape = Shape::of(&[2, 6]);
+        let v: Vec<f32> = (0..12).map(|i| i as f32).collect();
+        for (axis, n) in [(1, 2), (1, 3), (0, 2)] {
+            let parts: Vec<Vec<f32>> = (0..n).map(|r| shard(&v, &shape, axis, r, n)).collect();
+            let refs: Vec<&[f32]> = parts.iter().map(Vec::as_slice).collect();
+            assert_eq!(unshard(&refs, &shape, axis), v, "axis {axis}, {n} shards");
+        }
+        assert_eq!(shard(&v, &shape, 1, 1, 3), vec![2.0, 3.0, 8.0, 9.0]);
+    }
+}
