@@ -282,6 +282,8 @@ pub struct Pipeline {
     spec: MlpSpec,
     /// The layers of each stage.
     pub layers: Vec<Range<usize>>,
+    /// Bytes of each stage's planned buffers (its three programs).
+    pub memory: Vec<usize>,
     stages: Vec<StageThread>,
 }
 
@@ -350,8 +352,20 @@ impl Pipeline {
             links[s].from_next = Some(rx);
         }
         let mut stages = Vec::with_capacity(k);
+        let mut memory = Vec::with_capacity(k);
         for (s, link) in links.into_iter().enumerate() {
             let mut stage = Stage::build(&spec, layers[s].clone(), (s, k), (m, micro), optimizer)?;
+            memory.push(
+                [
+                    stage.forward.as_ref(),
+                    Some(&stage.backward),
+                    Some(&stage.update),
+                ]
+                .into_iter()
+                .flatten()
+                .map(|p| p.stats().planned_bytes)
+                .sum(),
+            );
             for (name, values) in &initial {
                 if stage.params.contains(name) {
                     stage.set_param(name, values)?;
@@ -363,6 +377,7 @@ impl Pipeline {
             options,
             spec,
             layers,
+            memory,
             stages,
         })
     }
