@@ -6,23 +6,14 @@
 //! and does nothing otherwise. `DAGGER_TEST_SCENARIO` tells it what to do.
 //! Every test skips, saying why, where UCX is not installed.
 
+mod common;
+use common::ucx_missing;
 use dagger::cluster::{Cluster, ClusterEnv, RemoteArg, RemoteError};
 use dagger::prelude::*;
 use dagger::Task;
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// UCX is needed for the data plane; true (and why, printed) without it.
-fn ucx_missing() -> bool {
-    match dagger::net::ucx_available() {
-        Ok(()) => false,
-        Err(why) => {
-            println!("skipping: {why}");
-            true
-        }
-    }
-}
 
 /// Runs `dagger run -n ranks` on this test binary in `scenario`.
 fn dagger_run(ranks: u32, scenario: &str) -> Output {

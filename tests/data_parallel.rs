@@ -4,6 +4,8 @@
 //! The process tests start this test binary again with one test selected
 //! (`rank_main`), which acts as a rank when `DAGGER_RANK` is set.
 
+mod common;
+use common::{max_relative_difference, ucx_missing};
 use dagger::ir::tensor::{Tensor, TensorError};
 use dagger::nn::{
     Activation, Adam, CompileOptions, DataParallel, DataParallelOptions, Momentum, Net, Optimizer,
@@ -72,25 +74,6 @@ fn data_parallel(workers: Workers, optimizer: &dyn Optimizer) -> Vec<(String, Ve
     dp.params().unwrap()
 }
 
-/// The largest relative difference over parameter tensors:
-/// max |a - b| / max |b|, tensor by tensor.
-fn max_relative_difference(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|((na, va), (nb, vb))| {
-            assert_eq!(na, nb);
-            let diff = va
-                .iter()
-                .zip(vb)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0, f32::max);
-            let scale = vb.iter().map(|y| y.abs()).fold(0.0, f32::max).max(1e-12);
-            diff / scale
-        })
-        .fold(0.0, f32::max)
-}
-
 const MOMENTUM: Momentum = Momentum { lr: 0.1, mu: 0.9 };
 
 #[test]
@@ -127,17 +110,6 @@ fn a_batch_that_does_not_split_is_refused() {
         err.to_string(),
         "a global batch of 25 does not split evenly over 2 workers"
     );
-}
-
-/// UCX is needed for the data plane; true (and why, printed) without it.
-fn ucx_missing() -> bool {
-    match dagger::net::ucx_available() {
-        Ok(()) => false,
-        Err(why) => {
-            println!("skipping: {why}");
-            true
-        }
-    }
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Pipeline-parallel training equals single-device training: 2 and 3
 //! stages, GPipe and 1F1B, several micro-batches.
 
+mod common;
+use common::max_relative_difference;
 use dagger::ir::sched::pipeline::PipelineKind;
 use dagger::nn::{
     Activation, CompileOptions, MlpSpec, Momentum, NamedParams, Net, Pipeline, PipelineOptions,
@@ -49,30 +51,6 @@ fn single_device() -> (NamedParams, Vec<f32>) {
             .collect(),
         losses,
     )
-}
-
-fn max_relative_difference(got: &NamedParams, reference: &NamedParams) -> f32 {
-    let mut worst = 0.0f32;
-    let mut compared = 0;
-    for (name, want) in reference {
-        let Some((_, have)) = got.iter().find(|(n, _)| n == name) else {
-            continue;
-        };
-        compared += 1;
-        let diff = have
-            .iter()
-            .zip(want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
-        let scale = want.iter().map(|b| b.abs()).fold(0.0, f32::max).max(1e-12);
-        worst = worst.max(diff / scale);
-    }
-    assert_eq!(
-        compared,
-        reference.len(),
-        "every parameter and momentum buffer is compared"
-    );
-    worst
 }
 
 #[test]

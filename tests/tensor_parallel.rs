@@ -1,6 +1,8 @@
 //! Tensor-parallel (Megatron-style) training equals single-device training
 //! for 2 and 3 workers; the graph holds one all-reduce per block each way.
 
+mod common;
+use common::max_relative_difference;
 use dagger::ir::tensor::TensorOp;
 use dagger::nn::{
     Activation, BlockStack, CompileOptions, Momentum, NamedParams, Program, SeededRng,
@@ -65,21 +67,11 @@ fn two_and_three_workers_match_one_device() {
                 "{n} workers, step {k}: {loss} vs {want}"
             );
         }
-        let got = tp.params().unwrap();
-        assert_eq!(got.len(), reference.len());
-        for ((name, have), (rname, want)) in got.iter().zip(&reference) {
-            assert_eq!(name, rname);
-            let diff = have
-                .iter()
-                .zip(want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
-            let scale = want.iter().map(|b| b.abs()).fold(0.0, f32::max);
-            assert!(
-                diff <= 1e-5 * scale,
-                "{n} workers: {name} differs by {diff} (scale {scale})"
-            );
-        }
+        let d = max_relative_difference(&tp.params().unwrap(), &reference);
+        assert!(
+            d <= 1e-5,
+            "{n} workers: parameters differ by {d} (relative)"
+        );
     }
 }
 

@@ -4,20 +4,10 @@
 //! compiles the autodiff graph and compares every gradient element with
 //! `(loss(p + h) - loss(p - h)) / 2h` computed by the forward program.
 
+mod common;
+use common::values;
 use dagger_ir::tensor::{Binary, Shape, Tensor, TensorGraph, TensorOp, Unary};
 use dagger_runtime::tensor::{CompileOptions, Program};
-
-fn values(n: usize, lo: f32, hi: f32, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761).max(1);
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            lo + (hi - lo) * (s as f32 / u32::MAX as f32)
-        })
-        .collect()
-}
 
 /// Builds `y = build(g, params)` over parameters of `shapes` with values in
 /// `lo..hi`, and checks d sum(y * r) / d params against finite differences.

@@ -1,20 +1,9 @@
 //! The Cranelift kernels against the reference semantics of every op.
 
+mod common;
+use common::values;
 use dagger_ir::tensor::{Binary, TensorGraph, TensorOp, Unary};
 use dagger_runtime::tensor::{CompileOptions, Program};
-
-/// Deterministic values in `lo..hi`.
-fn values(n: usize, lo: f32, hi: f32, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761).max(1);
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            lo + (hi - lo) * (s as f32 / u32::MAX as f32)
-        })
-        .collect()
-}
 
 fn close(got: f32, want: f32, tol: f32) -> bool {
     (got - want).abs() <= tol * (1.0 + want.abs()) || (got.is_nan() && want.is_nan()) || got == want

@@ -1,0 +1,38 @@
+//! Helpers shared by the integration tests.
+
+#![allow(dead_code)] // each test binary uses some of them
+
+use dagger::nn::NamedParams;
+
+/// UCX is needed for the data plane; true (and why, printed) without it.
+pub fn ucx_missing() -> bool {
+    match dagger::net::ucx_available() {
+        Ok(()) => false,
+        Err(why) => {
+            println!("skipping: {why}");
+            true
+        }
+    }
+}
+
+/// The largest relative difference between `got` and `reference`, tensor
+/// by tensor (max |a - b| / max |b|); every reference tensor must be in
+/// `got`, under its name.
+pub fn max_relative_difference(got: &NamedParams, reference: &NamedParams) -> f32 {
+    let mut worst = 0.0f32;
+    for (name, want) in reference {
+        let (_, have) = got
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("`{name}` is missing"));
+        assert_eq!(have.len(), want.len(), "{name}");
+        let diff = have
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        let scale = want.iter().map(|b| b.abs()).fold(0.0, f32::max).max(1e-12);
+        worst = worst.max(diff / scale);
+    }
+    worst
+}
