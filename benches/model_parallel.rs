@@ -144,7 +144,7 @@ fn main() {
         blocks: vec![(1024, 512), (1024, 10)],
         activation: Activation::Tanh,
     };
-    let mut tp = TensorParallel::new(&blocks, 2, BATCH, 1, &OPT).expect("shards");
+    let mut tp = TensorParallel::new(&blocks, Workers::Threads(2), BATCH, 1, &OPT).expect("shards");
     let ms = time(|| {
         tp.step(&x, &y).expect("step");
     });

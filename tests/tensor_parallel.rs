@@ -2,11 +2,11 @@
 //! for 2 and 3 workers; the graph holds one all-reduce per block each way.
 
 mod common;
-use common::max_relative_difference;
+use common::{max_relative_difference, ucx_missing};
 use dagger::ir::tensor::TensorOp;
 use dagger::nn::{
     Activation, BlockStack, CompileOptions, Momentum, NamedParams, Program, SeededRng,
-    TensorParallel,
+    TensorParallel, Workers,
 };
 
 const BATCH: usize = 8;
@@ -58,7 +58,7 @@ fn single_device() -> (NamedParams, Vec<f32>) {
 fn two_and_three_workers_match_one_device() {
     let (reference, losses) = single_device();
     for n in [2, 3] {
-        let mut tp = TensorParallel::new(&model(), n, BATCH, SEED, &OPT).unwrap();
+        let mut tp = TensorParallel::new(&model(), Workers::Threads(n), BATCH, SEED, &OPT).unwrap();
         for (k, want) in losses.iter().enumerate() {
             let (x, y) = batch(k);
             let loss = tp.step(&x, &y).unwrap();
@@ -87,11 +87,74 @@ fn each_block_all_reduces_once_forward_and_once_backward() {
     // Two blocks: two forward sums; backward, the second block's input
     // gradient (the first block's input is data, which needs none).
     assert_eq!(sums, 3);
-    let err = TensorParallel::new(&model(), 4, BATCH, SEED, &OPT)
+    let err = TensorParallel::new(&model(), Workers::Threads(4), BATCH, SEED, &OPT)
         .err()
         .unwrap();
     assert_eq!(
         err.to_string(),
         "a hidden width of 6 does not split over 4 workers"
     );
+}
+
+#[test]
+fn processes_match_one_device() {
+    if ucx_missing() {
+        return;
+    }
+    let me = std::env::current_exe().unwrap();
+    for n in [2, 3] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dagger"))
+            .args(["run", "-n", &n.to_string(), "--"])
+            .arg(&me)
+            .args(["rank_main", "--exact", "--nocapture", "--test-threads=1"])
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{all}");
+        for rank in 0..n {
+            let said = format!("[rank {rank}] ");
+            assert!(
+                all.lines()
+                    .any(|l| l.starts_with(&said) && l.contains("shards match one device")),
+                "rank {rank} of {n}: {all}"
+            );
+        }
+    }
+}
+
+/// A rank of `processes_match_one_device`; does nothing outside a cluster.
+#[test]
+fn rank_main() {
+    let Some(cluster) = dagger::cluster::Cluster::from_env().unwrap() else {
+        return;
+    };
+    let (rank, size) = (cluster.rank() as usize, cluster.size());
+    let (reference, losses) = single_device();
+    let mut tp = TensorParallel::new(
+        &model(),
+        Workers::Cluster(std::sync::Arc::new(cluster)),
+        BATCH,
+        SEED,
+        &OPT,
+    )
+    .unwrap();
+    for (k, want) in losses.iter().enumerate() {
+        let (x, y) = batch(k);
+        let loss = tp.step(&x, &y).unwrap();
+        assert!(
+            (loss - want).abs() <= 1e-5 * want.abs(),
+            "rank {rank}, step {k}: {loss} vs {want}"
+        );
+    }
+    assert!(tp.params().is_err(), "a rank cannot join the shards alone");
+    let d = max_relative_difference(&tp.local_shards().unwrap(), &tp.shard_of(&reference, rank));
+    assert!(
+        d <= 1e-5,
+        "rank {rank} of {size}: shards differ by {d} (relative)"
+    );
+    println!("rank {rank} of {size}: shards match one device (max relative difference {d:e})");
 }

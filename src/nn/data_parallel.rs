@@ -194,42 +194,49 @@ impl DataParallel {
         }
         let (net, loss) = build(options.global_batch / n)?;
         let step = net.data_parallel_step(loss, optimizer, options.bucket_bytes)?;
-        let engine = match workers {
-            Workers::Cluster(cluster) => Engine::Local(Box::new(Replica::new(
-                &step,
-                Start::Broadcast(options.seed),
-                true,
-                Box::new(ClusterRing::new(cluster)),
-            )?)),
-            Workers::Threads(_) => {
-                let steps = vec![(step, Start::Broadcast(options.seed)); n];
-                return Self::on_threads(steps, true, options);
+        let seed = options.seed;
+        Self::with_workers(
+            workers,
+            |_| Ok((step.clone(), Start::Broadcast(seed))),
+            true,
+            options,
+        )
+    }
+
+    /// `workers` running, each, the step and start `step_for(rank)` gives:
+    /// on their share of every batch (`split`) or on all of it.
+    pub(crate) fn with_workers(
+        workers: Workers,
+        step_for: impl Fn(usize) -> Result<(Net, Start), DataParallelError>,
+        split: bool,
+        options: DataParallelOptions,
+    ) -> Result<DataParallel, DataParallelError> {
+        let (n, engine) = match workers {
+            Workers::Cluster(cluster) => {
+                let (step, start) = step_for(cluster.rank() as usize)?;
+                let n = cluster.size() as usize;
+                let link = Box::new(ClusterRing::new(cluster));
+                (
+                    n,
+                    Engine::Local(Box::new(Replica::new(&step, start, split, link)?)),
+                )
+            }
+            Workers::Threads(n) => {
+                let threads = thread_ring(n)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(r, link)| {
+                        let (step, start) = step_for(r)?;
+                        spawn_worker(step, start, split, link)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                (n, Engine::Threads(threads))
             }
         };
         Ok(DataParallel {
             options,
             workers: n,
             engine,
-        })
-    }
-
-    /// Workers on threads, one per `(step, start)`: each trains on its
-    /// share of every batch (`split`) or on all of it.
-    pub(crate) fn on_threads(
-        steps: Vec<(Net, Start)>,
-        split: bool,
-        options: DataParallelOptions,
-    ) -> Result<DataParallel, DataParallelError> {
-        let n = steps.len();
-        let threads = thread_ring(n)
-            .into_iter()
-            .zip(steps)
-            .map(|(link, (step, start))| spawn_worker(step, start, split, link))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(DataParallel {
-            options,
-            workers: n,
-            engine: Engine::Threads(threads),
         })
     }
 
@@ -290,6 +297,11 @@ impl DataParallel {
     /// The parameters (worker 0's; every replica holds the same).
     pub fn params(&self) -> Result<NamedParams, DataParallelError> {
         self.worker_params(0)
+    }
+
+    /// Whether this process is one worker of a cluster (not all of them).
+    pub(crate) fn is_local(&self) -> bool {
+        matches!(self.engine, Engine::Local(_))
     }
 
     /// Worker `r`'s parameters (this process's, for a cluster).

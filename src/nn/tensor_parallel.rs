@@ -13,7 +13,7 @@
 //! [`DataParallel`]); every worker trains on the whole batch.
 
 use super::data_parallel::{
-    DataParallel, DataParallelError, DataParallelOptions, NamedParams, Start,
+    DataParallel, DataParallelError, DataParallelOptions, NamedParams, Start, Workers,
 };
 use super::init::Init;
 use super::net::{Activation, Net};
@@ -126,16 +126,21 @@ pub struct TensorParallel {
 }
 
 impl TensorParallel {
-    /// Splits `model` over `n` threads; the initial parameters are the
-    /// whole model's from `seed` (as one device would draw them), cut into
-    /// shards.
+    /// Splits `model` over `workers` (threads, or the ranks of a cluster:
+    /// this process then holds its rank's shards); the initial parameters
+    /// are the whole model's from `seed` (as one device would draw them),
+    /// cut into shards.
     pub fn new(
         model: &BlockStack,
-        n: usize,
+        workers: Workers,
         batch: usize,
         seed: u64,
         optimizer: &dyn Optimizer,
     ) -> Result<TensorParallel, DataParallelError> {
+        let n = match &workers {
+            Workers::Threads(n) => *n,
+            Workers::Cluster(c) => c.size() as usize,
+        };
         if let Some(&(hidden, _)) = model.blocks.iter().find(|(h, _)| n == 0 || h % n != 0) {
             return Err(DataParallelError::Batch(format!(
                 "a hidden width of {hidden} does not split over {n} workers"
@@ -149,10 +154,9 @@ impl TensorParallel {
             .into_iter()
             .map(|(name, s, d)| (name.to_string(), s.clone(), d.to_vec()))
             .collect();
-        let mut steps = Vec::with_capacity(n);
-        for rank in 0..n {
-            let (net, loss) = model.net(batch, n)?;
-            let step = net.train_step(loss, &[], optimizer)?;
+        let (net, loss) = model.net(batch, n)?;
+        let step = net.train_step(loss, &[], optimizer)?;
+        let shards = |rank: usize| -> Result<(Net, Start), DataParallelError> {
             let values: NamedParams = full
                 .iter()
                 .map(|(name, shape, v)| {
@@ -163,14 +167,14 @@ impl TensorParallel {
                     (name.clone(), mine)
                 })
                 .collect();
-            steps.push((step, Start::Values(values)));
-        }
+            Ok((step.clone(), Start::Values(values)))
+        };
         let options = DataParallelOptions {
             global_batch: batch,
             bucket_bytes: 0,
             seed,
         };
-        let inner = DataParallel::on_threads(steps, false, options)?;
+        let inner = DataParallel::with_workers(workers, shards, false, options)?;
         let full_shapes = full.into_iter().map(|(n, s, _)| (n, s)).collect();
         Ok(TensorParallel {
             workers: n,
@@ -184,8 +188,41 @@ impl TensorParallel {
         self.inner.step(&[("x", x), ("y", y)])
     }
 
-    /// The model's parameters, shards joined (optimizer state excluded).
+    /// This process's shards (a cluster's rank), or worker 0's (threads),
+    /// with the optimizer state.
+    pub fn local_shards(&self) -> Result<NamedParams, DataParallelError> {
+        self.inner.worker_params(0)
+    }
+
+    /// Rank `rank`'s shards of whole-model parameters `full` (as
+    /// [`params`](Self::params) returns them).
+    pub fn shard_of(&self, full: &NamedParams, rank: usize) -> NamedParams {
+        full.iter()
+            .map(|(name, v)| {
+                let shape = &self
+                    .full_shapes
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .expect("a model parameter")
+                    .1;
+                let mine = match BlockStack::split_axis(name) {
+                    Some(axis) => shard(v, shape, axis, rank, self.workers),
+                    None => v.clone(),
+                };
+                (name.clone(), mine)
+            })
+            .collect()
+    }
+
+    /// The model's parameters, shards joined (optimizer state excluded);
+    /// with thread workers only (a cluster's rank holds just its shards:
+    /// see [`local_shards`](Self::local_shards)).
     pub fn params(&self) -> Result<NamedParams, DataParallelError> {
+        if self.inner.is_local() {
+            return Err(DataParallelError::Batch(
+                "a rank holds only its own shards: use local_shards".into(),
+            ));
+        }
         let per_worker: Vec<NamedParams> = (0..self.workers)
             .map(|r| self.inner.worker_params(r))
             .collect::<Result<_, _>>()?;
