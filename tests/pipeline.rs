@@ -2,7 +2,7 @@
 //! stages, GPipe and 1F1B, several micro-batches.
 
 mod common;
-use common::max_relative_difference;
+use common::{max_relative_difference, ucx_missing};
 use dagger::ir::sched::pipeline::PipelineKind;
 use dagger::nn::{
     Activation, CompileOptions, MlpSpec, Momentum, NamedParams, Net, Pipeline, PipelineOptions,
@@ -113,5 +113,79 @@ fn settings_that_do_not_fit_are_named() {
     assert_eq!(
         err.to_string(),
         "5 stages for 4 layers: each stage needs at least one layer"
+    );
+}
+
+#[test]
+fn processes_match_one_device() {
+    if ucx_missing() {
+        return;
+    }
+    let me = std::env::current_exe().unwrap();
+    for n in [2, 3] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dagger"))
+            .args(["run", "-n", &n.to_string(), "--"])
+            .arg(&me)
+            .args(["rank_main", "--exact", "--nocapture", "--test-threads=1"])
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{all}");
+        for rank in 0..n {
+            let said = format!("[rank {rank}] ");
+            assert!(
+                all.lines()
+                    .any(|l| l.starts_with(&said) && l.contains("matches one device")),
+                "rank {rank} of {n}: {all}"
+            );
+        }
+    }
+}
+
+/// A rank of `processes_match_one_device`: one stage per rank, 1F1B over
+/// 4 micro-batches; does nothing outside a cluster.
+#[test]
+fn rank_main() {
+    let Some(cluster) = dagger::cluster::Cluster::from_env().unwrap() else {
+        return;
+    };
+    let (rank, size) = (cluster.rank(), cluster.size() as usize);
+    let (reference, losses) = single_device();
+    let spec = MlpSpec {
+        inputs: INPUTS,
+        widths: WIDTHS.to_vec(),
+        activation: Activation::Tanh,
+    };
+    let options = PipelineOptions {
+        stages: size,
+        micro_batches: 4,
+        batch: BATCH,
+        kind: PipelineKind::OneFOneB,
+        seed: SEED,
+    };
+    let mut p = Pipeline::on_cluster(spec, options, &OPT, std::sync::Arc::new(cluster)).unwrap();
+    for (k, want) in losses.iter().enumerate() {
+        let (x, y) = batch(k);
+        let loss = p.step(&x, &y).unwrap();
+        assert!(
+            (loss - want).abs() <= 1e-5 * want.abs(),
+            "rank {rank}, step {k}: loss {loss} vs {want}"
+        );
+    }
+    let mine = p.params().unwrap();
+    let expected: NamedParams = reference
+        .into_iter()
+        .filter(|(n, _)| mine.iter().any(|(m, _)| m == n))
+        .collect();
+    assert!(!expected.is_empty());
+    let d = max_relative_difference(&mine, &expected);
+    assert!(d <= 1e-5, "rank {rank}: stage parameters differ by {d}");
+    println!(
+        "stage {rank} of {size} matches one device ({} tensors, max relative difference {d:e})",
+        expected.len()
     );
 }

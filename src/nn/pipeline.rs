@@ -13,11 +13,14 @@
 use super::data_parallel::NamedParams;
 use super::net::{Activation, Net};
 use super::optim::Optimizer;
+use super::stage_link::{channel_links, ClusterLinks, StageLinks};
+use crate::cluster::Cluster;
 use crate::ir::sched::pipeline::{balanced_stages, stage_order, Pass, PipelineKind};
 use dagger_ir::tensor::{TensorError, TensorGraph};
 use dagger_runtime::tensor::{CompileOptions, Program, ProgramError};
 use std::ops::Range;
 use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// An MLP trained with softmax cross-entropy, as [`Net::mlp`] builds it.
@@ -97,14 +100,6 @@ enum Reply {
     Params(NamedParams),
 }
 
-/// Channels of a stage to its neighbours.
-struct Links {
-    from_prev: Option<Receiver<Vec<f32>>>,
-    to_next: Option<Sender<Vec<f32>>>,
-    from_next: Option<Receiver<Vec<f32>>>,
-    to_prev: Option<Sender<Vec<f32>>>,
-}
-
 impl Stage {
     fn build(
         spec: &MlpSpec,
@@ -181,6 +176,15 @@ impl Stage {
         })
     }
 
+    /// The stage's parameters and optimizer state.
+    fn named_params(&self) -> NamedParams {
+        self.update
+            .params()
+            .into_iter()
+            .map(|(n, _, d)| (n.to_string(), d.to_vec()))
+            .collect()
+    }
+
     fn set_param(&mut self, name: &str, values: &[f32]) -> Result<(), TensorError> {
         if let Some(f) = &mut self.forward {
             f.set(name, values)?;
@@ -195,12 +199,11 @@ impl Stage {
         kind: PipelineKind,
         stages: usize,
         data: StepData,
-        links: &Links,
+        links: &mut dyn StageLinks,
     ) -> Result<f32, PipelineError> {
         let micro = self.micro_batches;
-        let lost = |what: &str| {
-            PipelineError::StageLost(self.index, format!("its {what} neighbour is gone"))
-        };
+        let index = self.index;
+        let lost = |why: String| PipelineError::StageLost(index, why);
         let mut stored: Vec<Option<Vec<f32>>> = vec![None; micro];
         let mut sums: Vec<Vec<f32>> = Vec::new();
         let mut loss = 0.0;
@@ -208,33 +211,35 @@ impl Stage {
         for (pass, m) in stage_order(kind, stages, micro, self.index) {
             match pass {
                 Pass::Forward => {
-                    let act = match &links.from_prev {
-                        None => data.x[m].clone(),
-                        Some(rx) => rx.recv().map_err(|_| lost("previous"))?,
+                    let act = if links.has_prev() {
+                        links.recv_prev().map_err(lost)?
+                    } else {
+                        data.x[m].clone()
                     };
-                    if let (Some(f), Some(tx)) = (&mut self.forward, &links.to_next) {
+                    if let (Some(f), true) = (&mut self.forward, links.has_next()) {
                         f.set(self.input, &act)?;
                         f.run()?;
-                        tx.send(f.output(0).to_vec()).map_err(|_| lost("next"))?;
+                        links.send_next(f.output(0).to_vec()).map_err(lost)?;
                     }
                     stored[m] = Some(act);
                 }
                 Pass::Backward => {
                     let act = stored[m].take().expect("forward before backward");
                     self.backward.set(self.input, &act)?;
-                    match &links.from_next {
-                        None => self.backward.set("y", &data.y[m])?,
-                        Some(rx) => self
-                            .backward
-                            .set("g_out", &rx.recv().map_err(|_| lost("next"))?)?,
+                    if links.has_next() {
+                        let g_out = links.recv_next().map_err(lost)?;
+                        self.backward.set("g_out", &g_out)?;
+                    } else {
+                        self.backward.set("y", &data.y[m])?;
                     }
                     self.backward.run()?;
                     if self.last {
                         loss += self.backward.output(0)[0];
                     }
-                    if let Some(tx) = &links.to_prev {
-                        tx.send(self.backward.output(1).to_vec())
-                            .map_err(|_| lost("previous"))?;
+                    if links.has_prev() {
+                        links
+                            .send_prev(self.backward.output(1).to_vec())
+                            .map_err(lost)?;
                     }
                     for k in 0..self.params.len() {
                         let g = self.backward.output(first_grad + k);
@@ -256,7 +261,21 @@ impl Stage {
             let values = self.update.get(&name)?.to_vec();
             self.set_param(&name, &values)?;
         }
-        Ok(loss * scale)
+        // The last stage's loss travels back so that every stage returns it.
+        let mut loss = loss * scale;
+        if links.has_next() {
+            loss = links
+                .recv_next()
+                .map_err(lost)?
+                .first()
+                .copied()
+                .unwrap_or(f32::NAN);
+        }
+        if links.has_prev() {
+            links.send_prev(vec![loss]).map_err(lost)?;
+        }
+        links.flush().map_err(lost)?;
+        Ok(loss)
     }
 }
 
@@ -276,15 +295,40 @@ impl Drop for StageThread {
     }
 }
 
+/// Where the stages run.
+enum Stages {
+    /// One thread per stage, in this process.
+    Threads(Vec<StageThread>),
+    /// This rank's stage of a cluster (rank `s` runs stage `s`).
+    Local {
+        stage: Box<Stage>,
+        links: ClusterLinks,
+    },
+}
+
 /// A pipeline-parallel trainer (see the [module docs](self)).
 pub struct Pipeline {
     options: PipelineOptions,
     spec: MlpSpec,
     /// The layers of each stage.
     pub layers: Vec<Range<usize>>,
-    /// Bytes of each stage's planned buffers (its three programs).
+    /// Bytes of each stage's planned buffers (its three programs; on a
+    /// cluster only this rank's stage is known, the others read 0).
     pub memory: Vec<usize>,
-    stages: Vec<StageThread>,
+    stages: Stages,
+}
+
+/// Stage `s`'s planned bytes.
+fn stage_bytes(stage: &Stage) -> usize {
+    [
+        stage.forward.as_ref(),
+        Some(&stage.backward),
+        Some(&stage.update),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|p| p.stats().planned_bytes)
+    .sum()
 }
 
 impl Pipeline {
@@ -296,6 +340,64 @@ impl Pipeline {
         options: PipelineOptions,
         optimizer: &dyn Optimizer,
     ) -> Result<Pipeline, PipelineError> {
+        let k = options.stages;
+        let (layers, mut built) = Self::build_stages(&spec, options, optimizer, 0..k)?;
+        let memory = built.iter().map(stage_bytes).collect();
+        let threads = channel_links(k)
+            .into_iter()
+            .zip(built.drain(..))
+            .map(|(link, stage)| spawn_stage(stage, Box::new(link), options.kind, k))
+            .collect();
+        Ok(Pipeline {
+            options,
+            spec,
+            layers,
+            memory,
+            stages: Stages::Threads(threads),
+        })
+    }
+
+    /// As [`new`](Self::new), for the ranks of `cluster`: this process runs
+    /// stage `rank` (`options.stages` must be the cluster's size) and
+    /// every rank calls [`step`](Self::step) with the same batch.
+    pub fn on_cluster(
+        spec: MlpSpec,
+        options: PipelineOptions,
+        optimizer: &dyn Optimizer,
+        cluster: Arc<Cluster>,
+    ) -> Result<Pipeline, PipelineError> {
+        let (rank, k) = (cluster.rank() as usize, cluster.size() as usize);
+        if options.stages != k {
+            return Err(PipelineError::Settings(format!(
+                "{} stages on a cluster of {k} ranks: one stage per rank",
+                options.stages
+            )));
+        }
+        let (layers, mut built) = Self::build_stages(&spec, options, optimizer, rank..rank + 1)?;
+        let stage = built.pop().expect("one stage");
+        let mut memory = vec![0; k];
+        memory[rank] = stage_bytes(&stage);
+        let links = ClusterLinks::new(cluster);
+        Ok(Pipeline {
+            options,
+            spec,
+            layers,
+            memory,
+            stages: Stages::Local {
+                stage: Box::new(stage),
+                links,
+            },
+        })
+    }
+
+    /// Checks the settings, balances the stages and builds stages `which`
+    /// with the whole model's initial parameters.
+    fn build_stages(
+        spec: &MlpSpec,
+        options: PipelineOptions,
+        optimizer: &dyn Optimizer,
+        which: Range<usize>,
+    ) -> Result<(Vec<Range<usize>>, Vec<Stage>), PipelineError> {
         let (k, m) = (options.stages, options.micro_batches);
         if k == 0 || k > spec.widths.len() {
             return Err(PipelineError::Settings(format!(
@@ -329,63 +431,27 @@ impl Pipeline {
         whole.set_outputs(vec![out])?;
         let mut init = Program::compile(&whole, CompileOptions::default())?;
         whole.init_params(&mut init, options.seed)?;
-        let initial: NamedParams = init
-            .params()
-            .into_iter()
-            .map(|(n, _, d)| (n.to_string(), d.to_vec()))
-            .collect();
-
-        let mut links: Vec<Links> = (0..k)
-            .map(|_| Links {
-                from_prev: None,
-                to_next: None,
-                from_next: None,
-                to_prev: None,
-            })
-            .collect();
-        for s in 0..k.saturating_sub(1) {
-            let (tx, rx) = channel();
-            links[s].to_next = Some(tx);
-            links[s + 1].from_prev = Some(rx);
-            let (tx, rx) = channel();
-            links[s + 1].to_prev = Some(tx);
-            links[s].from_next = Some(rx);
-        }
-        let mut stages = Vec::with_capacity(k);
-        let mut memory = Vec::with_capacity(k);
-        for (s, link) in links.into_iter().enumerate() {
-            let mut stage = Stage::build(&spec, layers[s].clone(), (s, k), (m, micro), optimizer)?;
-            memory.push(
-                [
-                    stage.forward.as_ref(),
-                    Some(&stage.backward),
-                    Some(&stage.update),
-                ]
-                .into_iter()
-                .flatten()
-                .map(|p| p.stats().planned_bytes)
-                .sum(),
-            );
-            for (name, values) in &initial {
-                if stage.params.contains(name) {
+        let mut stages = Vec::with_capacity(which.len());
+        for s in which {
+            let mut stage = Stage::build(spec, layers[s].clone(), (s, k), (m, micro), optimizer)?;
+            for (name, _, values) in init.params() {
+                if stage.params.iter().any(|p| p == name) {
                     stage.set_param(name, values)?;
                 }
             }
-            stages.push(spawn_stage(stage, link, options.kind, k));
+            stages.push(stage);
         }
-        Ok(Pipeline {
-            options,
-            spec,
-            layers,
-            memory,
-            stages,
-        })
+        Ok((layers, stages))
     }
 
     /// One training step on a batch of `x` (`batch x inputs`) and one-hot
     /// `y`; returns the mean loss.
     pub fn step(&mut self, x: &[f32], y: &[f32]) -> Result<f32, PipelineError> {
-        let (m, batch) = (self.options.micro_batches, self.options.batch);
+        let (m, batch, k) = (
+            self.options.micro_batches,
+            self.options.batch,
+            self.options.stages,
+        );
         let classes = *self.spec.widths.last().expect("layers");
         if x.len() != batch * self.spec.inputs || y.len() != batch * classes {
             return Err(PipelineError::Settings(format!(
@@ -396,60 +462,73 @@ impl Pipeline {
                 y.len()
             )));
         }
-        let split = |data: &[f32]| -> Vec<Vec<f32>> {
-            data.chunks(data.len() / m).map(<[f32]>::to_vec).collect()
-        };
-        let k = self.stages.len();
-        for (s, stage) in self.stages.iter().enumerate() {
-            let data = StepData {
+        let data_for = |s: usize| {
+            let split = |data: &[f32]| -> Vec<Vec<f32>> {
+                data.chunks(data.len() / m).map(<[f32]>::to_vec).collect()
+            };
+            StepData {
                 x: if s == 0 { split(x) } else { Vec::new() },
                 y: if s + 1 == k { split(y) } else { Vec::new() },
-            };
-            stage
-                .commands
-                .send(Command::Step(data))
-                .map_err(|_| PipelineError::StageLost(s, "its thread ended".into()))?;
-        }
-        let mut loss = 0.0;
-        for (s, stage) in self.stages.iter().enumerate() {
-            match stage.replies.recv() {
-                Ok(Ok(Reply::Loss(l))) => {
-                    if s + 1 == k {
-                        loss = l;
+            }
+        };
+        match &mut self.stages {
+            Stages::Local { stage, links } => {
+                let data = data_for(stage.index);
+                stage.step(self.options.kind, k, data, links)
+            }
+            Stages::Threads(threads) => {
+                for (s, stage) in threads.iter().enumerate() {
+                    stage
+                        .commands
+                        .send(Command::Step(data_for(s)))
+                        .map_err(|_| PipelineError::StageLost(s, "its thread ended".into()))?;
+                }
+                let mut loss = 0.0;
+                for (s, stage) in threads.iter().enumerate() {
+                    match stage.replies.recv() {
+                        Ok(Ok(Reply::Loss(l))) => loss = l,
+                        Ok(Ok(Reply::Params(_))) => unreachable!("a step replies with its loss"),
+                        Ok(Err(e)) => return Err(e),
+                        Err(_) => {
+                            return Err(PipelineError::StageLost(s, "its thread ended".into()))
+                        }
                     }
                 }
-                Ok(Ok(Reply::Params(_))) => unreachable!("a step replies with its loss"),
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Err(PipelineError::StageLost(s, "its thread ended".into())),
+                Ok(loss)
             }
         }
-        Ok(loss)
     }
 
-    /// Every stage's parameters and optimizer state, by name.
+    /// The parameters and optimizer state of every stage (on a cluster:
+    /// of this rank's stage), by name.
     pub fn params(&self) -> Result<NamedParams, PipelineError> {
+        let threads = match &self.stages {
+            Stages::Local { stage, .. } => return Ok(stage.named_params()),
+            Stages::Threads(threads) => threads,
+        };
         let mut all = Vec::new();
-        for (s, stage) in self.stages.iter().enumerate() {
+        for (s, stage) in threads.iter().enumerate() {
+            let lost = |why: &str| PipelineError::StageLost(s, why.into());
             stage
                 .commands
                 .send(Command::Params)
-                .map_err(|_| PipelineError::StageLost(s, "its thread ended".into()))?;
+                .map_err(|_| lost("its thread ended"))?;
             match stage.replies.recv() {
                 Ok(Ok(Reply::Params(p))) => all.extend(p),
                 Ok(Err(e)) => return Err(e),
-                _ => {
-                    return Err(PipelineError::StageLost(
-                        s,
-                        "no parameters came back".into(),
-                    ))
-                }
+                _ => return Err(lost("no parameters came back")),
             }
         }
         Ok(all)
     }
 }
 
-fn spawn_stage(mut stage: Stage, links: Links, kind: PipelineKind, stages: usize) -> StageThread {
+fn spawn_stage(
+    mut stage: Stage,
+    mut links: Box<dyn StageLinks>,
+    kind: PipelineKind,
+    stages: usize,
+) -> StageThread {
     let (commands, inbox) = channel::<Command>();
     let (outbox, replies) = channel::<Result<Reply, PipelineError>>();
     let thread = std::thread::Builder::new()
@@ -457,15 +536,10 @@ fn spawn_stage(mut stage: Stage, links: Links, kind: PipelineKind, stages: usize
         .spawn(move || {
             for command in inbox {
                 let reply = match command {
-                    Command::Step(data) => stage.step(kind, stages, data, &links).map(Reply::Loss),
-                    Command::Params => Ok(Reply::Params(
-                        stage
-                            .update
-                            .params()
-                            .into_iter()
-                            .map(|(n, _, d)| (n.to_string(), d.to_vec()))
-                            .collect(),
-                    )),
+                    Command::Step(data) => stage
+                        .step(kind, stages, data, links.as_mut())
+                        .map(Reply::Loss),
+                    Command::Params => Ok(Reply::Params(stage.named_params())),
                 };
                 if outbox.send(reply).is_err() {
                     return;

@@ -338,11 +338,7 @@ impl Cluster {
     /// Waits for `pending`, giving up with [`RemoteError::RankLost`] once
     /// `rank` is declared dead (a message to or from a dead rank may never
     /// complete).
-    pub(crate) fn while_alive<T>(
-        &self,
-        rank: u32,
-        mut pending: Completion<T>,
-    ) -> Result<T, RemoteError> {
+    pub fn while_alive<T>(&self, rank: u32, mut pending: Completion<T>) -> Result<T, RemoteError> {
         loop {
             match pending.wait_timeout(CHECK_EVERY) {
                 Ok(v) => return Ok(v),
