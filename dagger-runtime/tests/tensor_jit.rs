@@ -235,3 +235,66 @@ fn reductions_at_the_end_of_a_kernel_match_plain_sums() {
         );
     }
 }
+
+#[test]
+fn a_long_fused_tree_matches_its_kernels_reference_evaluation() {
+    // Every unary and binary op in one tree over a full, a row and a scalar
+    // operand; the compiled kernel against `Kernel::eval` element by element.
+    let (r, c) = (3, 37);
+    let mut g = TensorGraph::new();
+    let x = g.input("x", [r, c]);
+    let row = g.input("row", [c]);
+    let s = g.input("s", []);
+    let mut v = g.binary(Binary::Add, x, row).unwrap();
+    for (k, op) in Unary::ALL.iter().enumerate() {
+        // Keep the values in every op's domain: squash, then shift positive.
+        let squashed = g.unary(Unary::Tanh, v).unwrap();
+        let two = g.scalar(2.0);
+        let positive = g.binary(Binary::Add, squashed, two).unwrap();
+        v = g.unary(*op, positive).unwrap();
+        let bin = [
+            Binary::Add,
+            Binary::Sub,
+            Binary::Mul,
+            Binary::Div,
+            Binary::Max,
+        ][k % 5];
+        v = g.binary(bin, v, s).unwrap();
+    }
+    g.set_outputs(vec![v]).unwrap();
+    let mut p = Program::compile(&g, CompileOptions::default()).unwrap();
+    assert_eq!(p.stats().kernels, 1, "{}", p.graph());
+    let (xs, rows) = (values(r * c, -2.0, 2.0, 31), values(c, -1.0, 1.0, 32));
+    p.set("x", &xs).unwrap();
+    p.set("row", &rows).unwrap();
+    p.set("s", &[1.25]).unwrap();
+    p.run().unwrap();
+    let out = p.graph().outputs()[0];
+    let node = p.graph().node(out);
+    let TensorOp::Fused(kernel) = &node.op else {
+        panic!("not fused")
+    };
+    let names: Vec<String> = node
+        .inputs
+        .iter()
+        .map(|&t| match &p.graph().node(t).op {
+            TensorOp::Input { name } => name.clone(),
+            other => panic!("operand {other}"),
+        })
+        .collect();
+    for i in 0..r {
+        for j in 0..c {
+            let loads: Vec<f32> = names
+                .iter()
+                .map(|n| match n.as_str() {
+                    "x" => xs[i * c + j],
+                    "row" => rows[j],
+                    _ => 1.25,
+                })
+                .collect();
+            let want = kernel.eval(&loads);
+            let got = p.output(0)[i * c + j];
+            assert!(close(got, want, 1e-5), "({i}, {j}): {got} vs {want}");
+        }
+    }
+}
