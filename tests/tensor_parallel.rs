@@ -3,7 +3,7 @@
 
 mod common;
 use common::{max_relative_difference, ucx_missing};
-use dagger::ir::tensor::TensorOp;
+use dagger::ir::tensor::{ParallelGroup, TensorOp};
 use dagger::nn::{
     Activation, BlockStack, CompileOptions, Momentum, NamedParams, Program, SeededRng,
     TensorParallel, Workers,
@@ -82,7 +82,15 @@ fn each_block_all_reduces_once_forward_and_once_backward() {
     let sums = step
         .nodes()
         .iter()
-        .filter(|n| matches!(n.op, TensorOp::AllReduce { mean: false, .. }))
+        .filter(|n| {
+            matches!(
+                n.op,
+                TensorOp::AllReduce {
+                    group: ParallelGroup::Tensor,
+                    ..
+                }
+            )
+        })
         .count();
     // Two blocks: two forward sums; backward, the second block's input
     // gradient (the first block's input is data, which needs none).
@@ -157,4 +165,25 @@ fn rank_main() {
         "rank {rank} of {size}: shards differ by {d} (relative)"
     );
     println!("rank {rank} of {size}: shards match one device (max relative difference {d:e})");
+}
+
+#[test]
+fn data_times_tensor_parallelism_matches_one_device() {
+    // 2 replicas x 2 shards on 4 threads; each replica trains on half the
+    // batch, shards sum their partials, replicas average their gradients.
+    let (reference, losses) = single_device();
+    for (dp, tp) in [(2, 2), (2, 3)] {
+        let mut mixed =
+            TensorParallel::with_data_parallel(&model(), (dp, tp), BATCH, SEED, &OPT, 64).unwrap();
+        for (k, want) in losses.iter().enumerate() {
+            let (x, y) = batch(k);
+            let loss = mixed.step(&x, &y).unwrap();
+            assert!(
+                (loss - want).abs() <= 1e-5 * want.abs(),
+                "{dp}x{tp}, step {k}: {loss} vs {want}"
+            );
+        }
+        let d = max_relative_difference(&mixed.params().unwrap(), &reference);
+        assert!(d <= 1e-5, "{dp}x{tp}: parameters differ by {d} (relative)");
+    }
 }

@@ -18,7 +18,7 @@
 use super::net::Net;
 use super::optim::Optimizer;
 use crate::cluster::Cluster;
-use dagger_ir::tensor::{Tensor, TensorError};
+use dagger_ir::tensor::{ParallelGroup, Tensor, TensorError};
 use dagger_runtime::tensor::{
     thread_ring, ClusterRing, CompileOptions, Program, ProgramError, RingLink,
 };
@@ -91,26 +91,38 @@ pub(crate) enum Start {
     Values(NamedParams),
 }
 
+/// What one worker runs: its step, how its parameters start, the rings
+/// it is in, and its share of each batch.
+pub(crate) struct WorkerPlan {
+    /// The training step.
+    pub step: Net,
+    /// How its parameters start.
+    pub start: Start,
+    /// Its ring in each group it belongs to.
+    pub rings: Vec<(ParallelGroup, Box<dyn RingLink>)>,
+    /// `(index, parts)`: it trains on rows part `index` of `parts` of each
+    /// batch; `None`: on all of it.
+    pub share: Option<(usize, usize)>,
+}
+
 /// A replica: its program, which rows of a batch are its, and how to train.
 struct Replica {
     program: Program,
-    rank: usize,
-    workers: usize,
-    /// Whether it trains on its share of each batch (data parallel) or on
-    /// all of it (tensor parallel).
-    split: bool,
+    share: Option<(usize, usize)>,
 }
 
 impl Replica {
-    fn new(
-        step: &Net,
-        start: Start,
-        split: bool,
-        link: Box<dyn RingLink>,
-    ) -> Result<Replica, DataParallelError> {
-        let (rank, workers) = (link.rank(), link.size());
-        let mut program = Program::compile(step, CompileOptions::default())?;
-        program.set_ring(link);
+    fn new(plan: WorkerPlan) -> Result<Replica, DataParallelError> {
+        let WorkerPlan {
+            step,
+            start,
+            rings,
+            share,
+        } = plan;
+        let mut program = Program::compile(&step, CompileOptions::default())?;
+        for (group, link) in rings {
+            program.set_ring(group, link);
+        }
         match start {
             Start::Broadcast(seed) => {
                 step.init_params(&mut program, seed)?;
@@ -123,22 +135,18 @@ impl Replica {
                 }
             }
         }
-        Ok(Replica {
-            program,
-            rank,
-            workers,
-            split,
-        })
+        Ok(Replica { program, share })
     }
 
     fn step(&mut self, batch: &[(String, Vec<f32>)]) -> Result<f32, DataParallelError> {
         for (name, data) in batch {
-            if self.split {
-                let share = data.len() / self.workers;
-                self.program
-                    .set(name, &data[self.rank * share..(self.rank + 1) * share])?;
-            } else {
-                self.program.set(name, data)?;
+            match self.share {
+                Some((index, parts)) => {
+                    let len = data.len() / parts;
+                    self.program
+                        .set(name, &data[index * len..(index + 1) * len])?;
+                }
+                None => self.program.set(name, data)?,
             }
         }
         self.program.run()?;
@@ -197,46 +205,71 @@ impl DataParallel {
         let seed = options.seed;
         Self::with_workers(
             workers,
+            ParallelGroup::Data,
             |_| Ok((step.clone(), Start::Broadcast(seed))),
             true,
             options,
         )
     }
 
-    /// `workers` running, each, the step and start `step_for(rank)` gives:
-    /// on their share of every batch (`split`) or on all of it.
+    /// `workers` in one ring of `group`, each running the step and start
+    /// `step_for(rank)` gives, on its share of every batch (`split`) or on
+    /// all of it.
     pub(crate) fn with_workers(
         workers: Workers,
+        group: ParallelGroup,
         step_for: impl Fn(usize) -> Result<(Net, Start), DataParallelError>,
         split: bool,
         options: DataParallelOptions,
     ) -> Result<DataParallel, DataParallelError> {
-        let (n, engine) = match workers {
+        let plan = |r: usize,
+                    n: usize,
+                    link: Box<dyn RingLink>|
+         -> Result<WorkerPlan, DataParallelError> {
+            let (step, start) = step_for(r)?;
+            Ok(WorkerPlan {
+                step,
+                start,
+                rings: vec![(group, link)],
+                share: split.then_some((r, n)),
+            })
+        };
+        match workers {
             Workers::Cluster(cluster) => {
-                let (step, start) = step_for(cluster.rank() as usize)?;
-                let n = cluster.size() as usize;
-                let link = Box::new(ClusterRing::new(cluster));
-                (
-                    n,
-                    Engine::Local(Box::new(Replica::new(&step, start, split, link)?)),
-                )
+                let (r, n) = (cluster.rank() as usize, cluster.size() as usize);
+                let replica = Replica::new(plan(r, n, Box::new(ClusterRing::new(cluster)))?)?;
+                Ok(DataParallel {
+                    options,
+                    workers: n,
+                    engine: Engine::Local(Box::new(replica)),
+                })
             }
             Workers::Threads(n) => {
-                let threads = thread_ring(n)
+                let plans = thread_ring(n)
                     .into_iter()
                     .enumerate()
-                    .map(|(r, link)| {
-                        let (step, start) = step_for(r)?;
-                        spawn_worker(step, start, split, link)
-                    })
+                    .map(|(r, link)| plan(r, n, Box::new(link)))
                     .collect::<Result<Vec<_>, _>>()?;
-                (n, Engine::Threads(threads))
+                Self::on_threads(plans, options)
             }
-        };
+        }
+    }
+
+    /// One thread per plan; the plans' rings must connect them.
+    pub(crate) fn on_threads(
+        plans: Vec<WorkerPlan>,
+        options: DataParallelOptions,
+    ) -> Result<DataParallel, DataParallelError> {
+        let n = plans.len();
+        let threads = plans
+            .into_iter()
+            .enumerate()
+            .map(|(r, plan)| spawn_worker(r, plan))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(DataParallel {
             options,
             workers: n,
-            engine,
+            engine: Engine::Threads(threads),
         })
     }
 
@@ -326,22 +359,16 @@ impl DataParallel {
     }
 }
 
-/// Starts worker `link.rank()`'s thread, which builds its replica (all
-/// workers together: the parameter broadcast needs every one) and then
-/// serves commands; a failure to build comes back as the first reply.
-fn spawn_worker(
-    step: Net,
-    start: Start,
-    split: bool,
-    link: dagger_runtime::tensor::ThreadLink,
-) -> Result<WorkerThread, DataParallelError> {
+/// Starts worker `rank`'s thread, which builds its replica (all workers
+/// together: the parameter broadcast needs every one) and then serves
+/// commands; a failure to build comes back as the first reply.
+fn spawn_worker(rank: usize, plan: WorkerPlan) -> Result<WorkerThread, DataParallelError> {
     let (commands, inbox) = channel::<Command>();
     let (outbox, replies) = channel::<Result<Reply, DataParallelError>>();
-    let rank = link.rank();
     let thread = std::thread::Builder::new()
         .name(format!("dagger-dp-worker-{rank}"))
         .spawn(move || {
-            let mut replica = match Replica::new(&step, start, split, Box::new(link)) {
+            let mut replica = match Replica::new(plan) {
                 Ok(r) => r,
                 Err(e) => {
                     let _ = outbox.send(Err(e));

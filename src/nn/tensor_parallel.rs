@@ -13,13 +13,13 @@
 //! [`DataParallel`]); every worker trains on the whole batch.
 
 use super::data_parallel::{
-    DataParallel, DataParallelError, DataParallelOptions, NamedParams, Start, Workers,
+    DataParallel, DataParallelError, DataParallelOptions, NamedParams, Start, WorkerPlan, Workers,
 };
 use super::init::Init;
 use super::net::{Activation, Net};
 use super::optim::Optimizer;
-use dagger_ir::tensor::{all_reduce_sum, Shape, Tensor, TensorError, TensorOp};
-use dagger_runtime::tensor::{CompileOptions, Program};
+use dagger_ir::tensor::{all_reduce_sum, ParallelGroup, Shape, Tensor, TensorError, TensorOp};
+use dagger_runtime::tensor::{thread_ring, CompileOptions, Program, RingLink, ThreadLink};
 
 /// A stack of Megatron MLP blocks then softmax cross-entropy.
 #[derive(Clone, Debug)]
@@ -118,10 +118,13 @@ fn unshard(shards: &[&[f32]], shape: &Shape, axis: usize) -> Vec<f32> {
     out
 }
 
+/// The whole model's parameter names and shapes.
+type FullShapes = Vec<(String, Shape)>;
+
 /// A tensor-parallel trainer (see the [module docs](self)).
 pub struct TensorParallel {
     workers: usize,
-    full_shapes: Vec<(String, Shape)>,
+    full_shapes: FullShapes,
     inner: DataParallel,
 }
 
@@ -141,6 +144,91 @@ impl TensorParallel {
             Workers::Threads(n) => *n,
             Workers::Cluster(c) => c.size() as usize,
         };
+        let (values, full_shapes) = Self::shards(model, n, batch, seed)?;
+        let (net, loss) = model.net(batch, n)?;
+        let step = net.train_step(loss, &[], optimizer)?;
+        let shards = |rank: usize| Ok((step.clone(), Start::Values(values[rank].clone())));
+        let options = DataParallelOptions {
+            global_batch: batch,
+            bucket_bytes: 0,
+            seed,
+        };
+        let inner =
+            DataParallel::with_workers(workers, ParallelGroup::Tensor, shards, false, options)?;
+        Ok(TensorParallel {
+            workers: n,
+            full_shapes,
+            inner,
+        })
+    }
+
+    /// `dp` data-parallel replicas of `model` split `tp` ways, on
+    /// `dp x tp` threads: worker `(d, t)` holds shard `t`, trains on part
+    /// `d` of every batch of `global_batch`, sums partial results with the
+    /// other shards of replica `d`, and averages gradients (in buckets of
+    /// about `bucket_bytes`) with the other replicas of shard `t`.
+    pub fn with_data_parallel(
+        model: &BlockStack,
+        (dp, tp): (usize, usize),
+        global_batch: usize,
+        seed: u64,
+        optimizer: &dyn Optimizer,
+        bucket_bytes: usize,
+    ) -> Result<TensorParallel, DataParallelError> {
+        if dp == 0 || !global_batch.is_multiple_of(dp) {
+            return Err(DataParallelError::Batch(format!(
+                "a global batch of {global_batch} does not split evenly over {dp} replicas"
+            )));
+        }
+        let (shards, full_shapes) = Self::shards(model, tp, global_batch, seed)?;
+        let (net, loss) = model.net(global_batch / dp, tp)?;
+        let step = net.data_parallel_step(loss, optimizer, bucket_bytes)?;
+        // One ring per shard across replicas, one per replica across shards.
+        let mut data_rings: Vec<Vec<ThreadLink>> = (0..tp).map(|_| thread_ring(dp)).collect();
+        let mut tensor_rings: Vec<Vec<ThreadLink>> = (0..dp).map(|_| thread_ring(tp)).collect();
+        let mut plans = Vec::with_capacity(dp * tp);
+        for (d, replica_ring) in tensor_rings.iter_mut().enumerate() {
+            for t in 0..tp {
+                let rings: Vec<(ParallelGroup, Box<dyn RingLink>)> = vec![
+                    (ParallelGroup::Data, Box::new(data_rings[t].remove(0))),
+                    (ParallelGroup::Tensor, Box::new(replica_ring.remove(0))),
+                ];
+                let start = Start::Values(shards[t].clone());
+                plans.push(WorkerPlan {
+                    step: step.clone(),
+                    start,
+                    rings,
+                    share: Some((d, dp)),
+                });
+            }
+        }
+        let options = DataParallelOptions {
+            global_batch,
+            bucket_bytes,
+            seed,
+        };
+        let inner = DataParallel::on_threads(plans, options)?;
+        Ok(TensorParallel {
+            workers: tp,
+            full_shapes,
+            inner,
+        })
+    }
+
+    /// One training step on the whole batch (every worker sees all of it).
+    pub fn step(&mut self, x: &[f32], y: &[f32]) -> Result<f32, DataParallelError> {
+        self.inner.step(&[("x", x), ("y", y)])
+    }
+
+    /// Every rank's shards of the whole model's initial parameters from
+    /// `seed`, and the whole parameters' shapes; checks that the hidden
+    /// widths split `n` ways.
+    fn shards(
+        model: &BlockStack,
+        n: usize,
+        batch: usize,
+        seed: u64,
+    ) -> Result<(Vec<NamedParams>, FullShapes), DataParallelError> {
         if let Some(&(hidden, _)) = model.blocks.iter().find(|(h, _)| n == 0 || h % n != 0) {
             return Err(DataParallelError::Batch(format!(
                 "a hidden width of {hidden} does not split over {n} workers"
@@ -154,38 +242,20 @@ impl TensorParallel {
             .into_iter()
             .map(|(name, s, d)| (name.to_string(), s.clone(), d.to_vec()))
             .collect();
-        let (net, loss) = model.net(batch, n)?;
-        let step = net.train_step(loss, &[], optimizer)?;
-        let shards = |rank: usize| -> Result<(Net, Start), DataParallelError> {
-            let values: NamedParams = full
-                .iter()
-                .map(|(name, shape, v)| {
-                    let mine = match BlockStack::split_axis(name) {
-                        Some(axis) => shard(v, shape, axis, rank, n),
-                        None => v.clone(),
-                    };
-                    (name.clone(), mine)
-                })
-                .collect();
-            Ok((step.clone(), Start::Values(values)))
-        };
-        let options = DataParallelOptions {
-            global_batch: batch,
-            bucket_bytes: 0,
-            seed,
-        };
-        let inner = DataParallel::with_workers(workers, shards, false, options)?;
-        let full_shapes = full.into_iter().map(|(n, s, _)| (n, s)).collect();
-        Ok(TensorParallel {
-            workers: n,
-            full_shapes,
-            inner,
-        })
-    }
-
-    /// One training step on the whole batch (every worker sees all of it).
-    pub fn step(&mut self, x: &[f32], y: &[f32]) -> Result<f32, DataParallelError> {
-        self.inner.step(&[("x", x), ("y", y)])
+        let per_rank = (0..n)
+            .map(|rank| {
+                full.iter()
+                    .map(|(name, shape, v)| {
+                        let mine = match BlockStack::split_axis(name) {
+                            Some(axis) => shard(v, shape, axis, rank, n),
+                            None => v.clone(),
+                        };
+                        (name.clone(), mine)
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok((per_rank, full.into_iter().map(|(n, s, _)| (n, s)).collect()))
     }
 
     /// This process's shards (a cluster's rank), or worker 0's (threads),

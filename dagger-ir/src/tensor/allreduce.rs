@@ -9,7 +9,7 @@
 
 use super::error::TensorResult;
 use super::graph::{Tensor, TensorGraph};
-use super::op::TensorOp;
+use super::op::{ParallelGroup, TensorOp};
 
 /// Appends an all-reduce (mean over workers) of each of `grads` and returns
 /// the reduced values, in the same order. Buckets hold gradients in the
@@ -33,7 +33,10 @@ pub fn insert_all_reduce(
         }
         filled += bytes;
         reduced[k] = g.apply(
-            TensorOp::AllReduce { bucket, mean: true },
+            TensorOp::AllReduce {
+                bucket,
+                group: ParallelGroup::Data,
+            },
             &[grads[k]],
             None,
         )?;
@@ -60,7 +63,7 @@ pub fn all_reduce_sum(g: &mut TensorGraph, partial: Tensor) -> TensorResult<Tens
     g.apply(
         TensorOp::AllReduce {
             bucket,
-            mean: false,
+            group: ParallelGroup::Tensor,
         },
         &[partial],
         None,

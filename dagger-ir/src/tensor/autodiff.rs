@@ -10,7 +10,7 @@
 
 use super::error::{shape_error, TensorError, TensorResult};
 use super::graph::{Tensor, TensorGraph};
-use super::op::{Binary, TensorOp, Unary};
+use super::op::{Binary, ParallelGroup, TensorOp, Unary};
 
 /// A copy of `graph` that also computes the gradient of the scalar `loss`
 /// with respect to each of `params`; its outputs are `loss` then the
@@ -251,9 +251,15 @@ fn vjp(
         TensorOp::SumTo => vec![Some(g.broadcast_to(gy, shape(g, 0))?)],
         // Megatron's g and f: the sum's gradient passes through, the
         // identity's is summed over the workers.
-        TensorOp::AllReduce { mean: false, .. } => vec![Some(gy)],
+        TensorOp::AllReduce {
+            group: ParallelGroup::Tensor,
+            ..
+        } => vec![Some(gy)],
         TensorOp::EnterParallel => vec![Some(super::allreduce::all_reduce_sum(g, gy)?)],
-        TensorOp::AllReduce { mean: true, .. } => {
+        TensorOp::AllReduce {
+            group: ParallelGroup::Data,
+            ..
+        } => {
             return Err(shape_error(
                 "grad",
                 "cannot differentiate a mean all-reduce: insert it after autodiff",

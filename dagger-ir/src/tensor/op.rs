@@ -233,22 +233,42 @@ pub enum TensorOp {
     SumTo,
     /// A chain or tree of elementwise ops made one kernel by the fusion pass.
     Fused(Kernel),
-    /// The mean (or sum) of the operand over the workers of a parallel
-    /// run (the operand itself with one worker). Nodes with one `bucket`
-    /// are reduced together, as one message, as soon as all their operands
-    /// exist. The mean averages data-parallel gradients; the sum joins the
-    /// partial results of a tensor-parallel layer (its gradient passes
-    /// through unchanged).
+    /// The operand reduced over one group of workers (the operand itself
+    /// with one worker): see [`ParallelGroup`]. Nodes with one `bucket` are
+    /// reduced together, as one message, as soon as all their operands
+    /// exist.
     AllReduce {
         /// The bucket the node's operand travels in.
         bucket: u32,
-        /// Mean rather than sum.
-        mean: bool,
+        /// The workers reduced over, and how.
+        group: ParallelGroup,
     },
     /// The operand, unchanged, entering a tensor-parallel region: its
     /// gradient is summed over the workers (Megatron-LM's `f`; the sum
     /// all-reduce is its `g`).
     EnterParallel,
+}
+
+/// The workers an [`AllReduce`](TensorOp::AllReduce) spans. A worker may
+/// belong to one group of each kind (data x tensor parallelism).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParallelGroup {
+    /// The replicas of data parallelism: the mean (of gradients, of the loss).
+    Data,
+    /// The shards of a tensor-parallel layer: the sum of partial results
+    /// (its gradient passes through unchanged: Megatron-LM's `g`).
+    Tensor,
+}
+
+impl ParallelGroup {
+    /// Every group, indexed by [`index`](Self::index).
+    pub const ALL: [ParallelGroup; 2] = [ParallelGroup::Data, ParallelGroup::Tensor];
+
+    /// A small index (0, 1) for tables of per-group state.
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 impl TensorOp {
@@ -299,12 +319,12 @@ impl fmt::Display for TensorOp {
             TensorOp::BroadcastTo => f.write_str("broadcast_to"),
             TensorOp::SumTo => f.write_str("sum_to"),
             TensorOp::Fused(k) => write!(f, "fused {{ {k} }}"),
-            TensorOp::AllReduce { bucket, mean } => {
-                write!(
-                    f,
-                    "all_reduce_{}[bucket {bucket}]",
-                    if *mean { "mean" } else { "sum" }
-                )
+            TensorOp::AllReduce { bucket, group } => {
+                let how = match group {
+                    ParallelGroup::Data => "mean over data replicas",
+                    ParallelGroup::Tensor => "sum over tensor shards",
+                };
+                write!(f, "all_reduce[{how}, bucket {bucket}]")
             }
             TensorOp::EnterParallel => f.write_str("enter_parallel"),
         }

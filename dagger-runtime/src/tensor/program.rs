@@ -9,10 +9,10 @@
 use super::collective::RingLink;
 use super::jit::{Jit, JitError, KernelFn};
 use super::kernels::{self, Elementwise};
-use super::reducer::{Buckets, Reducer};
+use super::reducer::{Buckets, Reducer, Reducers};
 use dagger_ir::tensor::{
     dce, fuse, matrix_view, plan_memory, unplanned_bytes, Broadcast, FuseOptions, MemoryPlan,
-    Reduction, Shape, Tensor, TensorError, TensorGraph, TensorOp,
+    ParallelGroup, Reduction, Shape, Tensor, TensorError, TensorGraph, TensorOp,
 };
 
 /// How to compile a tensor graph.
@@ -67,7 +67,7 @@ pub struct Program {
     fed: Vec<bool>,
     stats: ProgramStats,
     buckets: Buckets,
-    reducer: Option<Reducer>,
+    reducers: Reducers,
     // Owns the code the kernel pointers point into; declared last so it is
     // dropped after them.
     _jit: Jit,
@@ -176,23 +176,24 @@ impl Program {
             fused,
             stats,
             buckets,
-            reducer: None,
+            reducers: [None, None],
             _jit: jit,
         })
     }
 
-    /// Makes this program one worker of a data-parallel ring: its
-    /// all-reduce nodes average over the ring's workers, on a thread of
-    /// their own that overlaps the rest of each run. Without a ring they
-    /// return their operand (the mean over one worker).
-    pub fn set_ring(&mut self, link: Box<dyn RingLink>) {
-        self.reducer = Some(Reducer::start(link));
+    /// Makes this program one worker of the ring `link` for `group`: its
+    /// all-reduce nodes of that group reduce over the ring's workers, on a
+    /// thread of their own that overlaps the rest of each run. Without a
+    /// ring they return their operand (the reduction over one worker).
+    pub fn set_ring(&mut self, group: ParallelGroup, link: Box<dyn RingLink>) {
+        self.reducers[group.index()] = Some(Reducer::start(link));
     }
 
-    /// Gives every worker of the ring worker 0's parameters (do it once,
-    /// after initializing them, so that all replicas start equal).
+    /// Gives every worker of the data-parallel ring its worker 0's
+    /// parameters (do it once, after initializing them, so that all
+    /// replicas start equal).
     pub fn broadcast_params(&mut self) -> Result<(), TensorError> {
-        let Some(reducer) = &self.reducer else {
+        let Some(reducer) = &self.reducers[ParallelGroup::Data.index()] else {
             return Ok(());
         };
         let params: Vec<Tensor> = self.graph.params();
@@ -281,7 +282,7 @@ impl Program {
         for i in 0..self.graph.nodes().len() {
             if let TensorOp::AllReduce { .. } = self.graph.nodes()[i].op {
                 let out = self.buffers[self.plan.buffer_of[i]].as_mut_ptr();
-                let reduced = self.buckets.reduced(i, self.reducer.as_ref())?;
+                let reduced = self.buckets.reduced(i, &self.reducers)?;
                 // SAFETY: the node's own buffer holds at least its elements,
                 // and the bucket's staging buffer is not one of the program's.
                 unsafe { std::ptr::copy_nonoverlapping(reduced.as_ptr(), out, reduced.len()) };
@@ -290,7 +291,7 @@ impl Program {
             }
             let (graph, plan, buffers) = (&self.graph, &self.plan, &self.buffers);
             let data = |v: Tensor| &buffers[plan.buffer_of[v.index()]][..graph.shape(v).numel()];
-            self.buckets.after_node(i, self.reducer.as_ref(), data)?;
+            self.buckets.after_node(i, &self.reducers, data)?;
         }
         for k in 0..self.graph.updates().len() {
             let (p, v) = self.graph.updates()[k];

@@ -10,7 +10,7 @@
 //! ([`Buckets::reduced`]) and copies its part out.
 
 use super::collective::{ring_all_reduce_mean, ring_all_reduce_sum, ring_broadcast, RingLink};
-use dagger_ir::tensor::{Tensor, TensorError, TensorGraph, TensorOp};
+use dagger_ir::tensor::{ParallelGroup, Tensor, TensorError, TensorGraph, TensorOp};
 use std::ops::Range;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::JoinHandle;
@@ -108,12 +108,16 @@ impl Drop for Reducer {
     }
 }
 
+/// The reducer of each [`ParallelGroup`] this worker belongs to, by
+/// [`ParallelGroup::index`].
+pub type Reducers = [Option<Reducer>; 2];
+
 /// One bucket: its all-reduce nodes, their operands' places in the staging
 /// buffer, and the node after which all operands exist.
 struct Bucket {
     members: Vec<(usize, Tensor, Range<usize>)>,
     /// Average rather than sum.
-    mean: bool,
+    group: ParallelGroup,
     launch_after: usize,
     /// The staging buffer while it is here (not with the reducer).
     staging: Option<Vec<f32>>,
@@ -139,7 +143,7 @@ impl Buckets {
         };
         let mut index_of: Vec<(u32, usize)> = Vec::new();
         for (i, node) in g.nodes().iter().enumerate() {
-            let TensorOp::AllReduce { bucket, mean } = node.op else {
+            let TensorOp::AllReduce { bucket, group } = node.op else {
                 continue;
             };
             let b = match index_of.iter().find(|(id, _)| *id == bucket) {
@@ -148,7 +152,7 @@ impl Buckets {
                     index_of.push((bucket, out.buckets.len()));
                     out.buckets.push(Bucket {
                         members: Vec::new(),
-                        mean,
+                        group,
                         launch_after: 0,
                         staging: None,
                         reduced: false,
@@ -178,13 +182,13 @@ impl Buckets {
         Ok(out)
     }
 
-    /// After node `i` ran: sends every bucket now complete to `reducer`
-    /// (or, with none, one worker, keeps it: the mean over one worker).
-    /// `data(v)` reads a value.
+    /// After node `i` ran: sends every bucket now complete to the reducer
+    /// of its group (or, with none, one worker, keeps it: the mean or sum
+    /// over one worker). `data(v)` reads a value.
     pub fn after_node<'a>(
         &mut self,
         i: usize,
-        reducer: Option<&Reducer>,
+        reducers: &Reducers,
         data: impl Fn(Tensor) -> &'a [f32],
     ) -> Result<(), TensorError> {
         for (b, bucket) in self.buckets.iter_mut().enumerate() {
@@ -199,8 +203,9 @@ impl Buckets {
             for (_, operand, range) in &bucket.members {
                 staging[range.clone()].copy_from_slice(data(*operand));
             }
-            match reducer {
-                Some(r) => r.send(Request::Reduce(b, staging, bucket.mean))?,
+            let mean = bucket.group == ParallelGroup::Data;
+            match &reducers[bucket.group.index()] {
+                Some(r) => r.send(Request::Reduce(b, staging, mean))?,
                 None => {
                     bucket.staging = Some(staging);
                     bucket.reduced = true;
@@ -211,11 +216,13 @@ impl Buckets {
     }
 
     /// The reduced values of all-reduce node `i`, waiting for its bucket.
-    pub fn reduced(&mut self, i: usize, reducer: Option<&Reducer>) -> Result<&[f32], TensorError> {
+    pub fn reduced(&mut self, i: usize, reducers: &Reducers) -> Result<&[f32], TensorError> {
         let b = self.of_node[i].expect("an all-reduce node");
+        let group = self.buckets[b].group.index();
         while !self.buckets[b].reduced {
-            let reducer =
-                reducer.ok_or_else(|| TensorError::Collective("a bucket was never sent".into()))?;
+            let reducer = reducers[group]
+                .as_ref()
+                .ok_or_else(|| TensorError::Collective("a bucket was never sent".into()))?;
             let (got, result) = reducer.receive()?;
             let bucket = self.buckets.get_mut(got).ok_or_else(|| {
                 TensorError::Collective("a broadcast reply arrived during a step".into())
