@@ -1,7 +1,7 @@
 //! Model parallelism, measured: step time and memory per device of one MLP
 //! trained on one device, data-parallel, pipeline-parallel (GPipe, 1F1B)
-//! and tensor-parallel, each on 2 workers (threads), with the pipeline's
-//! simulated bubble beside its measured time.
+//! and tensor-parallel, each on 2 workers (threads), and data x tensor on
+//! 2 x 2, with the pipeline's bubble formula beside its measured time.
 //!
 //! ```text
 //! cargo bench --bench model_parallel
@@ -155,5 +155,22 @@ fn main() {
         ms,
         &[shard; 2],
         "Megatron: columns then rows; 2 all-reduces per block",
+    );
+
+    let mut mixed = TensorParallel::with_data_parallel(&blocks, (2, 2), BATCH, 1, &OPT, 1 << 20)
+        .expect("shards");
+    let ms = time(|| {
+        mixed.step(&x, &y).expect("step");
+    });
+    let (net, loss) = blocks.net(BATCH / 2, 2).expect("shapes");
+    let worker = planned(
+        &net.data_parallel_step(loss, &OPT, 1 << 20)
+            .expect("autodiff"),
+    );
+    row(
+        "data x tensor (2 x 2)",
+        ms,
+        &[worker; 4],
+        "4 threads on this run's cores",
     );
 }
