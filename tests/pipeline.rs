@@ -86,6 +86,41 @@ fn pipelines_match_one_device() {
 }
 
 #[test]
+fn data_parallel_pipelines_match_one_device() {
+    // 2 copies x 2 stages (and 3 x 2) on threads: each copy trains on its
+    // share of the batch; each stage averages its gradients across copies.
+    let (reference, reference_losses) = single_device();
+    let spec = MlpSpec {
+        inputs: INPUTS,
+        widths: WIDTHS.to_vec(),
+        activation: Activation::Tanh,
+    };
+    for (replicas, kind) in [(2, PipelineKind::OneFOneB), (3, PipelineKind::GPipe)] {
+        let options = PipelineOptions {
+            stages: 2,
+            micro_batches: 2,
+            batch: BATCH,
+            kind,
+            seed: SEED,
+        };
+        let mut p = Pipeline::with_data_parallel(spec.clone(), options, &OPT, replicas).unwrap();
+        for (k, want) in reference_losses.iter().enumerate() {
+            let (x, y) = batch(k);
+            let loss = p.step(&x, &y).unwrap();
+            assert!(
+                (loss - want).abs() <= 1e-5 * want.abs(),
+                "{replicas} copies, step {k}: {loss} vs {want}"
+            );
+        }
+        let d = max_relative_difference(&p.params().unwrap(), &reference);
+        assert!(
+            d <= 1e-5,
+            "{replicas} copies: parameters differ by {d} (relative)"
+        );
+    }
+}
+
+#[test]
 fn settings_that_do_not_fit_are_named() {
     let spec = MlpSpec {
         inputs: INPUTS,

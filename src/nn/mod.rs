@@ -38,6 +38,7 @@ pub mod net;
 pub mod ops;
 pub mod optim;
 pub mod pipeline;
+mod stage;
 mod stage_link;
 pub mod tensor_parallel;
 

@@ -13,11 +13,12 @@
 use super::data_parallel::NamedParams;
 use super::net::{Activation, Net};
 use super::optim::Optimizer;
+use super::stage::{Stage, StepData};
 use super::stage_link::{channel_links, ClusterLinks, StageLinks};
 use crate::cluster::Cluster;
-use crate::ir::sched::pipeline::{balanced_stages, stage_order, Pass, PipelineKind};
-use dagger_ir::tensor::{TensorError, TensorGraph};
-use dagger_runtime::tensor::{CompileOptions, Program, ProgramError};
+use crate::ir::sched::pipeline::{balanced_stages, PipelineKind};
+use dagger_ir::tensor::TensorError;
+use dagger_runtime::tensor::{thread_ring, CompileOptions, Program, ProgramError};
 use std::ops::Range;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
@@ -70,26 +71,6 @@ impl From<TensorError> for PipelineError {
     }
 }
 
-/// A stage's three programs and what it knows of the model.
-struct Stage {
-    index: usize,
-    last: bool,
-    forward: Option<Program>,
-    backward: Program,
-    update: Program,
-    params: Vec<String>,
-    /// Name of the stage's input: `x` on the first stage, `act_in` after.
-    input: &'static str,
-    micro_batches: usize,
-}
-
-/// Per step: the stage's inputs (micro-batches of `x` on the first stage,
-/// of `y` on the last).
-struct StepData {
-    x: Vec<Vec<f32>>,
-    y: Vec<Vec<f32>>,
-}
-
 enum Command {
     Step(StepData),
     Params,
@@ -98,185 +79,6 @@ enum Command {
 enum Reply {
     Loss(f32),
     Params(NamedParams),
-}
-
-impl Stage {
-    fn build(
-        spec: &MlpSpec,
-        layers: Range<usize>,
-        (index, stages): (usize, usize),
-        (micro_batches, micro): (usize, usize),
-        optimizer: &dyn Optimizer,
-    ) -> Result<Stage, PipelineError> {
-        let last = index + 1 == stages;
-        let width_in = if layers.start == 0 {
-            spec.inputs
-        } else {
-            spec.widths[layers.start - 1]
-        };
-        let width_out = spec.widths[layers.end - 1];
-        let input = if index == 0 { "x" } else { "act_in" };
-        // Forward: input activation to output activation.
-        let mut fwd = Net::new();
-        let a = fwd.input(input, [micro, width_in]);
-        let out = fwd.mlp_layers(a, &spec.widths, spec.activation, layers.clone())?;
-        let params: Vec<String> = fwd
-            .graph()
-            .named()
-            .filter(|(_, _, n)| matches!(n.op, dagger_ir::tensor::TensorOp::Param { .. }))
-            .map(|(_, n, _)| n.to_string())
-            .collect();
-        let forward = if last {
-            None
-        } else {
-            let mut g = fwd.clone();
-            g.set_outputs(vec![out])?;
-            Some(Program::compile(&g, CompileOptions::default())?)
-        };
-        // Backward: the loss (last stage) or sum(out * g_out), differentiated.
-        let mut bwd = fwd.clone();
-        let loss = if last {
-            let y = bwd.input("y", [micro, width_out]);
-            bwd.cross_entropy(out, y)?
-        } else {
-            let g_out = bwd.input("g_out", [micro, width_out]);
-            let weighted = bwd.mul(out, g_out)?;
-            bwd.sum(weighted, &[0, 1], false)?
-        };
-        let mut wrt = bwd.graph().params();
-        if index > 0 {
-            wrt.insert(0, a);
-        }
-        let (g, grads) = bwd.graph().grad(loss, &wrt)?;
-        let mut g: TensorGraph = g;
-        let mut outputs = vec![loss];
-        outputs.extend(grads);
-        g.set_outputs(outputs)?;
-        let backward = Program::compile(&g, CompileOptions::default())?;
-        // Update: the optimizer's rule on gradients fed as inputs.
-        let mut upd = Net::new();
-        let mut ps = Vec::new();
-        let mut gs = Vec::new();
-        for name in &params {
-            let shape = fwd.shape(fwd.by_name(name).expect("param")).clone();
-            ps.push(upd.param(name, shape.clone()));
-            gs.push(upd.input(&format!("grad.{name}"), shape));
-        }
-        optimizer.apply(&mut upd, &ps, &gs)?;
-        let update = Program::compile(&upd, CompileOptions::default())?;
-        Ok(Stage {
-            index,
-            last,
-            forward,
-            backward,
-            update,
-            params,
-            input,
-            micro_batches,
-        })
-    }
-
-    /// The stage's parameters and optimizer state.
-    fn named_params(&self) -> NamedParams {
-        self.update
-            .params()
-            .into_iter()
-            .map(|(n, _, d)| (n.to_string(), d.to_vec()))
-            .collect()
-    }
-
-    fn set_param(&mut self, name: &str, values: &[f32]) -> Result<(), TensorError> {
-        if let Some(f) = &mut self.forward {
-            f.set(name, values)?;
-        }
-        self.backward.set(name, values)?;
-        self.update.set(name, values)
-    }
-
-    /// One step: the passes in schedule order; returns the mean loss (last stage).
-    fn step(
-        &mut self,
-        kind: PipelineKind,
-        stages: usize,
-        data: StepData,
-        links: &mut dyn StageLinks,
-    ) -> Result<f32, PipelineError> {
-        let micro = self.micro_batches;
-        let index = self.index;
-        let lost = |why: String| PipelineError::StageLost(index, why);
-        let mut stored: Vec<Option<Vec<f32>>> = vec![None; micro];
-        let mut sums: Vec<Vec<f32>> = Vec::new();
-        let mut loss = 0.0;
-        let first_grad = usize::from(self.index > 0) + 1;
-        for (pass, m) in stage_order(kind, stages, micro, self.index) {
-            match pass {
-                Pass::Forward => {
-                    let act = if links.has_prev() {
-                        links.recv_prev().map_err(lost)?
-                    } else {
-                        data.x[m].clone()
-                    };
-                    if let (Some(f), true) = (&mut self.forward, links.has_next()) {
-                        f.set(self.input, &act)?;
-                        f.run()?;
-                        links.send_next(f.output(0).to_vec()).map_err(lost)?;
-                    }
-                    stored[m] = Some(act);
-                }
-                Pass::Backward => {
-                    let act = stored[m].take().expect("forward before backward");
-                    self.backward.set(self.input, &act)?;
-                    if links.has_next() {
-                        let g_out = links.recv_next().map_err(lost)?;
-                        self.backward.set("g_out", &g_out)?;
-                    } else {
-                        self.backward.set("y", &data.y[m])?;
-                    }
-                    self.backward.run()?;
-                    if self.last {
-                        loss += self.backward.output(0)[0];
-                    }
-                    if links.has_prev() {
-                        links
-                            .send_prev(self.backward.output(1).to_vec())
-                            .map_err(lost)?;
-                    }
-                    for k in 0..self.params.len() {
-                        let g = self.backward.output(first_grad + k);
-                        match sums.get_mut(k) {
-                            Some(acc) => acc.iter_mut().zip(g).for_each(|(a, v)| *a += v),
-                            None => sums.push(g.to_vec()),
-                        }
-                    }
-                }
-            }
-        }
-        let scale = 1.0 / micro as f32;
-        for (name, mut acc) in self.params.clone().into_iter().zip(sums) {
-            acc.iter_mut().for_each(|v| *v *= scale);
-            self.update.set(&format!("grad.{name}"), &acc)?;
-        }
-        self.update.run()?;
-        for name in self.params.clone() {
-            let values = self.update.get(&name)?.to_vec();
-            self.set_param(&name, &values)?;
-        }
-        // The last stage's loss travels back so that every stage returns it.
-        let mut loss = loss * scale;
-        if links.has_next() {
-            loss = links
-                .recv_next()
-                .map_err(lost)?
-                .first()
-                .copied()
-                .unwrap_or(f32::NAN);
-        }
-        if links.has_prev() {
-            links.send_prev(vec![loss]).map_err(lost)?;
-        }
-        links.flush().map_err(lost)?;
-        Ok(loss)
-    }
 }
 
 struct StageThread {
@@ -315,6 +117,8 @@ pub struct Pipeline {
     /// Bytes of each stage's planned buffers (its three programs; on a
     /// cluster only this rank's stage is known, the others read 0).
     pub memory: Vec<usize>,
+    /// Data-parallel copies of the pipeline (1: none).
+    replicas: usize,
     stages: Stages,
 }
 
@@ -340,19 +144,52 @@ impl Pipeline {
         options: PipelineOptions,
         optimizer: &dyn Optimizer,
     ) -> Result<Pipeline, PipelineError> {
+        Self::with_data_parallel(spec, options, optimizer, 1)
+    }
+
+    /// `replicas` data-parallel copies of the pipeline of [`new`](Self::new)
+    /// on `replicas x stages` threads: copy `d` trains on part `d` of every
+    /// batch, and each stage averages its gradients (and the loss) with the
+    /// same stage of the other copies before its update.
+    pub fn with_data_parallel(
+        spec: MlpSpec,
+        options: PipelineOptions,
+        optimizer: &dyn Optimizer,
+        replicas: usize,
+    ) -> Result<Pipeline, PipelineError> {
         let k = options.stages;
-        let (layers, mut built) = Self::build_stages(&spec, options, optimizer, 0..k)?;
-        let memory = built.iter().map(stage_bytes).collect();
-        let threads = channel_links(k)
-            .into_iter()
-            .zip(built.drain(..))
-            .map(|(link, stage)| spawn_stage(stage, Box::new(link), options.kind, k))
-            .collect();
+        if replicas == 0 || !options.batch.is_multiple_of(replicas) {
+            return Err(PipelineError::Settings(format!(
+                "a batch of {} does not split evenly over {replicas} replicas",
+                options.batch
+            )));
+        }
+        let share = PipelineOptions {
+            batch: options.batch / replicas,
+            ..options
+        };
+        let mut rings: Vec<Vec<dagger_runtime::tensor::ThreadLink>> =
+            (0..k).map(|_| thread_ring(replicas)).collect();
+        let mut threads = Vec::with_capacity(replicas * k);
+        let mut layers = Vec::new();
+        let mut memory = Vec::new();
+        for _ in 0..replicas {
+            let (l, built) = Self::build_stages(&spec, share, optimizer, 0..k)?;
+            memory = built.iter().map(stage_bytes).collect();
+            layers = l;
+            for ((s, mut stage), link) in built.into_iter().enumerate().zip(channel_links(k)) {
+                if replicas > 1 {
+                    stage.replicas = Some(Box::new(rings[s].remove(0)));
+                }
+                threads.push(spawn_stage(stage, Box::new(link), options.kind, k));
+            }
+        }
         Ok(Pipeline {
             options,
             spec,
             layers,
             memory,
+            replicas,
             stages: Stages::Threads(threads),
         })
     }
@@ -378,15 +215,17 @@ impl Pipeline {
         let mut memory = vec![0; k];
         memory[rank] = stage_bytes(&stage);
         let links = ClusterLinks::new(cluster);
+        let stages = Stages::Local {
+            stage: Box::new(stage),
+            links,
+        };
         Ok(Pipeline {
             options,
             spec,
             layers,
             memory,
-            stages: Stages::Local {
-                stage: Box::new(stage),
-                links,
-            },
+            replicas: 1,
+            stages,
         })
     }
 
@@ -462,9 +301,13 @@ impl Pipeline {
                 y.len()
             )));
         }
-        let data_for = |s: usize| {
+        let replicas = self.replicas;
+        // Stage s of copy d: its copy's share of the batch, in micro-batches.
+        let data_for = |d: usize, s: usize| {
             let split = |data: &[f32]| -> Vec<Vec<f32>> {
-                data.chunks(data.len() / m).map(<[f32]>::to_vec).collect()
+                let share = data.len() / replicas;
+                let part = &data[d * share..(d + 1) * share];
+                part.chunks(part.len() / m).map(<[f32]>::to_vec).collect()
             };
             StepData {
                 x: if s == 0 { split(x) } else { Vec::new() },
@@ -473,14 +316,14 @@ impl Pipeline {
         };
         match &mut self.stages {
             Stages::Local { stage, links } => {
-                let data = data_for(stage.index);
+                let data = data_for(0, stage.index);
                 stage.step(self.options.kind, k, data, links)
             }
             Stages::Threads(threads) => {
                 for (s, stage) in threads.iter().enumerate() {
                     stage
                         .commands
-                        .send(Command::Step(data_for(s)))
+                        .send(Command::Step(data_for(s / k, s % k)))
                         .map_err(|_| PipelineError::StageLost(s, "its thread ended".into()))?;
                 }
                 let mut loss = 0.0;
@@ -507,7 +350,8 @@ impl Pipeline {
             Stages::Threads(threads) => threads,
         };
         let mut all = Vec::new();
-        for (s, stage) in threads.iter().enumerate() {
+        // Copy 0's stages (every copy holds the same).
+        for (s, stage) in threads.iter().take(self.options.stages).enumerate() {
             let lost = |why: &str| PipelineError::StageLost(s, why.into());
             stage
                 .commands
