@@ -7,8 +7,11 @@
 //! the stored input activation (as GPipe does) and returns the gradients of
 //! its parameters and of its input, and the optimizer's update. Stage `s`
 //! sends activations to stage `s + 1` and gradients to stage `s - 1` over
-//! channels; gradients of the micro-batches are summed and scaled by
-//! `1 / M`, so one step equals a step on the whole batch.
+//! channels (or, on a cluster, over UCX: [`Pipeline::on_cluster`]);
+//! gradients of the micro-batches are summed and scaled by `1 / M`, so one
+//! step equals a step on the whole batch. [`Pipeline::with_data_parallel`]
+//! runs several copies of the pipeline, each stage averaging its gradients
+//! with its copies (data x pipeline parallelism).
 
 use super::data_parallel::NamedParams;
 use super::net::{Activation, Net};
