@@ -12,6 +12,7 @@
 //! 64, momentum SGD. Memory per device: bytes of its planned buffers
 //! (parameters, optimizer state, activations).
 
+use dagger::ir::sched::gantt;
 use dagger::ir::sched::pipeline::{bubble_formula, PipelineKind};
 use dagger::nn::{
     Activation, BlockStack, CompileOptions, DataParallel, DataParallelOptions, MlpSpec, Momentum,
@@ -131,11 +132,20 @@ fn main() {
         let ms = time(|| {
             p.step(&x, &y).expect("step");
         });
+        let measured = p.last_schedule().expect("a step ran");
         let note = format!(
-            "stages {:?}, {m} micro-batches; bubble with equal stages {:.2}",
+            "stages {:?}, {m} micro-batches; measured bubble {:.2} (equal stages: {:.2})",
             p.layers,
+            measured.bubble_fraction(),
             bubble_formula(2, m)
         );
+        let (schedule, labels) = measured.to_schedule();
+        let svg = format!("target/pipeline_{kind:?}_measured.svg");
+        std::fs::write(
+            &svg,
+            gantt::draw(2, &labels, &[(&format!("{kind:?}, measured"), &schedule)]),
+        )
+        .expect("write the Gantt chart");
         row(&format!("pipeline {kind:?}"), ms, &p.memory, &note);
     }
 

@@ -3,7 +3,7 @@
 
 mod common;
 use common::{max_relative_difference, ucx_missing};
-use dagger::ir::sched::pipeline::PipelineKind;
+use dagger::ir::sched::pipeline::{stage_order, PipelineKind};
 use dagger::nn::{
     Activation, CompileOptions, MlpSpec, Momentum, NamedParams, Net, Pipeline, PipelineOptions,
     Program, SeededRng,
@@ -78,6 +78,20 @@ fn pipelines_match_one_device() {
                     let loss = p.step(&x, &y).unwrap();
                     assert!((loss - want).abs() <= 1e-5 * want.abs(), "{stages} stages, M={micro_batches}, {kind:?}, step {k}: loss {loss} vs {want}");
                 }
+                // The measured schedule: every pass once, each stage's in
+                // the schedule's order, never two at once on one stage.
+                let measured = p.last_schedule().unwrap();
+                assert_eq!(measured.ops.len(), 2 * stages * micro_batches);
+                for st in 0..stages {
+                    let mine: Vec<_> = measured.ops.iter().filter(|o| o.stage == st).collect();
+                    let order: Vec<_> = mine.iter().map(|o| (o.pass, o.micro)).collect();
+                    assert_eq!(order, stage_order(kind, stages, micro_batches, st));
+                    assert!(mine
+                        .windows(2)
+                        .all(|w| w[0].finish <= w[1].start && w[0].start <= w[0].finish));
+                }
+                let bubble = measured.bubble_fraction();
+                assert!((0.0..1.0).contains(&bubble), "bubble {bubble}");
                 let d = max_relative_difference(&p.params().unwrap(), &reference);
                 assert!(d <= 1e-5, "{stages} stages, M={micro_batches}, {kind:?}: parameters differ by {d} (relative)");
             }

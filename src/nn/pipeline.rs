@@ -19,13 +19,14 @@ use super::optim::Optimizer;
 use super::stage::{Stage, StepData};
 use super::stage_link::{channel_links, ClusterLinks, StageLinks};
 use crate::cluster::Cluster;
-use crate::ir::sched::pipeline::{balanced_stages, PipelineKind};
+use crate::ir::sched::pipeline::{balanced_stages, PipelineKind, PipelineOp, PipelineSchedule};
 use dagger_ir::tensor::TensorError;
 use dagger_runtime::tensor::{thread_ring, CompileOptions, Program, ProgramError};
 use std::ops::Range;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 /// An MLP trained with softmax cross-entropy, as [`Net::mlp`] builds it.
 #[derive(Clone, Debug)]
@@ -80,7 +81,8 @@ enum Command {
 }
 
 enum Reply {
-    Loss(f32),
+    /// The step's loss and the stage's passes, timed.
+    Step(f32, Vec<PipelineOp>),
     Params(NamedParams),
 }
 
@@ -123,6 +125,7 @@ pub struct Pipeline {
     /// Data-parallel copies of the pipeline (1: none).
     replicas: usize,
     stages: Stages,
+    last_schedule: Option<PipelineSchedule>,
 }
 
 /// Stage `s`'s planned bytes.
@@ -194,6 +197,7 @@ impl Pipeline {
             memory,
             replicas,
             stages: Stages::Threads(threads),
+            last_schedule: None,
         })
     }
 
@@ -229,6 +233,7 @@ impl Pipeline {
             memory,
             replicas: 1,
             stages,
+            last_schedule: None,
         })
     }
 
@@ -305,6 +310,7 @@ impl Pipeline {
             )));
         }
         let replicas = self.replicas;
+        let epoch = Instant::now();
         // Stage s of copy d: its copy's share of the batch, in micro-batches.
         let data_for = |d: usize, s: usize| {
             let split = |data: &[f32]| -> Vec<Vec<f32>> {
@@ -315,12 +321,16 @@ impl Pipeline {
             StepData {
                 x: if s == 0 { split(x) } else { Vec::new() },
                 y: if s + 1 == k { split(y) } else { Vec::new() },
+                epoch,
             }
         };
-        match &mut self.stages {
+        let mut ops = Vec::new();
+        let loss = match &mut self.stages {
             Stages::Local { stage, links } => {
                 let data = data_for(0, stage.index);
-                stage.step(self.options.kind, k, data, links)
+                let (loss, mine) = stage.step(self.options.kind, k, data, links)?;
+                ops = mine;
+                loss
             }
             Stages::Threads(threads) => {
                 for (s, stage) in threads.iter().enumerate() {
@@ -332,7 +342,12 @@ impl Pipeline {
                 let mut loss = 0.0;
                 for (s, stage) in threads.iter().enumerate() {
                     match stage.replies.recv() {
-                        Ok(Ok(Reply::Loss(l))) => loss = l,
+                        Ok(Ok(Reply::Step(l, timed))) => {
+                            loss = l;
+                            if s < k {
+                                ops.extend(timed);
+                            }
+                        }
                         Ok(Ok(Reply::Params(_))) => unreachable!("a step replies with its loss"),
                         Ok(Err(e)) => return Err(e),
                         Err(_) => {
@@ -340,9 +355,24 @@ impl Pipeline {
                         }
                     }
                 }
-                Ok(loss)
+                loss
             }
-        }
+        };
+        self.last_schedule = Some(PipelineSchedule {
+            kind: self.options.kind,
+            stages: k,
+            micro_batches: m,
+            ops,
+        });
+        Ok(loss)
+    }
+
+    /// The last step's passes as they ran (copy 0's stages; on a cluster,
+    /// this rank's stage, timed by its own clock): the measured counterpart
+    /// of [`simulate`](crate::ir::sched::pipeline::simulate), for the same
+    /// bubble measure and Gantt chart.
+    pub fn last_schedule(&self) -> Option<&PipelineSchedule> {
+        self.last_schedule.as_ref()
     }
 
     /// The parameters and optimizer state of every stage (on a cluster:
@@ -385,7 +415,7 @@ fn spawn_stage(
                 let reply = match command {
                     Command::Step(data) => stage
                         .step(kind, stages, data, links.as_mut())
-                        .map(Reply::Loss),
+                        .map(|(loss, ops)| Reply::Step(loss, ops)),
                     Command::Params => Ok(Reply::Params(stage.named_params())),
                 };
                 if outbox.send(reply).is_err() {

@@ -7,12 +7,13 @@ use super::net::Net;
 use super::optim::Optimizer;
 use super::pipeline::{MlpSpec, PipelineError};
 use super::stage_link::StageLinks;
-use crate::ir::sched::pipeline::{stage_order, Pass, PipelineKind};
+use crate::ir::sched::pipeline::{stage_order, Pass, PipelineKind, PipelineOp};
 use dagger_ir::tensor::{TensorError, TensorGraph};
 use dagger_runtime::tensor::{
     ring_all_reduce_mean, CollectiveError, CompileOptions, Program, RingLink,
 };
 use std::ops::Range;
+use std::time::Instant;
 
 /// A stage's three programs and what it knows of the model.
 pub(crate) struct Stage {
@@ -35,6 +36,8 @@ pub(crate) struct Stage {
 pub(crate) struct StepData {
     pub(crate) x: Vec<Vec<f32>>,
     pub(crate) y: Vec<Vec<f32>>,
+    /// When the step started (the time origin of the measured passes).
+    pub(crate) epoch: Instant,
 }
 
 impl Stage {
@@ -138,8 +141,10 @@ impl Stage {
         stages: usize,
         data: StepData,
         links: &mut dyn StageLinks,
-    ) -> Result<f32, PipelineError> {
+    ) -> Result<(f32, Vec<PipelineOp>), PipelineError> {
         let micro = self.micro_batches;
+        let mut ops = Vec::with_capacity(2 * micro);
+        let since = |t: Instant| t.duration_since(data.epoch).as_secs_f64();
         let index = self.index;
         let lost = |why: String| PipelineError::StageLost(index, why);
         let mut stored: Vec<Option<Vec<f32>>> = vec![None; micro];
@@ -154,21 +159,33 @@ impl Stage {
                     } else {
                         data.x[m].clone()
                     };
+                    let start = Instant::now();
                     if let (Some(f), true) = (&mut self.forward, links.has_next()) {
                         f.set(self.input, &act)?;
                         f.run()?;
                         links.send_next(f.output(0).to_vec()).map_err(lost)?;
                     }
                     stored[m] = Some(act);
+                    ops.push(PipelineOp {
+                        stage: index,
+                        micro: m,
+                        pass,
+                        start: since(start),
+                        finish: since(Instant::now()),
+                    });
                 }
                 Pass::Backward => {
                     let act = stored[m].take().expect("forward before backward");
-                    self.backward.set(self.input, &act)?;
-                    if links.has_next() {
-                        let g_out = links.recv_next().map_err(lost)?;
-                        self.backward.set("g_out", &g_out)?;
+                    let g_out = if links.has_next() {
+                        Some(links.recv_next().map_err(lost)?)
                     } else {
-                        self.backward.set("y", &data.y[m])?;
+                        None
+                    };
+                    let start = Instant::now();
+                    self.backward.set(self.input, &act)?;
+                    match g_out {
+                        Some(g) => self.backward.set("g_out", &g)?,
+                        None => self.backward.set("y", &data.y[m])?,
                     }
                     self.backward.run()?;
                     if self.last {
@@ -186,6 +203,13 @@ impl Stage {
                             None => sums.push(g.to_vec()),
                         }
                     }
+                    ops.push(PipelineOp {
+                        stage: index,
+                        micro: m,
+                        pass,
+                        start: since(start),
+                        finish: since(Instant::now()),
+                    });
                 }
             }
         }
@@ -226,6 +250,6 @@ impl Stage {
             loss = l[0];
         }
         links.flush().map_err(lost)?;
-        Ok(loss)
+        Ok((loss, ops))
     }
 }
