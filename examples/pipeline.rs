@@ -30,6 +30,23 @@ pub fn deep_mlp(batch: usize, widths: &[usize]) -> TensorGraph {
     g
 }
 
+/// The SGD training step of a forward graph: softmax cross-entropy
+/// against one-hot targets, every gradient, and the updates.
+pub fn training_step(forward: &TensorGraph) -> TensorGraph {
+    let mut g = forward.clone();
+    let out = g.outputs()[0];
+    let y = g.input("y", g.shape(out).clone());
+    let loss = g.cross_entropy(out, y).expect("shapes");
+    let params = g.params();
+    let (mut step, grads) = g.grad(loss, &params).expect("autodiff");
+    for (p, gr) in params.into_iter().zip(grads) {
+        let d = step.scale(gr, 0.01).expect("shapes");
+        let new = step.sub(p, d).expect("shapes");
+        step.add_update(p, new).expect("a parameter");
+    }
+    step
+}
+
 /// Per-layer forward cost in flops (a layer: one product and its relu).
 pub fn layer_flops(g: &TensorGraph) -> Vec<f64> {
     let mut costs = Vec::new();
@@ -61,42 +78,56 @@ fn main() {
         bandwidth: 10e9,
     };
     println!("deep MLP {widths:?}, batch 256; devices at 1 TFLOP/s, link 10 GB/s, 5 us\n");
-    println!(
-        "| devices | memory each | split | cut MB | predicted ms | memory per device MB | fits |"
-    );
-    println!("|---|---|---|---|---|---|---|");
-    for (n, memory) in [(2usize, 1u64 << 30), (2, 100 << 20), (4, 50 << 20)] {
-        let devices: Vec<Device> = (0..n)
+    println!("| graph | devices | memory each | split | cut MB | predicted ms | memory per device MB | fits |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let one = |n: usize, memory: u64| -> Vec<Device> {
+        (0..n)
             .map(|i| Device {
                 name: format!("dev{i}"),
                 flops_per_second: 1e12,
                 memory_bytes: memory,
             })
-            .collect();
-        let naive = evaluate(&g, &equal_layers(&g, n), &devices, link);
-        let mb = |b: u64| b as f64 / 1e6;
-        let row = |name: &str, p: &dagger::ir::tensor::Partition| {
-            let mem: Vec<String> = p.memory.iter().map(|&m| format!("{:.0}", mb(m))).collect();
-            let fits = if p.memory.iter().all(|&m| m <= memory) {
-                "yes"
-            } else {
-                "no"
+            .collect()
+    };
+    for (name, graph) in [("forward", g.clone()), ("training step", training_step(&g))] {
+        // Memory limits relative to what the whole graph needs on one device.
+        let total = evaluate(
+            &graph,
+            &vec![0; graph.nodes().len()],
+            &one(1, u64::MAX / 4),
+            link,
+        )
+        .memory[0];
+        for (n, share) in [(2usize, 1.0), (2, 0.6), (4, 0.3)] {
+            let memory = (total as f64 * share) as u64;
+            let devices = one(n, memory);
+            let mb = |b: u64| b as f64 / 1e6;
+            let row = |split: &str, p: &dagger::ir::tensor::Partition| {
+                let mem: Vec<String> = p.memory.iter().map(|&m| format!("{:.0}", mb(m))).collect();
+                let fits = if p.memory.iter().all(|&m| m <= memory) {
+                    "yes"
+                } else {
+                    "no"
+                };
+                println!(
+                    "| {name} | {n} | {:.0} MB | {split} | {:.1} | {:.3} | {} | {fits} |",
+                    mb(memory),
+                    mb(p.cut_bytes),
+                    p.predicted_seconds * 1e3,
+                    mem.join(" / ")
+                );
             };
-            println!(
-                "| {n} | {:.0} MB | {name} | {:.1} | {:.3} | {} | {fits} |",
-                mb(memory),
-                mb(p.cut_bytes),
-                p.predicted_seconds * 1e3,
-                mem.join(" / ")
+            row(
+                "equal layers",
+                &evaluate(&graph, &equal_layers(&graph, n), &devices, link),
             );
-        };
-        row("equal layers", &naive);
-        match partition(&g, &devices, link) {
-            Ok(p) => row("partitioning pass (HEFT, memory-limited)", &p),
-            Err(e) => println!(
-                "| {n} | {:.0} MB | partitioning pass | {e} | | | no |",
-                mb(memory)
-            ),
+            match partition(&graph, &devices, link) {
+                Ok(p) => row("partitioning pass", &p),
+                Err(e) => println!(
+                    "| {name} | {n} | {:.0} MB | partitioning pass | {e} | | | no |",
+                    mb(memory)
+                ),
+            }
         }
     }
 

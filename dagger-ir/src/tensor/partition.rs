@@ -49,7 +49,8 @@ pub struct Partition {
     pub cut_bytes: u64,
     /// Predicted time of one run (the list schedule's makespan).
     pub predicted_seconds: f64,
-    /// Bytes of parameters and results held on each device.
+    /// Most bytes of parameters and live results held on each device at
+    /// once (a result lives until its last user is placed).
     pub memory: Vec<u64>,
 }
 
@@ -126,7 +127,20 @@ fn schedule(
     let mut device_of = vec![0usize; n];
     let mut finish = vec![0.0f64; n];
     let mut free_at = vec![0.0f64; devices.len()];
+    // Bytes held on each device now (a result is freed after its last
+    // user is placed; parameters, outputs and updates stay) and at most.
     let mut memory = vec![0u64; devices.len()];
+    let mut peak = vec![0u64; devices.len()];
+    let mut remaining = vec![0usize; n];
+    for node in g.nodes() {
+        for a in &node.inputs {
+            remaining[a.index()] += 1;
+        }
+    }
+    let mut pinned = vec![false; n];
+    for &v in g.outputs().iter().chain(g.updates().iter().map(|(_, v)| v)) {
+        pinned[v.index()] = true;
+    }
     // Which devices hold each parameter.
     let mut holders: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut cut_bytes = 0u64;
@@ -193,6 +207,18 @@ fn schedule(
         finish[i] = end;
         free_at[d] = end;
         memory[d] += bytes(g, v);
+        peak[d] = peak[d].max(memory[d]);
+        for &a in &node.inputs {
+            if !is_param(g, a) && !everywhere(g, a) {
+                remaining[a.index()] -= 1;
+                if remaining[a.index()] == 0 && !pinned[a.index()] {
+                    memory[device_of[a.index()]] -= bytes(g, a);
+                }
+            }
+        }
+        if remaining[i] == 0 && !pinned[i] {
+            memory[d] -= bytes(g, v);
+        }
     }
     for (i, h) in holders.iter().enumerate() {
         if let Some(&d) = h.first() {
@@ -204,7 +230,7 @@ fn schedule(
         device_of,
         cut_bytes,
         predicted_seconds,
-        memory,
+        memory: peak,
     })
 }
 
