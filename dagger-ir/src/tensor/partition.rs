@@ -121,7 +121,7 @@ fn schedule(
     devices: &[Device],
     link: DeviceLink,
     order: &[usize],
-    mut choose: impl FnMut(usize, &[Option<f64>]) -> Option<usize>,
+    mut choose: impl FnMut(usize, &[Option<f64>], &[u64]) -> Option<usize>,
 ) -> Result<Partition, OutOfMemory> {
     let n = g.nodes().len();
     let mut device_of = vec![0usize; n];
@@ -180,7 +180,12 @@ fn schedule(
                     .then(|| ready + node_flops(g, v) / devices[d].flops_per_second)
             })
             .collect();
-        let chosen = choose(i, &finish_on).and_then(|d| finish_on[d].map(|end| (d, end)));
+        let free: Vec<u64> = devices
+            .iter()
+            .zip(&memory)
+            .map(|(dev, m)| dev.memory_bytes.saturating_sub(*m))
+            .collect();
+        let chosen = choose(i, &finish_on, &free).and_then(|d| finish_on[d].map(|end| (d, end)));
         let (d, end) = chosen.ok_or_else(|| OutOfMemory {
             node: format!("%{i} ({})", node.op),
             needed: need_on.iter().copied().min().unwrap_or(0),
@@ -251,7 +256,7 @@ pub fn evaluate(
         })
         .collect();
     let order: Vec<usize> = (0..g.nodes().len()).collect();
-    schedule(g, &unlimited, link, &order, |i, _| Some(device_of[i])).expect("no limits")
+    schedule(g, &unlimited, link, &order, |i, _, _| Some(device_of[i])).expect("no limits")
 }
 
 /// HEFT with memory limits (see the [module docs](self)).
@@ -280,14 +285,34 @@ pub fn partition(
     }
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| rank[b].total_cmp(&rank[a]).then(a.cmp(&b)));
-    schedule(g, devices, link, &order, |_, finish_on| {
+    // Earliest finish first (HEFT); when that runs out of memory, or as a
+    // second opinion, the device with the most room first. The faster
+    // placement that fits wins.
+    let earliest = schedule(g, devices, link, &order, |_, finish_on, _| {
         finish_on
             .iter()
             .enumerate()
             .filter_map(|(d, f)| f.map(|f| (d, f)))
             .min_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(d, _)| d)
-    })
+    });
+    let roomiest = schedule(g, devices, link, &order, |_, finish_on, free| {
+        finish_on
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.is_some())
+            .max_by_key(|(d, _)| free[*d])
+            .map(|(d, _)| d)
+    });
+    match (earliest, roomiest) {
+        (Ok(a), Ok(b)) => Ok(if b.predicted_seconds < a.predicted_seconds {
+            b
+        } else {
+            a
+        }),
+        (Ok(a), Err(_)) => Ok(a),
+        (Err(_), b) => b,
+    }
 }
 
 /// The naive split: parameters in graph order make the layers, consecutive
