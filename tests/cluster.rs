@@ -7,7 +7,7 @@
 //! Every test skips, saying why, where UCX is not installed.
 
 mod common;
-use common::ucx_missing;
+use common::{rank_said, ucx_missing};
 use dagger::cluster::{Cluster, ClusterEnv, RemoteArg, RemoteError};
 use dagger::prelude::*;
 use dagger::Task;
@@ -45,14 +45,6 @@ fn run_ok(ranks: u32, scenario: &str) -> Option<String> {
     let all = text(&out);
     assert!(out.status.success(), "{all}");
     Some(all)
-}
-
-/// Whether a line forwarded from `rank` by the launcher contains `what`.
-fn said(output: &str, rank: u32, what: &str) -> bool {
-    let prefix = format!("[rank {rank}] ");
-    output
-        .lines()
-        .any(|l| l.starts_with(&prefix) && l.contains(what))
 }
 
 /// Multiplies every element by `k`.
@@ -289,11 +281,11 @@ fn three_ranks_exchange_data_over_ucx_and_shut_down() {
         return;
     };
     assert!(
-        said(&all, 0, "rank 0: all 2 ranks answered correctly"),
+        rank_said(&all, 0, "rank 0: all 2 ranks answered correctly"),
         "{all}"
     );
-    assert!(said(&all, 1, "rank 1: shut down by rank 0"), "{all}");
-    assert!(said(&all, 2, "rank 2: shut down by rank 0"), "{all}");
+    assert!(rank_said(&all, 1, "rank 1: shut down by rank 0"), "{all}");
+    assert!(rank_said(&all, 2, "rank 2: shut down by rank 0"), "{all}");
 }
 
 #[test]
@@ -309,8 +301,8 @@ fn tasks_run_on_other_ranks_by_name_and_their_results_stay_home() {
         ),
         "{all}"
     );
-    assert!(said(&all, 1, "served until shutdown"), "{all}");
-    assert!(said(&all, 2, "served until shutdown"), "{all}");
+    assert!(rank_said(&all, 1, "served until shutdown"), "{all}");
+    assert!(rank_said(&all, 2, "served until shutdown"), "{all}");
 }
 
 #[test]
@@ -318,8 +310,8 @@ fn a_graph_runs_across_three_ranks_with_the_single_process_result() {
     let Some(all) = run_ok(3, "graph") else {
         return;
     };
-    assert!(said(&all, 0, "= single-process result"), "{all}");
-    assert!(said(&all, 0, "lost []; redone 0"), "{all}");
+    assert!(rank_said(&all, 0, "= single-process result"), "{all}");
+    assert!(rank_said(&all, 0, "lost []; redone 0"), "{all}");
 }
 
 #[test]
@@ -327,8 +319,8 @@ fn a_rank_killed_mid_run_is_recomputed_elsewhere_and_the_result_is_right() {
     let Some(all) = run_ok(3, "graph-die") else {
         return;
     };
-    assert!(said(&all, 0, "= single-process result"), "{all}");
-    assert!(said(&all, 0, "lost [2]"), "{all}");
+    assert!(rank_said(&all, 0, "= single-process result"), "{all}");
+    assert!(rank_said(&all, 0, "lost [2]"), "{all}");
     assert!(all.contains("rank 2 ended early"), "{all}");
 }
 
@@ -337,7 +329,7 @@ fn rank_zero_notices_a_rank_that_dies() {
     let Some(all) = run_ok(3, "die") else {
         return;
     };
-    assert!(said(&all, 0, "rank 0: noticed rank 2 died"), "{all}");
+    assert!(rank_said(&all, 0, "rank 0: noticed rank 2 died"), "{all}");
     assert!(all.contains("rank 2 ended early"), "{all}");
 }
 

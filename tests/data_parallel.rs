@@ -5,7 +5,7 @@
 //! (`rank_main`), which acts as a rank when `DAGGER_RANK` is set.
 
 mod common;
-use common::{max_relative_difference, ucx_missing};
+use common::{max_relative_difference, rank_said, run_rank_main, ucx_missing};
 use dagger::ir::tensor::{Tensor, TensorError};
 use dagger::nn::{
     Activation, Adam, CompileOptions, DataParallel, DataParallelOptions, Momentum, Net, Optimizer,
@@ -117,26 +117,10 @@ fn processes_match_one_worker() {
     if ucx_missing() {
         return;
     }
-    let me = std::env::current_exe().unwrap();
     for n in [2, 3] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dagger"))
-            .args(["run", "-n", &n.to_string(), "--"])
-            .arg(&me)
-            .args(["rank_main", "--exact", "--nocapture", "--test-threads=1"])
-            .output()
-            .unwrap();
-        let all = format!(
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "{all}");
+        let all = run_rank_main(n);
         let said = format!("data-parallel over {n} processes matches one worker");
-        assert!(
-            all.lines()
-                .any(|l| l.starts_with("[rank 0]") && l.contains(&said)),
-            "{all}"
-        );
+        assert!(rank_said(&all, 0, &said), "{all}");
     }
 }
 

@@ -2,7 +2,7 @@
 //! for 2 and 3 workers; the graph holds one all-reduce per block each way.
 
 mod common;
-use common::{max_relative_difference, ucx_missing};
+use common::{max_relative_difference, rank_said, run_rank_main, ucx_missing};
 use dagger::ir::tensor::{ParallelGroup, TensorOp};
 use dagger::nn::{
     Activation, BlockStack, CompileOptions, Momentum, NamedParams, Program, SeededRng,
@@ -109,25 +109,11 @@ fn processes_match_one_device() {
     if ucx_missing() {
         return;
     }
-    let me = std::env::current_exe().unwrap();
     for n in [2, 3] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dagger"))
-            .args(["run", "-n", &n.to_string(), "--"])
-            .arg(&me)
-            .args(["rank_main", "--exact", "--nocapture", "--test-threads=1"])
-            .output()
-            .unwrap();
-        let all = format!(
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "{all}");
+        let all = run_rank_main(n);
         for rank in 0..n {
-            let said = format!("[rank {rank}] ");
             assert!(
-                all.lines()
-                    .any(|l| l.starts_with(&said) && l.contains("shards match one device")),
+                rank_said(&all, rank, "shards match one device"),
                 "rank {rank} of {n}: {all}"
             );
         }

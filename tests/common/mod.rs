@@ -36,3 +36,31 @@ pub fn max_relative_difference(got: &NamedParams, reference: &NamedParams) -> f3
     }
     worst
 }
+
+/// Runs this test binary's `rank_main` test on `ranks` processes with
+/// `dagger run`, checks that they all succeeded, and returns what they
+/// printed (each line prefixed `[rank r]` by the launcher).
+pub fn run_rank_main(ranks: u32) -> String {
+    let me = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dagger"))
+        .args(["run", "-n", &ranks.to_string(), "--"])
+        .arg(me)
+        .args(["rank_main", "--exact", "--nocapture", "--test-threads=1"])
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    all
+}
+
+/// Whether a line the launcher forwarded from `rank` contains `what`.
+pub fn rank_said(output: &str, rank: u32, what: &str) -> bool {
+    let prefix = format!("[rank {rank}] ");
+    output
+        .lines()
+        .any(|l| l.starts_with(&prefix) && l.contains(what))
+}
