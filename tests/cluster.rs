@@ -294,7 +294,7 @@ fn tasks_run_on_other_ranks_by_name_and_their_results_stay_home() {
         return;
     };
     assert!(
-        said(
+        rank_said(
             &all,
             0,
             "remote calls, rank-to-rank fetch and errors all right"
