@@ -11,13 +11,22 @@
 //! (a Megatron block stack of (1024, 512), (1024, 10) is that MLP); batch
 //! 64, momentum SGD. Memory per device: bytes of its planned buffers
 //! (parameters, optimizer state, activations).
+//!
+//! The simulated column is the analytic model of the partitioning pass and
+//! the pipeline simulator: each worker an independent device as fast as
+//! the measured one-device step (its flops over its time), all-reduces as
+//! measured on a 2-thread ring in this run (latency + bytes / bandwidth),
+//! no overlap. Measured and simulated differ most where workers here share
+//! the same 2 cores.
 
 use dagger::ir::sched::gantt;
-use dagger::ir::sched::pipeline::{bubble_formula, PipelineKind};
+use dagger::ir::sched::pipeline::{bubble_formula, simulate, PipelineKind};
+use dagger::ir::tensor::{node_flops, Tensor, TensorOp};
 use dagger::nn::{
     Activation, BlockStack, CompileOptions, DataParallel, DataParallelOptions, MlpSpec, Momentum,
     Net, Pipeline, PipelineOptions, Program, SeededRng, TensorParallel, Workers,
 };
+use dagger::tensor::{ring_all_reduce_mean, thread_ring};
 use std::time::Instant;
 
 const INPUTS: usize = 256;
@@ -63,30 +72,98 @@ fn time(mut step: impl FnMut()) -> f64 {
     t.elapsed().as_secs_f64() * 1e3 / STEPS as f64
 }
 
-fn row(mode: &str, ms: f64, memory: &[usize], note: &str) {
+fn row(mode: &str, ms: f64, simulated: f64, memory: &[usize], note: &str) {
     let mb: Vec<String> = memory
         .iter()
         .map(|b| format!("{:.1}", *b as f64 / 1e6))
         .collect();
-    println!("| {mode} | {ms:.2} | {} | {note} |", mb.join(" / "));
+    println!(
+        "| {mode} | {ms:.2} | {:.2} | {} | {note} |",
+        simulated * 1e3,
+        mb.join(" / ")
+    );
+}
+
+/// Floating-point work of a graph (the partitioning pass's cost model).
+fn flops(g: &dagger::ir::tensor::TensorGraph) -> f64 {
+    (0..g.nodes().len())
+        .map(|i| node_flops(g, Tensor(i as u32)))
+        .sum()
+}
+
+/// Seconds of a 2-worker ring all-reduce of `bytes`, from this run's
+/// measured latency and bandwidth.
+struct AllReduceModel {
+    latency: f64,
+    seconds_per_byte: f64,
+}
+
+impl AllReduceModel {
+    fn measure() -> AllReduceModel {
+        let timed = |floats: usize| -> f64 {
+            let handles: Vec<_> = thread_ring(2)
+                .into_iter()
+                .map(|mut link| {
+                    std::thread::spawn(move || {
+                        let mut data = vec![1.0f32; floats];
+                        let mut scratch = Vec::new();
+                        ring_all_reduce_mean(&mut link, &mut data, &mut scratch).expect("warm-up");
+                        let t = Instant::now();
+                        for _ in 0..20 {
+                            ring_all_reduce_mean(&mut link, &mut data, &mut scratch)
+                                .expect("all-reduce");
+                        }
+                        t.elapsed().as_secs_f64() / 20.0
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("worker"))
+                .fold(0.0, f64::max)
+        };
+        let small = timed(1);
+        let large = timed(1 << 20);
+        AllReduceModel {
+            latency: small,
+            seconds_per_byte: (large - small).max(0.0) / (4 << 20) as f64,
+        }
+    }
+
+    fn seconds(&self, bytes: usize) -> f64 {
+        self.latency + bytes as f64 * self.seconds_per_byte
+    }
 }
 
 fn main() {
     let (x, y) = data();
     println!("MLP {INPUTS}-{WIDTHS:?} tanh, batch {BATCH}, momentum SGD, {STEPS} steps timed; 2 workers are threads\n");
-    println!("| mode | ms per step | memory per device (MB) | notes |");
-    println!("|---|---|---|---|");
+    println!("| mode | ms per step | simulated ms | memory per device (MB) | notes |");
+    println!("|---|---|---|---|---|");
+    let ring = AllReduceModel::measure();
 
     let step = mlp_step(BATCH);
     let mut one = Program::compile(&step, CompileOptions::default()).expect("compiles");
     step.init_params(&mut one, 1).expect("init");
     one.set("x", &x).expect("x");
     one.set("y", &y).expect("y");
+    let one_ms = time(|| one.run().expect("runs"));
+    // The calibrated device: the one-device step's work over its time.
+    let rate = flops(&step) / (one_ms / 1e3);
+    // Gradient bytes: the model's parameters (not the momentum buffers).
+    let param_bytes: usize = step
+        .named()
+        .filter(|(_, name, n)| {
+            matches!(n.op, TensorOp::Param { .. }) && !name.starts_with("momentum.")
+        })
+        .map(|(_, _, n)| n.shape.numel() * 4)
+        .sum();
     row(
         "one device",
-        time(|| one.run().expect("runs")),
+        one_ms,
+        flops(&step) / rate,
         &[planned(&step)],
-        "",
+        &format!("calibrates the model: {:.1} GFLOP/s", rate / 1e9),
     );
 
     let build = |b: usize| {
@@ -107,9 +184,11 @@ fn main() {
     let ms = time(|| {
         dp.step(&[("x", &x), ("y", &y)]).expect("step");
     });
+    let simulated = flops(&replica) / rate + ring.seconds(param_bytes);
     row(
         "data parallel",
         ms,
+        simulated,
         &[planned(&replica); 2],
         "each worker half the batch; gradients all-reduced",
     );
@@ -146,7 +225,34 @@ fn main() {
             gantt::draw(2, &labels, &[(&format!("{kind:?}, measured"), &schedule)]),
         )
         .expect("write the Gantt chart");
-        row(&format!("pipeline {kind:?}"), ms, &p.memory, &note);
+        // Stage times from their layers' products: forward 2 b k n per
+        // micro-batch; backward recomputes it and takes twice more.
+        let micro = (BATCH / m) as f64;
+        let mut fan_in = INPUTS;
+        let layer: Vec<f64> = WIDTHS
+            .iter()
+            .map(|&w| {
+                let f = 2.0 * micro * (fan_in * w) as f64 / rate;
+                fan_in = w;
+                f
+            })
+            .collect();
+        let forward: Vec<f64> = p
+            .layers
+            .iter()
+            .map(|r| layer[r.clone()].iter().sum())
+            .collect();
+        let backward: Vec<f64> = forward.iter().map(|f| 3.0 * f).collect();
+        let boundary = WIDTHS[p.layers[0].end - 1];
+        let transfer = ring.seconds(BATCH / m * boundary * 4) / 2.0;
+        let simulated = simulate(kind, &forward, &backward, m, transfer).makespan();
+        row(
+            &format!("pipeline {kind:?}"),
+            ms,
+            simulated,
+            &p.memory,
+            &note,
+        );
     }
 
     let blocks = BlockStack {
@@ -159,10 +265,15 @@ fn main() {
         tp.step(&x, &y).expect("step");
     });
     let (net, loss) = blocks.net(BATCH, 2).expect("shapes");
-    let shard = planned(&net.train_step(loss, &[], &OPT).expect("autodiff"));
+    let shard_step = net.train_step(loss, &[], &OPT).expect("autodiff");
+    let shard = planned(&shard_step);
+    // Two forward sums (of the blocks' outputs) and one backward.
+    let sums = ring.seconds(BATCH * 512 * 4) * 2.0 + ring.seconds(BATCH * 10 * 4);
+    let simulated = flops(&shard_step) / rate + sums;
     row(
         "tensor parallel",
         ms,
+        simulated,
         &[shard; 2],
         "Megatron: columns then rows; 2 all-reduces per block",
     );
@@ -173,13 +284,16 @@ fn main() {
         mixed.step(&x, &y).expect("step");
     });
     let (net, loss) = blocks.net(BATCH / 2, 2).expect("shapes");
-    let worker = planned(
-        &net.data_parallel_step(loss, &OPT, 1 << 20)
-            .expect("autodiff"),
-    );
+    let worker_step = net
+        .data_parallel_step(loss, &OPT, 1 << 20)
+        .expect("autodiff");
+    let worker = planned(&worker_step);
+    let sums = ring.seconds(BATCH / 2 * 512 * 4) * 2.0 + ring.seconds(BATCH / 2 * 10 * 4);
+    let simulated = flops(&worker_step) / rate + sums + ring.seconds(param_bytes / 2);
     row(
         "data x tensor (2 x 2)",
         ms,
+        simulated,
         &[worker; 4],
         "4 threads on this run's cores",
     );
