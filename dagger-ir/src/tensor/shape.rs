@@ -141,5 +141,8 @@ mod tests {
         assert_eq!(broadcast(&s(&[4, 3]), &s(&[4])), None);
         assert!(broadcasts_to(&s(&[3]), &s(&[4, 3])));
         assert!(!broadcasts_to(&s(&[4, 3]), &s(&[3])));
+        assert_eq!(s(&[2, 3, 4]).strides(), [12, 4, 1]);
+        assert_eq!(s(&[2, 3, 4]).reduced_keep(&[1]), s(&[2, 1, 4]));
+        assert_eq!(s(&[2, 3, 4]).reduced_drop(&[0, 2]), s(&[3]));
     }
 }
