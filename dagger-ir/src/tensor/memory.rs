@@ -8,6 +8,8 @@
 //! dying operands of its own shape before taking its buffer, so it may run
 //! in place: it writes element `i` only after reading their element `i`.
 //! (A broadcast operand is read again after that; it is given back after.)
+//! A parameter's update computed elementwise by the parameter's last
+//! reader (an optimizer step) is written into the parameter's own buffer.
 //! The runtime allocates the plan's buffers once; a run allocates nothing.
 
 use super::graph::TensorGraph;
@@ -56,6 +58,19 @@ pub fn plan_memory(g: &TensorGraph) -> MemoryPlan {
     for &v in g.outputs.iter().chain(g.updates.iter().map(|(_, v)| v)) {
         last_use[owner[v.index()]] = usize::MAX;
     }
+    // An update computed elementwise from its parameter, as the
+    // parameter's last reader, is written straight into the parameter's
+    // buffer (an optimizer step in place: no copy after the run).
+    let mut in_place_update: Vec<Option<usize>> = vec![None; n];
+    for &(p, v) in &g.updates {
+        let node = &g.nodes[v.index()];
+        let direct = node.op.is_elementwise()
+            && node.inputs.contains(&p)
+            && node.shape == g.nodes[p.index()].shape;
+        if direct && owner[v.index()] == v.index() && last_use[p.index()] == v.index() {
+            in_place_update[v.index()] = Some(p.index());
+        }
+    }
     let mut plan = MemoryPlan {
         buffer_of: vec![0; n],
         sizes: Vec::new(),
@@ -70,6 +85,10 @@ pub fn plan_memory(g: &TensorGraph) -> MemoryPlan {
         );
         if leaf {
             plan.buffer_of[i] = new_buffer(&mut plan, size, true);
+            continue;
+        }
+        if let Some(p) = in_place_update[i] {
+            plan.buffer_of[i] = plan.buffer_of[p];
             continue;
         }
         if owner[i] != i {
@@ -149,6 +168,28 @@ mod tests {
         // One input buffer, and the whole chain in one buffer (in place).
         assert_eq!(plan.sizes, vec![1000, 1000]);
         assert!(plan.bytes() * 3 < unplanned_bytes(&g));
+    }
+
+    #[test]
+    fn an_optimizer_step_updates_its_parameter_in_place() {
+        let mut g = TensorGraph::new();
+        let w = g.param("w", [8]);
+        let x = g.input("x", [8]);
+        let grad = g.mul(w, x).unwrap();
+        let step = g.scale(grad, 0.1).unwrap();
+        let new = g.sub(w, step).unwrap();
+        g.add_update(w, new).unwrap();
+        let plan = plan_memory(&g);
+        assert_eq!(plan.buffer_of[new.index()], plan.buffer_of[w.index()]);
+        // Not when the old value is still read later.
+        let mut g2 = TensorGraph::new();
+        let w = g2.param("w", [8]);
+        let new = g2.scale(w, 0.5).unwrap();
+        let later = g2.add(w, new).unwrap();
+        g2.add_update(w, new).unwrap();
+        g2.set_outputs(vec![later]).unwrap();
+        let plan = plan_memory(&g2);
+        assert_ne!(plan.buffer_of[new.index()], plan.buffer_of[w.index()]);
     }
 
     #[test]
