@@ -1,8 +1,7 @@
 //! A compiled program allocates nothing after its first run: its buffers
-//! are planned and allocated once. The one exception is inside the `gemm`
-//! crate, which allocates (and frees) packing space in every matrix
-//! product: a step's heap does not grow, and a program without products
-//! makes no allocation at all.
+//! are planned and allocated once, and its matrix products (faer, split
+//! between workers by the runtime's allocation-free `join`) allocate
+//! nothing either.
 
 use dagger_ir::tensor::{TensorGraph, Unary};
 use dagger_runtime::tensor::{CompileOptions, Program};
@@ -53,7 +52,7 @@ fn count_runs(program: &mut Program) -> (usize, usize) {
 }
 
 #[test]
-fn a_training_step_heap_does_not_grow() {
+fn a_training_step_allocates_nothing() {
     let _turn = ONE_AT_A_TIME.lock().unwrap();
     // A two-layer MLP step with every kind of node a training step has:
     // products, fused kernels, reductions, softmax cross-entropy, updates.
@@ -83,8 +82,11 @@ fn a_training_step_heap_does_not_grow() {
     }
     program.run().unwrap();
     let first = program.output(0)[0];
-    let (_, live) = count_runs(&mut program);
-    assert_eq!(live, 0, "bytes left allocated by 5 runs");
+    assert_eq!(
+        count_runs(&mut program),
+        (0, 0),
+        "allocations and bytes left by 5 runs"
+    );
     assert!(program.output(0)[0] < first, "the updates were applied");
 }
 
@@ -114,4 +116,34 @@ fn a_program_without_products_allocates_nothing() {
     }
     program.run().unwrap();
     assert_eq!(count_runs(&mut program), (0, 0));
+}
+
+#[test]
+fn a_step_with_products_split_between_workers_allocates_nothing() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap();
+    // 256 x 512 x 512: above the size at which products are split.
+    let mut g = TensorGraph::new();
+    let x = g.input("x", [256, 512]);
+    let t = g.input("t", [256, 512]);
+    let w = g.param("w", [512, 512]);
+    let h = g.matmul(x, w).unwrap();
+    let loss = g.mse(h, t).unwrap();
+    let (mut step, grads) = g.grad(loss, &[w]).unwrap();
+    let d = step.scale(grads[0], 0.01).unwrap();
+    let new = step.sub(w, d).unwrap();
+    step.add_update(w, new).unwrap();
+    let mut program = Program::compile(&step, CompileOptions::default()).unwrap();
+    for (name, n) in [("x", 256 * 512), ("t", 256 * 512), ("w", 512 * 512)] {
+        let data: Vec<f32> = (0..n).map(|i| ((i * 7) % 11) as f32 / 11.0).collect();
+        program.set(name, &data).unwrap();
+    }
+    program.run().unwrap();
+    program.run().unwrap();
+    let first = program.output(0)[0];
+    assert_eq!(
+        count_runs(&mut program),
+        (0, 0),
+        "allocations and bytes left by 5 runs"
+    );
+    assert!(program.output(0)[0] < first);
 }

@@ -3,16 +3,26 @@
 //!
 //! Each takes its operands as slices with their shapes and writes a result
 //! slice the memory plan guarantees to be distinct from them. Matrix
-//! products call the `gemm` crate (blocked, vectorized, multi-threaded for
-//! large products); the rest are plain loops over an `(outer, axis, inner)`
-//! view or an odometer over the result's indices.
+//! products call faer (blocked, vectorized; large ones split between the
+//! runtime's workers); the rest are plain loops over an `(outer, axis,
+//! inner)` view or an odometer over the result's indices.
 
 use dagger_ir::tensor::{Binary, Shape, Unary};
+use faer::{Accum, MatMut, MatRef, Par};
 
-/// Products with at least this many multiply-adds use every core.
-const PARALLEL_FLOPS: usize = 1 << 18;
+/// Products with at least this many multiply-adds are split between the
+/// runtime's workers.
+const PARALLEL_FLOPS: usize = 1 << 22;
+
+/// Fewest rows of the result a split product hands to one worker.
+const MIN_ROWS: usize = 64;
 
 /// `out = op(a) op(b)` for row-major matrices `a: sa`, `b: sb`.
+///
+/// The product is faer's, on one thread per block of rows: large products
+/// are cut in halves by rows of the result and the halves forked with the
+/// runtime's [`join`](crate::join::join) (which allocates nothing), so a
+/// training step's products use every core without an allocation.
 pub fn matmul(
     a: &[f32],
     sa: &Shape,
@@ -24,44 +34,23 @@ pub fn matmul(
 ) {
     let (ra, ca) = (sa.dims()[0], sa.dims()[1]);
     let (rb, cb) = (sb.dims()[0], sb.dims()[1]);
-    let (m, k) = if trans_a { (ca, ra) } else { (ra, ca) };
-    let n = if trans_b { rb } else { cb };
-    // Element (i, j) of op(A) lies at i * rs + j * cs.
-    let (a_rs, a_cs) = if trans_a { (1, ca) } else { (ca, 1) };
-    let (b_rs, b_cs) = if trans_b { (1, cb) } else { (cb, 1) };
-    let parallelism = if m * n * k >= PARALLEL_FLOPS {
-        gemm::Parallelism::Rayon(0)
+    let a = MatRef::from_row_major_slice(a, ra, ca);
+    let a = if trans_a { a.transpose() } else { a };
+    let b = MatRef::from_row_major_slice(b, rb, cb);
+    let b = if trans_b { b.transpose() } else { b };
+    let (m, n) = (a.nrows(), b.ncols());
+    product(MatMut::from_row_major_slice_mut(out, m, n), a, b);
+}
+
+fn product(out: MatMut<'_, f32>, a: MatRef<'_, f32>, b: MatRef<'_, f32>) {
+    let (m, n, k) = (out.nrows(), out.ncols(), a.ncols());
+    if m >= 2 * MIN_ROWS && m * n * k >= PARALLEL_FLOPS {
+        let half = m / 2;
+        let (top, bottom) = out.split_at_row_mut(half);
+        let (a_top, a_bottom) = a.split_at_row(half);
+        crate::join::join(|| product(top, a_top, b), || product(bottom, a_bottom, b));
     } else {
-        gemm::Parallelism::None
-    };
-    if k == 0 {
-        out.fill(0.0);
-        return;
-    }
-    // SAFETY: the strides describe the slices' row-major layouts, whose
-    // lengths the shapes fix; `out` is m x n and distinct from a and b.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            a_cs as isize,
-            a_rs as isize,
-            b.as_ptr(),
-            b_cs as isize,
-            b_rs as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
+        faer::linalg::matmul::matmul(out, Accum::Replace, a, b, 1.0f32, Par::Seq);
     }
 }
 

@@ -3,7 +3,8 @@
 //! [`Program::compile`] takes a [`TensorGraph`](dagger_ir::tensor::TensorGraph),
 //! runs the IR passes on it, JIT-compiles its fused elementwise kernels with
 //! Cranelift ([`jit`]) and plans its memory; [`Program::run`] executes it
-//! with the [`kernels`] (the `gemm` crate for matrix products).
+//! with the [`kernels`] (faer for matrix products, split between the
+//! runtime's workers by its allocation-free `join`).
 //!
 //! ```
 //! use dagger_ir::tensor::TensorGraph;
