@@ -5,7 +5,7 @@
 //! (`rank_main`), which acts as a rank when `DAGGER_RANK` is set.
 
 mod common;
-use common::{max_relative_difference, rank_said, run_rank_main, ucx_missing};
+use common::{launch_rank_main, max_relative_difference, rank_said, run_rank_main, ucx_missing};
 use dagger::ir::tensor::{Tensor, TensorError};
 use dagger::nn::{
     Activation, Adam, CompileOptions, DataParallel, DataParallelOptions, Momentum, Net, Optimizer,
@@ -124,6 +124,18 @@ fn processes_match_one_worker() {
     }
 }
 
+#[test]
+fn a_rank_that_dies_fails_the_step_naming_it() {
+    if ucx_missing() {
+        return;
+    }
+    // Rank 1 exits in its third step; rank 0's step must fail, naming it,
+    // instead of waiting forever for its gradients.
+    let (_, all) = launch_rank_main(2, "die");
+    assert!(rank_said(&all, 0, "failed: "), "{all}");
+    assert!(rank_said(&all, 0, "rank 1"), "{all}");
+}
+
 /// A rank of `processes_match_one_worker`; does nothing outside a cluster.
 #[test]
 fn rank_main() {
@@ -132,6 +144,26 @@ fn rank_main() {
     };
     let cluster = Arc::new(cluster);
     let (rank, size) = (cluster.rank(), cluster.size());
+    if std::env::var("DAGGER_TEST_SCENARIO").as_deref() == Ok("die") {
+        let options = DataParallelOptions {
+            global_batch: GLOBAL_BATCH,
+            bucket_bytes: 256,
+            seed: SEED,
+        };
+        let mut dp =
+            DataParallel::new(Workers::Cluster(cluster), options, &MOMENTUM, build).unwrap();
+        for k in 0..50 {
+            if rank == 1 && k == 2 {
+                std::process::exit(3);
+            }
+            let (x, y) = batch(k % STEPS);
+            if let Err(e) = dp.step(&[("x", &x), ("y", &y)]) {
+                println!("step {k} failed: {e}");
+                return;
+            }
+        }
+        panic!("rank {rank}: 50 steps without noticing that rank 1 died");
+    }
     let got = data_parallel(Workers::Cluster(cluster), &MOMENTUM);
     if rank == 0 {
         let d = max_relative_difference(&got, &single_worker(&MOMENTUM));

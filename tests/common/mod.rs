@@ -38,14 +38,16 @@ pub fn max_relative_difference(got: &NamedParams, reference: &NamedParams) -> f3
 }
 
 /// Runs this test binary's `rank_main` test on `ranks` processes with
-/// `dagger run`, checks that they all succeeded, and returns what they
-/// printed (each line prefixed `[rank r]` by the launcher).
-pub fn run_rank_main(ranks: u32) -> String {
+/// `dagger run`, in `scenario` (`DAGGER_TEST_SCENARIO`); returns whether
+/// they all succeeded and what they printed (each line prefixed `[rank r]`
+/// by the launcher).
+pub fn launch_rank_main(ranks: u32, scenario: &str) -> (bool, String) {
     let me = std::env::current_exe().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dagger"))
         .args(["run", "-n", &ranks.to_string(), "--"])
         .arg(me)
         .args(["rank_main", "--exact", "--nocapture", "--test-threads=1"])
+        .env("DAGGER_TEST_SCENARIO", scenario)
         .output()
         .unwrap();
     let all = format!(
@@ -53,7 +55,14 @@ pub fn run_rank_main(ranks: u32) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "{all}");
+    (out.status.success(), all)
+}
+
+/// [`launch_rank_main`] in the default scenario, checking that every rank
+/// succeeded.
+pub fn run_rank_main(ranks: u32) -> String {
+    let (ok, all) = launch_rank_main(ranks, "");
+    assert!(ok, "{all}");
     all
 }
 
