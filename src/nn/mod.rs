@@ -7,6 +7,20 @@
 //! graph for the whole step, which [`Program::compile`] fuses, plans and
 //! JIT-compiles.
 //!
+//! Training on several workers (threads, or the ranks of a cluster started
+//! by `dagger run`), each equal to one device's training up to summation
+//! order:
+//! - [`DataParallel`]: replicas, each batch split between them, gradients
+//!   averaged by a bucketed ring all-reduce overlapping backward;
+//! - [`Pipeline`]: an MLP's layers in balanced stages, micro-batches in
+//!   GPipe or 1F1B order, optionally replicated
+//!   ([`Pipeline::with_data_parallel`]);
+//! - [`TensorParallel`]: Megatron blocks split by columns then rows,
+//!   optionally replicated ([`TensorParallel::with_data_parallel`]).
+//!
+//! Tensor ops are also tasks ([`ops`], over [`Array`]), so a model can be
+//! written in `dag!{}` and brought back to a tensor graph with [`lower()`].
+//!
 //! ```
 //! use dagger::nn::{Activation, Adam, Net, Program, CompileOptions};
 //!
