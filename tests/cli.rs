@@ -248,3 +248,39 @@ fn platform_probes_the_workers_and_prints_json_a_runtime_can_load() {
     assert!(!platform.processors.is_empty());
     assert!(platform.processors.iter().all(|p| p.speed > 0.0));
 }
+
+#[test]
+fn pipeline_simulates_both_schedules_and_refuses_bad_settings() {
+    let dir = std::env::temp_dir().join(format!("dagger-cli-pipeline-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let svg = dir.join("pipeline.svg");
+    let (ok, out, err) = dagger(&[
+        "pipeline",
+        "--stages",
+        "4",
+        "--micro-batches",
+        "8",
+        "--gantt",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    // Equal stages: both schedules leave the formula's bubble, 3/11.
+    assert!(
+        out.contains("| GPipe | 33.000 | 0.273 | 0.273 | [8, 8, 8, 8] |"),
+        "{out}"
+    );
+    assert!(
+        out.contains("| OneFOneB | 33.000 | 0.273 | 0.273 | [4, 3, 2, 1] |"),
+        "{out}"
+    );
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    let (ok, _, err) = dagger(&["pipeline", "--stages", "2", "--forward", "1,2,3"]);
+    assert!(!ok);
+    assert!(
+        err.contains("--forward gives 3 times for 2 stages"),
+        "{err}"
+    );
+    let (ok, _, err) = dagger(&["pipeline", "--stages", "0"]);
+    assert!(!ok && err.contains("must be at least 1"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -68,6 +68,30 @@ enum Command {
         #[arg(required = true, last = true)]
         command: Vec<String>,
     },
+    /// Simulate pipeline-parallel schedules (GPipe and 1F1B) of K stages and
+    /// M micro-batches: step time, bubble fraction against (K-1)/(M+K-1),
+    /// and the micro-batches' activations each stage holds at most.
+    Pipeline {
+        /// Stages K.
+        #[arg(long, default_value_t = 4)]
+        stages: usize,
+        /// Micro-batches M per step.
+        #[arg(long = "micro-batches", default_value_t = 8)]
+        micro_batches: usize,
+        /// Forward time of each stage per micro-batch, comma-separated
+        /// (default: 1 for every stage).
+        #[arg(long, value_delimiter = ',')]
+        forward: Vec<f64>,
+        /// Backward time as a multiple of forward.
+        #[arg(long, default_value_t = 2.0)]
+        backward: f64,
+        /// Time to pass an activation or a gradient between stages.
+        #[arg(long, default_value_t = 0.0)]
+        transfer: f64,
+        /// Also write an SVG Gantt chart of both schedules here.
+        #[arg(long)]
+        gantt: Option<PathBuf>,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -183,6 +207,21 @@ fn run(command: Command) -> Result<(), String> {
             gantt,
             trace,
         } => schedule(&file, &algo, json, gantt.as_deref(), trace.as_deref()),
+        Command::Pipeline {
+            stages,
+            micro_batches,
+            forward,
+            backward,
+            transfer,
+            gantt,
+        } => pipeline(
+            stages,
+            micro_batches,
+            &forward,
+            backward,
+            transfer,
+            gantt.as_deref(),
+        ),
         Command::Bench {
             what: Bench::Sched { graphs, csv },
         } => {
@@ -354,6 +393,61 @@ fn schedule(
         )
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         eprintln!("Chrome trace written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// `dagger pipeline`: both schedules simulated, as a table (and a chart).
+fn pipeline(
+    stages: usize,
+    micro_batches: usize,
+    forward: &[f64],
+    backward: f64,
+    transfer: f64,
+    gantt: Option<&std::path::Path>,
+) -> Result<(), String> {
+    use dagger::ir::sched::pipeline::{bubble_formula, simulate, PipelineKind};
+    if stages == 0 || micro_batches == 0 {
+        return Err("--stages and --micro-batches must be at least 1".into());
+    }
+    let forward: Vec<f64> = if forward.is_empty() {
+        vec![1.0; stages]
+    } else {
+        forward.to_vec()
+    };
+    if forward.len() != stages {
+        return Err(format!(
+            "--forward gives {} times for {stages} stages",
+            forward.len()
+        ));
+    }
+    if forward
+        .iter()
+        .chain([&backward, &transfer])
+        .any(|t| !t.is_finite() || *t < 0.0)
+    {
+        return Err("times must be finite and not negative".into());
+    }
+    let back: Vec<f64> = forward.iter().map(|f| f * backward).collect();
+    println!("| schedule | step time | bubble | (K-1)/(M+K-1) | peak activations per stage |");
+    println!("|---|---|---|---|---|");
+    let mut charts = String::new();
+    for kind in [PipelineKind::GPipe, PipelineKind::OneFOneB] {
+        let s = simulate(kind, &forward, &back, micro_batches, transfer);
+        let peaks: Vec<usize> = (0..stages).map(|st| s.peak_activations(st)).collect();
+        println!(
+            "| {kind:?} | {:.3} | {:.3} | {:.3} | {peaks:?} |",
+            s.makespan(),
+            s.bubble_fraction(),
+            bubble_formula(stages, micro_batches)
+        );
+        let (schedule, labels) = s.to_schedule();
+        charts += &sched::gantt::draw(stages, &labels, &[(&format!("{kind:?}"), &schedule)]);
+    }
+    if let Some(path) = gantt {
+        std::fs::write(path, charts)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        eprintln!("Gantt chart: {}", path.display());
     }
     Ok(())
 }
