@@ -2,7 +2,7 @@
 //! stages, GPipe and 1F1B, several micro-batches.
 
 mod common;
-use common::{max_relative_difference, rank_said, run_rank_main, ucx_missing};
+use common::{every_rank_says_on_2_and_3_processes, max_relative_difference};
 use dagger::ir::sched::pipeline::{stage_order, PipelineKind};
 use dagger::nn::{
     Activation, CompileOptions, MlpSpec, Momentum, NamedParams, Net, Pipeline, PipelineOptions,
@@ -167,18 +167,7 @@ fn settings_that_do_not_fit_are_named() {
 
 #[test]
 fn processes_match_one_device() {
-    if ucx_missing() {
-        return;
-    }
-    for n in [2, 3] {
-        let all = run_rank_main(n);
-        for rank in 0..n {
-            assert!(
-                rank_said(&all, rank, "matches one device"),
-                "rank {rank} of {n}: {all}"
-            );
-        }
-    }
+    every_rank_says_on_2_and_3_processes("matches one device");
 }
 
 /// A rank of `processes_match_one_device`: one stage per rank, 1F1B over

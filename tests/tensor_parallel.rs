@@ -2,7 +2,7 @@
 //! for 2 and 3 workers; the graph holds one all-reduce per block each way.
 
 mod common;
-use common::{max_relative_difference, rank_said, run_rank_main, ucx_missing};
+use common::{every_rank_says_on_2_and_3_processes, max_relative_difference};
 use dagger::ir::tensor::{ParallelGroup, TensorOp};
 use dagger::nn::{
     Activation, BlockStack, CompileOptions, Momentum, NamedParams, Program, SeededRng,
@@ -106,18 +106,7 @@ fn each_block_all_reduces_once_forward_and_once_backward() {
 
 #[test]
 fn processes_match_one_device() {
-    if ucx_missing() {
-        return;
-    }
-    for n in [2, 3] {
-        let all = run_rank_main(n);
-        for rank in 0..n {
-            assert!(
-                rank_said(&all, rank, "shards match one device"),
-                "rank {rank} of {n}: {all}"
-            );
-        }
-    }
+    every_rank_says_on_2_and_3_processes("shards match one device");
 }
 
 /// A rank of `processes_match_one_device`; does nothing outside a cluster.

@@ -152,7 +152,8 @@ impl Stage {
         let mut loss = 0.0;
         let first_grad = usize::from(self.index > 0) + 1;
         for (pass, m) in stage_order(kind, stages, micro, self.index) {
-            match pass {
+            // Each arm returns when its computing began (after its input arrived).
+            let start = match pass {
                 Pass::Forward => {
                     let act = if links.has_prev() {
                         links.recv_prev().map_err(lost)?
@@ -166,13 +167,7 @@ impl Stage {
                         links.send_next(f.output(0).to_vec()).map_err(lost)?;
                     }
                     stored[m] = Some(act);
-                    ops.push(PipelineOp {
-                        stage: index,
-                        micro: m,
-                        pass,
-                        start: since(start),
-                        finish: since(Instant::now()),
-                    });
+                    start
                 }
                 Pass::Backward => {
                     let act = stored[m].take().expect("forward before backward");
@@ -203,15 +198,17 @@ impl Stage {
                             None => sums.push(g.to_vec()),
                         }
                     }
-                    ops.push(PipelineOp {
-                        stage: index,
-                        micro: m,
-                        pass,
-                        start: since(start),
-                        finish: since(Instant::now()),
-                    });
+                    start
                 }
-            }
+            };
+            let finish = since(Instant::now());
+            ops.push(PipelineOp {
+                stage: index,
+                micro: m,
+                pass,
+                start: since(start),
+                finish,
+            });
         }
         let scale = 1.0 / micro as f32;
         let mut all: Vec<f32> = sums.iter().flatten().map(|v| v * scale).collect();

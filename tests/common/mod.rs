@@ -73,3 +73,17 @@ pub fn rank_said(output: &str, rank: u32, what: &str) -> bool {
         .lines()
         .any(|l| l.starts_with(&prefix) && l.contains(what))
 }
+
+/// Runs `rank_main` on 2 and then 3 processes and checks that every rank
+/// said `what`; skips (saying why) without UCX.
+pub fn every_rank_says_on_2_and_3_processes(what: &str) {
+    if ucx_missing() {
+        return;
+    }
+    for n in [2, 3] {
+        let all = run_rank_main(n);
+        for rank in 0..n {
+            assert!(rank_said(&all, rank, what), "rank {rank} of {n}: {all}");
+        }
+    }
+}
