@@ -28,6 +28,35 @@ fn mergesort_sorts_every_size() {
 }
 
 #[test]
+fn mergesort_sorts_skewed_and_patterned_data() {
+    let rt = Runtime::builder().threads(2).build();
+    let n = 200_003;
+    let random = mergesort::random_u64(n, 5);
+    let inputs: Vec<(&str, Vec<u64>)> = vec![
+        ("all equal", vec![42; n]),
+        ("sorted", (0..n as u64).collect()),
+        ("reversed", (0..n as u64).rev().collect()),
+        ("three values", random.iter().map(|x| x % 3).collect()),
+        (
+            "narrow range near the top",
+            random.iter().map(|x| u64::MAX - x % 1000).collect(),
+        ),
+        (
+            "one outlier",
+            (0..n as u64)
+                .map(|i| if i == 7 { u64::MAX } else { i % 64 })
+                .collect(),
+        ),
+    ];
+    for (name, data) in inputs {
+        let mut expected = data.clone();
+        expected.sort_unstable();
+        let sorted = rt.spawn(mergesort::msort, (data,)).wait().unwrap();
+        assert_eq!(sorted, expected, "{name}");
+    }
+}
+
+#[test]
 fn the_static_mergesort_graph_sorts_under_every_policy() {
     let rt = Runtime::builder().threads(2).build();
     let model = dagger::ir::model::HistoryModel::new();
