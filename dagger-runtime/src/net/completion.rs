@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 struct State<T> {
     value: Option<Result<T, NetError>>,
     waker: Option<Waker>,
+    /// A thread sleeps on the condition variable (notifying costs a
+    /// system call, so it is done only then).
+    sleeping: bool,
 }
 
 struct Slot<T> {
@@ -21,9 +24,22 @@ struct Slot<T> {
     ready: Condvar,
 }
 
-/// Makes progress on the operations a completion waits for (a transport
-/// whose waiters drive it).
-pub(crate) type Driver = Arc<dyn Fn() + Send + Sync>;
+/// A transport whose waiters make its progress themselves.
+pub(crate) trait Drive: Send + Sync {
+    /// A waiter starts driving.
+    fn begin(&self);
+    /// Makes the progress there is now.
+    fn drive(&self);
+    /// That waiter stops driving: `done` if its result came, else it is
+    /// about to block and the transport must progress without it until
+    /// [`unblocked`](Drive::unblocked).
+    fn end(&self, done: bool);
+    /// A waiter that blocked after driving stopped waiting.
+    fn unblocked(&self);
+}
+
+/// Makes progress on the operations a completion waits for.
+pub(crate) type Driver = Arc<dyn Drive>;
 
 /// The pending result of a network operation.
 pub struct Completion<T> {
@@ -41,6 +57,7 @@ pub(crate) fn completion<T>() -> (Completion<T>, Completer<T>) {
         state: Mutex::new(State {
             value: None,
             waker: None,
+            sleeping: false,
         }),
         ready: Condvar::new(),
     });
@@ -78,8 +95,11 @@ fn deliver<T>(slot: &Slot<T>, value: Result<T, NetError>) {
     let mut state = slot.state.lock().unwrap_or_else(|p| p.into_inner());
     state.value = Some(value);
     let waker = state.waker.take();
+    let sleeping = state.sleeping;
     drop(state);
-    slot.ready.notify_all();
+    if sleeping {
+        slot.ready.notify_all();
+    }
     if let Some(w) = waker {
         w.wake();
     }
@@ -95,35 +115,35 @@ impl<T> Drop for Completer<T> {
 
 impl<T> Completion<T> {
     /// Drives the transport (if it lets waiters) until the result is there
-    /// or the driving time is up.
-    fn drive(&self) {
-        let Some((driver, drive_for)) = &self.driver else {
-            return;
-        };
+    /// or the driving time is up. Returns a guard to hold while blocking
+    /// if the result is not there yet.
+    fn drive(&self) -> Option<Blocked<'_>> {
+        let (driver, drive_for) = self.driver.as_ref()?;
         let start = Instant::now();
-        while start.elapsed() < *drive_for {
-            if self
-                .slot
-                .state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .value
-                .is_some()
-            {
-                return;
-            }
-            driver();
+        driver.begin();
+        while start.elapsed() < *drive_for && !self.is_ready() {
+            driver.drive();
         }
+        let done = self.is_ready();
+        driver.end(done);
+        (!done).then_some(Blocked(driver))
+    }
+
+    /// Whether the result is there.
+    fn is_ready(&self) -> bool {
+        let state = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.value.is_some()
     }
 
     /// Blocks until the result arrives.
     pub fn wait(self) -> Result<T, NetError> {
-        self.drive();
+        let _blocked = self.drive();
         let mut state = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if let Some(v) = state.value.take() {
                 return v;
             }
+            state.sleeping = true;
             state = self
                 .slot
                 .ready
@@ -136,7 +156,7 @@ impl<T> Completion<T> {
     /// ([`NetError::TimedOut`]; the completion stays pending and can be
     /// waited for again).
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<T, NetError> {
-        self.drive();
+        let _blocked = self.drive();
         let deadline = Instant::now() + timeout;
         let mut state = self.slot.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
@@ -147,6 +167,7 @@ impl<T> Completion<T> {
             if left.is_zero() {
                 return Err(NetError::TimedOut(timeout));
             }
+            state.sleeping = true;
             state = self
                 .slot
                 .ready
@@ -154,6 +175,15 @@ impl<T> Completion<T> {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
+    }
+}
+
+/// Held while a waiter that drove blocks; tells the driver when it stops.
+struct Blocked<'a>(&'a Driver);
+
+impl Drop for Blocked<'_> {
+    fn drop(&mut self) {
+        self.0.unblocked();
     }
 }
 

@@ -10,26 +10,38 @@
 //! descriptor, so an idle transport costs no CPU; callers wake it with
 //! `ucp_worker_signal` when they leave work pending.
 //!
+//! While callers drive, the background thread stays off the event file
+//! descriptor and naps instead (up to [`NAP`] at a time): an armed worker
+//! makes every sender signal it through a socket and every message wake
+//! the thread, which on a small machine costs more than the message
+//! itself. When the last driving caller stops while others are blocked
+//! waiting, it hands progress back to the thread at once.
+//!
 //! Sends are zero-copy: the `Vec<u8>` is handed to UCX as it is and dropped
 //! when UCX reports the send complete. Receives probe for a matching
 //! message first (`ucp_tag_probe_nb`), so the buffer is allocated at the
 //! message's exact size (or a caller's buffer reused), then receive it
 //! (`ucp_tag_msg_recv_nbx`).
 
-use super::completion::{driven_completion, Completer};
+use super::completion::{driven_completion, Completer, Drive};
 use super::{Completion, Message, NetError, PeerId, Transport};
 use std::collections::VecDeque;
 use std::ffi::c_void;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 use ucx_sys as sys;
 
 /// How long a waiting caller drives the worker's progress itself before
 /// it blocks and leaves progress to the background thread.
 pub const DRIVE_FOR: Duration = Duration::from_micros(50);
+
+/// The background thread's nap while callers drive: also the longest an
+/// operation that nobody waits for (an `.await`ed one) can sit before the
+/// thread progresses it, after the last driving caller got its result.
+pub const NAP: Duration = Duration::from_micros(500);
 
 /// A worker pointer that may cross threads for `ucp_worker_signal` only.
 #[derive(Clone, Copy)]
@@ -45,6 +57,12 @@ struct Shared {
     worker: Mutex<Progress>,
     signal: SignalHandle,
     stop: AtomicBool,
+    /// Callers driving progress now.
+    drivers: AtomicUsize,
+    /// Callers blocked waiting after they drove.
+    blocked: AtomicUsize,
+    /// The background thread, for waking it from a nap.
+    thread: OnceLock<Thread>,
 }
 
 impl Shared {
@@ -52,8 +70,10 @@ impl Shared {
         self.worker.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Wakes the background thread (it may sleep while work is pending).
+    /// Wakes the background thread (it may sleep while work is pending),
+    /// from its nap or from its sleep on the event fd.
     fn wake(&self) {
+        self.unpark_thread();
         if let Ok(lib) = lib() {
             // SAFETY: the worker lives until the transport is dropped, after
             // which nobody holds `Shared` but the thread.
@@ -61,11 +81,47 @@ impl Shared {
         }
     }
 
-    /// Makes progress if nobody else is (for waiting callers).
+    /// Wakes the background thread for work a caller left pending if it
+    /// sleeps on the event fd. When it naps, callers drive (and will do
+    /// this work), and it is back within [`NAP`] anyway.
+    fn wake_for_pending(&self, p: &Progress) {
+        if p.polling {
+            self.wake();
+        }
+    }
+
+    fn unpark_thread(&self) {
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
+}
+
+impl Drive for Shared {
+    fn begin(&self) {
+        self.drivers.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Makes progress if nobody else is.
     fn drive(&self) {
         if let Ok(mut p) = self.worker.try_lock() {
             p.progress();
         }
+    }
+
+    fn end(&self, done: bool) {
+        if !done {
+            self.blocked.fetch_add(1, Ordering::SeqCst);
+        }
+        let last = self.drivers.fetch_sub(1, Ordering::SeqCst) == 1;
+        if last && self.blocked.load(Ordering::SeqCst) > 0 {
+            // Nobody drives, somebody waits: the thread takes over now.
+            self.unpark_thread();
+        }
+    }
+
+    fn unblocked(&self) {
+        self.blocked.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -157,12 +213,16 @@ impl UcxTransport {
             signal: SignalHandle(endpoint.worker),
             worker: Mutex::new(Progress::new(lib, endpoint)),
             stop: AtomicBool::new(false),
+            drivers: AtomicUsize::new(0),
+            blocked: AtomicUsize::new(0),
+            thread: OnceLock::new(),
         });
         let background = shared.clone();
         let thread = std::thread::Builder::new()
             .name("dagger-ucx-progress".into())
             .spawn(move || run_background(&background))
             .map_err(|e| NetError::Unavailable(format!("cannot start the UCX thread: {e}")))?;
+        let _ = shared.thread.set(thread.thread().clone());
         Ok(UcxTransport {
             shared,
             address,
@@ -172,8 +232,7 @@ impl UcxTransport {
 
     /// A completion whose waiter drives this transport's progress.
     fn completion<T>(&self) -> (Completion<T>, Completer<T>) {
-        let shared = self.shared.clone();
-        driven_completion(Arc::new(move || shared.drive()), DRIVE_FOR)
+        driven_completion(self.shared.clone(), DRIVE_FOR)
     }
 }
 
@@ -200,10 +259,8 @@ impl Transport for UcxTransport {
         let (result, done) = self.completion();
         let mut p = self.shared.lock();
         p.send(peer, tag, data, done);
-        let pending = std::mem::take(&mut p.left_pending);
-        drop(p);
-        if pending {
-            self.shared.wake();
+        if std::mem::take(&mut p.left_pending) {
+            self.shared.wake_for_pending(&p);
         }
         result
     }
@@ -213,28 +270,34 @@ impl Transport for UcxTransport {
         let mut p = self.shared.lock();
         p.receives.push_back((tag, mask, buffer, done));
         p.progress();
-        let waiting = !p.receives.is_empty() | std::mem::take(&mut p.left_pending);
-        drop(p);
-        if waiting {
-            self.shared.wake();
+        if !p.receives.is_empty() | std::mem::take(&mut p.left_pending) {
+            self.shared.wake_for_pending(&p);
         }
         result
     }
 }
 
-/// The background thread: progress while there is work, sleep on the
-/// worker's event fd when there is none, close everything at the end.
+/// The background thread: progress while there is work; nap while
+/// callers drive; otherwise sleep on the worker's event fd; close
+/// everything at the end.
 fn run_background(shared: &Shared) {
     loop {
         if shared.stop.load(Ordering::SeqCst) {
             shared.lock().close();
             return;
         }
+        if shared.drivers.load(Ordering::SeqCst) > 0 {
+            std::thread::park_timeout(NAP);
+            continue;
+        }
         let sleep_on = {
             let mut p = shared.lock();
             if p.progress() {
                 None
             } else {
+                // Set before arming, under the lock: a caller leaving work
+                // pending after this point signals the event fd.
+                p.polling = true;
                 p.arm()
             }
         };
@@ -249,6 +312,7 @@ fn run_background(shared: &Shared) {
             // SAFETY: one valid pollfd.
             unsafe { libc::poll(&mut fd, 1, timeout) };
         }
+        shared.lock().polling = false;
     }
 }
 
@@ -331,6 +395,8 @@ struct Progress {
     /// Set when an operation was left in flight (UCX returned a request):
     /// the background thread must be awake to finish it.
     left_pending: bool,
+    /// The background thread sleeps (or is about to) on the event fd.
+    polling: bool,
     /// The worker is destroyed: nothing may call UCX any more.
     closed: bool,
 }
@@ -354,6 +420,7 @@ impl Progress {
             receives: VecDeque::new(),
             efd,
             left_pending: false,
+            polling: false,
             closed: false,
         }
     }
