@@ -43,6 +43,7 @@ extern crate self as dagger;
 pub use dagger_cuda as cuda;
 pub use dagger_ir as ir;
 pub use dagger_macros::{dag, task};
+pub use dagger_runtime::distributed::{ClusterReport, ClusterSpan, SpanKind};
 pub use dagger_runtime::task::registered as task_registry;
 pub use dagger_runtime::{cluster, net, size, tensor};
 pub use dagger_runtime::{

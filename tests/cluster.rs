@@ -10,6 +10,7 @@ mod common;
 use common::{rank_said, ucx_missing};
 use dagger::cluster::{Cluster, ClusterEnv, RemoteArg, RemoteError};
 use dagger::prelude::*;
+use dagger::SpanKind;
 use dagger::Task;
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -98,10 +99,14 @@ fn remote_calls(cluster: &Cluster) {
         )
         .unwrap();
     assert_eq!((scaled.rank, scaled.bytes > 1000), (1, true));
-    // Sum on rank 2, which fetches the scaled vector from rank 1 itself.
-    let sum = cluster
-        .call(2, sum_where::def(), vec![RemoteArg::Remote(scaled)])
+    // Sum on rank 2, which fetches the scaled vector from rank 1 itself,
+    // and says so.
+    let (sum, fetched) = cluster
+        .call_traced(2, sum_where::def(), vec![RemoteArg::Remote(scaled)])
         .unwrap();
+    assert_eq!(fetched.len(), 1, "one argument fetched: {fetched:?}");
+    assert_eq!(fetched[0].from, 1);
+    assert!(fetched[0].bytes >= 8000, "{fetched:?}");
     let got = cluster.fetch(&sum).unwrap();
     assert_eq!(got.downcast_ref::<(u64, u32)>(), Some(&(3 * 500_500, 2)));
     // The scaled vector itself, fetched from its home.
@@ -185,9 +190,26 @@ fn run_graph(cluster: &Cluster) {
     );
     let busy = report.tasks_per_rank.iter().filter(|&&n| n > 0).count();
     assert_eq!(busy, 3, "every rank ran tasks: {:?}", report.tasks_per_rank);
-    let task_spans = report.spans.iter().filter(|s| s.rank.is_some()).count();
+    let task_spans = report
+        .spans
+        .iter()
+        .filter(|s| matches!(s.kind, SpanKind::Task { .. }))
+        .count();
     assert_eq!(task_spans, report.tasks_per_rank.iter().sum::<usize>());
     assert!(report.spans.iter().all(|s| s.start <= s.end));
+    assert!(
+        report.spans.iter().all(|s| match s.kind {
+            SpanKind::Transfer { from, to } => from != to && from < 3 && to < 3,
+            SpanKind::Task { rank } => rank < 3,
+        }),
+        "spans name real ranks: {:?}",
+        report.spans
+    );
+    let between_servers = report
+        .spans
+        .iter()
+        .filter(|s| matches!(s.kind, SpanKind::Transfer { to, .. } if to != 0))
+        .count();
     let trace: serde_json::Value = serde_json::from_str(&report.to_chrome_json()).unwrap();
     let events = trace["traceEvents"].as_array().unwrap();
     assert_eq!(
@@ -196,7 +218,7 @@ fn run_graph(cluster: &Cluster) {
         "one trace event per span"
     );
     println!(
-        "rank 0: cluster result {total} = single-process result; tasks per rank {:?}; lost {:?}; redone {} {:?}",
+        "rank 0: cluster result {total} = single-process result; tasks per rank {:?}; {between_servers} transfers between serving ranks; lost {:?}; redone {} {:?}",
         report.tasks_per_rank,
         report.lost,
         report.redone.len(),

@@ -17,11 +17,14 @@
 //! again, after its own lost inputs, recursively. The run then completes
 //! with the right answer, and [`ClusterReport::redone`] says what was redone.
 //!
-//! Every task and every transfer rank 0 makes or waits for is a span of
-//! [`ClusterReport::spans`]: one row per rank, one row for transfers to rank
-//! 0, written as Chrome trace JSON by [`ClusterReport::to_chrome_json`].
+//! Every task and every transfer is a span of [`ClusterReport::spans`]:
+//! rank 0 times its own tasks, remote calls and fetches, and a serving rank
+//! reports with each call's reply the arguments it fetched from third ranks
+//! (placed on rank 0's clock from the moment the call was made). Written as
+//! Chrome trace JSON by [`ClusterReport::to_chrome_json`]: one row of tasks
+//! per rank, then one row of transfers into each rank.
 
-use crate::cluster::{Cluster, RemoteArg, RemoteError, RemoteValue};
+use crate::cluster::{Cluster, RemoteArg, RemoteError, RemoteFetch, RemoteValue};
 use crate::dag::{Dag, Inputs};
 use crate::datum::Datum;
 use crate::error::RunError;
@@ -53,17 +56,34 @@ pub struct ClusterReport {
 pub struct ClusterSpan {
     /// The task's name, or what moved where.
     pub label: String,
-    /// Rank that ran the task; `None` for a transfer to rank 0.
-    pub rank: Option<u32>,
+    /// What it was.
+    pub kind: SpanKind,
     /// Seconds from the start of the run.
     pub start: f64,
     /// Seconds from the start of the run.
     pub end: f64,
 }
 
+/// What a [`ClusterSpan`] was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpanKind {
+    /// A task run on `rank`.
+    Task {
+        /// The rank that ran it.
+        rank: u32,
+    },
+    /// A value moved from rank `from` to rank `to`.
+    Transfer {
+        /// Where the value lived.
+        from: u32,
+        /// The rank that needed it.
+        to: u32,
+    },
+}
+
 impl ClusterReport {
-    /// The spans as Chrome trace JSON (Perfetto): row `P<r>` for rank `r`,
-    /// the last row for transfers to rank 0.
+    /// The spans as Chrome trace JSON (Perfetto): row `P<r>` holds rank
+    /// `r`'s tasks and row `P<ranks + r>` the transfers into rank `r`.
     pub fn to_chrome_json(&self) -> String {
         let ranks = self.tasks_per_rank.len();
         let labels: Vec<String> = self.spans.iter().map(|s| s.label.clone()).collect();
@@ -71,11 +91,17 @@ impl ClusterReport {
             placement: self
                 .spans
                 .iter()
-                .map(|s| (s.rank.map_or(ranks, |r| r as usize), s.start, s.end))
+                .map(|s| {
+                    let row = match s.kind {
+                        SpanKind::Task { rank } => rank as usize,
+                        SpanKind::Transfer { to, .. } => ranks + to as usize,
+                    };
+                    (row, s.start, s.end)
+                })
                 .collect(),
         };
         dagger_ir::sched::chrome::to_chrome_json(
-            ranks + 1,
+            2 * ranks,
             &[("cluster run", &labels, &schedule)],
             1e6,
         )
@@ -89,36 +115,58 @@ struct SpanLog {
 }
 
 impl SpanLog {
-    /// Runs `f`, recording it as a span.
-    fn time<T>(
-        &self,
-        label: impl FnOnce() -> String,
-        rank: Option<u32>,
-        f: impl FnOnce() -> T,
-    ) -> T {
-        let start = self.origin.elapsed().as_secs_f64();
-        let out = f();
-        let end = self.origin.elapsed().as_secs_f64();
+    /// Seconds since the start of the run.
+    fn now(&self) -> f64 {
+        self.origin.elapsed().as_secs_f64()
+    }
+
+    fn push(&self, label: String, kind: SpanKind, start: f64, end: f64) {
         self.spans
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(ClusterSpan {
-                label: label(),
-                rank,
+                label,
+                kind,
                 start,
                 end,
             });
+    }
+
+    /// Runs `f`, recording it as a span.
+    fn time<T>(&self, label: impl FnOnce() -> String, kind: SpanKind, f: impl FnOnce() -> T) -> T {
+        let start = self.now();
+        let out = f();
+        self.push(label(), kind, start, self.now());
         out
     }
 
     /// Brings `v` to this rank, recorded as a transfer.
     fn fetch(&self, cluster: &Cluster, v: &RemoteValue) -> Result<Datum, RemoteError> {
+        let kind = SpanKind::Transfer {
+            from: v.rank,
+            to: cluster.rank(),
+        };
         self.time(
-            || format!("fetch {} B from rank {}", v.bytes, v.rank),
-            None,
+            || transfer_label(v.bytes, v.rank),
+            kind,
             || cluster.fetch(v),
         )
     }
+
+    /// Records the fetches rank `to` made for a call that rank 0 made at
+    /// `called` (seconds since the start of the run).
+    fn remote_fetches(&self, to: u32, called: f64, fetches: &[RemoteFetch]) {
+        for f in fetches {
+            let start = called + f.start.as_secs_f64();
+            let end = start + f.took.as_secs_f64();
+            let kind = SpanKind::Transfer { from: f.from, to };
+            self.push(transfer_label(f.bytes, f.from), kind, start, end);
+        }
+    }
+}
+
+fn transfer_label(bytes: u64, from: u32) -> String {
+    format!("fetch {bytes} B from rank {from}")
 }
 
 /// Where a node's value is.
@@ -316,7 +364,7 @@ impl Execution<'_> {
                         scope.spawn(move || {
                             let kernel = &plan.kernels[i];
                             let label = || kernel.trace_name().as_str().to_string();
-                            let result = log.time(label, Some(rank), || {
+                            let result = log.time(label, SpanKind::Task { rank }, || {
                                 run_task(cluster, log, kernel, rank, args)
                             });
                             let _ = tx.send((i, result));
@@ -431,8 +479,12 @@ fn run_task(
                 Slot::There(v) => RemoteArg::Remote(v),
             })
             .collect();
-        return match cluster.call(rank, def, args) {
-            Ok(v) => Ok(Slot::There(v)),
+        let called = log.now();
+        return match cluster.call_traced(rank, def, args) {
+            Ok((v, fetches)) => {
+                log.remote_fetches(rank, called, &fetches);
+                Ok(Slot::There(v))
+            }
             Err(RemoteError::Failed { message, .. }) => {
                 Err(Failure::Failed(RunError::TaskFailed {
                     task: name.to_string(),

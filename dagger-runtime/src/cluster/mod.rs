@@ -32,7 +32,7 @@ mod wire;
 pub use auth::new_token;
 pub use bootstrap::{HEARTBEAT, SILENCE};
 pub use env::ClusterEnv;
-pub use remote::{RemoteArg, RemoteError, RemoteValue};
+pub use remote::{RemoteArg, RemoteError, RemoteFetch, RemoteValue};
 
 use crate::net::{Completion, Message, NetError, PeerId, Transport, UcxTransport};
 use std::sync::{Arc, Condvar, Mutex};

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Tags: the top byte says what a message is; replies carry the call id.
 const KIND_MASK: u64 = 0xff << 56;
@@ -143,11 +143,27 @@ enum Request {
     },
 }
 
+/// A value a serving rank fetched from another rank to run a call, timed
+/// on the serving rank.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RemoteFetch {
+    /// The rank the value came from.
+    pub from: u32,
+    /// Its size on the wire.
+    pub bytes: u64,
+    /// When the fetch started, from the moment the call arrived.
+    pub start: Duration,
+    /// How long it took.
+    pub took: Duration,
+}
+
 #[derive(Serialize, Deserialize)]
 enum Reply {
     Stored {
         id: u64,
         bytes: u64,
+        /// The arguments fetched from other ranks to run the call.
+        fetched: Vec<RemoteFetch>,
     },
     Value(#[serde(with = "as_bytes")] Vec<u8>),
     Failed(String),
@@ -213,6 +229,17 @@ impl Cluster {
         task: &TaskDef,
         args: Vec<RemoteArg>,
     ) -> Result<RemoteValue, RemoteError> {
+        self.call_traced(rank, task, args).map(|(value, _)| value)
+    }
+
+    /// As [`call`](Self::call), also returning the transfers `rank` made
+    /// to run it: the arguments it fetched from third ranks.
+    pub fn call_traced(
+        &self,
+        rank: u32,
+        task: &TaskDef,
+        args: Vec<RemoteArg>,
+    ) -> Result<(RemoteValue, Vec<RemoteFetch>), RemoteError> {
         let wire = (task.wire)();
         let output = wire.output.ok_or_else(|| {
             RemoteError::Local(format!(
@@ -246,12 +273,15 @@ impl Cluster {
             args: encoded,
         };
         match self.request(rank, call, &request)? {
-            Reply::Stored { id, bytes } => Ok(RemoteValue {
-                rank,
-                id,
-                bytes,
-                codec: output,
-            }),
+            Reply::Stored { id, bytes, fetched } => Ok((
+                RemoteValue {
+                    rank,
+                    id,
+                    bytes,
+                    codec: output,
+                },
+                fetched,
+            )),
             Reply::Failed(message) => Err(RemoteError::Failed { rank, message }),
             Reply::Lost { rank, why } => Err(RemoteError::RankLost { rank, why }),
             Reply::Value(_) => Err(RemoteError::Local("a call answered with a value".into())),
@@ -260,8 +290,14 @@ impl Cluster {
 
     /// Brings a remote value here.
     pub fn fetch(&self, value: &RemoteValue) -> Result<Datum, RemoteError> {
+        self.fetch_counted(value).map(|(datum, _)| datum)
+    }
+
+    /// Brings a remote value here; also its size on the wire (0 when it
+    /// is already here).
+    fn fetch_counted(&self, value: &RemoteValue) -> Result<(Datum, u64), RemoteError> {
         if value.rank == self.rank {
-            return self.stored(value.id).map_err(RemoteError::Local);
+            return Ok((self.stored(value.id).map_err(RemoteError::Local)?, 0));
         }
         let call = self.store.next_call.fetch_add(1, Ordering::Relaxed);
         let request = Request::Fetch {
@@ -270,7 +306,9 @@ impl Cluster {
             id: value.id,
         };
         match self.request(value.rank, call, &request)? {
-            Reply::Value(bytes) => (value.codec.decode)(&bytes).map_err(RemoteError::Local),
+            Reply::Value(bytes) => (value.codec.decode)(&bytes)
+                .map(|datum| (datum, bytes.len() as u64))
+                .map_err(RemoteError::Local),
             Reply::Failed(message) => Err(RemoteError::Failed {
                 rank: value.rank,
                 message,
@@ -453,18 +491,31 @@ impl Cluster {
         let output = wire
             .output
             .ok_or_else(|| failed(format!("the result of `{task}` cannot cross processes")))?;
+        let arrived = Instant::now();
+        let mut fetched = Vec::new();
         let mut values = Vec::with_capacity(args.len());
         for (port, arg) in args.into_iter().enumerate() {
             let codec = wire.params.get(port).copied().flatten();
             let no_codec = || failed(format!("argument {port} of `{task}` has no codec"));
             values.push(Some(match arg {
                 Arg::Stored { rank, id } if rank == self.rank => self.stored(id).map_err(failed)?,
-                Arg::Stored { rank, id } => self.fetch(&RemoteValue {
-                    rank,
-                    id,
-                    bytes: 0,
-                    codec: codec.ok_or_else(no_codec)?,
-                })?,
+                Arg::Stored { rank, id } => {
+                    let start = arrived.elapsed();
+                    let (datum, bytes) = self.fetch_counted(&RemoteValue {
+                        rank,
+                        id,
+                        bytes: 0,
+                        codec: codec.ok_or_else(no_codec)?,
+                    })?;
+                    let took = arrived.elapsed() - start;
+                    fetched.push(RemoteFetch {
+                        from: rank,
+                        bytes,
+                        start,
+                        took,
+                    });
+                    datum
+                }
                 Arg::Bytes(bytes) => {
                     (codec.ok_or_else(no_codec)?.decode)(&bytes).map_err(failed)?
                 }
@@ -482,6 +533,6 @@ impl Cluster {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, (result, output));
-        Ok(Reply::Stored { id, bytes })
+        Ok(Reply::Stored { id, bytes, fetched })
     }
 }
