@@ -79,6 +79,7 @@ fn missing() -> dagger::TaskDef {
         cost: dagger::__private::CostHint::Unknown,
         device: scale.device,
         pure: false,
+        grad: None,
         invoke: scale.invoke,
         wire: scale.wire,
     }

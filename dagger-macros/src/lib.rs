@@ -26,7 +26,20 @@ use proc_macro::TokenStream;
 /// - `pure`: no side effects, so equal calls may be merged and unused ones dropped;
 /// - `cost = <expr>`: estimated seconds; the expression may use the
 ///   parameters (by reference), e.g. `cost = 1e-9 * v.len() as f64`;
-/// - `device = "cpu" | "gpu" | "any"` (default `any`).
+/// - `device = "cpu" | "gpu" | "any"` (default `any`);
+/// - `grad = <task>`: the task's gradient task, for tasks of tensors
+///   (`dagger::nn::Array`) that a tensor graph calls as custom ops: it
+///   takes the task's parameters and then the gradient of its result, and
+///   returns the gradient of each parameter (alone for one parameter, a
+///   tuple for several). Autodiff calls it; a signature that does not fit
+///   is a compile error at `grad = ...`:
+///
+/// ```text
+/// #[task(pure, grad = softplus_grad)]
+/// fn softplus(x: Array) -> Array { .. }
+/// #[task(pure)]
+/// fn softplus_grad(x: Array, dy: Array) -> Array { .. }   // dy * sigmoid(x)
+/// ```
 ///
 /// A function returning `Result<T, E>` (with `E: Display`; any type whose
 /// path ends in `Result`, so `io::Result<T>` too) is a task of output `T`;

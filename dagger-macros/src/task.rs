@@ -16,6 +16,7 @@ pub struct TaskArgs {
     pure: bool,
     cost: Option<Expr>,
     device: Option<(String, Span)>,
+    grad: Option<syn::Path>,
 }
 
 impl Parse for TaskArgs {
@@ -27,6 +28,7 @@ impl Parse for TaskArgs {
                 TaskOption::Pure => args.pure = true,
                 TaskOption::Cost(e) => args.cost = Some(e),
                 TaskOption::Device(s) => args.device = Some(s),
+                TaskOption::Grad(p) => args.grad = Some(p),
             }
         }
         Ok(args)
@@ -37,6 +39,7 @@ enum TaskOption {
     Pure,
     Cost(Expr),
     Device((String, Span)),
+    Grad(syn::Path),
 }
 
 impl Parse for TaskOption {
@@ -47,6 +50,10 @@ impl Parse for TaskOption {
             "cost" => {
                 input.parse::<Token![=]>()?;
                 Ok(TaskOption::Cost(input.parse()?))
+            }
+            "grad" => {
+                input.parse::<Token![=]>()?;
+                Ok(TaskOption::Grad(input.parse()?))
             }
             "device" => {
                 input.parse::<Token![=]>()?;
@@ -61,7 +68,7 @@ impl Parse for TaskOption {
             }
             other => Err(syn::Error::new(
                 key.span(),
-                format!("unknown task option `{other}`: expected `pure`, `cost = <seconds>` or `device = \"cpu\" | \"gpu\" | \"any\"`"),
+                format!("unknown task option `{other}`: expected `pure`, `cost = <seconds>`, `device = \"cpu\" | \"gpu\" | \"any\"` or `grad = <task>`"),
             )),
         }
     }
@@ -147,6 +154,7 @@ pub fn expand(args: TaskArgs, func: ItemFn) -> syn::Result<TokenStream> {
         _ => quote!(::dagger::__private::Device::Any),
     };
     let pure = args.pure;
+    let (grad, grad_check) = grad_task(args.grad.as_ref(), &tys, &output);
     let param_codecs = tys.iter().map(|t| codec_probe(t));
     let param_sizes = tys.iter().map(|t| size_probe(t));
     let output_codec = codec_probe(&output);
@@ -199,6 +207,7 @@ pub fn expand(args: TaskArgs, func: ItemFn) -> syn::Result<TokenStream> {
             cost: #cost,
             device: #device,
             pure: #pure,
+            grad: #grad,
             invoke: |args| {
                 #[allow(unused_mut, unused_variables)]
                 let mut args = args.iter_mut().map(::std::option::Option::take);
@@ -222,7 +231,37 @@ pub fn expand(args: TaskArgs, func: ItemFn) -> syn::Result<TokenStream> {
         ::dagger::__private::inventory::submit! {
             ::dagger::__private::TaskRegistration(&#def)
         }
+
+        #grad_check
     })
+}
+
+/// The `grad` field of a task's definition, and a compile-time check that
+/// the gradient task takes the task's parameters and then the gradient of
+/// its result, and returns one gradient per parameter (the gradient alone
+/// for one parameter, else a tuple), so a mismatch is an error at `grad = ...`.
+fn grad_task(grad: Option<&syn::Path>, tys: &[&Type], output: &Type) -> (TokenStream, TokenStream) {
+    let Some(path) = grad else {
+        return (quote!(::std::option::Option::None), TokenStream::new());
+    };
+    let returns = match tys {
+        [one] => quote!(#one),
+        many => quote!((#(#many,)*)),
+    };
+    let def = quote_spanned! {path.span()=>
+        ::std::option::Option::Some(|| <#path<'static> as ::dagger::__private::Task>::def())
+    };
+    let check = quote_spanned! {path.span()=>
+        const _: fn() = || {
+            fn gradient_task_of<G>()
+            where
+                G: ::dagger::__private::Task<Params = (#(#tys,)* #output,), Output = #returns>,
+            {
+            }
+            gradient_task_of::<#path<'static>>();
+        };
+    };
+    (def, check)
 }
 
 /// The expression finding `ty`'s codec (see `dagger_runtime::wire`). Types
@@ -400,6 +439,21 @@ mod tests {
         assert!(out.contains("CostHint::Dynamic"));
         assert!(out.contains("let::std::option::Option::Some(b)=args.get(1usize).and_then(|d|d.downcast_ref::<Vec<u8>>())else{return0.0;};"));
         assert!(!out.contains("Some(a)"), "unused parameters are not bound");
+    }
+
+    #[test]
+    fn a_gradient_task_is_recorded_and_its_signature_checked() {
+        let out = expand_str(
+            "grad = softplus_grad",
+            "fn softplus(x: Array) -> Array { x }",
+        )
+        .unwrap();
+        assert!(out.contains("grad:::std::option::Option::Some(||<softplus_grad<'static>as::dagger::__private::Task>::def())"));
+        assert!(out.contains("G:::dagger::__private::Task<Params=(Array,Array,),Output=Array>"));
+        let out = expand_str("grad = g2", "fn f(a: Array, b: Array) -> Array { a }").unwrap();
+        assert!(out.contains("Params=(Array,Array,Array,),Output=(Array,Array,)"));
+        let out = expand_str("", "fn f(a: Array) -> Array { a }").unwrap();
+        assert!(out.contains("grad:::std::option::Option::None"));
     }
 
     #[test]

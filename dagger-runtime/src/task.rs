@@ -40,6 +40,10 @@ pub struct TaskDef {
     pub device: Device,
     /// Whether the task is pure (no side effects).
     pub pure: bool,
+    /// Its gradient task (`#[task(grad = ...)]`): given the task's
+    /// arguments and the gradient of its result, the gradient of each
+    /// argument. Autodiff of tensor graphs calls it.
+    pub grad: Option<fn() -> &'static TaskDef>,
     /// Erased entry point.
     pub invoke: Invoke,
     /// How its arguments and result cross processes (see [`crate::wire`]).

@@ -17,6 +17,7 @@ macro_rules! def_task {
             cost: CostHint::Unknown,
             device: Device::Any,
             pure: false,
+            grad: None,
             invoke: |args| {
                 #[allow(unused_mut, unused_variables)]
                 let mut it = args.iter_mut().map(Option::take);

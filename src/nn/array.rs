@@ -18,52 +18,11 @@
 //! assert_eq!(y.data, [1.0, 0.0]);
 //! ```
 
-use crate::size::ByteSize;
 use dagger_ir::tensor::{Shape, TensorGraph, TensorOp};
+pub use dagger_runtime::tensor::Array;
 use dagger_runtime::tensor::{CompileOptions, Program};
-use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::HashMap;
-
-/// A dense row-major `f32` tensor.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Array {
-    /// Extents, outermost first.
-    pub shape: Vec<usize>,
-    /// The elements, row-major.
-    pub data: Vec<f32>,
-}
-
-impl Array {
-    /// An array of `shape` holding `data`; panics when the sizes differ.
-    pub fn new(shape: impl Into<Shape>, data: Vec<f32>) -> Array {
-        let shape = shape.into();
-        assert_eq!(
-            shape.numel(),
-            data.len(),
-            "an array of shape {shape} holds {} values",
-            shape.numel()
-        );
-        Array {
-            shape: shape.0,
-            data,
-        }
-    }
-
-    /// A scalar.
-    pub fn scalar(v: f32) -> Array {
-        Array {
-            shape: Vec::new(),
-            data: vec![v],
-        }
-    }
-}
-
-impl ByteSize for Array {
-    fn byte_size(&self) -> u64 {
-        (self.data.len() * 4 + self.shape.len() * 8) as u64
-    }
-}
 
 thread_local! {
     /// Programs of one op on given shapes, compiled once per thread.

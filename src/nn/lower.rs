@@ -4,11 +4,18 @@
 //!
 //! Every dag input becomes a tensor input or, when named in `params`, a
 //! parameter, with the shape given for it; every op task becomes its IR op,
-//! checked for shapes. Anything else is an error that names it.
+//! checked for shapes. Any other task of `Array`s returning an `Array`
+//! becomes a [custom op](TensorOp::Custom), called by name when the
+//! program runs and differentiated with the gradient task it declares
+//! (`#[task(grad = ...)]`); its result's shape is found by running it once
+//! on zeros when the graph is lowered. Anything else is an error that
+//! names it.
 
 use super::ops::{op_named, OPS_PATH};
+use super::Array;
 use dagger_ir::graph::{Graph, Op};
-use dagger_ir::tensor::{Shape, Tensor, TensorError, TensorGraph};
+use dagger_ir::tensor::{CustomOp, Shape, Tensor, TensorError, TensorGraph, TensorOp};
+use dagger_runtime::tensor::call_custom;
 use std::collections::HashMap;
 
 /// Why a task graph could not be lowered.
@@ -99,7 +106,8 @@ pub fn lower(
     Ok((g, outputs))
 }
 
-/// Adds the op task `task` applied to `args`.
+/// Adds the task `task` applied to `args`: an op of [`ops`](super::ops),
+/// or a user task of arrays as a custom op.
 fn apply(
     g: &mut TensorGraph,
     task: &str,
@@ -107,12 +115,35 @@ fn apply(
     shown: &str,
 ) -> Result<Tensor, LowerError> {
     let ranks: Vec<usize> = args.iter().map(|&a| g.shape(a).rank()).collect();
-    let op = task
+    if let Some(op) = task
         .strip_prefix(OPS_PATH)
         .and_then(|name| op_named(name, &ranks))
-        .ok_or_else(|| LowerError::NotAnOp {
-            node: shown.to_string(),
-            detail: format!("`{task}` is not a tensor op (those are the tasks of dagger::nn::ops)"),
-        })?;
-    Ok(g.apply(op, args, None)?)
+    {
+        return Ok(g.apply(op, args, None)?);
+    }
+    let not_an_op = |detail: String| LowerError::NotAnOp {
+        node: shown.to_string(),
+        detail,
+    };
+    let def = dagger_runtime::task::lookup(task)
+        .ok_or_else(|| not_an_op(format!("`{task}` is not a registered task")))?;
+    let (params, output) = (def.signature)();
+    if output != "Array" || params.iter().any(|p| p != "Array") {
+        return Err(not_an_op(format!(
+            "`{task}` ({} -> {output}) is neither a tensor op of dagger::nn::ops nor a task of Arrays returning an Array",
+            params.join(", ")
+        )));
+    }
+    let op = CustomOp {
+        task: task.to_string(),
+        grad: def.grad.map(|grad| grad().name.to_string()),
+        output: None,
+    };
+    // The result's shape: the task run once on zeros of the operands' shapes.
+    let zeros = args
+        .iter()
+        .map(|&a| Array::zeros(g.shape(a).clone()))
+        .collect();
+    let shape = Shape(call_custom(&op, zeros)?.shape);
+    Ok(g.apply(TensorOp::Custom(op), args, Some(&shape))?)
 }

@@ -20,6 +20,9 @@
 //!
 //! Tensor ops are also tasks ([`ops`], over [`Array`]), so a model can be
 //! written in `dag!{}` and brought back to a tensor graph with [`lower()`].
+//! A user's own `#[task]` of `Array`s in such a graph becomes a custom op,
+//! called by name when the program runs and differentiated with the
+//! gradient task it declares (`#[task(grad = ...)]`).
 //!
 //! ```
 //! use dagger::nn::{Activation, Adam, Net, Program, CompileOptions};

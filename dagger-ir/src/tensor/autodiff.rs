@@ -10,7 +10,7 @@
 
 use super::error::{shape_error, TensorError, TensorResult};
 use super::graph::{Tensor, TensorGraph};
-use super::op::{Binary, ParallelGroup, TensorOp, Unary};
+use super::op::{Binary, CustomOp, ParallelGroup, TensorOp, Unary};
 
 /// A copy of `graph` that also computes the gradient of the scalar `loss`
 /// with respect to each of `params`; its outputs are `loss` then the
@@ -271,7 +271,46 @@ fn vjp(
                 "cannot differentiate a fused node: run autodiff before fusion",
             ))
         }
+        TensorOp::Custom(c) => custom_vjp(g, c, inputs, gy, wanted)?,
     })
+}
+
+/// The gradients of a custom op's operands: its gradient task applied to
+/// the operands and `gy`, one node per wanted operand.
+fn custom_vjp(
+    g: &mut TensorGraph,
+    op: &CustomOp,
+    inputs: &[Tensor],
+    gy: Tensor,
+    wanted: &[bool],
+) -> TensorResult<Vec<Option<Tensor>>> {
+    let Some(grad) = &op.grad else {
+        let what = match op.output {
+            Some(k) => format!("result {k} of task `{}` (a gradient task)", op.task),
+            None => format!("task `{}`", op.task),
+        };
+        return Err(shape_error(
+            "grad",
+            format!("{what} declares no gradient task: give it one with #[task(grad = ...)]"),
+        ));
+    };
+    let mut operands = inputs.to_vec();
+    operands.push(gy);
+    let mut out = Vec::with_capacity(inputs.len());
+    for (k, &x) in inputs.iter().enumerate() {
+        out.push(if wanted[x.index()] {
+            let gradient = CustomOp {
+                task: grad.clone(),
+                grad: None,
+                output: (inputs.len() > 1).then_some(k),
+            };
+            let shape = g.shape(x).clone();
+            Some(g.apply(TensorOp::Custom(gradient), &operands, Some(&shape))?)
+        } else {
+            None
+        });
+    }
+    Ok(out)
 }
 
 /// The gradient of `x` through `y = op(x)`.

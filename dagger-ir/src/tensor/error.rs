@@ -46,6 +46,14 @@ pub enum TensorError {
     /// A collective (all-reduce, broadcast) of a data-parallel run failed.
     #[error("{0}")]
     Collective(String),
+    /// A custom op's task is missing, failed, or returned the wrong thing.
+    #[error("custom op `{task}`: {message}")]
+    Task {
+        /// The task's registered name.
+        task: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A name fed or asked for that the graph does not have.
     #[error("the graph has no input or parameter named `{0}`")]
     UnknownName(String),

@@ -28,7 +28,10 @@ pub fn infer(op: &TensorOp, operands: &[&Shape], requested: Option<&Shape>) -> T
             .ok_or_else(|| shape_error(&name, "needs a target shape"))
     };
     match op {
-        TensorOp::Input { .. } | TensorOp::Param { .. } | TensorOp::Const { .. } => target(),
+        TensorOp::Input { .. }
+        | TensorOp::Param { .. }
+        | TensorOp::Const { .. }
+        | TensorOp::Custom(_) => target(),
         TensorOp::Unary(_) | TensorOp::AllReduce { .. } | TensorOp::EnterParallel => {
             Ok(operands[0].clone())
         }
@@ -172,7 +175,7 @@ pub fn arity(op: &TensorOp) -> Option<usize> {
         TensorOp::Binary(_) | TensorOp::MatMul { .. } | TensorOp::CrossEntropy | TensorOp::Mse => {
             Some(2)
         }
-        TensorOp::Fused(_) | TensorOp::Concat { .. } => None,
+        TensorOp::Fused(_) | TensorOp::Concat { .. } | TensorOp::Custom(_) => None,
         _ => Some(1),
     }
 }

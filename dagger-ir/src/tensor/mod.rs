@@ -48,7 +48,7 @@ pub use fuse::{fuse, FuseOptions, FuseReport};
 pub use graph::{Tensor, TensorGraph, TensorNode};
 pub use kernel::{matrix_view, Broadcast, Kernel, KernelStep, Reduce, Reduction};
 pub use memory::{plan_memory, unplanned_bytes, MemoryPlan};
-pub use op::{Binary, ParallelGroup, TensorOp, Unary};
+pub use op::{Binary, CustomOp, ParallelGroup, TensorOp, Unary};
 pub use partition::{
     equal_layers, evaluate, node_flops, partition, Device, DeviceLink, OutOfMemory, Partition,
 };

@@ -247,6 +247,25 @@ pub enum TensorOp {
     /// gradient is summed over the workers (Megatron-LM's `f`; the sum
     /// all-reduce is its `g`).
     EnterParallel,
+    /// A user's `#[task]` of arrays, called by its registered name on the
+    /// operands (see [`CustomOp`]). Its result has the node's shape.
+    Custom(CustomOp),
+}
+
+/// A task the graph calls by name: the runtime runs it on the operands as
+/// host arrays, and autodiff differentiates it with the gradient task it
+/// declared (`#[task(grad = ...)]`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CustomOp {
+    /// The task's registered name.
+    pub task: String,
+    /// The registered name of its gradient task: given the task's operands
+    /// and the gradient of its result, the gradient of each operand.
+    pub grad: Option<String>,
+    /// Which element of the task's result this node is, for a task that
+    /// returns a tuple (the gradient task of a task of several operands
+    /// returns one gradient per operand); `None` for a single result.
+    pub output: Option<usize>,
 }
 
 /// The workers an [`AllReduce`](TensorOp::AllReduce) spans. A worker may
@@ -327,6 +346,13 @@ impl fmt::Display for TensorOp {
                 write!(f, "all_reduce[{how}, bucket {bucket}]")
             }
             TensorOp::EnterParallel => f.write_str("enter_parallel"),
+            TensorOp::Custom(c) => {
+                write!(f, "custom \"{}\"", c.task)?;
+                match c.output {
+                    Some(k) => write!(f, ".{k}"),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }

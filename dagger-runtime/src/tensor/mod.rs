@@ -23,14 +23,18 @@
 //! assert_eq!(p.output(0), &[1.0, 1.0, 3.0, 1.0]);
 //! ```
 
+pub mod array;
 pub mod collective;
+pub mod custom;
 pub mod jit;
 pub mod kernels;
 pub mod program;
 pub mod reducer;
 
+pub use array::Array;
 pub use collective::{
     ring_all_reduce_mean, ring_all_reduce_sum, ring_broadcast, thread_ring, ClusterRing,
     CollectiveError, RingLink, ThreadLink,
 };
+pub use custom::call_custom;
 pub use program::{CompileOptions, Program, ProgramError, ProgramStats};

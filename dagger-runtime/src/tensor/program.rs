@@ -287,7 +287,7 @@ impl Program {
                 // and the bucket's staging buffer is not one of the program's.
                 unsafe { std::ptr::copy_nonoverlapping(reduced.as_ptr(), out, reduced.len()) };
             } else {
-                self.run_node(i);
+                self.run_node(i)?;
             }
             let (graph, plan, buffers) = (&self.graph, &self.plan, &self.buffers);
             let data = |v: Tensor| &buffers[plan.buffer_of[v.index()]][..graph.shape(v).numel()];
@@ -309,7 +309,7 @@ impl Program {
         Ok(())
     }
 
-    fn run_node(&mut self, i: usize) {
+    fn run_node(&mut self, i: usize) -> Result<(), TensorError> {
         let node = &self.graph.nodes()[i];
         let out_ptr = self.buffers[self.plan.buffer_of[i]].as_mut_ptr();
         let out_len = node.shape.numel();
@@ -321,7 +321,7 @@ impl Program {
             // SAFETY: the pointers were taken from this program's buffers,
             // sized by the plan; the kernel reads/writes within rows x cols.
             unsafe { (call.kernel)(call.rows, call.cols, call.operands.as_ptr(), out_ptr) };
-            return;
+            return Ok(());
         }
         let operand = |k: usize| -> (&[f32], &Shape) {
             let v = node.inputs[k];
@@ -428,6 +428,11 @@ impl Program {
                     at += extent;
                 }
             }
+            TensorOp::Custom(c) => {
+                let operands: Vec<_> = (0..node.inputs.len()).map(operand).collect();
+                super::custom::run_custom(c, &operands, &node.shape, out)?;
+            }
         }
+        Ok(())
     }
 }
