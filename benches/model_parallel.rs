@@ -1,7 +1,8 @@
 //! Model parallelism, measured: step time and memory per device of one MLP
 //! trained on one device, data-parallel, pipeline-parallel (GPipe, 1F1B)
-//! and tensor-parallel, each on 2 workers (threads), and data x tensor on
-//! 2 x 2, with the pipeline's bubble formula beside its measured time.
+//! and tensor-parallel, each on 2 workers (threads), data x tensor on
+//! 2 x 2 and data x pipeline x tensor on 2 x 2 x 2, with the pipeline's
+//! bubble formula beside its measured time.
 //!
 //! ```text
 //! cargo bench --bench model_parallel
@@ -296,5 +297,44 @@ fn main() {
         simulated,
         &[worker; 4],
         "4 threads on this run's cores",
+    );
+
+    // All three: 2 copies of a 2-stage pipeline (a block per stage), each
+    // stage split over 2 shards.
+    let (dp, tp, m) = (2, 2, 4);
+    let options = PipelineOptions {
+        stages: 2,
+        micro_batches: m,
+        batch: BATCH,
+        kind: PipelineKind::OneFOneB,
+        seed: 1,
+    };
+    let mut all = Pipeline::megatron(blocks.clone(), options, &OPT, (dp, tp)).expect("stages");
+    let ms = time(|| {
+        all.step(&x, &y).expect("step");
+    });
+    // A stage is one block's shard: forward its two products and one sum
+    // all-reduce of its output; backward recomputes it, takes twice the
+    // products, and sums its input's gradient too.
+    let micro = BATCH / dp / m;
+    let mut width = INPUTS;
+    let (mut forward, mut backward) = (Vec::new(), Vec::new());
+    for &(hidden, out) in &blocks.blocks {
+        let products = 2.0 * (micro * (width * hidden + hidden * out) / tp) as f64 / rate;
+        let sum_out = ring.seconds(micro * out * 4);
+        forward.push(products + sum_out);
+        backward.push(3.0 * products + sum_out + ring.seconds(micro * width * 4));
+        width = out;
+    }
+    let transfer = ring.seconds(micro * blocks.blocks[0].1 * 4) / 2.0;
+    let simulated = simulate(options.kind, &forward, &backward, m, transfer).makespan()
+        + ring.seconds(param_bytes / (tp * 2));
+    let memory: Vec<usize> = (0..dp * tp).flat_map(|_| all.memory.clone()).collect();
+    row(
+        "data x pipeline x tensor (2 x 2 x 2)",
+        ms,
+        simulated,
+        &memory,
+        "1F1B, 4 micro-batches; 8 threads on this run's cores",
     );
 }

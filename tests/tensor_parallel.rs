@@ -1,12 +1,15 @@
 //! Tensor-parallel (Megatron-style) training equals single-device training
-//! for 2 and 3 workers; the graph holds one all-reduce per block each way.
+//! for 2 and 3 workers, alone, with data parallelism, and with data and
+//! pipeline parallelism at once; the graph holds one all-reduce per block
+//! each way.
 
 mod common;
 use common::{every_rank_says_on_2_and_3_processes, max_relative_difference};
+use dagger::ir::sched::pipeline::PipelineKind;
 use dagger::ir::tensor::{ParallelGroup, TensorOp};
 use dagger::nn::{
-    Activation, BlockStack, CompileOptions, Momentum, NamedParams, Program, SeededRng,
-    TensorParallel, Workers,
+    Activation, BlockStack, CompileOptions, Momentum, NamedParams, Pipeline, PipelineOptions,
+    Program, SeededRng, TensorParallel, Workers,
 };
 
 const BATCH: usize = 8;
@@ -161,4 +164,54 @@ fn data_times_tensor_parallelism_matches_one_device() {
         let d = max_relative_difference(&mixed.params().unwrap(), &reference);
         assert!(d <= 1e-5, "{dp}x{tp}: parameters differ by {d} (relative)");
     }
+}
+
+#[test]
+fn data_pipeline_and_tensor_parallelism_at_once_match_one_device() {
+    // dp copies of a pipeline whose stages (one block each) are split over
+    // tp shards: dp x tp x 2 threads.
+    let (reference, losses) = single_device();
+    let configs = [
+        (2, 2, 2, PipelineKind::OneFOneB),
+        (2, 3, 2, PipelineKind::GPipe),
+        (1, 3, 4, PipelineKind::OneFOneB),
+    ];
+    for (dp, tp, micro_batches, kind) in configs {
+        let options = PipelineOptions {
+            stages: 2,
+            micro_batches,
+            batch: BATCH,
+            kind,
+            seed: SEED,
+        };
+        let mut p = Pipeline::megatron(model(), options, &OPT, (dp, tp)).unwrap();
+        assert_eq!(p.layers, vec![0..1, 1..2]);
+        for (k, want) in losses.iter().enumerate() {
+            let (x, y) = batch(k);
+            let loss = p.step(&x, &y).unwrap();
+            assert!(
+                (loss - want).abs() <= 1e-5 * want.abs(),
+                "{dp}x{tp}x2, step {k}: {loss} vs {want}"
+            );
+        }
+        let d = max_relative_difference(&p.params().unwrap(), &reference);
+        assert!(
+            d <= 1e-5,
+            "{dp}x{tp}x2: parameters differ by {d} (relative)"
+        );
+    }
+    let options = PipelineOptions {
+        stages: 2,
+        micro_batches: 2,
+        batch: BATCH,
+        kind: PipelineKind::GPipe,
+        seed: SEED,
+    };
+    let err = Pipeline::megatron(model(), options, &OPT, (1, 5))
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.to_string(),
+        "a hidden width of 12 does not split over 5 tensor-parallel shards"
+    );
 }

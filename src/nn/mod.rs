@@ -16,7 +16,10 @@
 //!   GPipe or 1F1B order, optionally replicated
 //!   ([`Pipeline::with_data_parallel`]);
 //! - [`TensorParallel`]: Megatron blocks split by columns then rows,
-//!   optionally replicated ([`TensorParallel::with_data_parallel`]).
+//!   optionally replicated ([`TensorParallel::with_data_parallel`]);
+//! - all three at once: [`Pipeline::megatron`], copies of a pipeline whose
+//!   stages of Megatron blocks are split over tensor-parallel shards (a
+//!   pipeline cuts any [`StageModel`]: an [`MlpSpec`] or a [`BlockStack`]).
 //!
 //! Tensor ops are also tasks ([`ops`], over [`Array`]), so a model can be
 //! written in `dag!{}` and brought back to a tensor graph with [`lower()`].
@@ -57,6 +60,7 @@ pub mod optim;
 pub mod pipeline;
 mod stage;
 mod stage_link;
+mod stage_model;
 pub mod tensor_parallel;
 
 pub use array::Array;
@@ -70,4 +74,5 @@ pub use lower::{lower, LowerError};
 pub use net::{Activation, Net};
 pub use optim::{Adam, Momentum, Optimizer, Sgd};
 pub use pipeline::{MlpSpec, Pipeline, PipelineError, PipelineOptions};
+pub use stage_model::StageModel;
 pub use tensor_parallel::{BlockStack, TensorParallel};

@@ -18,10 +18,12 @@ use super::net::{Activation, Net};
 use super::optim::Optimizer;
 use super::stage::{Stage, StepData};
 use super::stage_link::{channel_links, ClusterLinks, StageLinks};
+use super::stage_model::StageModel;
+use super::tensor_parallel::{shard as shard_of, unshard, BlockStack};
 use crate::cluster::Cluster;
 use crate::ir::sched::pipeline::{balanced_stages, PipelineKind, PipelineOp, PipelineSchedule};
-use dagger_ir::tensor::TensorError;
-use dagger_runtime::tensor::{thread_ring, CompileOptions, Program, ProgramError};
+use dagger_ir::tensor::{Shape, TensorError};
+use dagger_runtime::tensor::{thread_ring, CompileOptions, Program, ProgramError, ThreadLink};
 use std::ops::Range;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
@@ -116,14 +118,19 @@ enum Stages {
 /// A pipeline-parallel trainer (see the [module docs](self)).
 pub struct Pipeline {
     options: PipelineOptions,
-    spec: MlpSpec,
-    /// The layers of each stage.
+    model: Arc<dyn StageModel>,
+    /// The units (layers, blocks) of each stage.
     pub layers: Vec<Range<usize>>,
     /// Bytes of each stage's planned buffers (its three programs; on a
-    /// cluster only this rank's stage is known, the others read 0).
+    /// cluster only this rank's stage is known, the others read 0; with
+    /// tensor parallelism, one shard's).
     pub memory: Vec<usize>,
     /// Data-parallel copies of the pipeline (1: none).
     replicas: usize,
+    /// Tensor-parallel shards of every stage (1: none).
+    shards: usize,
+    /// The whole model's parameters' shapes.
+    full_shapes: Vec<(String, Shape)>,
     stages: Stages,
     last_schedule: Option<PipelineSchedule>,
 }
@@ -163,6 +170,39 @@ impl Pipeline {
         optimizer: &dyn Optimizer,
         replicas: usize,
     ) -> Result<Pipeline, PipelineError> {
+        Self::on_threads(Arc::new(spec), options, optimizer, (replicas, 1))
+    }
+
+    /// Data, pipeline and tensor parallelism at once: `dp` copies of a
+    /// pipeline of `options.stages` stages of `model`'s Megatron blocks,
+    /// every stage split over `tp` tensor-parallel shards, on
+    /// `dp x tp x stages` threads. Worker `(d, t, s)` runs stage `s`'s
+    /// shard `t` on part `d` of every batch: it sums partial results with
+    /// the other shards of its stage (Megatron's all-reduces, in its
+    /// forward and backward programs), passes activations and gradients to
+    /// shard `t` of the neighbouring stages, and averages its gradients
+    /// with the other copies of `(t, s)` before its update.
+    pub fn megatron(
+        model: BlockStack,
+        options: PipelineOptions,
+        optimizer: &dyn Optimizer,
+        (dp, tp): (usize, usize),
+    ) -> Result<Pipeline, PipelineError> {
+        if let Some(&(hidden, _)) = model.blocks.iter().find(|(h, _)| tp == 0 || h % tp != 0) {
+            return Err(PipelineError::Settings(format!(
+                "a hidden width of {hidden} does not split over {tp} tensor-parallel shards"
+            )));
+        }
+        Self::on_threads(Arc::new(model), options, optimizer, (dp, tp))
+    }
+
+    /// The trainer on `dp x tp x stages` threads.
+    fn on_threads(
+        model: Arc<dyn StageModel>,
+        options: PipelineOptions,
+        optimizer: &dyn Optimizer,
+        (replicas, shards): (usize, usize),
+    ) -> Result<Pipeline, PipelineError> {
         let k = options.stages;
         if replicas == 0 || !options.batch.is_multiple_of(replicas) {
             return Err(PipelineError::Settings(format!(
@@ -174,28 +214,47 @@ impl Pipeline {
             batch: options.batch / replicas,
             ..options
         };
-        let mut rings: Vec<Vec<dagger_runtime::tensor::ThreadLink>> =
-            (0..k).map(|_| thread_ring(replicas)).collect();
-        let mut threads = Vec::with_capacity(replicas * k);
+        // Per (shard, stage): a ring over the copies.
+        let mut data_rings: Vec<Vec<ThreadLink>> =
+            (0..shards * k).map(|_| thread_ring(replicas)).collect();
+        let mut threads = Vec::with_capacity(replicas * shards * k);
         let mut layers = Vec::new();
         let mut memory = Vec::new();
+        let mut full_shapes = Vec::new();
         for _ in 0..replicas {
-            let (l, built) = Self::build_stages(&spec, share, optimizer, 0..k)?;
-            memory = built.iter().map(stage_bytes).collect();
-            layers = l;
-            for ((s, mut stage), link) in built.into_iter().enumerate().zip(channel_links(k)) {
-                if replicas > 1 {
-                    stage.replicas = Some(Box::new(rings[s].remove(0)));
+            // Per stage of this copy: rings over the shards, for its
+            // forward and its backward program.
+            let mut tensor_rings: Vec<[Vec<ThreadLink>; 2]> = (0..k)
+                .map(|_| [thread_ring(shards), thread_ring(shards)])
+                .collect();
+            for t in 0..shards {
+                let built = Self::build_stages(&*model, share, optimizer, 0..k, (t, shards))?;
+                memory = built.stages.iter().map(stage_bytes).collect();
+                (layers, full_shapes) = (built.layers, built.full_shapes);
+                let lanes = built.stages.into_iter().zip(channel_links(k));
+                for (s, (mut stage, link)) in lanes.enumerate() {
+                    if replicas > 1 {
+                        stage.replicas = Some(Box::new(data_rings[t * k + s].remove(0)));
+                    }
+                    if shards > 1 {
+                        let [forward, backward] = &mut tensor_rings[s];
+                        stage.set_tensor_rings(
+                            Box::new(forward.remove(0)),
+                            Box::new(backward.remove(0)),
+                        );
+                    }
+                    threads.push(spawn_stage(stage, Box::new(link), options.kind, k));
                 }
-                threads.push(spawn_stage(stage, Box::new(link), options.kind, k));
             }
         }
         Ok(Pipeline {
             options,
-            spec,
+            model,
             layers,
             memory,
             replicas,
+            shards,
+            full_shapes,
             stages: Stages::Threads(threads),
             last_schedule: None,
         })
@@ -217,8 +276,8 @@ impl Pipeline {
                 options.stages
             )));
         }
-        let (layers, mut built) = Self::build_stages(&spec, options, optimizer, rank..rank + 1)?;
-        let stage = built.pop().expect("one stage");
+        let mut built = Self::build_stages(&spec, options, optimizer, rank..rank + 1, (0, 1))?;
+        let stage = built.stages.pop().expect("one stage");
         let mut memory = vec![0; k];
         memory[rank] = stage_bytes(&stage);
         let links = ClusterLinks::new(cluster);
@@ -228,28 +287,32 @@ impl Pipeline {
         };
         Ok(Pipeline {
             options,
-            spec,
-            layers,
+            model: Arc::new(spec),
+            layers: built.layers,
             memory,
             replicas: 1,
+            shards: 1,
+            full_shapes: built.full_shapes,
             stages,
             last_schedule: None,
         })
     }
 
     /// Checks the settings, balances the stages and builds stages `which`
-    /// with the whole model's initial parameters.
+    /// (as shard `shard` of `shards`) with the whole model's initial
+    /// parameters.
     fn build_stages(
-        spec: &MlpSpec,
+        model: &dyn StageModel,
         options: PipelineOptions,
         optimizer: &dyn Optimizer,
         which: Range<usize>,
-    ) -> Result<(Vec<Range<usize>>, Vec<Stage>), PipelineError> {
+        (shard, shards): (usize, usize),
+    ) -> Result<BuiltStages, PipelineError> {
         let (k, m) = (options.stages, options.micro_batches);
-        if k == 0 || k > spec.widths.len() {
+        if k == 0 || k > model.units() {
             return Err(PipelineError::Settings(format!(
                 "{k} stages for {} layers: each stage needs at least one layer",
-                spec.widths.len()
+                model.units()
             )));
         }
         if m == 0 || !options.batch.is_multiple_of(m) {
@@ -259,36 +322,41 @@ impl Pipeline {
             )));
         }
         let micro = options.batch / m;
-        // Work per layer (multiply-adds of its product) balances the stages.
-        let mut fan_in = spec.inputs;
-        let costs: Vec<f64> = spec
-            .widths
-            .iter()
-            .map(|&w| {
-                let c = (fan_in * w) as f64;
-                fan_in = w;
-                c
-            })
-            .collect();
-        let layers = balanced_stages(&costs, k);
-        // The whole model's initial parameters, as one net would draw them.
+        // Work per unit balances the stages.
+        let layers = balanced_stages(&model.unit_costs(), k);
+        // The whole model's initial parameters, as one device would draw them.
         let mut whole = Net::new();
-        let x = whole.input("x", [micro, spec.inputs]);
-        let out = whole.mlp(x, &spec.widths, spec.activation)?;
+        let x = whole.input("x", [micro, model.inputs()]);
+        let out = model.add_units(&mut whole, x, 0..model.units(), 1)?;
         whole.set_outputs(vec![out])?;
         let mut init = Program::compile(&whole, CompileOptions::default())?;
         whole.init_params(&mut init, options.seed)?;
         let mut stages = Vec::with_capacity(which.len());
         for s in which {
-            let mut stage = Stage::build(spec, layers[s].clone(), (s, k), (m, micro), optimizer)?;
-            for (name, _, values) in init.params() {
+            let units = layers[s].clone();
+            let mut stage = Stage::build(model, units, (s, k), (m, micro), shards, optimizer)?;
+            for (name, shape, values) in init.params() {
                 if stage.params.iter().any(|p| p == name) {
-                    stage.set_param(name, values)?;
+                    match model.split_axis(name) {
+                        Some(axis) => {
+                            stage.set_param(name, &shard_of(values, shape, axis, shard, shards))?
+                        }
+                        None => stage.set_param(name, values)?,
+                    }
                 }
             }
             stages.push(stage);
         }
-        Ok((layers, stages))
+        let full_shapes = init
+            .params()
+            .into_iter()
+            .map(|(name, shape, _)| (name.to_string(), shape.clone()))
+            .collect();
+        Ok(BuiltStages {
+            layers,
+            stages,
+            full_shapes,
+        })
     }
 
     /// One training step on a batch of `x` (`batch x inputs`) and one-hot
@@ -299,11 +367,12 @@ impl Pipeline {
             self.options.batch,
             self.options.stages,
         );
-        let classes = *self.spec.widths.last().expect("layers");
-        if x.len() != batch * self.spec.inputs || y.len() != batch * classes {
+        let classes = self.model.width_out(self.model.units() - 1);
+        let inputs = self.model.inputs();
+        if x.len() != batch * inputs || y.len() != batch * classes {
             return Err(PipelineError::Settings(format!(
                 "a step takes {} inputs and {} targets, got {} and {}",
-                batch * self.spec.inputs,
+                batch * inputs,
                 batch * classes,
                 x.len(),
                 y.len()
@@ -333,10 +402,11 @@ impl Pipeline {
                 loss
             }
             Stages::Threads(threads) => {
+                let lane = self.shards * k;
                 for (s, stage) in threads.iter().enumerate() {
                     stage
                         .commands
-                        .send(Command::Step(data_for(s / k, s % k)))
+                        .send(Command::Step(data_for(s / lane, s % k)))
                         .map_err(|_| PipelineError::StageLost(s, "its thread ended".into()))?;
                 }
                 let mut loss = 0.0;
@@ -376,28 +446,62 @@ impl Pipeline {
     }
 
     /// The parameters and optimizer state of every stage (on a cluster:
-    /// of this rank's stage), by name.
+    /// of this rank's stage), by name. With tensor parallelism, the model's
+    /// parameters with their shards joined (optimizer state excluded).
     pub fn params(&self) -> Result<NamedParams, PipelineError> {
         let threads = match &self.stages {
             Stages::Local { stage, .. } => return Ok(stage.named_params()),
             Stages::Threads(threads) => threads,
         };
-        let mut all = Vec::new();
-        // Copy 0's stages (every copy holds the same).
-        for (s, stage) in threads.iter().take(self.options.stages).enumerate() {
-            let lost = |why: &str| PipelineError::StageLost(s, why.into());
+        // Copy 0's stages (every copy holds the same), shard by shard.
+        let k = self.options.stages;
+        let mut per_shard: Vec<NamedParams> = Vec::with_capacity(self.shards);
+        for (s, stage) in threads.iter().take(self.shards * k).enumerate() {
+            let lost = |why: &str| PipelineError::StageLost(s % k, why.into());
             stage
                 .commands
                 .send(Command::Params)
                 .map_err(|_| lost("its thread ended"))?;
-            match stage.replies.recv() {
-                Ok(Ok(Reply::Params(p))) => all.extend(p),
+            let params = match stage.replies.recv() {
+                Ok(Ok(Reply::Params(p))) => p,
                 Ok(Err(e)) => return Err(e),
                 _ => return Err(lost("no parameters came back")),
+            };
+            match per_shard.get_mut(s / k) {
+                Some(all) => all.extend(params),
+                None => per_shard.push(params),
             }
         }
-        Ok(all)
+        if self.shards == 1 {
+            return Ok(per_shard.pop().unwrap_or_default());
+        }
+        let mut out = Vec::with_capacity(self.full_shapes.len());
+        for (name, shape) in &self.full_shapes {
+            let parts: Vec<&[f32]> = per_shard
+                .iter()
+                .map(|p| {
+                    p.iter()
+                        .find(|(n, _)| n == name)
+                        .map_or(&[][..], |(_, v)| v.as_slice())
+                })
+                .collect();
+            let whole = match self.model.split_axis(name) {
+                Some(axis) => unshard(&parts, shape, axis),
+                None => parts[0].to_vec(),
+            };
+            out.push((name.clone(), whole));
+        }
+        Ok(out)
     }
+}
+
+/// Stages built for one shard, with what every shard shares.
+struct BuiltStages {
+    /// The units of every stage.
+    layers: Vec<Range<usize>>,
+    stages: Vec<Stage>,
+    /// The whole model's parameters' shapes.
+    full_shapes: Vec<(String, Shape)>,
 }
 
 fn spawn_stage(

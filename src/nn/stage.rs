@@ -5,10 +5,11 @@
 use super::data_parallel::NamedParams;
 use super::net::Net;
 use super::optim::Optimizer;
-use super::pipeline::{MlpSpec, PipelineError};
+use super::pipeline::PipelineError;
 use super::stage_link::StageLinks;
+use super::stage_model::StageModel;
 use crate::ir::sched::pipeline::{stage_order, Pass, PipelineKind, PipelineOp};
-use dagger_ir::tensor::{TensorError, TensorGraph};
+use dagger_ir::tensor::{ParallelGroup, TensorError, TensorGraph};
 use dagger_runtime::tensor::{
     ring_all_reduce_mean, CollectiveError, CompileOptions, Program, RingLink,
 };
@@ -41,25 +42,25 @@ pub(crate) struct StepData {
 }
 
 impl Stage {
+    /// Builds stage `index` of `stages`: units `units` of `model`, as
+    /// tensor-parallel worker of `shards` (1: no tensor parallelism), for
+    /// `micro_batches` micro-batches of `micro` samples.
     pub(crate) fn build(
-        spec: &MlpSpec,
-        layers: Range<usize>,
+        model: &dyn StageModel,
+        units: Range<usize>,
         (index, stages): (usize, usize),
         (micro_batches, micro): (usize, usize),
+        shards: usize,
         optimizer: &dyn Optimizer,
     ) -> Result<Stage, PipelineError> {
         let last = index + 1 == stages;
-        let width_in = if layers.start == 0 {
-            spec.inputs
-        } else {
-            spec.widths[layers.start - 1]
-        };
-        let width_out = spec.widths[layers.end - 1];
+        let width_in = model.width_in(units.start);
+        let width_out = model.width_out(units.end - 1);
         let input = if index == 0 { "x" } else { "act_in" };
         // Forward: input activation to output activation.
         let mut fwd = Net::new();
         let a = fwd.input(input, [micro, width_in]);
-        let out = fwd.mlp_layers(a, &spec.widths, spec.activation, layers.clone())?;
+        let out = model.add_units(&mut fwd, a, units, shards)?;
         let params: Vec<String> = fwd
             .graph()
             .named()
@@ -115,6 +116,20 @@ impl Stage {
             micro_batches,
             replicas: None,
         })
+    }
+
+    /// Connects the stage's programs to the other tensor-parallel shards
+    /// of the stage: one ring for its forward program (none on the last
+    /// stage, which has none) and one for its backward program.
+    pub(crate) fn set_tensor_rings(
+        &mut self,
+        forward: Box<dyn RingLink>,
+        backward: Box<dyn RingLink>,
+    ) {
+        if let Some(f) = &mut self.forward {
+            f.set_ring(ParallelGroup::Tensor, forward);
+        }
+        self.backward.set_ring(ParallelGroup::Tensor, backward);
     }
 
     /// The stage's parameters and optimizer state.

@@ -40,9 +40,24 @@ impl BlockStack {
         let mut net = Net::new();
         let x = net.input("x", [batch, self.inputs]);
         let y = net.input("y", [batch, self.blocks.last().map_or(0, |b| b.1)]);
-        let mut h = x;
-        let mut width = self.inputs;
-        for (b, &(hidden, out)) in self.blocks.iter().enumerate() {
+        let h = self.add_blocks(&mut net, x, 0..self.blocks.len(), n)?;
+        let loss = net.cross_entropy(h, y)?;
+        Ok((net, loss))
+    }
+
+    /// Adds blocks `blocks` on `input` to `net`, as one of `n` workers'
+    /// shards; the activation follows every block but the stack's last.
+    pub fn add_blocks(
+        &self,
+        net: &mut Net,
+        input: Tensor,
+        blocks: std::ops::Range<usize>,
+        n: usize,
+    ) -> Result<Tensor, TensorError> {
+        let mut h = input;
+        let mut width = net.shape(input).dims()[1];
+        for b in blocks {
+            let (hidden, out) = self.blocks[b];
             let bound1 = 1.0 / (width as f32).sqrt();
             let bound2 = 1.0 / (hidden as f32).sqrt();
             let e = net.apply(TensorOp::EnterParallel, &[h], None)?;
@@ -66,19 +81,18 @@ impl BlockStack {
             let z = net.add(z, b1)?;
             let a = net.unary(self.activation.op(), z)?;
             let partial = net.matmul(a, w2)?;
-            let joined = all_reduce_sum(&mut net, partial)?;
+            let joined = all_reduce_sum(net, partial)?;
             h = net.add(joined, b2)?;
             if b + 1 < self.blocks.len() {
                 h = net.unary(self.activation.op(), h)?;
             }
             width = out;
         }
-        let loss = net.cross_entropy(h, y)?;
-        Ok((net, loss))
+        Ok(h)
     }
 
     /// How a parameter is split: the axis its shards cut (`None`: replicated).
-    fn split_axis(name: &str) -> Option<usize> {
+    pub(crate) fn shard_axis(name: &str) -> Option<usize> {
         if name.ends_with("fc1.weight") {
             Some(1)
         } else if name.ends_with("fc1.bias") || name.ends_with("fc2.weight") {
@@ -90,7 +104,7 @@ impl BlockStack {
 }
 
 /// Part `rank` of `n` of `values` (shape `shape`) along `axis`.
-fn shard(values: &[f32], shape: &Shape, axis: usize, rank: usize, n: usize) -> Vec<f32> {
+pub(crate) fn shard(values: &[f32], shape: &Shape, axis: usize, rank: usize, n: usize) -> Vec<f32> {
     let dims = shape.dims();
     let (outer, extent): (usize, usize) = (dims[..axis].iter().product(), dims[axis]);
     let inner: usize = dims[axis + 1..].iter().product();
@@ -104,7 +118,7 @@ fn shard(values: &[f32], shape: &Shape, axis: usize, rank: usize, n: usize) -> V
 }
 
 /// The whole tensor from its `n` shards along `axis`.
-fn unshard(shards: &[&[f32]], shape: &Shape, axis: usize) -> Vec<f32> {
+pub(crate) fn unshard(shards: &[&[f32]], shape: &Shape, axis: usize) -> Vec<f32> {
     let dims = shape.dims();
     let outer: usize = dims[..axis].iter().product();
     let n = shards.len();
@@ -246,7 +260,7 @@ impl TensorParallel {
             .map(|rank| {
                 full.iter()
                     .map(|(name, shape, v)| {
-                        let mine = match BlockStack::split_axis(name) {
+                        let mine = match BlockStack::shard_axis(name) {
                             Some(axis) => shard(v, shape, axis, rank, n),
                             None => v.clone(),
                         };
@@ -275,7 +289,7 @@ impl TensorParallel {
                     .find(|(n, _)| n == name)
                     .expect("a model parameter")
                     .1;
-                let mine = match BlockStack::split_axis(name) {
+                let mine = match BlockStack::shard_axis(name) {
                     Some(axis) => shard(v, shape, axis, rank, self.workers),
                     None => v.clone(),
                 };
@@ -307,7 +321,7 @@ impl TensorParallel {
                         .unwrap_or(&[])
                 })
                 .collect();
-            let whole = match BlockStack::split_axis(name) {
+            let whole = match BlockStack::shard_axis(name) {
                 Some(axis) => unshard(&parts, shape, axis),
                 None => parts[0].to_vec(),
             };
