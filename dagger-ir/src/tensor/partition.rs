@@ -10,7 +10,11 @@
 //!
 //! [`partition`] is HEFT (Topcuoglu et al.) with a memory limit: nodes in
 //! decreasing upward rank, each placed on the device where it finishes
-//! first among those with room for its result. [`equal_layers`] is the
+//! first among those with room for its result. Two other placements are
+//! tried beside it, and the fastest that fits wins: the same order with
+//! the device with the most room first, and filling (nodes in graph
+//! order on one device until it is full, then the next: a pipeline's cut,
+//! which fits where spreading the work runs a device out of memory). [`equal_layers`] is the
 //! naive split it is compared with: consecutive layers (by parameter order)
 //! in equal numbers per device. [`evaluate`] gives any placement's cut,
 //! predicted step time and memory by list-scheduling it.
@@ -304,15 +308,49 @@ pub fn partition(
             .max_by_key(|(d, _)| free[*d])
             .map(|(d, _)| d)
     });
-    match (earliest, roomiest) {
-        (Ok(a), Ok(b)) => Ok(if b.predicted_seconds < a.predicted_seconds {
-            b
-        } else {
-            a
-        }),
-        (Ok(a), Err(_)) => Ok(a),
-        (Err(_), b) => b,
+    // Budgeted: earliest finish among the devices that have used at most
+    // a share of their memory (any device with room when none has), for
+    // shares from 95% down to 40%: keeping room on every device
+    // leaves space for what comes later (a training step's backward pass
+    // next to its forward activations).
+    let budgeted: Vec<Result<Partition, OutOfMemory>> = (1..=12)
+        .map(|k| 1.0 - 0.05 * k as f64)
+        .map(|share| {
+            schedule(g, devices, link, &order, |_, finish_on, free| {
+                let under = |d: usize| {
+                    let used = devices[d].memory_bytes - free[d];
+                    used as f64 <= share * devices[d].memory_bytes as f64
+                };
+                let pick = |within: &dyn Fn(usize) -> bool| {
+                    finish_on
+                        .iter()
+                        .enumerate()
+                        .filter(|(d, f)| f.is_some() && within(*d))
+                        .min_by(|a, b| a.1.unwrap().total_cmp(&b.1.unwrap()))
+                        .map(|(d, _)| d)
+                };
+                pick(&under).or_else(|| pick(&|_| true))
+            })
+        })
+        .collect();
+    let mut best: Option<Partition> = None;
+    let mut first_error = None;
+    for candidate in [earliest, roomiest].into_iter().chain(budgeted) {
+        match candidate {
+            Ok(p)
+                if best
+                    .as_ref()
+                    .is_none_or(|b| p.predicted_seconds < b.predicted_seconds) =>
+            {
+                best = Some(p)
+            }
+            Ok(_) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
     }
+    best.ok_or_else(|| first_error.expect("a candidate failed"))
 }
 
 /// The naive split: parameters in graph order make the layers, consecutive
@@ -403,6 +441,37 @@ mod tests {
         assert_eq!(p.cut_bytes, 0, "{p}");
         let naive = evaluate(&g, &equal_layers(&g, 2), &devices(2, 1 << 30), LINK);
         assert!(p.predicted_seconds < naive.predicted_seconds);
+    }
+
+    #[test]
+    fn a_training_step_fits_on_three_devices_down_to_near_its_share() {
+        // A 6-layer MLP's forward and backward: forward activations live
+        // until the backward pass uses them.
+        let mut g = TensorGraph::new();
+        let mut h = g.input("x", [64, 512]);
+        let y = g.input("y", [64, 512]);
+        let mut weights = Vec::new();
+        for l in 0..6 {
+            let w = g.param(&format!("w{l}"), [512, 512]);
+            weights.push(w);
+            h = g.matmul(h, w).unwrap();
+            h = g.relu(h).unwrap();
+        }
+        let loss = g.mse(h, y).unwrap();
+        let (mut step, grads) = g.grad(loss, &weights).unwrap();
+        let mut outputs = vec![loss];
+        outputs.extend(grads);
+        step.set_outputs(outputs).unwrap();
+        let alone = partition(&step, &devices(1, u64::MAX / 4), LINK).unwrap();
+        // From 35% of one device's peak each (a third is the least that
+        // could do) up: every limit is met (greedy placements alone fail
+        // at 40%: they fill the first devices with the forward pass).
+        for percent in 35..=60 {
+            let limit = alone.memory[0] * percent / 100;
+            let p = partition(&step, &devices(3, limit), LINK)
+                .unwrap_or_else(|e| panic!("{percent}%: {e}"));
+            assert!(p.memory.iter().all(|&m| m <= limit), "{percent}%: {p}");
+        }
     }
 
     #[test]
