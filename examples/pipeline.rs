@@ -11,11 +11,10 @@
 //! micro-batch counts against `(K-1)/(M+K-1)` and their peak activations,
 //! and writes a Gantt chart of both schedules.
 
+use dagger::ir::model::{Link, Platform};
 use dagger::ir::sched::gantt;
 use dagger::ir::sched::pipeline::{balanced_stages, bubble_formula, simulate, PipelineKind};
-use dagger::ir::tensor::{
-    equal_layers, evaluate, node_flops, partition, Device, DeviceLink, TensorGraph,
-};
+use dagger::ir::tensor::{equal_layers, evaluate, node_flops, partition, Device, TensorGraph};
 
 /// A deep MLP's forward pass with layers of uneven widths.
 pub fn deep_mlp(batch: usize, widths: &[usize]) -> TensorGraph {
@@ -73,21 +72,16 @@ fn main() {
         .unwrap_or_else(|| "target/pipeline.svg".into());
     let widths = [1024, 4096, 4096, 1024, 1024, 1024, 1024, 1024, 1024];
     let g = deep_mlp(256, &widths);
-    let link = DeviceLink {
+    let link = Link {
         latency: 5e-6,
         bandwidth: 10e9,
     };
     println!("deep MLP {widths:?}, batch 256; devices at 1 TFLOP/s, link 10 GB/s, 5 us\n");
     println!("| graph | devices | memory each | split | cut MB | predicted ms | memory per device MB | fits |");
     println!("|---|---|---|---|---|---|---|---|");
+    // n processors of the scheduling model's platform, at 1 TFLOP/s each.
     let one = |n: usize, memory: u64| -> Vec<Device> {
-        (0..n)
-            .map(|i| Device {
-                name: format!("dev{i}"),
-                flops_per_second: 1e12,
-                memory_bytes: memory,
-            })
-            .collect()
+        Device::from_platform(&Platform::local(n), 1e12, memory)
     };
     for (name, graph) in [("forward", g.clone()), ("training step", training_step(&g))] {
         // Memory limits relative to what the whole graph needs on one device.

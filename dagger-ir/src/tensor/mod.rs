@@ -50,6 +50,6 @@ pub use kernel::{matrix_view, Broadcast, Kernel, KernelStep, Reduce, Reduction};
 pub use memory::{plan_memory, unplanned_bytes, MemoryPlan};
 pub use op::{Binary, CustomOp, ParallelGroup, TensorOp, Unary};
 pub use partition::{
-    equal_layers, evaluate, node_flops, partition, Device, DeviceLink, OutOfMemory, Partition,
+    equal_layers, evaluate, node_flops, partition, Device, OutOfMemory, Partition,
 };
 pub use shape::Shape;

@@ -3,7 +3,9 @@
 //! The cost model is analytic: a node costs its floating-point work
 //! ([`node_flops`]: `2mnk` for a product, a few per element otherwise)
 //! divided by the device's speed, and a value crossing devices costs the
-//! link's latency plus its bytes over the link's bandwidth. Data inputs and
+//! link's latency plus its bytes over the link's bandwidth: the
+//! scheduling cost model's [`Link`], with devices made from its
+//! [`Platform`] by [`Device::from_platform`]. Data inputs and
 //! constants are available everywhere; a parameter lives on every device
 //! that uses it (its bytes count there, and towards the cut when it is
 //! used on more than one).
@@ -21,6 +23,7 @@
 
 use super::graph::{Tensor, TensorGraph};
 use super::op::TensorOp;
+use crate::model::{Link, Platform};
 use std::fmt;
 
 /// A device that can run part of a model.
@@ -34,13 +37,27 @@ pub struct Device {
     pub memory_bytes: u64,
 }
 
-/// The link between any two devices.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct DeviceLink {
-    /// Seconds before the first byte arrives.
-    pub latency: f64,
-    /// Bytes per second.
-    pub bandwidth: f64,
+impl Device {
+    /// The devices of a scheduling [`Platform`]: processor `i` becomes
+    /// device `i`, as fast as `reference_flops` (the speed of a processor
+    /// of relative speed 1.0) times its speed, with `memory_bytes` each.
+    /// Use the platform's `network` as the link between them.
+    pub fn from_platform(
+        platform: &Platform,
+        reference_flops: f64,
+        memory_bytes: u64,
+    ) -> Vec<Device> {
+        platform
+            .processors
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Device {
+                name: format!("{}{i}", p.kind),
+                flops_per_second: reference_flops * p.speed,
+                memory_bytes,
+            })
+            .collect()
+    }
 }
 
 /// A placement and what it costs.
@@ -123,7 +140,7 @@ fn is_param(g: &TensorGraph, v: Tensor) -> bool {
 fn schedule(
     g: &TensorGraph,
     devices: &[Device],
-    link: DeviceLink,
+    link: Link,
     order: &[usize],
     mut choose: impl FnMut(usize, &[Option<f64>], &[u64]) -> Option<usize>,
 ) -> Result<Partition, OutOfMemory> {
@@ -246,12 +263,7 @@ fn schedule(
 /// The cut, predicted time and memory of a given placement (one device
 /// index per node; leaves' entries are ignored). Memory limits are not
 /// enforced here: compare [`Partition::memory`] with the devices'.
-pub fn evaluate(
-    g: &TensorGraph,
-    device_of: &[usize],
-    devices: &[Device],
-    link: DeviceLink,
-) -> Partition {
+pub fn evaluate(g: &TensorGraph, device_of: &[usize], devices: &[Device], link: Link) -> Partition {
     let unlimited: Vec<Device> = devices
         .iter()
         .map(|d| Device {
@@ -267,7 +279,7 @@ pub fn evaluate(
 pub fn partition(
     g: &TensorGraph,
     devices: &[Device],
-    link: DeviceLink,
+    link: Link,
 ) -> Result<Partition, OutOfMemory> {
     let n = g.nodes().len();
     let mean_speed =
@@ -413,10 +425,20 @@ mod tests {
             .collect()
     }
 
-    const LINK: DeviceLink = DeviceLink {
+    const LINK: Link = Link {
         latency: 1e-5,
         bandwidth: 1e9,
     };
+
+    #[test]
+    fn devices_come_from_the_scheduling_platform() {
+        let mut platform = Platform::local(2);
+        platform.processors[1].speed = 2.5;
+        let d = Device::from_platform(&platform, 1e9, 1 << 20);
+        let speeds: Vec<f64> = d.iter().map(|d| d.flops_per_second).collect();
+        assert_eq!(speeds, [1e9, 2.5e9]);
+        assert_eq!((d[1].name.as_str(), d[1].memory_bytes), ("cpu1", 1 << 20));
+    }
 
     #[test]
     fn equal_layers_splits_by_parameters_and_costs_its_cut() {
