@@ -10,9 +10,14 @@
 //! model ([`gpu_processors`]), a [`GpuDevice`] with its context, a pool of
 //! streams and a cuBLAS handle, host-device copies, a measurement of the
 //! host-device link for the cost model ([`GpuDevice::measure_host_link`]),
-//! and row-major GEMM in f32 and f64 on cuBLAS ([`GpuDevice::gemm`]).
+//! row-major GEMM in f32 and f64 on cuBLAS ([`GpuDevice::gemm`]), and the
+//! IR's fused elementwise kernels as CUDA C ([`codegen`]) compiled by NVRTC
+//! and launched ([`GpuDevice::launch_fused`]).
 //! `examples/gpu_gemm.rs` measures GEMM and copies against PyTorch on the
 //! same GPU.
+
+pub mod codegen;
+pub mod fused;
 
 use cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DeviceRepr, ValidAsZeroBits};
@@ -26,6 +31,9 @@ pub enum CudaError {
     /// No CUDA driver library on this machine.
     #[error("no CUDA driver found; running on CPU")]
     NoDriver,
+    /// The driver is there but NVRTC (the runtime CUDA C compiler) is not.
+    #[error("no NVRTC library found (libnvrtc); fused GPU kernels are unavailable")]
+    NoNvrtc,
     /// The driver is there but cuBLAS is not.
     #[error("no cuBLAS library found (libcublas); GPU matrix products are unavailable")]
     NoCublas,
@@ -118,6 +126,7 @@ pub struct GpuDevice {
     ctx: Arc<CudaContext>,
     streams: Vec<Arc<CudaStream>>,
     blas: CudaBlas,
+    kernels: fused::KernelCache,
 }
 
 impl GpuDevice {
@@ -139,7 +148,12 @@ impl GpuDevice {
             .map(|_| ctx.new_stream().map_err(call))
             .collect::<Result<Vec<_>, _>>()?;
         let blas = CudaBlas::new(streams[0].clone()).map_err(call)?;
-        Ok(GpuDevice { ctx, streams, blas })
+        Ok(GpuDevice {
+            ctx,
+            streams,
+            blas,
+            kernels: Default::default(),
+        })
     }
 
     /// The device's name.
@@ -258,7 +272,7 @@ mod tests {
     use super::*;
 
     /// The device, or None with the reason printed.
-    fn device() -> Option<GpuDevice> {
+    pub(crate) fn device() -> Option<GpuDevice> {
         match GpuDevice::open(0, 2) {
             Ok(d) => Some(d),
             Err(e) => {

@@ -1,0 +1,145 @@
+//! Fused elementwise kernels on a GPU: the CUDA C of [`codegen`](crate::codegen)
+//! compiled by NVRTC once per distinct kernel (the device keeps the loaded
+//! functions by source) and launched on stream 0.
+
+use crate::codegen::{cuda_source, LaunchShape};
+use crate::{call, CudaError, GpuDevice, GpuMatrix};
+use cudarc::driver::{CudaFunction, LaunchConfig, PushKernelArg};
+use dagger_ir::tensor::{Broadcast, Kernel, Reduction};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// The name of every generated kernel function (one per module).
+const ENTRY: &str = "dagger_fused";
+
+/// Compiled kernels of one device, by their source.
+#[derive(Default)]
+pub(crate) struct KernelCache(Mutex<HashMap<String, CudaFunction>>);
+
+/// Whether NVRTC can be loaded.
+pub fn nvrtc_present() -> bool {
+    // SAFETY: only tries to load the library.
+    unsafe { cudarc::nvrtc::sys::is_culib_present() }
+}
+
+impl GpuDevice {
+    /// The compiled function of `source`, compiling it the first time.
+    fn fused_function(&self, source: String) -> Result<CudaFunction, CudaError> {
+        let mut cache = self.kernels.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = cache.get(&source) {
+            return Ok(f.clone());
+        }
+        if !nvrtc_present() {
+            return Err(CudaError::NoNvrtc);
+        }
+        let ptx = cudarc::nvrtc::compile_ptx(&source)
+            .map_err(|e| CudaError::Call(format!("NVRTC: {e:?}\n{source}")))?;
+        let module = self.ctx.load_module(ptx).map_err(call)?;
+        let f = module.load_function(ENTRY).map_err(call)?;
+        cache.insert(source, f.clone());
+        Ok(f)
+    }
+
+    /// Runs the fused `kernel` on stream 0: operand `i` is `operands[i]`,
+    /// read by `patterns[i]`; the domain is `rows x cols`; `out` receives
+    /// the elements, or the sums of the kernel's reduction. Returns before
+    /// the kernel completes.
+    pub fn launch_fused(
+        &self,
+        kernel: &Kernel,
+        patterns: &[Broadcast],
+        operands: &[&GpuMatrix<f32>],
+        out: &mut GpuMatrix<f32>,
+        (rows, cols): (usize, usize),
+    ) -> Result<(), CudaError> {
+        let expected_out = match kernel.reduce.as_ref().map(|r| r.kind) {
+            None => rows * cols,
+            Some(Reduction::Rows) => rows,
+            Some(Reduction::Columns) => cols,
+            Some(Reduction::All) => 1,
+        };
+        if operands.len() != patterns.len() || out.data.len() < expected_out {
+            return Err(CudaError::Call(format!(
+                "fused kernel: {} operands for {} patterns, a result of {} for {expected_out} values",
+                operands.len(),
+                patterns.len(),
+                out.data.len()
+            )));
+        }
+        let function = self.fused_function(cuda_source(ENTRY, kernel, patterns))?;
+        let stream = &self.streams[0];
+        if matches!(kernel.reduce.as_ref().map(|r| r.kind), Some(Reduction::All)) {
+            stream.memset_zeros(&mut out.data).map_err(call)?;
+        }
+        let shape = LaunchShape::of(kernel, rows, cols);
+        let (rows, cols) = (rows as u64, cols as u64);
+        let mut launch = stream.launch_builder(&function);
+        for a in operands {
+            launch.arg(&a.data);
+        }
+        launch.arg(&mut out.data).arg(&rows).arg(&cols);
+        let config = LaunchConfig {
+            grid_dim: (shape.grid, 1, 1),
+            block_dim: (shape.block, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the generated kernel reads each operand within its
+        // pattern's extent of the rows x cols domain and writes `expected_out`
+        // values, which the checks above and the callers' shapes guarantee.
+        unsafe { launch.launch(config) }.map_err(call)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::tests::device;
+    use dagger_ir::tensor::{
+        Binary, Broadcast, Kernel, KernelStep, Reduce, Reduction, Shape, Unary,
+    };
+
+    #[test]
+    fn a_fused_kernel_runs_on_the_gpu_as_the_ir_means() {
+        let Some(gpu) = device() else { return };
+        let (rows, cols) = (300, 70);
+        let a: Vec<f32> = (0..rows * cols)
+            .map(|i| (i % 13) as f32 * 0.25 - 1.5)
+            .collect();
+        let b: Vec<f32> = (0..cols).map(|i| (i % 5) as f32 * 0.5 - 1.0).collect();
+        let mut k = Kernel::default();
+        let x = k.push(KernelStep::Load(0));
+        let y = k.push(KernelStep::Load(1));
+        let s = k.push(KernelStep::Binary(Binary::Add, x, y));
+        k.push(KernelStep::Unary(Unary::Gelu, s));
+        let patterns = [Broadcast::Full, Broadcast::Row];
+        let (ga, gb) = (
+            gpu.upload(rows, cols, &a).unwrap(),
+            gpu.upload(1, cols, &b).unwrap(),
+        );
+        let mut out = gpu.zeros::<f32>(rows, cols).unwrap();
+        gpu.launch_fused(&k, &patterns, &[&ga, &gb], &mut out, (rows, cols))
+            .unwrap();
+        let got = gpu.download(&out).unwrap();
+        for (i, g) in got.iter().enumerate() {
+            let want = k.eval(&[a[i], b[i % cols]]);
+            assert!(
+                (g - want).abs() <= 1e-5 * want.abs().max(1.0),
+                "{i}: {g} vs {want}"
+            );
+        }
+        // The same program summed over everything.
+        k.reduce = Some(Reduce {
+            kind: Reduction::All,
+            domain: Shape::of(&[rows, cols]),
+        });
+        let mut total = gpu.zeros::<f32>(1, 1).unwrap();
+        gpu.launch_fused(&k, &patterns, &[&ga, &gb], &mut total, (rows, cols))
+            .unwrap();
+        let want: f32 = (0..rows * cols).map(|i| k.eval(&[a[i], b[i % cols]])).sum();
+        let got = gpu.download(&total).unwrap()[0];
+        assert!(
+            (got - want).abs() <= 1e-3 * want.abs().max(1.0),
+            "{got} vs {want}"
+        );
+    }
+}
