@@ -75,14 +75,23 @@ fn bandwidths(cluster: Arc<Cluster>) -> (f64, f64) {
     let per = start.elapsed().as_secs_f64() / rounds as f64;
     // nccl-tests' "bus bandwidth": what each link carries, 2 (n - 1) / n of the data.
     let bus = (REDUCE_LEN * 4) as f64 * 2.0 * (n - 1.0) / n / per / 1e6;
-    let bytes = vec![0u8; REDUCE_LEN * 4];
+    // Both sides reuse their buffers, as the ring does (round 0 warms up).
+    let mut bytes = vec![0u8; REDUCE_LEN * 4];
+    let mut inbox = Vec::new();
+    let size = bytes.len();
     let mut raw = 0.0;
     for round in 0..=rounds {
         let start = Instant::now();
         let tag = (4 << 56) | round as u64;
         match cluster.rank() {
-            0 => cluster.send(1, tag, bytes.clone()).wait().expect("send"),
-            1 => drop(cluster.recv(tag, u64::MAX).wait().expect("recv")),
+            0 => bytes = cluster.send_reusing(1, tag, bytes).wait().expect("send"),
+            1 => {
+                inbox = cluster
+                    .recv_into(tag, u64::MAX, inbox)
+                    .wait()
+                    .expect("recv")
+                    .data
+            }
             _ => {}
         }
         let ack = (5 << 56) | round as u64;
@@ -92,7 +101,7 @@ fn bandwidths(cluster: Arc<Cluster>) -> (f64, f64) {
             _ => {}
         }
         if round > 0 {
-            raw += bytes.len() as f64 / start.elapsed().as_secs_f64() / 1e6 / rounds as f64;
+            raw += size as f64 / start.elapsed().as_secs_f64() / 1e6 / rounds as f64;
         }
     }
     (bus, raw)

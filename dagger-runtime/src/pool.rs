@@ -333,6 +333,10 @@ impl WorkerCtx {
 }
 
 fn worker_main(ctx: WorkerCtx) {
+    // Register with the deques' memory reclamation now: a thread's first
+    // steal allocates its epoch record, which would otherwise happen in
+    // the middle of some run (and break "a step allocates nothing").
+    drop(crossbeam_epoch::pin());
     CURRENT.with(|c| c.set(&ctx as *const WorkerCtx));
     let pool = ctx.pool.clone();
     // Queued work is finished before the worker stops, so that no handle

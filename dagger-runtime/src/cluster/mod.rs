@@ -260,17 +260,33 @@ impl Cluster {
 
     /// Sends `data` to rank `to` with `tag`.
     pub fn send(&self, to: u32, tag: u64, data: Vec<u8>) -> Completion<()> {
-        match self.peers.get(to as usize).copied().flatten() {
-            Some(peer) => self.transport.send(peer, tag, data),
-            None => {
-                let (c, done) = crate::net::completion_pair();
-                done.complete(Err(NetError::BadAddress(format!(
+        match self.peer(to) {
+            Ok(peer) => self.transport.send(peer, tag, data),
+            Err(e) => failed(e),
+        }
+    }
+
+    /// As [`send`](Self::send), handing the buffer back once sent (see
+    /// [`Transport::send_reusing`](crate::net::Transport::send_reusing)).
+    pub fn send_reusing(&self, to: u32, tag: u64, data: Vec<u8>) -> Completion<Vec<u8>> {
+        match self.peer(to) {
+            Ok(peer) => self.transport.send_reusing(peer, tag, data),
+            Err(e) => failed(e),
+        }
+    }
+
+    /// The transport's peer of rank `to`.
+    fn peer(&self, to: u32) -> Result<PeerId, NetError> {
+        self.peers
+            .get(to as usize)
+            .copied()
+            .flatten()
+            .ok_or_else(|| {
+                NetError::BadAddress(format!(
                     "rank {to} is not another rank of this {}-rank cluster",
                     self.size
-                ))));
-                c
-            }
-        }
+                ))
+            })
     }
 
     /// Receives the first message from any rank whose tag matches `tag` on the bits of `mask`.
@@ -334,4 +350,11 @@ impl Drop for Cluster {
             }
         }
     }
+}
+
+/// A completion that has already failed with `e`.
+fn failed<T>(e: NetError) -> Completion<T> {
+    let (c, done) = crate::net::completion_pair();
+    done.complete(Err(e));
+    c
 }

@@ -79,6 +79,11 @@ pub trait Transport: Send + Sync {
     /// Sends `data` to `peer` with `tag`; the buffer is sent without a copy
     /// and dropped when the send completes.
     fn send(&self, peer: PeerId, tag: u64, data: Vec<u8>) -> Completion<()>;
+    /// As [`send`](Self::send), handing the buffer back when the send
+    /// completes, to fill with the next message: a stream of large
+    /// messages then allocates (and page-faults) nothing. A transport that
+    /// gives the buffer itself to the receiver hands back an empty one.
+    fn send_reusing(&self, peer: PeerId, tag: u64, data: Vec<u8>) -> Completion<Vec<u8>>;
     /// Receives the first message whose tag equals `tag` on the bits set in
     /// `mask` (`mask = 0` takes any message).
     fn recv(&self, tag: u64, mask: u64) -> Completion<Message> {

@@ -18,7 +18,7 @@
 //! waiting, it hands progress back to the thread at once.
 //!
 //! Sends are zero-copy: the `Vec<u8>` is handed to UCX as it is and dropped
-//! when UCX reports the send complete. Receives probe for a matching
+//! when UCX reports the send complete (or handed back, by `send_reusing`). Receives probe for a matching
 //! message first (`ucp_tag_probe_nb`), so the buffer is allocated at the
 //! message's exact size (or a caller's buffer reused), then receive it
 //! (`ucp_tag_msg_recv_nbx`).
@@ -236,6 +236,16 @@ impl UcxTransport {
     }
 }
 
+impl UcxTransport {
+    fn start_send(&self, peer: PeerId, tag: u64, data: Vec<u8>, done: SendDone) {
+        let mut p = self.shared.lock();
+        p.send(peer, tag, data, done);
+        if std::mem::take(&mut p.left_pending) {
+            self.shared.wake_for_pending(&p);
+        }
+    }
+}
+
 impl Drop for UcxTransport {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
@@ -257,11 +267,13 @@ impl Transport for UcxTransport {
 
     fn send(&self, peer: PeerId, tag: u64, data: Vec<u8>) -> Completion<()> {
         let (result, done) = self.completion();
-        let mut p = self.shared.lock();
-        p.send(peer, tag, data, done);
-        if std::mem::take(&mut p.left_pending) {
-            self.shared.wake_for_pending(&p);
-        }
+        self.start_send(peer, tag, data, SendDone::Unit(done));
+        result
+    }
+
+    fn send_reusing(&self, peer: PeerId, tag: u64, data: Vec<u8>) -> Completion<Vec<u8>> {
+        let (result, done) = self.completion();
+        self.start_send(peer, tag, data, SendDone::Buffer(done));
         result
     }
 
@@ -318,8 +330,24 @@ fn run_background(shared: &Shared) {
 
 /// A send in flight: the buffer UCX reads and who to tell.
 struct SendOp {
-    _data: Vec<u8>,
-    done: Completer<()>,
+    data: Vec<u8>,
+    done: SendDone,
+}
+
+/// Who a finished send tells: a plain send, or one that hands its buffer
+/// back for the next message.
+enum SendDone {
+    Unit(Completer<()>),
+    Buffer(Completer<Vec<u8>>),
+}
+
+impl SendOp {
+    fn complete(self, result: Result<(), NetError>) {
+        match self.done {
+            SendDone::Unit(done) => done.complete(result),
+            SendDone::Buffer(done) => done.complete(result.map(|()| self.data)),
+        }
+    }
 }
 
 /// A receive in flight: the buffer UCX fills and who to tell.
@@ -345,7 +373,7 @@ fn with_callback(user: *mut c_void) -> sys::ucp_request_param_t {
 unsafe extern "C" fn send_done(request: *mut c_void, status: sys::ucs_status_t, user: *mut c_void) {
     // SAFETY: `user` is the SendOp boxed for this request; this is its only completion.
     let op = unsafe { Box::from_raw(user as *mut SendOp) };
-    op.done.complete(check("ucp_tag_send_nbx", status));
+    op.complete(check("ucp_tag_send_nbx", status));
     if let Ok(lib) = lib() {
         // SAFETY: a completed request is freed exactly once, here.
         unsafe { lib.ucp_request_free(request) };
@@ -473,12 +501,12 @@ impl Progress {
         Ok(PeerId(self.peers.len() - 1))
     }
 
-    fn send(&mut self, peer: PeerId, tag: u64, data: Vec<u8>, done: Completer<()>) {
+    fn send(&mut self, peer: PeerId, tag: u64, data: Vec<u8>, done: SendDone) {
         let Some(&ep) = self.peers.get(peer.0) else {
-            return done.complete(Err(NetError::UnknownPeer(peer)));
+            return SendOp { data, done }.complete(Err(NetError::UnknownPeer(peer)));
         };
         let (buffer, length) = (data.as_ptr(), data.len());
-        let op = Box::into_raw(Box::new(SendOp { _data: data, done }));
+        let op = Box::into_raw(Box::new(SendOp { data, done }));
         // SAFETY: the buffer lives in `op` until UCX reports completion
         // (callback) or the call completes at once (reclaimed below).
         unsafe {
@@ -489,9 +517,7 @@ impl Progress {
                     .ucp_tag_send_nbx(ep, buffer as *const c_void, length, tag, &param);
             self.left_pending |= sys::ucs_ptr_is_ptr(status);
             if !sys::ucs_ptr_is_ptr(status) {
-                let op = Box::from_raw(op);
-                op.done
-                    .complete(check("ucp_tag_send_nbx", sys::ucs_ptr_status(status)));
+                Box::from_raw(op).complete(check("ucp_tag_send_nbx", sys::ucs_ptr_status(status)));
             }
         }
     }

@@ -174,8 +174,11 @@ pub struct ClusterRing {
     sent: u64,
     received: u64,
     /// The last send, until it is known to have left.
-    in_flight: Option<Completion<()>>,
-    /// The last message's memory, received into again (no page faults).
+    in_flight: Option<Completion<Vec<u8>>>,
+    /// The last sent message's memory, filled again for the next (no
+    /// allocation, no page faults).
+    outbox: Vec<u8>,
+    /// The last received message's memory, received into again.
     inbox: Vec<u8>,
 }
 
@@ -187,6 +190,7 @@ impl ClusterRing {
             sent: 0,
             received: 0,
             in_flight: None,
+            outbox: Vec::new(),
             inbox: Vec::new(),
         }
     }
@@ -212,18 +216,21 @@ impl RingLink for ClusterRing {
     }
     fn send_next(&mut self, data: &[f32]) -> Result<(), CollectiveError> {
         let next = ((self.rank() + 1) % self.size()) as u32;
+        // The previous send's buffer comes back here.
+        self.flush()?;
         // SAFETY: any f32 is 4 initialized bytes; this copies them (the
         // wire order is this machine's, the same on every rank of a cluster
         // of one architecture).
         let bytes =
-            unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), data.len() * 4) }
-                .to_vec();
+            unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), data.len() * 4) };
+        let mut message = std::mem::take(&mut self.outbox);
+        message.clear();
+        message.extend_from_slice(bytes);
         let tag = Self::tag(self.cluster.rank(), self.sent);
         self.sent += 1;
         // Not waited for here: every worker sends before it receives, and a
         // large send completes only when the next worker receives it.
-        self.flush()?;
-        self.in_flight = Some(self.cluster.send(next, tag, bytes));
+        self.in_flight = Some(self.cluster.send_reusing(next, tag, message));
         Ok(())
     }
     fn flush(&mut self) -> Result<(), CollectiveError> {
@@ -231,9 +238,11 @@ impl RingLink for ClusterRing {
             return Ok(());
         };
         let next = ((self.rank() + 1) % self.size()) as u32;
-        self.cluster
+        self.outbox = self
+            .cluster
             .while_alive(next, pending)
-            .map_err(|e| self.error(format!("sending to rank {next}: {e}")))
+            .map_err(|e| self.error(format!("sending to rank {next}: {e}")))?;
+        Ok(())
     }
     fn recv_prev(&mut self, into: &mut [f32]) -> Result<(), CollectiveError> {
         let prev = ((self.rank() + self.size() - 1) % self.size()) as u32;
@@ -261,6 +270,7 @@ impl RingLink for ClusterRing {
                 message.data.len(),
             )
         };
+        self.inbox = message.data;
         Ok(())
     }
 }
