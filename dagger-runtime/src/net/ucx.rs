@@ -651,6 +651,28 @@ mod tests {
     }
 
     #[test]
+    fn a_reusing_send_hands_its_buffer_back() {
+        let (Some(a), Some(b)) = (transport(), transport()) else {
+            return;
+        };
+        let to_b = a.connect(&b.address()).unwrap();
+        let mut buffer: Vec<u8> = (0..1 << 20).map(|i| (i % 249) as u8).collect();
+        let address = buffer.as_ptr();
+        for round in 0..3u64 {
+            buffer[0] = round as u8;
+            let arrived = b.recv(round, u64::MAX);
+            buffer = a.send_reusing(to_b, round, buffer).wait().unwrap();
+            let got = arrived.wait().unwrap();
+            assert_eq!((got.data.len(), got.data[0]), (1 << 20, round as u8));
+        }
+        assert_eq!(buffer.as_ptr(), address, "the same memory every time");
+        assert!(matches!(
+            a.send_reusing(PeerId(7), 0, vec![1]).wait(),
+            Err(NetError::UnknownPeer(PeerId(7)))
+        ));
+    }
+
+    #[test]
     fn a_dropped_transport_closes_its_waiting_receives() {
         let Some(a) = transport() else { return };
         let waiting = a.recv(5, u64::MAX);
