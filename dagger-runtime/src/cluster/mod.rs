@@ -267,7 +267,7 @@ impl Cluster {
     }
 
     /// As [`send`](Self::send), handing the buffer back once sent (see
-    /// [`Transport::send_reusing`](crate::net::Transport::send_reusing)).
+    /// [`Transport::send_reusing`]).
     pub fn send_reusing(&self, to: u32, tag: u64, data: Vec<u8>) -> Completion<Vec<u8>> {
         match self.peer(to) {
             Ok(peer) => self.transport.send_reusing(peer, tag, data),
