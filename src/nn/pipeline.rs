@@ -19,7 +19,7 @@ use super::optim::Optimizer;
 use super::stage::{Stage, StepData};
 use super::stage_link::{channel_links, ClusterLinks, StageLinks};
 use super::stage_model::StageModel;
-use super::tensor_parallel::{shard as shard_of, unshard, BlockStack};
+use super::tensor_parallel::{join_shards, shard as shard_of, BlockStack};
 use crate::cluster::Cluster;
 use crate::ir::sched::pipeline::{balanced_stages, PipelineKind, PipelineOp, PipelineSchedule};
 use dagger_ir::tensor::{Shape, TensorError};
@@ -475,23 +475,9 @@ impl Pipeline {
         if self.shards == 1 {
             return Ok(per_shard.pop().unwrap_or_default());
         }
-        let mut out = Vec::with_capacity(self.full_shapes.len());
-        for (name, shape) in &self.full_shapes {
-            let parts: Vec<&[f32]> = per_shard
-                .iter()
-                .map(|p| {
-                    p.iter()
-                        .find(|(n, _)| n == name)
-                        .map_or(&[][..], |(_, v)| v.as_slice())
-                })
-                .collect();
-            let whole = match self.model.split_axis(name) {
-                Some(axis) => unshard(&parts, shape, axis),
-                None => parts[0].to_vec(),
-            };
-            out.push((name.clone(), whole));
-        }
-        Ok(out)
+        Ok(join_shards(&self.full_shapes, &per_shard, |name| {
+            self.model.split_axis(name)
+        }))
     }
 }
 

@@ -118,7 +118,7 @@ pub(crate) fn shard(values: &[f32], shape: &Shape, axis: usize, rank: usize, n: 
 }
 
 /// The whole tensor from its `n` shards along `axis`.
-pub(crate) fn unshard(shards: &[&[f32]], shape: &Shape, axis: usize) -> Vec<f32> {
+fn unshard(shards: &[&[f32]], shape: &Shape, axis: usize) -> Vec<f32> {
     let dims = shape.dims();
     let outer: usize = dims[..axis].iter().product();
     let n = shards.len();
@@ -310,25 +310,40 @@ impl TensorParallel {
         let per_worker: Vec<NamedParams> = (0..self.workers)
             .map(|r| self.inner.worker_params(r))
             .collect::<Result<_, _>>()?;
-        let mut out = Vec::new();
-        for (name, shape) in &self.full_shapes {
+        Ok(join_shards(
+            &self.full_shapes,
+            &per_worker,
+            BlockStack::shard_axis,
+        ))
+    }
+}
+
+/// The whole parameters named in `full_shapes` from every worker's shards
+/// (`per_worker[r]`: worker `r`'s named values), joined along the axis
+/// `axis_of` gives (`None`: every worker holds all of it; worker 0's counts).
+pub(crate) fn join_shards(
+    full_shapes: &[(String, Shape)],
+    per_worker: &[NamedParams],
+    axis_of: impl Fn(&str) -> Option<usize>,
+) -> NamedParams {
+    full_shapes
+        .iter()
+        .map(|(name, shape)| {
             let parts: Vec<&[f32]> = per_worker
                 .iter()
                 .map(|p| {
                     p.iter()
                         .find(|(n, _)| n == name)
-                        .map(|(_, v)| v.as_slice())
-                        .unwrap_or(&[])
+                        .map_or(&[][..], |(_, v)| v.as_slice())
                 })
                 .collect();
-            let whole = match BlockStack::shard_axis(name) {
+            let whole = match axis_of(name) {
                 Some(axis) => unshard(&parts, shape, axis),
                 None => parts[0].to_vec(),
             };
-            out.push((name.clone(), whole));
-        }
-        Ok(out)
-    }
+            (name.clone(), whole)
+        })
+        .collect()
 }
 
 #[cfg(test)]
