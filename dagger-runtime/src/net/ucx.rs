@@ -18,10 +18,10 @@
 //! waiting, it hands progress back to the thread at once.
 //!
 //! Sends are zero-copy: the `Vec<u8>` is handed to UCX as it is and dropped
-//! when UCX reports the send complete (or handed back, by `send_reusing`). Receives probe for a matching
-//! message first (`ucp_tag_probe_nb`), so the buffer is allocated at the
-//! message's exact size (or a caller's buffer reused), then receive it
-//! (`ucp_tag_msg_recv_nbx`).
+//! when UCX reports the send complete (or handed back, by `send_reusing`).
+//! Receives probe for a matching message first (`ucp_tag_probe_nb`), so
+//! the buffer is allocated at the message's exact size (or a caller's
+//! buffer reused), then receive it (`ucp_tag_msg_recv_nbx`).
 
 use super::completion::{driven_completion, Completer, Drive};
 use super::{Completion, Message, NetError, PeerId, Transport};
