@@ -10,8 +10,9 @@
 //! descriptor, so an idle transport costs no CPU; callers wake it with
 //! `ucp_worker_signal` when they leave work pending.
 //!
-//! While callers drive, the background thread stays off the event file
-//! descriptor and naps instead (up to [`NAP`] at a time): an armed worker
+//! While callers drive (and for [`NAP`] after one got its result, unless
+//! another is blocked waiting), the background thread stays off the event
+//! file descriptor and naps instead (up to [`NAP`] at a time): an armed worker
 //! makes every sender signal it through a socket and every message wake
 //! the thread, which on a small machine costs more than the message
 //! itself. When the last driving caller stops while others are blocked
@@ -28,10 +29,10 @@ use super::{Completion, Message, NetError, PeerId, Transport};
 use std::collections::VecDeque;
 use std::ffi::c_void;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{JoinHandle, Thread};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use ucx_sys as sys;
 
 /// How long a waiting caller drives the worker's progress itself before
@@ -61,6 +62,9 @@ struct Shared {
     drivers: AtomicUsize,
     /// Callers blocked waiting after they drove.
     blocked: AtomicUsize,
+    /// When a driving caller last got its result, in ns since `epoch`.
+    last_driven: AtomicU64,
+    epoch: Instant,
     /// The background thread, for waking it from a nap.
     thread: OnceLock<Thread>,
 }
@@ -82,12 +86,35 @@ impl Shared {
     }
 
     /// Wakes the background thread for work a caller left pending if it
-    /// sleeps on the event fd. When it naps, callers drive (and will do
-    /// this work), and it is back within [`NAP`] anyway.
+    /// sleeps on the event fd, unless callers drive or did within [`NAP`]
+    /// (the caller will most likely drive this work itself next; if not,
+    /// the worker is armed, so what arrives for it wakes the thread).
+    /// When it naps, it is back within [`NAP`] anyway.
     fn wake_for_pending(&self, p: &Progress) {
-        if p.polling {
+        if p.polling && !self.driven_recently() {
             self.wake();
         }
+    }
+
+    /// Whether the background thread should leave progress to callers:
+    /// some drive, or one did within [`NAP`] and none is blocked waiting
+    /// (then the next is most likely about to drive).
+    fn should_nap(&self) -> bool {
+        self.drivers.load(Ordering::SeqCst) > 0
+            || (self.blocked.load(Ordering::SeqCst) == 0 && self.driven_recently())
+    }
+
+    /// Whether callers drive now or stopped within [`NAP`].
+    fn driven_recently(&self) -> bool {
+        self.drivers.load(Ordering::SeqCst) > 0
+            || self
+                .now_ns()
+                .saturating_sub(self.last_driven.load(Ordering::Relaxed))
+                < NAP.as_nanos() as u64
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
     }
 
     fn unpark_thread(&self) {
@@ -110,7 +137,9 @@ impl Drive for Shared {
     }
 
     fn end(&self, done: bool) {
-        if !done {
+        if done {
+            self.last_driven.store(self.now_ns(), Ordering::Relaxed);
+        } else {
             self.blocked.fetch_add(1, Ordering::SeqCst);
         }
         let last = self.drivers.fetch_sub(1, Ordering::SeqCst) == 1;
@@ -215,6 +244,8 @@ impl UcxTransport {
             stop: AtomicBool::new(false),
             drivers: AtomicUsize::new(0),
             blocked: AtomicUsize::new(0),
+            last_driven: AtomicU64::new(0),
+            epoch: Instant::now(),
             thread: OnceLock::new(),
         });
         let background = shared.clone();
@@ -298,7 +329,7 @@ fn run_background(shared: &Shared) {
             shared.lock().close();
             return;
         }
-        if shared.drivers.load(Ordering::SeqCst) > 0 {
+        if shared.should_nap() {
             std::thread::park_timeout(NAP);
             continue;
         }
