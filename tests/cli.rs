@@ -96,6 +96,42 @@ fn sched_reproduces_the_heft_papers_example() {
 }
 
 #[test]
+fn sched_reads_a_problem_against_a_platform_file() {
+    // A CPU core and a GPU eight times as fast: the chain goes to the GPU.
+    let dir = std::env::temp_dir().join(format!("dagger-platform-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let platform = dir.join("platform.json");
+    std::fs::write(
+        &platform,
+        r#"{"processors": [{"kind": "cpu", "speed": 1.0}, {"kind": "gpu", "speed": 8.0}],
+            "network": {"latency": 5e-6, "bandwidth": 1e9},
+            "host_device": {"latency": 1e-5, "bandwidth": 1e10}}"#,
+    )
+    .unwrap();
+    let problem = dir.join("chain.json");
+    std::fs::write(
+        &problem,
+        r#"{"tasks": [{"id": "a", "cost": [0.008]}, {"id": "b", "cost": [0.016]}],
+            "edges": [{"from": "a", "to": "b", "bytes": 1000000}]}"#,
+    )
+    .unwrap();
+    let (p, f) = (platform.to_str().unwrap(), problem.to_str().unwrap());
+    let (ok, out, err) = dagger(&["sched", f, "--platform", p, "--algo", "heft", "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    let slots = v["heft"]["schedule"].as_array().unwrap();
+    assert!(slots.iter().all(|s| s["proc"] == 1), "{out}");
+    let makespan = v["heft"]["makespan"].as_f64().unwrap();
+    assert!((makespan - 0.003).abs() < 1e-9, "{makespan}");
+    // Without the platform, the same file is refused, naming what it lacks.
+    let (ok, _, err) = dagger(&["sched", f]);
+    assert!(
+        !ok && err.contains("\"processors\" must be at least 1"),
+        "{err}"
+    );
+}
+
+#[test]
 fn sched_writes_a_gantt_chart_and_a_trace_and_refuses_unknown_algorithms() {
     let svg = std::env::temp_dir().join(format!("dagger-gantt-{}.svg", std::process::id()));
     let trace = std::env::temp_dir().join(format!("dagger-sched-{}.json", std::process::id()));

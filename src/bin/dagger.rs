@@ -120,6 +120,11 @@ enum Command {
         /// one process per algorithm; one time unit of the file is 1 us.
         #[arg(long)]
         trace: Option<PathBuf>,
+        /// Read the problem against this platform file (what `dagger
+        /// platform` prints): its processors, a task's single cost divided
+        /// by each processor's speed, an edge's `bytes` over its links.
+        #[arg(long)]
+        platform: Option<PathBuf>,
     },
 }
 
@@ -206,7 +211,15 @@ fn run(command: Command) -> Result<(), String> {
             json,
             gantt,
             trace,
-        } => schedule(&file, &algo, json, gantt.as_deref(), trace.as_deref()),
+            platform,
+        } => schedule(
+            &file,
+            platform.as_deref(),
+            &algo,
+            json,
+            gantt.as_deref(),
+            trace.as_deref(),
+        ),
         Command::Pipeline {
             stages,
             micro_batches,
@@ -319,15 +332,25 @@ fn run(command: Command) -> Result<(), String> {
 /// `dagger sched`: runs the chosen static schedulers on a problem file.
 fn schedule(
     file: &Path,
+    platform: Option<&Path>,
     algo: &str,
     json: bool,
     gantt: Option<&Path>,
     trace: Option<&Path>,
 ) -> Result<(), String> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    let problem =
-        sched::Problem::from_json(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    let read = |f: &Path| {
+        std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))
+    };
+    let text = read(file)?;
+    let problem = match platform {
+        Some(p) => {
+            let platform = dagger::ir::model::Platform::from_json(&read(p)?)
+                .map_err(|e| format!("{}: {e}", p.display()))?;
+            sched::Problem::from_json_on(&text, &platform)
+        }
+        None => sched::Problem::from_json(&text),
+    }
+    .map_err(|e| format!("{}: {e}", file.display()))?;
     let schedulers = if algo == "all" {
         sched::all()
     } else {

@@ -14,8 +14,17 @@
 //! checks it: malformed JSON, a cost row of the wrong length, an edge naming
 //! an unknown task, a duplicate id, a negative cost and a cycle are errors
 //! that name the culprit.
+//!
+//! Read against a [`Platform`] ([`Problem::from_json_on`], `dagger sched
+//! --platform`), the processors are the platform's (`processors` may be
+//! left out), a task may give one cost, its time on a processor of speed
+//! 1.0 (each processor's is that over its speed), and an edge may give the
+//! `bytes` it moves instead of `comm`: it costs the platform's slowest
+//! transfer of that many bytes between two of its processors (the model
+//! has one cost per edge).
 
 use crate::error::{IrError, Result};
+use crate::model::Platform;
 use serde::Deserialize;
 use std::collections::HashMap;
 
@@ -37,6 +46,7 @@ pub struct Problem {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
+    #[serde(default)]
     processors: usize,
     tasks: Vec<TaskEntry>,
     #[serde(default)]
@@ -57,12 +67,50 @@ struct EdgeEntry {
     to: String,
     #[serde(default)]
     comm: f64,
+    #[serde(default)]
+    bytes: Option<u64>,
 }
 
 impl Problem {
     /// Reads and checks a problem file (see the [module docs](self)).
     pub fn from_json(text: &str) -> Result<Problem> {
-        let file: File = serde_json::from_str(text).map_err(|e| IrError::Json(e.to_string()))?;
+        Self::checked(serde_json::from_str(text).map_err(|e| IrError::Json(e.to_string()))?)
+    }
+
+    /// Reads a problem file whose processors are `platform`'s (see the
+    /// [module docs](self)).
+    pub fn from_json_on(text: &str, platform: &Platform) -> Result<Problem> {
+        let mut file: File =
+            serde_json::from_str(text).map_err(|e| IrError::Json(e.to_string()))?;
+        let n = platform.processors.len();
+        if file.processors != 0 && file.processors != n {
+            return Err(IrError::Json(format!(
+                "\"processors\" is {} but the platform has {n}",
+                file.processors
+            )));
+        }
+        file.processors = n;
+        for t in &mut file.tasks {
+            if let [reference] = t.cost[..] {
+                t.cost = platform
+                    .processors
+                    .iter()
+                    .map(|p| reference / p.speed)
+                    .collect();
+            }
+        }
+        for e in &mut file.edges {
+            if let Some(bytes) = e.bytes.take() {
+                e.comm = (0..n)
+                    .flat_map(|a| (0..n).filter(move |&b| b != a).map(move |b| (a, b)))
+                    .map(|(a, b)| platform.transfer_time(a, b, bytes))
+                    .fold(0.0, f64::max);
+            }
+        }
+        Self::checked(file)
+    }
+
+    fn checked(file: File) -> Result<Problem> {
         let bad = |node: &str, message: String| IrError::Malformed {
             node: format!("`{node}`"),
             message,
@@ -102,6 +150,15 @@ impl Problem {
                 })
             };
             let (a, b) = (find(&e.from)?, find(&e.to)?);
+            if e.bytes.is_some() {
+                return Err(bad(
+                    &e.from,
+                    format!(
+                        "edge to `{}` gives bytes: read the file with a platform",
+                        e.to
+                    ),
+                ));
+            }
             if !e.comm.is_finite() || e.comm < 0.0 {
                 return Err(bad(
                     &e.from,
@@ -179,5 +236,52 @@ impl Problem {
             }
             path.push(prev);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ProcKind, Processor};
+
+    #[test]
+    fn a_platform_gives_processors_speeds_and_link_costs() {
+        // Two CPU cores and a GPU four times as fast, on one node.
+        let mut platform = Platform::local(2);
+        platform.processors.push(Processor {
+            kind: ProcKind::Gpu,
+            speed: 4.0,
+            node: 0,
+        });
+        let text = r#"{"tasks": [{"id": "a", "cost": [8]}, {"id": "b", "cost": [1, 2, 3]}],
+                      "edges": [{"from": "a", "to": "b", "bytes": 12000000}]}"#;
+        let p = Problem::from_json_on(text, &platform).unwrap();
+        assert_eq!(p.processors, 3);
+        assert_eq!(p.cost, vec![vec![8.0, 8.0, 2.0], vec![1.0, 2.0, 3.0]]);
+        // The slowest transfer between two processors: host to GPU.
+        let comm = platform.host_device.transfer_time(12_000_000);
+        assert_eq!(p.succ[0], vec![(1, comm)]);
+        let err = Problem::from_json_on(r#"{"processors": 2, "tasks": []}"#, &platform)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"processors\" is 2 but the platform has 3"),
+            "{err}"
+        );
+        let err = Problem::from_json(text).unwrap_err().to_string();
+        assert!(err.contains("\"processors\" must be at least 1"), "{err}");
+        let bytes_alone = r#"{"processors": 1, "tasks": [{"id": "a", "cost": [1]}, {"id": "b", "cost": [1]}],
+                             "edges": [{"from": "a", "to": "b", "bytes": 5}]}"#;
+        let err = Problem::from_json(bytes_alone).unwrap_err().to_string();
+        assert!(
+            err.contains("gives bytes: read the file with a platform"),
+            "{err}"
+        );
+        let with_count = text.replacen('{', r#"{"processors": 1, "#, 1);
+        let err = Problem::from_json(&with_count).unwrap_err().to_string();
+        assert!(
+            err.contains("has 3 costs but there are 1 processors"),
+            "{err}"
+        );
     }
 }
