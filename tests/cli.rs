@@ -211,6 +211,7 @@ fn calibrated_runs_fill_the_performance_model_that_perfmodel_shows() {
             task: "demo::work".into(),
             kind: dagger::ir::model::ProcKind::Cpu,
             bytes: 4096,
+            output_bytes: 0,
             seconds: s,
         });
     }

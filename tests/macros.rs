@@ -249,7 +249,7 @@ fn sizes_reach_the_trace_and_pick_the_history_bucket() {
     let t = total::on(&b).node(v);
     let dag = b.finish::<(), _>(t);
     let plan = dag.plan().unwrap();
-    let (input, _) = plan.predicted_bytes();
+    let (input, _) = plan.predicted_bytes(&HistoryModel::new());
     assert!(input.contains(&8000), "8000 bytes predicted: {input:?}");
     let rt = Runtime::builder().threads(1).build();
     rt.start_trace();
@@ -263,6 +263,7 @@ fn sizes_reach_the_trace_and_pick_the_history_bucket() {
             task: name.clone(),
             kind: ProcKind::Cpu,
             bytes,
+            output_bytes: 8,
             seconds,
         });
     }
@@ -271,4 +272,49 @@ fn sizes_reach_the_trace_and_pick_the_history_bucket() {
         problem.cost[0][0], 0.5,
         "the 8000-byte bucket, not the 8-byte one"
     );
+}
+
+#[task]
+fn widen(v: Vec<u64>) -> Vec<u64> {
+    v.iter().flat_map(|&x| [x; 10]).collect()
+}
+
+#[test]
+fn measured_result_sizes_replace_the_guess_for_later_placements() {
+    use dagger::ir::model::{HistoryModel, Measurement, ProcKind};
+    let b = dagger::GraphBuilder::new();
+    let w = widen::on(&b).node(b.constant(vec![1u64; 1000]));
+    let sum = total::on(&b).node(w);
+    let dag = b.finish::<(), _>(sum);
+    let plan = dag.plan().unwrap();
+    // Before any measurement: the result guessed as large as the input.
+    let (_, guessed) = plan.predicted_bytes(&HistoryModel::new());
+    assert!(
+        guessed.contains(&8000) && !guessed.contains(&80000),
+        "{guessed:?}"
+    );
+    // A traced run measures it; the model learns it; the guess is replaced.
+    let rt = Runtime::builder().threads(1).build();
+    rt.start_trace();
+    assert_eq!(rt.run(&dag, ()).unwrap(), 10000);
+    let trace = rt.stop_trace();
+    let widened = trace
+        .events
+        .iter()
+        .find(|e| e.name.as_str().ends_with("widen"))
+        .unwrap();
+    assert_eq!((widened.bytes, widened.output_bytes), (8000, 80000));
+    let mut model = HistoryModel::new();
+    for e in &trace.events {
+        model.record(&Measurement {
+            task: e.name.as_str().to_string(),
+            kind: ProcKind::Cpu,
+            bytes: e.bytes,
+            output_bytes: e.output_bytes,
+            seconds: 1e-3,
+        });
+    }
+    let (input, output) = plan.predicted_bytes(&model);
+    assert!(output.contains(&80000), "{output:?}");
+    assert!(input.contains(&80000), "total's input: {input:?}");
 }

@@ -273,7 +273,12 @@ impl Runtime {
         platform.network = cluster.link();
         let model = HistoryModel::load(&HistoryModel::default_dir()).unwrap_or_default();
         let (mut problem, nodes) = plan.problem(&platform, &model);
-        charge_transfers(&mut problem, &nodes, &plan.predicted_bytes().1, &platform);
+        charge_transfers(
+            &mut problem,
+            &nodes,
+            &plan.predicted_bytes(&model).1,
+            &platform,
+        );
         let schedule = scheduler.schedule(&problem);
         let n = plan.kernels.len();
         let mut rank_of = vec![0u32; n];

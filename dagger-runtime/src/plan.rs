@@ -66,6 +66,8 @@ pub struct Plan {
     pub(crate) inputs: usize,
     /// Size functions of each task's parameters, by task name.
     sizes: HashMap<&'static str, Vec<Option<SizeFn>>>,
+    /// Size function of each task's result, by task name.
+    output_sizes: HashMap<&'static str, SizeFn>,
     /// The optimised graph the plan was made from.
     graph: Graph,
 }
@@ -82,6 +84,7 @@ impl Plan {
         }
         let mut resolved: HashMap<TaskRef, (&'static str, Invoke)> = HashMap::new();
         let mut sizes = HashMap::new();
+        let mut output_sizes = HashMap::new();
         let mut resolve = |t: TaskRef| -> Result<(&'static str, Invoke), RunError> {
             if let Some(&r) = resolved.get(&t) {
                 return Ok(r);
@@ -99,7 +102,11 @@ impl Plan {
                 });
             }
             resolved.insert(t, (def.name, def.invoke));
-            sizes.insert(def.name, (def.wire)().param_sizes);
+            let wire = (def.wire)();
+            sizes.insert(def.name, wire.param_sizes);
+            if let Some(f) = wire.output_size {
+                output_sizes.insert(def.name, f);
+            }
             Ok((def.name, def.invoke))
         };
 
@@ -174,6 +181,7 @@ impl Plan {
             outputs,
             inputs: graph.inputs().len(),
             sizes,
+            output_sizes,
             graph,
         })
     }
@@ -203,7 +211,7 @@ impl Plan {
         for (k, &i) in nodes.iter().enumerate() {
             index[i] = k;
         }
-        let (in_bytes, _) = self.predicted_bytes();
+        let (in_bytes, _) = self.predicted_bytes(model);
         let estimate = |name: &str, kind: ProcKind, bytes: u64| {
             model
                 .estimate(name, kind, bytes)
@@ -260,10 +268,11 @@ impl Plan {
 
     /// Predicted bytes of each node's inputs and of its output, before the
     /// run: constants are measured (when their type tells its size), graph
-    /// inputs count 0 (not known yet), and a task's output is predicted as
-    /// large as its largest input (true of tile kernels and maps; merges
-    /// and reductions are under-estimated).
-    pub fn predicted_bytes(&self) -> (Vec<u64>, Vec<u64>) {
+    /// inputs count 0 (not known yet), and a task's output is its size
+    /// measured in earlier runs for inputs of about this size (`model`,
+    /// when calibrated), else as large as its largest input (true of tile
+    /// kernels and maps; merges and reductions are under-estimated).
+    pub fn predicted_bytes(&self, model: &HistoryModel) -> (Vec<u64>, Vec<u64>) {
         let n = self.kernels.len();
         let (mut input, mut output) = (vec![0u64; n], vec![0u64; n]);
         for i in 0..n {
@@ -284,8 +293,24 @@ impl Plan {
                 input[i] += bytes;
                 output[i] = output[i].max(bytes);
             }
+            if let (Kernel::Call { .. }, Some(measured)) =
+                (&self.kernels[i], model.output_bytes(name, input[i]))
+            {
+                output[i] = measured;
+            }
         }
         (input, output)
+    }
+
+    /// Bytes of task node `i`'s result `value` (0 for types that do not
+    /// tell their size).
+    pub(crate) fn output_bytes(&self, i: usize, value: &Datum) -> u64 {
+        let name = match &self.kernels[i] {
+            Kernel::Call { name, .. } => *name,
+            Kernel::Fused { steps, .. } => steps[steps.len() - 1].0,
+            Kernel::Input(_) | Kernel::Const(_) => return 0,
+        };
+        self.output_sizes.get(name).map_or(0, |f| f(value))
     }
 
     /// Bytes of the arguments of task node `i` (0 for types that do not

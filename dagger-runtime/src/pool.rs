@@ -255,12 +255,14 @@ impl WorkerCtx {
     }
 
     /// Runs `body`, recording its span as task `name` with `bytes` of
-    /// input when tracing is on (the name is not made otherwise).
+    /// input and `output_bytes(&result)` of output when tracing is on
+    /// (neither the name nor the output size is computed otherwise).
     pub(crate) fn traced<R>(
         &self,
         name: impl FnOnce() -> TaskName,
         bytes: u64,
         body: impl FnOnce() -> R,
+        output_bytes: impl FnOnce(&R) -> u64,
     ) -> R {
         if !self.tracing() {
             return body();
@@ -274,6 +276,7 @@ impl WorkerCtx {
             start_ns,
             end_ns,
             bytes,
+            output_bytes: output_bytes(&r),
         });
         r
     }

@@ -198,6 +198,11 @@ impl PlanRun {
                 }
                 Kernel::Input(_) | Kernel::Const(_) => unreachable!("only task nodes are jobs"),
             },
+            |result| {
+                result
+                    .as_ref()
+                    .map_or(0, |value| self.plan.output_bytes(i, value))
+            },
         );
         match result {
             Ok(d) => Some(d),

@@ -80,6 +80,7 @@ fn calibrate(dir: &std::path::Path, trace: &Trace) -> Result<(), String> {
             task: e.name.as_str().to_string(),
             kind: ProcKind::Cpu,
             bytes: e.bytes,
+            output_bytes: e.output_bytes,
             seconds: e.end_ns.saturating_sub(e.start_ns) as f64 * 1e-9,
         });
     }

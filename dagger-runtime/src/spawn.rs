@@ -181,10 +181,12 @@ impl Execute for SpawnNode {
             ))),
             (None, Some(body)) => {
                 let name = self.name;
+                // A spawned task's types are erased: its sizes are unknown.
                 worker.traced(
                     || TaskName::Static(name),
                     0,
                     || crate::run::guarded(name, || body(args)),
+                    |_| 0,
                 )
             }
         };

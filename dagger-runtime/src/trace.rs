@@ -46,6 +46,8 @@ pub struct TraceEvent {
     pub end_ns: u64,
     /// Bytes of its inputs (0 when their types do not tell).
     pub bytes: u64,
+    /// Bytes of its result (0 when its type does not tell).
+    pub output_bytes: u64,
 }
 
 /// A recorded trace: every task execution between start and take.
@@ -163,6 +165,7 @@ mod tests {
                     start_ns: 1000,
                     end_ns: 3500,
                     bytes: 0,
+                    output_bytes: 0,
                 },
                 TraceEvent {
                     name: TaskName::Shared("x\"y".into()),
@@ -170,6 +173,7 @@ mod tests {
                     start_ns: 2000,
                     end_ns: 2100,
                     bytes: 64,
+                    output_bytes: 8,
                 },
             ],
             workers: 2,

@@ -36,6 +36,8 @@ pub struct TaskWire {
     pub output: Option<Codec>,
     /// One size function per parameter (see [`crate::size`]).
     pub param_sizes: Vec<Option<crate::size::SizeFn>>,
+    /// The result's size function.
+    pub output_size: Option<crate::size::SizeFn>,
 }
 
 fn encode<T: Serialize + 'static>(d: &Datum) -> Result<Vec<u8>, String> {

@@ -20,6 +20,8 @@ pub struct Measurement {
     pub kind: ProcKind,
     /// Total size of its inputs in bytes (0 when unknown).
     pub bytes: u64,
+    /// Size of its result in bytes (0 when unknown).
+    pub output_bytes: u64,
     /// How long it ran.
     pub seconds: f64,
 }
@@ -33,6 +35,12 @@ pub struct TaskStats {
     pub mean: f64,
     /// Sum of squared deviations from the mean.
     pub m2: f64,
+    /// Measurements whose result size was known.
+    #[serde(default)]
+    pub output_count: u64,
+    /// Mean size of the result in bytes, over those.
+    #[serde(default)]
+    pub output_bytes: f64,
 }
 
 impl TaskStats {
@@ -44,8 +52,21 @@ impl TaskStats {
         self.m2 += delta * (seconds - self.mean);
     }
 
+    /// Adds the size of one measured result.
+    pub fn add_output(&mut self, bytes: u64) {
+        self.output_count += 1;
+        self.output_bytes += (bytes as f64 - self.output_bytes) / self.output_count as f64;
+    }
+
     /// Combines two sets of measurements (Chan et al.'s parallel update).
     pub fn merge(&mut self, other: &TaskStats) {
+        if other.output_count > 0 {
+            let outputs = self.output_count + other.output_count;
+            self.output_bytes += (other.output_bytes - self.output_bytes)
+                * other.output_count as f64
+                / outputs as f64;
+            self.output_count = outputs;
+        }
         if other.count == 0 {
             return;
         }
@@ -100,7 +121,11 @@ impl HistoryModel {
     /// Adds a measurement.
     pub fn record(&mut self, m: &Measurement) {
         let key = (m.task.clone(), m.kind, Self::size_bucket(m.bytes));
-        self.entries.entry(key).or_default().add(m.seconds);
+        let stats = self.entries.entry(key).or_default();
+        stats.add(m.seconds);
+        if m.output_bytes > 0 {
+            stats.add_output(m.output_bytes);
+        }
     }
 
     /// Adds every measurement of `other`.
@@ -115,6 +140,17 @@ impl HistoryModel {
         self.entries
             .get(&(task.to_string(), kind, Self::size_bucket(bytes)))
             .map(|s| s.mean)
+    }
+
+    /// The mean measured size of `task`'s result for inputs of about
+    /// `bytes` (on any processor kind), if measured.
+    pub fn output_bytes(&self, task: &str, bytes: u64) -> Option<u64> {
+        let bucket = Self::size_bucket(bytes);
+        self.entries
+            .iter()
+            .filter(|((t, _, b), s)| t == task && *b == bucket && s.output_count > 0)
+            .max_by_key(|(_, s)| s.output_count)
+            .map(|(_, s)| s.output_bytes.round() as u64)
     }
 
     /// Every entry: task, kind, size bucket, statistics.
@@ -185,6 +221,7 @@ mod tests {
 
     fn m(task: &str, bytes: u64, seconds: f64) -> Measurement {
         Measurement {
+            output_bytes: 0,
             task: task.into(),
             kind: ProcKind::Cpu,
             bytes,
@@ -230,5 +267,24 @@ mod tests {
             .to_string()
             .contains("history.json"));
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn result_sizes_are_averaged_and_merged_per_input_bucket() {
+        let mut a = HistoryModel::new();
+        let mut b = HistoryModel::new();
+        let sized = |out: u64| Measurement {
+            output_bytes: out,
+            ..m("t", 1000, 0.1)
+        };
+        a.record(&sized(100));
+        a.record(&sized(300));
+        b.record(&sized(500));
+        a.record(&m("t", 1000, 0.1)); // size unknown: not averaged in
+        assert_eq!(a.output_bytes("t", 1000), Some(200));
+        a.merge(&b);
+        assert_eq!(a.output_bytes("t", 1000), Some(300));
+        assert_eq!(a.output_bytes("t", 8), None, "another input bucket");
+        assert_eq!(a.output_bytes("u", 1000), None);
     }
 }
