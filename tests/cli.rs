@@ -211,7 +211,7 @@ fn calibrated_runs_fill_the_performance_model_that_perfmodel_shows() {
             task: "demo::work".into(),
             kind: dagger::ir::model::ProcKind::Cpu,
             bytes: 4096,
-            output_bytes: 0,
+            output_bytes: 512,
             seconds: s,
         });
     }
@@ -226,6 +226,7 @@ fn calibrated_runs_fill_the_performance_model_that_perfmodel_shows() {
         row.contains("cpu") && row.contains("<2^13") && row.contains("1.000e0"),
         "{row}"
     );
+    assert!(row.ends_with(" 512"), "the measured result size: {row}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

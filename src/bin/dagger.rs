@@ -296,8 +296,8 @@ fn run(command: Command) -> Result<(), String> {
                 println!("(empty: run a program with DAGGER_CALIBRATE=1 to measure its tasks)");
             }
             println!(
-                "{:<40} {:<7} {:>6} {:>8} {:>14} {:>14}",
-                "task", "kind", "size", "runs", "mean (s)", "stddev (s)"
+                "{:<40} {:<7} {:>6} {:>8} {:>14} {:>14} {:>14}",
+                "task", "kind", "size", "runs", "mean (s)", "stddev (s)", "result (B)"
             );
             for (task, kind, bucket, stats) in model.entries() {
                 let size = if bucket == 0 {
@@ -305,8 +305,12 @@ fn run(command: Command) -> Result<(), String> {
                 } else {
                     format!("<2^{bucket}")
                 };
+                let result = match stats.output_count {
+                    0 => "-".to_string(),
+                    _ => format!("{:.0}", stats.output_bytes),
+                };
                 println!(
-                    "{task:<40} {kind:<7} {size:>6} {:>8} {:>14.3e} {:>14.3e}",
+                    "{task:<40} {kind:<7} {size:>6} {:>8} {:>14.3e} {:>14.3e} {result:>14}",
                     stats.count,
                     stats.mean,
                     stats.stddev()
