@@ -53,6 +53,7 @@ pub use dagger_runtime::{
 
 pub mod launcher;
 pub mod nn;
+pub mod platform;
 pub mod session;
 
 pub use session::Session;

@@ -221,6 +221,24 @@ impl GpuDevice {
         })
     }
 
+    /// Sustained f32 GEMM speed in FLOP/s: the best of `reps` products of
+    /// two `n x n` matrices (after one untimed product).
+    pub fn measure_gemm_flops(&self, n: usize, reps: usize) -> Result<f64, CudaError> {
+        let a = self.upload(n, n, &vec![1.0f32; n * n])?;
+        let b = self.upload(n, n, &vec![0.5f32; n * n])?;
+        let mut c = self.zeros::<f32>(n, n)?;
+        self.gemm(1.0, &a, &b, 0.0, &mut c)?;
+        self.synchronize()?;
+        let mut best = f64::INFINITY;
+        for _ in 0..reps.max(1) {
+            let t = Instant::now();
+            self.gemm(1.0, &a, &b, 0.0, &mut c)?;
+            self.synchronize()?;
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        Ok(2.0 * (n * n * n) as f64 / best)
+    }
+
     /// Waits until every stream of the pool is idle.
     pub fn synchronize(&self) -> Result<(), CudaError> {
         self.ctx.synchronize().map_err(call)

@@ -8,7 +8,7 @@
 //! dagger sched dag.json --algo heft,cpop|all [--json] [--gantt out.svg] [--trace out.json]
 //!                                 static schedules of a cost-annotated DAG
 //! dagger perfmodel [--dir D]      the measured task times (DAGGER_CALIBRATE=1)
-//! dagger platform                 probe this machine's workers, print the platform JSON
+//! dagger platform                 probe this machine's workers and GPUs, print the platform JSON
 //! dagger run -n N [--hosts a,b] -- PROGRAM ARGS
 //!                                 start N processes of PROGRAM as one cluster
 //! dagger bench sched [--graphs N] [--csv]
@@ -283,7 +283,7 @@ fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Platform => {
-            let platform = dagger::Runtime::new().probe_platform();
+            let platform = dagger::platform::local_platform(&dagger::Runtime::new());
             let json = serde_json::to_string_pretty(&platform).map_err(|e| e.to_string())?;
             println!("{json}");
             Ok(())
