@@ -281,7 +281,7 @@ fn widen(v: Vec<u64>) -> Vec<u64> {
 
 #[test]
 fn measured_result_sizes_replace_the_guess_for_later_placements() {
-    use dagger::ir::model::{HistoryModel, Measurement, ProcKind};
+    use dagger::ir::model::HistoryModel;
     let b = dagger::GraphBuilder::new();
     let w = widen::on(&b).node(b.constant(vec![1u64; 1000]));
     let sum = total::on(&b).node(w);
@@ -305,14 +305,8 @@ fn measured_result_sizes_replace_the_guess_for_later_placements() {
         .unwrap();
     assert_eq!((widened.bytes, widened.output_bytes), (8000, 80000));
     let mut model = HistoryModel::new();
-    for e in &trace.events {
-        model.record(&Measurement {
-            task: e.name.as_str().to_string(),
-            kind: ProcKind::Cpu,
-            bytes: e.bytes,
-            output_bytes: e.output_bytes,
-            seconds: 1e-3,
-        });
+    for m in trace.measurements() {
+        model.record(&m);
     }
     let (input, output) = plan.predicted_bytes(&model);
     assert!(output.contains(&80000), "{output:?}");

@@ -73,16 +73,10 @@ impl Drop for Inner {
 
 /// Adds the task times of `trace` to the history model kept in `dir`.
 fn calibrate(dir: &std::path::Path, trace: &Trace) -> Result<(), String> {
-    use dagger_ir::model::{HistoryModel, Measurement, ProcKind};
+    use dagger_ir::model::HistoryModel;
     let mut model = HistoryModel::load(dir).map_err(|e| e.to_string())?;
-    for e in &trace.events {
-        model.record(&Measurement {
-            task: e.name.as_str().to_string(),
-            kind: ProcKind::Cpu,
-            bytes: e.bytes,
-            output_bytes: e.output_bytes,
-            seconds: e.end_ns.saturating_sub(e.start_ns) as f64 * 1e-9,
-        });
+    for m in trace.measurements() {
+        model.record(&m);
     }
     model.save(dir).map_err(|e| e.to_string())?;
     tracing::info!(

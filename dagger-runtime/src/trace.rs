@@ -60,6 +60,18 @@ pub struct Trace {
 }
 
 impl Trace {
+    /// Every event as a measurement for the history model (on a CPU
+    /// worker: the kind of processor this runtime's workers are).
+    pub fn measurements(&self) -> impl Iterator<Item = dagger_ir::model::Measurement> + '_ {
+        self.events.iter().map(|e| dagger_ir::model::Measurement {
+            task: e.name.as_str().to_string(),
+            kind: dagger_ir::model::ProcKind::Cpu,
+            bytes: e.bytes,
+            output_bytes: e.output_bytes,
+            seconds: e.end_ns.saturating_sub(e.start_ns) as f64 * 1e-9,
+        })
+    }
+
     /// The trace as a measured schedule (seconds from the first start, one
     /// processor per worker) with each task's name, to draw or compare with
     /// a scheduler's prediction.
