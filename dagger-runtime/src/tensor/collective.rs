@@ -34,6 +34,21 @@ pub trait RingLink: Send {
     /// Receives the previous worker's next message into `into` (its length
     /// must be the message's).
     fn recv_prev(&mut self, into: &mut [f32]) -> Result<(), CollectiveError>;
+    /// Receives the previous worker's next message and adds it into `into`
+    /// (a link that holds the message's bytes adds from them directly;
+    /// `scratch` serves the others).
+    fn recv_prev_add(
+        &mut self,
+        into: &mut [f32],
+        scratch: &mut Vec<f32>,
+    ) -> Result<(), CollectiveError> {
+        scratch.resize(into.len(), 0.0);
+        self.recv_prev(scratch)?;
+        for (d, v) in into.iter_mut().zip(scratch.iter()) {
+            *d += v;
+        }
+        Ok(())
+    }
     /// Waits until every message sent has left (called at the end of each
     /// collective, so a worker may exit right after its last one).
     fn flush(&mut self) -> Result<(), CollectiveError> {
@@ -60,11 +75,7 @@ pub fn ring_all_reduce_sum(
         for s in 0..n - 1 {
             link.send_next(&data[chunk(len, n, (r + n - s) % n)])?;
             let into = chunk(len, n, (r + 2 * n - s - 1) % n);
-            scratch.resize(into.len(), 0.0);
-            link.recv_prev(scratch)?;
-            for (d, v) in data[into].iter_mut().zip(scratch.iter()) {
-                *d += v;
-            }
+            link.recv_prev_add(&mut data[into], scratch)?;
         }
         // All-gather: pass the summed chunks around the ring.
         for s in 0..n - 1 {
@@ -205,6 +216,30 @@ impl ClusterRing {
             detail,
         }
     }
+
+    /// Receives the previous rank's next message of `floats` values into
+    /// the reused inbox and returns its bytes.
+    fn receive(&mut self, floats: usize) -> Result<&[u8], CollectiveError> {
+        let prev = ((self.rank() + self.size() - 1) % self.size()) as u32;
+        let tag = Self::tag(prev, self.received);
+        self.received += 1;
+        let mut buffer = std::mem::take(&mut self.inbox);
+        buffer.resize(floats * 4, 0);
+        let pending = self.cluster.recv_into(tag, u64::MAX, buffer);
+        let message = self
+            .cluster
+            .while_alive(prev, pending)
+            .map_err(|e| self.error(format!("receiving from rank {prev}: {e}")))?;
+        if message.data.len() != floats * 4 {
+            return Err(self.error(format!(
+                "rank {prev} sent {} bytes, expected {}",
+                message.data.len(),
+                floats * 4
+            )));
+        }
+        self.inbox = message.data;
+        Ok(&self.inbox)
+    }
 }
 
 impl RingLink for ClusterRing {
@@ -245,32 +280,26 @@ impl RingLink for ClusterRing {
         Ok(())
     }
     fn recv_prev(&mut self, into: &mut [f32]) -> Result<(), CollectiveError> {
-        let prev = ((self.rank() + self.size() - 1) % self.size()) as u32;
-        let tag = Self::tag(prev, self.received);
-        self.received += 1;
-        let mut buffer = std::mem::take(&mut self.inbox);
-        buffer.resize(into.len() * 4, 0);
-        let pending = self.cluster.recv_into(tag, u64::MAX, buffer);
-        let message = self
-            .cluster
-            .while_alive(prev, pending)
-            .map_err(|e| self.error(format!("receiving from rank {prev}: {e}")))?;
-        if message.data.len() != into.len() * 4 {
-            return Err(self.error(format!(
-                "rank {prev} sent {} bytes, expected {}",
-                message.data.len(),
-                into.len() * 4
-            )));
-        }
-        // SAFETY: the lengths match (checked above); bytes to f32 is a copy.
+        let bytes = self.receive(into.len())?;
+        // SAFETY: `receive` checked the length; bytes to f32 is a copy.
         unsafe {
             std::ptr::copy_nonoverlapping(
-                message.data.as_ptr(),
+                bytes.as_ptr(),
                 into.as_mut_ptr().cast::<u8>(),
-                message.data.len(),
+                bytes.len(),
             )
         };
-        self.inbox = message.data;
+        Ok(())
+    }
+    fn recv_prev_add(
+        &mut self,
+        into: &mut [f32],
+        _scratch: &mut Vec<f32>,
+    ) -> Result<(), CollectiveError> {
+        let bytes = self.receive(into.len())?;
+        for (d, v) in into.iter_mut().zip(bytes.chunks_exact(4)) {
+            *d += f32::from_ne_bytes([v[0], v[1], v[2], v[3]]);
+        }
         Ok(())
     }
 }
