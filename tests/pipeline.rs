@@ -2,7 +2,7 @@
 //! stages, GPipe and 1F1B, several micro-batches.
 
 mod common;
-use common::{every_rank_says_on_2_and_3_processes, max_relative_difference};
+use common::{every_rank_says_on_2_and_3_processes, max_relative_difference, OneDevice};
 use dagger::ir::sched::pipeline::{stage_order, PipelineKind};
 use dagger::nn::{
     Activation, CompileOptions, MlpSpec, Momentum, NamedParams, Net, Pipeline, PipelineOptions,
@@ -27,7 +27,7 @@ fn batch(k: usize) -> (Vec<f32>, Vec<f32>) {
     (x, y)
 }
 
-fn single_device() -> (NamedParams, Vec<f32>) {
+fn single_device() -> OneDevice {
     let mut net = Net::new();
     let x = net.input("x", [BATCH, INPUTS]);
     let y = net.input("y", [BATCH, WIDTHS[3]]);
@@ -44,18 +44,22 @@ fn single_device() -> (NamedParams, Vec<f32>) {
         p.run().unwrap();
         losses.push(p.output(0)[0]);
     }
-    (
-        p.params()
+    OneDevice {
+        params: p
+            .params()
             .into_iter()
             .map(|(n, _, d)| (n.to_string(), d.to_vec()))
             .collect(),
         losses,
-    )
+    }
 }
 
 #[test]
 fn pipelines_match_one_device() {
-    let (reference, reference_losses) = single_device();
+    let OneDevice {
+        params: reference,
+        losses: reference_losses,
+    } = single_device();
     let spec = MlpSpec {
         inputs: INPUTS,
         widths: WIDTHS.to_vec(),
@@ -103,7 +107,7 @@ fn pipelines_match_one_device() {
 fn data_parallel_pipelines_match_one_device() {
     // 2 copies x 2 stages (and 3 x 2) on threads: each copy trains on its
     // share of the batch; each stage averages its gradients across copies.
-    let (reference, reference_losses) = single_device();
+    let one = single_device();
     let spec = MlpSpec {
         inputs: INPUTS,
         widths: WIDTHS.to_vec(),
@@ -118,18 +122,14 @@ fn data_parallel_pipelines_match_one_device() {
             seed: SEED,
         };
         let mut p = Pipeline::with_data_parallel(spec.clone(), options, &OPT, replicas).unwrap();
-        for (k, want) in reference_losses.iter().enumerate() {
-            let (x, y) = batch(k);
-            let loss = p.step(&x, &y).unwrap();
-            assert!(
-                (loss - want).abs() <= 1e-5 * want.abs(),
-                "{replicas} copies, step {k}: {loss} vs {want}"
-            );
-        }
-        let d = max_relative_difference(&p.params().unwrap(), &reference);
-        assert!(
-            d <= 1e-5,
-            "{replicas} copies: parameters differ by {d} (relative)"
+        one.assert_matched_by(
+            &format!("{replicas} copies"),
+            &mut p,
+            |t, k| {
+                let (x, y) = batch(k);
+                t.step(&x, &y).unwrap()
+            },
+            |t| t.params().unwrap(),
         );
     }
 }
@@ -178,7 +178,10 @@ fn rank_main() {
         return;
     };
     let (rank, size) = (cluster.rank(), cluster.size() as usize);
-    let (reference, losses) = single_device();
+    let OneDevice {
+        params: reference,
+        losses,
+    } = single_device();
     let spec = MlpSpec {
         inputs: INPUTS,
         widths: WIDTHS.to_vec(),

@@ -4,12 +4,12 @@
 //! each way.
 
 mod common;
-use common::{every_rank_says_on_2_and_3_processes, max_relative_difference};
+use common::{every_rank_says_on_2_and_3_processes, max_relative_difference, OneDevice};
 use dagger::ir::sched::pipeline::PipelineKind;
 use dagger::ir::tensor::{ParallelGroup, TensorOp};
 use dagger::nn::{
-    Activation, BlockStack, CompileOptions, Momentum, NamedParams, Pipeline, PipelineOptions,
-    Program, SeededRng, TensorParallel, Workers,
+    Activation, BlockStack, CompileOptions, Momentum, Pipeline, PipelineOptions, Program,
+    SeededRng, TensorParallel, Workers,
 };
 
 const BATCH: usize = 8;
@@ -35,7 +35,7 @@ fn batch(k: usize) -> (Vec<f32>, Vec<f32>) {
     (x, y)
 }
 
-fn single_device() -> (NamedParams, Vec<f32>) {
+fn single_device() -> OneDevice {
     let (net, loss) = model().net(BATCH, 1).unwrap();
     let step = net.train_step(loss, &[], &OPT).unwrap();
     let mut p = Program::compile(&step, CompileOptions::default()).unwrap();
@@ -54,26 +54,22 @@ fn single_device() -> (NamedParams, Vec<f32>) {
         .filter(|(n, _, _)| n.starts_with("block"))
         .map(|(n, _, d)| (n.to_string(), d.to_vec()))
         .collect();
-    (params, losses)
+    OneDevice { params, losses }
 }
 
 #[test]
 fn two_and_three_workers_match_one_device() {
-    let (reference, losses) = single_device();
+    let one = single_device();
     for n in [2, 3] {
         let mut tp = TensorParallel::new(&model(), Workers::Threads(n), BATCH, SEED, &OPT).unwrap();
-        for (k, want) in losses.iter().enumerate() {
-            let (x, y) = batch(k);
-            let loss = tp.step(&x, &y).unwrap();
-            assert!(
-                (loss - want).abs() <= 1e-5 * want.abs(),
-                "{n} workers, step {k}: {loss} vs {want}"
-            );
-        }
-        let d = max_relative_difference(&tp.params().unwrap(), &reference);
-        assert!(
-            d <= 1e-5,
-            "{n} workers: parameters differ by {d} (relative)"
+        one.assert_matched_by(
+            &format!("{n} workers"),
+            &mut tp,
+            |t, k| {
+                let (x, y) = batch(k);
+                t.step(&x, &y).unwrap()
+            },
+            |t| t.params().unwrap(),
         );
     }
 }
@@ -119,7 +115,10 @@ fn rank_main() {
         return;
     };
     let (rank, size) = (cluster.rank() as usize, cluster.size());
-    let (reference, losses) = single_device();
+    let OneDevice {
+        params: reference,
+        losses,
+    } = single_device();
     let mut tp = TensorParallel::new(
         &model(),
         Workers::Cluster(std::sync::Arc::new(cluster)),
@@ -149,20 +148,19 @@ fn rank_main() {
 fn data_times_tensor_parallelism_matches_one_device() {
     // 2 replicas x 2 shards on 4 threads; each replica trains on half the
     // batch, shards sum their partials, replicas average their gradients.
-    let (reference, losses) = single_device();
+    let one = single_device();
     for (dp, tp) in [(2, 2), (2, 3)] {
         let mut mixed =
             TensorParallel::with_data_parallel(&model(), (dp, tp), BATCH, SEED, &OPT, 64).unwrap();
-        for (k, want) in losses.iter().enumerate() {
-            let (x, y) = batch(k);
-            let loss = mixed.step(&x, &y).unwrap();
-            assert!(
-                (loss - want).abs() <= 1e-5 * want.abs(),
-                "{dp}x{tp}, step {k}: {loss} vs {want}"
-            );
-        }
-        let d = max_relative_difference(&mixed.params().unwrap(), &reference);
-        assert!(d <= 1e-5, "{dp}x{tp}: parameters differ by {d} (relative)");
+        one.assert_matched_by(
+            &format!("{dp}x{tp}"),
+            &mut mixed,
+            |t, k| {
+                let (x, y) = batch(k);
+                t.step(&x, &y).unwrap()
+            },
+            |t| t.params().unwrap(),
+        );
     }
 }
 
@@ -170,7 +168,7 @@ fn data_times_tensor_parallelism_matches_one_device() {
 fn data_pipeline_and_tensor_parallelism_at_once_match_one_device() {
     // dp copies of a pipeline whose stages (one block each) are split over
     // tp shards: dp x tp x 2 threads.
-    let (reference, losses) = single_device();
+    let one = single_device();
     let configs = [
         (2, 2, 2, PipelineKind::OneFOneB),
         (2, 3, 2, PipelineKind::GPipe),
@@ -186,18 +184,14 @@ fn data_pipeline_and_tensor_parallelism_at_once_match_one_device() {
         };
         let mut p = Pipeline::megatron(model(), options, &OPT, (dp, tp)).unwrap();
         assert_eq!(p.layers, vec![0..1, 1..2]);
-        for (k, want) in losses.iter().enumerate() {
-            let (x, y) = batch(k);
-            let loss = p.step(&x, &y).unwrap();
-            assert!(
-                (loss - want).abs() <= 1e-5 * want.abs(),
-                "{dp}x{tp}x2, step {k}: {loss} vs {want}"
-            );
-        }
-        let d = max_relative_difference(&p.params().unwrap(), &reference);
-        assert!(
-            d <= 1e-5,
-            "{dp}x{tp}x2: parameters differ by {d} (relative)"
+        one.assert_matched_by(
+            &format!("{dp}x{tp}x2"),
+            &mut p,
+            |t, k| {
+                let (x, y) = batch(k);
+                t.step(&x, &y).unwrap()
+            },
+            |t| t.params().unwrap(),
         );
     }
     let options = PipelineOptions {

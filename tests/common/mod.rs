@@ -87,3 +87,36 @@ pub fn every_rank_says_on_2_and_3_processes(what: &str) {
         }
     }
 }
+
+/// One device's training, to compare parallel runs with: the loss of each
+/// step and the parameters after the last.
+pub struct OneDevice {
+    /// The loss of each step.
+    pub losses: Vec<f32>,
+    /// The parameters after the last step.
+    pub params: NamedParams,
+}
+
+impl OneDevice {
+    /// Runs one step of `trainer` per reference loss with `step` (given
+    /// the step number, returns its loss) and checks each loss, then
+    /// `params(trainer)` after the last, against one device's within 1e-5
+    /// relative; `what` names the run in the failure message.
+    pub fn assert_matched_by<T>(
+        &self,
+        what: &str,
+        trainer: &mut T,
+        step: impl Fn(&mut T, usize) -> f32,
+        params: impl Fn(&T) -> NamedParams,
+    ) {
+        for (k, want) in self.losses.iter().enumerate() {
+            let loss = step(trainer, k);
+            assert!(
+                (loss - want).abs() <= 1e-5 * want.abs(),
+                "{what}, step {k}: loss {loss} vs {want}"
+            );
+        }
+        let d = max_relative_difference(&params(trainer), &self.params);
+        assert!(d <= 1e-5, "{what}: parameters differ by {d} (relative)");
+    }
+}
