@@ -27,10 +27,10 @@ pub fn call_custom(op: &CustomOp, args: Vec<Array>) -> Result<Array, TensorError
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (def.invoke)(&mut slots)))
             .map_err(|panic| fail(panic_message(&*panic)))?
             .map_err(fail)?;
-    pick(&result, op.output).ok_or_else(|| {
+    let type_name = result.type_name();
+    pick(result, op.output).ok_or_else(|| {
         fail(format!(
-            "returned {}, not {}",
-            result.type_name(),
+            "returned {type_name}, not {}",
             match op.output {
                 None => "an Array".to_string(),
                 Some(k) => format!("a tuple of Arrays with an element {k}"),
@@ -65,19 +65,22 @@ pub(crate) fn run_custom(
     Ok(())
 }
 
-/// The array in `value`: the value itself, or element `k` of a tuple.
-fn pick(value: &Datum, output: Option<usize>) -> Option<Array> {
+/// The array in `value`: the value itself, or element `k` of a tuple
+/// (taken, not copied, when nothing else holds the value).
+fn pick(value: Datum, output: Option<usize>) -> Option<Array> {
     let Some(k) = output else {
-        return value.downcast_ref::<Array>().cloned();
+        return value.take::<Array>().ok();
     };
-    let tuple: Vec<&Array> = if let Some((a, b)) = value.downcast_ref::<(Array, Array)>() {
-        vec![a, b]
-    } else if let Some((a, b, c)) = value.downcast_ref::<(Array, Array, Array)>() {
-        vec![a, b, c]
-    } else if let Some((a, b, c, d)) = value.downcast_ref::<(Array, Array, Array, Array)>() {
-        vec![a, b, c, d]
-    } else {
-        return None;
+    let value = match value.take::<(Array, Array)>() {
+        Ok(t) => return <[Array; 2]>::from(t).into_iter().nth(k),
+        Err(v) => v,
     };
-    tuple.get(k).map(|a| (*a).clone())
+    let value = match value.take::<(Array, Array, Array)>() {
+        Ok(t) => return <[Array; 3]>::from(t).into_iter().nth(k),
+        Err(v) => v,
+    };
+    value
+        .take::<(Array, Array, Array, Array)>()
+        .ok()
+        .and_then(|t| <[Array; 4]>::from(t).into_iter().nth(k))
 }
