@@ -77,20 +77,9 @@ pub fn cuda_source(name: &str, kernel: &Kernel, patterns: &[Broadcast]) -> Strin
             src.push_str(&body);
             src.push_str("        out[t] = v;\n    }\n");
         }
-        Some(Reduction::Rows) => {
-            src.push_str("    if (t >= rows) return;\n    unsigned long long r = t;\n");
-            src.push_str("    float sum = 0.0f;\n");
-            src.push_str("    for (unsigned long long c = 0; c < cols; c++) {\n");
-            src.push_str(&body);
-            src.push_str("        sum += v;\n    }\n    out[r] = sum;\n");
-        }
-        Some(Reduction::Columns) => {
-            src.push_str("    if (t >= cols) return;\n    unsigned long long c = t;\n");
-            src.push_str("    float sum = 0.0f;\n");
-            src.push_str("    for (unsigned long long r = 0; r < rows; r++) {\n");
-            src.push_str(&body);
-            src.push_str("        sum += v;\n    }\n    out[c] = sum;\n");
-        }
+        // One thread per kept index, looping over the summed one.
+        Some(Reduction::Rows) => sum_along(&mut src, &body, ("r", "rows"), ("c", "cols")),
+        Some(Reduction::Columns) => sum_along(&mut src, &body, ("c", "cols"), ("r", "rows")),
         Some(Reduction::All) => {
             src.push_str(
                 "    unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;\n",
@@ -104,6 +93,23 @@ pub fn cuda_source(name: &str, kernel: &Kernel, patterns: &[Broadcast]) -> Strin
     }
     src.push_str("}\n");
     src
+}
+
+/// The body of a sum per `kept` index (a thread each) over the `summed`
+/// one: each is (index variable, its bound).
+fn sum_along(src: &mut String, body: &str, kept: (&str, &str), summed: (&str, &str)) {
+    let ((k, kn), (s, sn)) = (kept, summed);
+    let _ = writeln!(
+        src,
+        "    if (t >= {kn}) return;\n    unsigned long long {k} = t;"
+    );
+    src.push_str("    float sum = 0.0f;\n");
+    let _ = writeln!(
+        src,
+        "    for (unsigned long long {s} = 0; {s} < {sn}; {s}++) {{"
+    );
+    src.push_str(body);
+    let _ = writeln!(src, "        sum += v;\n    }}\n    out[{k}] = sum;");
 }
 
 /// Statements computing the element at `(r, c)` into `float v`.
