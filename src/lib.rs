@@ -45,7 +45,7 @@ pub use dagger_ir as ir;
 pub use dagger_macros::{dag, task};
 pub use dagger_runtime::distributed::{ClusterReport, ClusterSpan, SpanKind};
 pub use dagger_runtime::task::registered as task_registry;
-pub use dagger_runtime::{cluster, net, size, tensor};
+pub use dagger_runtime::{cluster, device, net, size, tensor};
 pub use dagger_runtime::{
     join, spawn, try_spawn, Dag, Data, Datum, ExecPolicy, GraphBuilder, Handle, Inputs, Outputs,
     PolicyRun, RunError, Runtime, RuntimeBuilder, Task, TaskDef, Trace, Value,
@@ -67,6 +67,7 @@ pub mod prelude {
 pub mod __private {
     //! Items generated code refers to; not a public API.
     pub use dagger_ir::{type_name, Device};
+    pub use dagger_runtime::device::device_of;
     pub use dagger_runtime::probe_type::Probe;
     pub use dagger_runtime::size::{HasSize, NoSize};
     pub use dagger_runtime::task::{take_arg, CostHint, Invoke, TaskRegistration};

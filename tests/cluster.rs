@@ -81,6 +81,7 @@ fn missing() -> dagger::TaskDef {
         pure: false,
         grad: None,
         invoke: scale.invoke,
+        device_body: None,
         wire: scale.wire,
     }
 }

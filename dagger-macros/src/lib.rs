@@ -41,6 +41,19 @@ use proc_macro::TokenStream;
 /// fn softplus_grad(x: Array, dy: Array) -> Array { .. }   // dy * sigmoid(x)
 /// ```
 ///
+/// - `gpu = <function>`: a second body of the same task for an accelerator
+///   (see `dagger::device`): it takes the device first (as the
+///   concrete type it needs, e.g. `&dagger::cuda::GpuDevice`), then the
+///   task's parameters, and returns what the task returns. The placement
+///   policies may then run the task on a GPU worker, which calls this body;
+///   a signature that does not fit is a compile error at `gpu = ...`:
+///
+/// ```text
+/// #[task(gpu = gemm_gpu)]
+/// fn gemm(c: Tile, a: Tile, b: Tile) -> Tile { .. }           // faer on a core
+/// fn gemm_gpu(gpu: &GpuDevice, c: Tile, a: Tile, b: Tile) -> Tile { .. }  // cuBLAS
+/// ```
+///
 /// A function returning `Result<T, E>` (with `E: Display`; any type whose
 /// path ends in `Result`, so `io::Result<T>` too) is a task of output `T`;
 /// returning `Err` fails the run with `RunError::TaskFailed { task, message }`,

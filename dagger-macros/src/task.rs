@@ -17,6 +17,7 @@ pub struct TaskArgs {
     cost: Option<Expr>,
     device: Option<(String, Span)>,
     grad: Option<syn::Path>,
+    gpu: Option<syn::Path>,
 }
 
 impl Parse for TaskArgs {
@@ -29,6 +30,7 @@ impl Parse for TaskArgs {
                 TaskOption::Cost(e) => args.cost = Some(e),
                 TaskOption::Device(s) => args.device = Some(s),
                 TaskOption::Grad(p) => args.grad = Some(p),
+                TaskOption::Gpu(p) => args.gpu = Some(p),
             }
         }
         Ok(args)
@@ -40,6 +42,7 @@ enum TaskOption {
     Cost(Expr),
     Device((String, Span)),
     Grad(syn::Path),
+    Gpu(syn::Path),
 }
 
 impl Parse for TaskOption {
@@ -55,6 +58,10 @@ impl Parse for TaskOption {
                 input.parse::<Token![=]>()?;
                 Ok(TaskOption::Grad(input.parse()?))
             }
+            "gpu" => {
+                input.parse::<Token![=]>()?;
+                Ok(TaskOption::Gpu(input.parse()?))
+            }
             "device" => {
                 input.parse::<Token![=]>()?;
                 let lit: LitStr = input.parse()?;
@@ -68,7 +75,7 @@ impl Parse for TaskOption {
             }
             other => Err(syn::Error::new(
                 key.span(),
-                format!("unknown task option `{other}`: expected `pure`, `cost = <seconds>`, `device = \"cpu\" | \"gpu\" | \"any\"` or `grad = <task>`"),
+                format!("unknown task option `{other}`: expected `pure`, `cost = <seconds>`, `device = \"cpu\" | \"gpu\" | \"any\"`, `grad = <task>` or `gpu = <function>`"),
             )),
         }
     }
@@ -147,6 +154,12 @@ pub fn expand(args: TaskArgs, func: ItemFn) -> syn::Result<TokenStream> {
     } else {
         quote! { #name(#(#names),*) }
     };
+    let take_args = quote! {
+        #[allow(unused_mut, unused_variables)]
+        let mut args = args.iter_mut().map(::std::option::Option::take);
+        #(let #names: #tys = ::dagger::__private::take_arg(args.next().flatten(), #name_str, #ports)?;)*
+    };
+    let device_body = device_body(args.gpu.as_ref(), &names, fallible, &name_str, &take_args);
     let cost = cost_hint(args.cost.as_ref(), &params);
     let device = match args.device.as_ref().map(|d| d.0.as_str()) {
         Some("cpu") => quote!(::dagger::__private::Device::Cpu),
@@ -210,11 +223,10 @@ pub fn expand(args: TaskArgs, func: ItemFn) -> syn::Result<TokenStream> {
             pure: #pure,
             grad: #grad,
             invoke: |args| {
-                #[allow(unused_mut, unused_variables)]
-                let mut args = args.iter_mut().map(::std::option::Option::take);
-                #(let #names: #tys = ::dagger::__private::take_arg(args.next().flatten(), #name_str, #ports)?;)*
+                #take_args
                 ::std::result::Result::Ok(::dagger::__private::Datum::new(#call))
             },
+            device_body: #device_body,
             #[allow(clippy::needless_borrow)]
             wire: || {
                 #[allow(unused_imports)]
@@ -264,6 +276,34 @@ fn grad_task(grad: Option<&syn::Path>, tys: &[&Type], output: &Type) -> (TokenSt
         };
     };
     (def, check)
+}
+
+/// The `device_body` field of a task's definition: `gpu = path` calls
+/// `path(device, args...)` with the device taken as the type of `path`'s
+/// first parameter; `path` returns what the task returns (a `Result` when
+/// the task does), so a mismatch is a type error at `gpu = ...`.
+fn device_body(
+    gpu: Option<&syn::Path>,
+    names: &[&Ident],
+    fallible: bool,
+    name_str: &str,
+    take_args: &TokenStream,
+) -> TokenStream {
+    let Some(path) = gpu else {
+        return quote!(::std::option::Option::None);
+    };
+    let device = quote!(::dagger::__private::device_of(device, #name_str)?);
+    let call = if fallible {
+        quote_spanned! {path.span()=> #path(#device, #(#names),*).map_err(|e| e.to_string())? }
+    } else {
+        quote_spanned! {path.span()=> #path(#device, #(#names),*) }
+    };
+    quote! {
+        ::std::option::Option::Some(|device, args| {
+            #take_args
+            ::std::result::Result::Ok(::dagger::__private::Datum::new(#call))
+        })
+    }
 }
 
 /// The expression finding `ty`'s codec (see `dagger_runtime::wire`). Types

@@ -507,7 +507,7 @@ fn run_task(
         }));
     }
     let value = match kernel {
-        Kernel::Call { name, invoke } => call(name, *invoke, &mut values),
+        Kernel::Call { name, invoke, .. } => call(name, *invoke, &mut values),
         Kernel::Fused { steps, .. } => steps[1..].iter().try_fold(
             call(steps[0].0, steps[0].1, &mut values).map_err(Failure::Failed)?,
             |value, &(name, invoke)| call(name, invoke, &mut [Some(value)]),

@@ -23,6 +23,7 @@ pub mod builder;
 pub mod cluster;
 pub mod dag;
 pub mod datum;
+pub mod device;
 pub mod distributed;
 pub mod error;
 pub mod join;

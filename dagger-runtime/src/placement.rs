@@ -78,8 +78,8 @@ pub(crate) enum Placement {
     /// Decided as tasks become ready.
     Dynamic {
         policy: ExecPolicy,
-        /// Estimated nanoseconds per plan node.
-        cost_ns: Vec<u64>,
+        /// Estimated nanoseconds of each plan node on each worker.
+        costs: TaskCosts,
         /// Priority key per plan node (dmdas; zero otherwise: arrival order).
         priority: Vec<u64>,
         /// Estimated nanoseconds queued on each worker.
@@ -89,25 +89,60 @@ pub(crate) enum Placement {
     },
 }
 
+/// Estimated time of each plan node on each worker: one figure for every
+/// CPU worker, and one per accelerator for the nodes that have a device
+/// body (the others cannot run there).
+pub(crate) struct TaskCosts {
+    /// Nanoseconds of node `i` on a CPU worker.
+    pub(crate) cpu_ns: Vec<u64>,
+    /// Nanoseconds of node `i` on accelerator `d`: `device_ns[i * devices + d]`,
+    /// `None` when it has no device body.
+    pub(crate) device_ns: Vec<Option<u64>>,
+    /// Number of CPU workers (accelerators' workers come after them).
+    pub(crate) cpu_workers: usize,
+    /// Number of accelerators.
+    pub(crate) devices: usize,
+}
+
+impl TaskCosts {
+    /// Costs on `cpu_workers` CPU workers and no accelerator.
+    pub(crate) fn cpu_only(cpu_ns: Vec<u64>, cpu_workers: usize) -> Self {
+        TaskCosts {
+            cpu_ns,
+            device_ns: Vec::new(),
+            cpu_workers: cpu_workers.max(1),
+            devices: 0,
+        }
+    }
+
+    /// Number of workers.
+    fn workers(&self) -> usize {
+        self.cpu_workers + self.devices
+    }
+
+    /// Estimated nanoseconds of node `i` on `worker`, or `None` if it cannot run there.
+    fn on(&self, i: usize, worker: usize) -> Option<u64> {
+        match worker.checked_sub(self.cpu_workers) {
+            None => Some(self.cpu_ns[i]),
+            Some(d) => self.device_ns[i * self.devices + d],
+        }
+    }
+}
+
 impl Placement {
-    /// A dynamic placement over `workers` workers with per-node cost
-    /// estimates and priority keys (lower runs first; used by dmdas).
-    pub(crate) fn dynamic(
-        policy: ExecPolicy,
-        workers: usize,
-        cost_ns: Vec<u64>,
-        priority: Vec<u64>,
-    ) -> Self {
+    /// A dynamic placement with per-node, per-worker cost estimates and
+    /// priority keys (lower runs first; used by dmdas).
+    pub(crate) fn dynamic(policy: ExecPolicy, costs: TaskCosts, priority: Vec<u64>) -> Self {
         let priority = if policy == ExecPolicy::Dmdas {
             priority
         } else {
-            vec![0; cost_ns.len()]
+            vec![0; costs.cpu_ns.len()]
         };
         Placement::Dynamic {
             policy,
-            cost_ns,
+            queued_ns: (0..costs.workers()).map(|_| AtomicU64::new(0)).collect(),
+            costs,
             priority,
-            queued_ns: (0..workers.max(1)).map(|_| AtomicU64::new(0)).collect(),
             turn: AtomicUsize::new(0),
             rng: AtomicU64::new(0x2545f4914f6cdd1d),
         }
@@ -123,29 +158,41 @@ impl Placement {
             },
             Placement::Dynamic {
                 policy,
-                cost_ns,
+                costs,
                 priority,
                 queued_ns,
                 turn,
                 rng,
             } => {
-                let workers = queued_ns.len();
+                let workers = costs.workers();
+                let able = |w: usize| costs.on(i, w).is_some();
                 let worker = match policy {
                     ExecPolicy::Eager => return Target::Shared,
-                    ExecPolicy::RoundRobin => turn.fetch_add(1, Ordering::Relaxed) % workers,
-                    ExecPolicy::Random => {
+                    ExecPolicy::RoundRobin => loop {
+                        let w = turn.fetch_add(1, Ordering::Relaxed) % workers;
+                        if able(w) {
+                            break w;
+                        }
+                    },
+                    ExecPolicy::Random => loop {
                         let mut x = rng.load(Ordering::Relaxed);
                         x ^= x << 13;
                         x ^= x >> 7;
                         x ^= x << 17;
                         rng.store(x, Ordering::Relaxed);
-                        (x % workers as u64) as usize
-                    }
+                        let w = (x % workers as u64) as usize;
+                        if able(w) {
+                            break w;
+                        }
+                    },
                     ExecPolicy::Dmda | ExecPolicy::Dmdas => {
-                        let w = (0..workers)
-                            .min_by_key(|&w| (queued_ns[w].load(Ordering::Relaxed), w))
-                            .unwrap_or(0);
-                        queued_ns[w].fetch_add(cost_ns[i], Ordering::Relaxed);
+                        let (w, cost) = (0..workers)
+                            .filter_map(|w| Some((w, costs.on(i, w)?)))
+                            .min_by_key(|&(w, cost)| {
+                                (queued_ns[w].load(Ordering::Relaxed).saturating_add(cost), w)
+                            })
+                            .unwrap_or((0, costs.cpu_ns[i]));
+                        queued_ns[w].fetch_add(cost, Ordering::Relaxed);
                         w
                     }
                 };
@@ -161,13 +208,14 @@ impl Placement {
     pub(crate) fn finished(&self, i: usize, worker: usize) {
         if let Placement::Dynamic {
             policy: ExecPolicy::Dmda | ExecPolicy::Dmdas,
-            cost_ns,
+            costs,
             queued_ns,
             ..
         } = self
         {
+            let cost = costs.on(i, worker).unwrap_or(0);
             let _ = queued_ns[worker].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
-                Some(q.saturating_sub(cost_ns[i]))
+                Some(q.saturating_sub(cost))
             });
         }
     }
@@ -177,19 +225,54 @@ impl Placement {
 mod tests {
     use super::*;
 
+    fn cpu(cpu_ns: Vec<u64>, workers: usize) -> TaskCosts {
+        TaskCosts::cpu_only(cpu_ns, workers)
+    }
+
+    #[test]
+    fn policies_put_tasks_on_a_device_only_when_they_have_a_device_body() {
+        let w = |worker| Target::Worker {
+            worker,
+            priority: 0,
+        };
+        // Two CPU workers and one device; node 1 has no device body.
+        let costs = || TaskCosts {
+            cpu_ns: vec![100, 100, 100],
+            device_ns: vec![Some(10), None, Some(10)],
+            cpu_workers: 2,
+            devices: 1,
+        };
+        let dmda = Placement::dynamic(ExecPolicy::Dmda, costs(), vec![0; 3]);
+        assert_eq!(dmda.target(0), w(2));
+        assert_eq!(dmda.target(1), w(0));
+        assert_eq!(
+            dmda.target(2),
+            w(2),
+            "queued 10 + 10 on the device beats 100 on worker 1"
+        );
+        dmda.finished(0, 2);
+        let rr = Placement::dynamic(ExecPolicy::RoundRobin, costs(), vec![0; 3]);
+        let got: Vec<Target> = [0, 1, 1, 2].iter().map(|&i| rr.target(i)).collect();
+        assert_eq!(got, vec![w(0), w(1), w(0), w(1)], "node 1 skips the device");
+        let random = Placement::dynamic(ExecPolicy::Random, costs(), vec![0; 3]);
+        for _ in 0..50 {
+            assert_ne!(random.target(1), w(2));
+        }
+    }
+
     #[test]
     fn dmda_sends_work_to_the_least_loaded_worker() {
         let w = |worker| Target::Worker {
             worker,
             priority: 0,
         };
-        let p = Placement::dynamic(ExecPolicy::Dmda, 2, vec![100, 10, 10, 10], vec![9; 4]);
+        let p = Placement::dynamic(ExecPolicy::Dmda, cpu(vec![100, 10, 10, 10], 2), vec![9; 4]);
         assert_eq!(p.target(0), w(0));
         assert_eq!(p.target(1), w(1));
         assert_eq!(p.target(2), w(1));
         p.finished(0, 0);
         assert_eq!(p.target(3), w(0));
-        let rr = Placement::dynamic(ExecPolicy::RoundRobin, 3, vec![0; 4], vec![0; 4]);
+        let rr = Placement::dynamic(ExecPolicy::RoundRobin, cpu(vec![0; 4], 3), vec![0; 4]);
         let got: Vec<Target> = (0..4).map(|i| rr.target(i)).collect();
         assert_eq!(got, vec![w(0), w(1), w(2), w(0)]);
         let fixed = Placement::Static {
@@ -208,7 +291,7 @@ mod tests {
 
     #[test]
     fn dmdas_places_like_dmda_and_keeps_the_rank_priority() {
-        let p = Placement::dynamic(ExecPolicy::Dmdas, 2, vec![100, 10, 10], vec![3, 1, 2]);
+        let p = Placement::dynamic(ExecPolicy::Dmdas, cpu(vec![100, 10, 10], 2), vec![3, 1, 2]);
         assert_eq!(
             p.target(0),
             Target::Worker {

@@ -8,11 +8,12 @@
 //! run is a few array reads and atomic decrements per node.
 
 use crate::datum::Datum;
+use crate::device::DeviceInvoke;
 use crate::error::RunError;
 use crate::size::SizeFn;
-use crate::task::{lookup, CostHint, Invoke};
+use crate::task::{lookup, CostHint, Invoke, TaskDef};
 use crate::trace::TaskName;
-use dagger_ir::model::{HistoryModel, Platform, ProcKind};
+use dagger_ir::model::{HistoryModel, Platform, ProcKind, Processor};
 use dagger_ir::sched::Problem;
 use dagger_ir::{topo_order, ConstValue, Graph, Op, PassCtx, PassManager, TaskRef};
 use petgraph::visit::NodeIndexable;
@@ -25,9 +26,14 @@ pub(crate) enum Kernel {
     Input(usize),
     /// A constant value.
     Const(Datum),
-    /// One task call.
-    Call { name: &'static str, invoke: Invoke },
-    /// A fused chain of calls, applied in order.
+    /// One task call, with the task's device body if it has one.
+    Call {
+        name: &'static str,
+        invoke: Invoke,
+        device: Option<DeviceInvoke>,
+    },
+    /// A fused chain of calls, applied in order (on CPU workers: fused
+    /// chains have no device body).
     Fused {
         name: Arc<str>,
         steps: Vec<(&'static str, Invoke)>,
@@ -82,10 +88,10 @@ impl Plan {
         for (i, &id) in order.iter().enumerate() {
             dense[id.index()] = i as u32;
         }
-        let mut resolved: HashMap<TaskRef, (&'static str, Invoke)> = HashMap::new();
+        let mut resolved: HashMap<TaskRef, &'static TaskDef> = HashMap::new();
         let mut sizes = HashMap::new();
         let mut output_sizes = HashMap::new();
-        let mut resolve = |t: TaskRef| -> Result<(&'static str, Invoke), RunError> {
+        let mut resolve = |t: TaskRef| -> Result<&'static TaskDef, RunError> {
             if let Some(&r) = resolved.get(&t) {
                 return Ok(r);
             }
@@ -101,13 +107,13 @@ impl Plan {
                     in_graph: format!("({}) -> {}", sig.params.join(", "), sig.output),
                 });
             }
-            resolved.insert(t, (def.name, def.invoke));
+            resolved.insert(t, def);
             let wire = (def.wire)();
             sizes.insert(def.name, wire.param_sizes);
             if let Some(f) = wire.output_size {
                 output_sizes.insert(def.name, f);
             }
-            Ok((def.name, def.invoke))
+            Ok(def)
         };
 
         let n = order.len();
@@ -131,11 +137,18 @@ impl Plan {
                     )))
                 }
                 Op::Call(t) => {
-                    let (name, invoke) = resolve(*t)?;
-                    Kernel::Call { name, invoke }
+                    let def = resolve(*t)?;
+                    Kernel::Call {
+                        name: def.name,
+                        invoke: def.invoke,
+                        device: def.device_body,
+                    }
                 }
                 Op::Fused(ts) => {
-                    let steps = ts.iter().map(|&t| resolve(t)).collect::<Result<Vec<_>, _>>()?;
+                    let steps = ts
+                        .iter()
+                        .map(|&t| resolve(t).map(|d| (d.name, d.invoke)))
+                        .collect::<Result<Vec<_>, _>>()?;
                     let name: Vec<&str> = steps.iter().map(|s| s.0).collect();
                     Kernel::Fused {
                         name: format!("fused[{}]", name.join(" > ")).into(),
@@ -201,8 +214,11 @@ impl Plan {
     /// cost): each task costs its measured mean in `model` for the
     /// processor's kind and its inputs' size bucket ([`predicted_bytes`](Self::predicted_bytes))
     /// if there is one, else its `cost` hint, divided by the processor's
-    /// speed, else 10 µs. Returns the problem and, for each of its
-    /// tasks, the plan node.
+    /// speed, else 10 µs. On a GPU, a task with a device body costs its
+    /// measured GPU time, else its CPU estimate over the GPU's speed plus
+    /// copying its inputs in and its result out over the host-device link;
+    /// a task without one costs infinity (no scheduler puts it there).
+    /// Returns the problem and, for each of its tasks, the plan node.
     pub fn problem(&self, platform: &Platform, model: &HistoryModel) -> (Problem, Vec<usize>) {
         let nodes: Vec<usize> = (0..self.kernels.len())
             .filter(|&i| self.kernels[i].is_task())
@@ -211,7 +227,7 @@ impl Plan {
         for (k, &i) in nodes.iter().enumerate() {
             index[i] = k;
         }
-        let (in_bytes, _) = self.predicted_bytes(model);
+        let (in_bytes, out_bytes) = self.predicted_bytes(model);
         let estimate = |name: &str, kind: ProcKind, bytes: u64| {
             model
                 .estimate(name, kind, bytes)
@@ -235,8 +251,26 @@ impl Plan {
                         .sum(),
                     Kernel::Input(_) | Kernel::Const(_) => 0.0,
                 };
-                let per_processor = platform.processors.iter();
-                per_processor.map(|p| seconds(p.kind) / p.speed).collect()
+                let transfers = platform.host_device.transfer_time(bytes)
+                    + platform.host_device.transfer_time(out_bytes[i]);
+                let on = |p: &Processor| match (p.kind, &self.kernels[i]) {
+                    // A device body copies its inputs in and its result
+                    // out: measured on the device, else the CPU estimate
+                    // over the device's speed plus those copies.
+                    (
+                        ProcKind::Gpu,
+                        Kernel::Call {
+                            name,
+                            device: Some(_),
+                            ..
+                        },
+                    ) => model
+                        .estimate(name, ProcKind::Gpu, bytes)
+                        .unwrap_or_else(|| seconds(ProcKind::Cpu) / p.speed + transfers),
+                    (ProcKind::Gpu, _) => f64::INFINITY,
+                    (kind, _) => seconds(kind) / p.speed,
+                };
+                platform.processors.iter().map(on).collect()
             })
             .collect();
         let mut succ = vec![Vec::new(); nodes.len()];

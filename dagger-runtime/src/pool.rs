@@ -8,6 +8,12 @@
 //! nobody else takes from and which serves them in the policy's order. A worker that finds nothing spins
 //! briefly, then sleeps on a condition variable until the next submission.
 //!
+//! Accelerators join as workers of their own (see [`crate::device`]): after
+//! the CPU workers come one worker per device, which runs only what a
+//! placement pins to it (its pinned queue, and what it makes ready itself),
+//! never takes from the injector or steals, and sleeps until its own queue
+//! has work.
+//!
 //! Threads that must wait for a result (a task calling `Handle::wait`, or a
 //! graph run from inside a task) do not block a worker: [`Pool::wait_until`]
 //! keeps running other jobs until the condition holds, as rayon's `join` does.
@@ -16,10 +22,12 @@
 //! what it waits for is still missing; whoever provides it wakes sleepers
 //! after publishing it, so no wake-up is lost (see `Sleep`).
 
+use crate::device::Accelerator;
 use crate::pinned::PinnedQueue;
 use crate::recorder::Recorder;
 use crate::trace::{TaskName, TraceEvent, TraceRecorder};
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+use dagger_ir::model::ProcKind;
 use std::cell::Cell;
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -109,6 +117,10 @@ pub(crate) struct Pool {
     pub(crate) tracing: AtomicBool,
     pub(crate) trace: TraceRecorder,
     pub(crate) recorder: Recorder,
+    /// Number of CPU workers: workers `0..cpu_workers`.
+    cpu_workers: usize,
+    /// The accelerators: worker `cpu_workers + i` drives `devices[i]`.
+    pub(crate) devices: Vec<Arc<dyn Accelerator>>,
 }
 
 /// A worker's view of its pool, reachable from the thread it runs on.
@@ -136,10 +148,12 @@ impl Pool {
     /// the pool and the join handles.
     pub(crate) fn start(
         threads: usize,
+        devices: Vec<Arc<dyn Accelerator>>,
         name: &str,
         stack_size: usize,
     ) -> (Arc<Pool>, Vec<JoinHandle<()>>) {
-        let threads = threads.max(1);
+        let cpu_workers = threads.max(1);
+        let threads = cpu_workers + devices.len();
         let locals: Vec<Worker<Job>> = (0..threads).map(|_| Worker::new_lifo()).collect();
         let pool = Arc::new(Pool {
             injector: Injector::new(),
@@ -149,16 +163,27 @@ impl Pool {
             blocked: Sleep::default(),
             shutdown: AtomicBool::new(false),
             tracing: AtomicBool::new(false),
-            trace: TraceRecorder::new(threads),
+            trace: TraceRecorder::new(
+                (0..cpu_workers)
+                    .map(|_| ProcKind::Cpu)
+                    .chain(devices.iter().map(|d| d.processor().kind))
+                    .collect(),
+            ),
             recorder: Recorder::default(),
+            cpu_workers,
+            devices,
         });
         let handles = locals
             .into_iter()
             .enumerate()
             .map(|(index, local)| {
                 let pool = pool.clone();
+                let thread_name = match index.checked_sub(cpu_workers) {
+                    Some(d) => format!("{name}-device{d}"),
+                    None => format!("{name}-{index}"),
+                };
                 std::thread::Builder::new()
-                    .name(format!("{name}-{index}"))
+                    .name(thread_name)
                     .stack_size(stack_size)
                     .spawn(move || worker_main(WorkerCtx { pool, index, local }))
                     .expect("failed to start a worker thread")
@@ -170,6 +195,11 @@ impl Pool {
     /// Number of workers.
     pub(crate) fn workers(&self) -> usize {
         self.stealers.len()
+    }
+
+    /// Number of CPU workers (the first workers; devices' come after).
+    pub(crate) fn cpu_workers(&self) -> usize {
+        self.cpu_workers
     }
 
     /// Queues a job from any thread: on the current worker's own deque when
@@ -281,12 +311,32 @@ impl WorkerCtx {
         r
     }
 
+    /// The accelerator this worker drives, if it is a device worker.
+    pub(crate) fn device(&self) -> Option<&dyn Accelerator> {
+        let d = self.index.checked_sub(self.pool.cpu_workers)?;
+        Some(&*self.pool.devices[d])
+    }
+
+    /// Whether there is work this worker may take: its own queues, and for
+    /// a CPU worker the injector and the other CPU workers' deques.
+    fn has_work_for_me(&self) -> bool {
+        let pool = &self.pool;
+        if !self.local.is_empty() || !pool.pinned[self.index].is_empty() {
+            return true;
+        }
+        self.device().is_none()
+            && (!pool.injector.is_empty() || pool.stealers.iter().any(|s| !s.is_empty()))
+    }
+
     fn find_work(&self) -> Option<Job> {
         if let Some(job) = self.local.pop() {
             return Some(job);
         }
         if let Some(job) = self.pool.pinned[self.index].pop() {
             return Some(job);
+        }
+        if self.device().is_some() {
+            return None;
         }
         loop {
             match self.pool.injector.steal_batch_and_pop(&self.local) {
@@ -328,9 +378,10 @@ impl WorkerCtx {
                 std::thread::yield_now();
                 continue;
             }
-            self.pool
-                .idle
-                .sleep(|| done() || self.pool.has_work(), Duration::from_millis(20));
+            self.pool.idle.sleep(
+                || done() || self.has_work_for_me(),
+                Duration::from_millis(20),
+            );
         }
     }
 }
@@ -340,6 +391,9 @@ fn worker_main(ctx: WorkerCtx) {
     // steal allocates its epoch record, which would otherwise happen in
     // the middle of some run (and break "a step allocates nothing").
     drop(crossbeam_epoch::pin());
+    if let Some(device) = ctx.device() {
+        device.bind_thread();
+    }
     CURRENT.with(|c| c.set(&ctx as *const WorkerCtx));
     let pool = ctx.pool.clone();
     // Queued work is finished before the worker stops, so that no handle

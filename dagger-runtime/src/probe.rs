@@ -12,8 +12,10 @@
 //! every worker is within [`HOMOGENEOUS_SPREAD`] of the fastest the cores are
 //! taken as identical (speed 1.0): differences that small are noise of the
 //! measurement, and a scheduler fed noise would prefer cores at random.
-//! Links to GPUs and other nodes keep [`Platform::local`]'s values until
-//! the processors that use them are present.
+//! The runtime's accelerators follow the CPU workers as processors of
+//! their own, with the speed and host link they report
+//! ([`Accelerator::processor`](crate::device::Accelerator::processor)).
+//! Links to other nodes keep [`Platform::local`]'s values.
 
 use crate::error::RunError;
 use crate::pool::{Execute, Job, WorkerCtx};
@@ -91,16 +93,16 @@ impl Runtime {
     /// measured on first use and kept.
     pub fn platform(&self) -> Result<Platform, RunError> {
         if let Some(path) = std::env::var_os("DAGGER_PLATFORM") {
-            return load_platform(std::path::Path::new(&path), self.threads());
+            return load_platform(std::path::Path::new(&path), self.pool().workers());
         }
         Ok(self.probed_platform().clone())
     }
 
-    /// Measures this runtime's workers (see the [module docs](crate::probe))
-    /// and returns the local platform with their speeds.
+    /// Measures this runtime's CPU workers (see the [module docs](crate::probe))
+    /// and returns the local platform with their speeds, its accelerators after them.
     pub fn probe_platform(&self) -> Platform {
         let pool = self.pool();
-        let workers = pool.workers();
+        let workers = pool.cpu_workers();
         let mut best = vec![f64::INFINITY; workers];
         for _ in 0..3 {
             let round = Arc::new(ProbeRound {
@@ -119,6 +121,12 @@ impl Runtime {
         let mut platform = Platform::local(workers);
         for (p, speed) in platform.processors.iter_mut().zip(speeds(&best)) {
             p.speed = speed;
+        }
+        for device in &pool.devices {
+            platform.processors.push(device.processor());
+            if let Some(link) = device.host_link() {
+                platform.host_device = link;
+            }
         }
         platform
     }

@@ -8,6 +8,9 @@
 //! clones the reference, and the last one releases the slot's, so a value
 //! with a single consumer reaches it without being copied.
 //!
+//! On a device worker a task runs its device body (a task placed there
+//! without one runs its CPU body on the device's thread).
+//!
 //! A task that panics or returns `Err` marks the run failed: nodes not yet
 //! started are skipped (their counters still drain, so the run ends), and the
 //! run reports the first failure as [`RunError::TaskFailed`].
@@ -188,7 +191,15 @@ impl PlanRun {
             || kernel.trace_name(),
             bytes,
             || match kernel {
-                Kernel::Call { name, invoke } => call(name, *invoke, args),
+                Kernel::Call {
+                    name,
+                    device: Some(body),
+                    ..
+                } if worker.device().is_some() => {
+                    let device = worker.device().expect("checked").as_any();
+                    guarded(name, || body(device, args))
+                }
+                Kernel::Call { name, invoke, .. } => call(name, *invoke, args),
                 Kernel::Fused { steps, .. } => {
                     let mut value = call(steps[0].0, steps[0].1, args)?;
                     for &(name, invoke) in &steps[1..] {

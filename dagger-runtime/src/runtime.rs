@@ -1,8 +1,9 @@
 //! The [`Runtime`]: a pool of workers, and the entry points that run graphs on it.
 
 use crate::dag::{Dag, Inputs};
+use crate::device::Accelerator;
 use crate::error::RunError;
-use crate::placement::{ExecPolicy, Placement};
+use crate::placement::{ExecPolicy, Placement, TaskCosts};
 use crate::pool::{with_current, Pool};
 use crate::run::PlanRun;
 use crate::spawn::{launch, Handle, SpawnFn, TrySpawnFn};
@@ -88,11 +89,24 @@ fn calibrate(dir: &std::path::Path, trace: &Trace) -> Result<(), String> {
 }
 
 /// Configures a [`Runtime`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct RuntimeBuilder {
     threads: Option<usize>,
     name: Option<String>,
     stack_size: Option<usize>,
+    devices: Vec<Arc<dyn Accelerator>>,
+}
+
+impl std::fmt::Debug for RuntimeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let devices: Vec<String> = self.devices.iter().map(|d| d.describe()).collect();
+        f.debug_struct("RuntimeBuilder")
+            .field("threads", &self.threads)
+            .field("name", &self.name)
+            .field("stack_size", &self.stack_size)
+            .field("devices", &devices)
+            .finish()
+    }
 }
 
 /// Default stack of a worker: waiting tasks run other tasks on top of their
@@ -113,6 +127,13 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Adds an accelerator with a worker of its own (see [`crate::device`]):
+    /// tasks with a device body may then be placed on it.
+    pub fn accelerator(mut self, device: Arc<dyn Accelerator>) -> Self {
+        self.devices.push(device);
+        self
+    }
+
     /// Prefix of the worker threads' names (default `dagger`).
     pub fn thread_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
@@ -128,8 +149,12 @@ impl RuntimeBuilder {
                 "dagger: running on {threads} local worker threads (GPUs: dagger::cuda; other processes: dagger run)"
             )
         });
+        for d in &self.devices {
+            tracing::info!("dagger: accelerator worker for {}", d.describe());
+        }
         let (pool, handles) = Pool::start(
             threads,
+            self.devices,
             self.name.as_deref().unwrap_or("dagger"),
             self.stack_size.unwrap_or(DEFAULT_STACK_SIZE),
         );
@@ -189,9 +214,14 @@ impl Runtime {
         &self.inner.pool
     }
 
-    /// Number of worker threads.
+    /// Number of CPU worker threads (accelerators' workers not counted).
     pub fn threads(&self) -> usize {
-        self.inner.pool.workers()
+        self.inner.pool.cpu_workers()
+    }
+
+    /// The accelerators, in the order of their workers (after the CPU ones).
+    pub fn devices(&self) -> &[Arc<dyn Accelerator>] {
+        &self.inner.pool.devices
     }
 
     /// The probed platform, measured on the first call.
@@ -265,13 +295,21 @@ impl Runtime {
         let (problem, nodes) = plan.problem(&self.platform()?, model);
         let rank = dagger_ir::sched::rank::upward_rank(&problem);
         let top = rank.iter().copied().fold(0.0, f64::max);
-        let mut cost_ns = vec![0u64; plan.kernels.len()];
-        let mut priority = vec![0u64; plan.kernels.len()];
+        let (cpu, devices) = (self.threads(), self.devices().len());
+        let n = plan.kernels.len();
+        let mut costs = TaskCosts::cpu_only(vec![0; n], cpu);
+        costs.devices = devices;
+        costs.device_ns = vec![None; n * devices];
+        let mut priority = vec![0u64; n];
+        let ns = |seconds: f64| seconds.is_finite().then_some((seconds * 1e9) as u64);
         for (k, &i) in nodes.iter().enumerate() {
-            cost_ns[i] = (problem.cost[k][0] * 1e9) as u64;
+            costs.cpu_ns[i] = ns(problem.cost[k][0]).unwrap_or(u64::MAX);
+            for d in 0..devices {
+                costs.device_ns[i * devices + d] = ns(problem.cost[k][cpu + d]);
+            }
             priority[i] = ((top - rank[k]) * 1e9) as u64;
         }
-        let placement = Placement::dynamic(policy, self.threads(), cost_ns, priority);
+        let placement = Placement::dynamic(policy, costs, priority);
         let run = PlanRun::start(plan, self.inner.pool.clone(), inputs.into_data(), placement)?;
         self.inner.pool.wait_until(|| run.is_done());
         dag.unbox(run.finish()?)

@@ -46,6 +46,9 @@ pub struct TaskDef {
     pub grad: Option<fn() -> &'static TaskDef>,
     /// Erased entry point.
     pub invoke: Invoke,
+    /// Its device body (`#[task(gpu = ...)]`), run instead of `invoke`
+    /// when the task is placed on an accelerator (see [`crate::device`]).
+    pub device_body: Option<crate::device::DeviceInvoke>,
     /// How its arguments and result cross processes (see [`crate::wire`]).
     pub wire: fn() -> crate::wire::TaskWire,
 }

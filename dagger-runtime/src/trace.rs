@@ -57,15 +57,18 @@ pub struct Trace {
     pub events: Vec<TraceEvent>,
     /// Number of workers of the runtime that recorded it.
     pub workers: usize,
+    /// The kind of processor of each worker (CPU cores first, then the
+    /// runtime's accelerators); empty means all CPU cores.
+    pub kinds: Vec<dagger_ir::model::ProcKind>,
 }
 
 impl Trace {
-    /// Every event as a measurement for the history model (on a CPU
-    /// worker: the kind of processor this runtime's workers are).
+    /// Every event as a measurement for the history model, on the kind
+    /// of processor of the worker that ran it.
     pub fn measurements(&self) -> impl Iterator<Item = dagger_ir::model::Measurement> + '_ {
         self.events.iter().map(|e| dagger_ir::model::Measurement {
             task: e.name.as_str().to_string(),
-            kind: dagger_ir::model::ProcKind::Cpu,
+            kind: (self.kinds.get(e.worker).copied()).unwrap_or(dagger_ir::model::ProcKind::Cpu),
             bytes: e.bytes,
             output_bytes: e.output_bytes,
             seconds: e.end_ns.saturating_sub(e.start_ns) as f64 * 1e-9,
@@ -128,13 +131,16 @@ impl Trace {
 pub(crate) struct TraceRecorder {
     origin: Instant,
     buffers: Vec<Mutex<Vec<TraceEvent>>>,
+    kinds: Vec<dagger_ir::model::ProcKind>,
 }
 
 impl TraceRecorder {
-    pub(crate) fn new(workers: usize) -> Self {
+    /// A recorder for workers of these kinds.
+    pub(crate) fn new(kinds: Vec<dagger_ir::model::ProcKind>) -> Self {
         TraceRecorder {
             origin: Instant::now(),
-            buffers: (0..workers).map(|_| Mutex::new(Vec::new())).collect(),
+            buffers: kinds.iter().map(|_| Mutex::new(Vec::new())).collect(),
+            kinds,
         }
     }
 
@@ -159,6 +165,7 @@ impl TraceRecorder {
         Trace {
             events,
             workers: self.buffers.len(),
+            kinds: self.kinds.clone(),
         }
     }
 }
@@ -189,6 +196,7 @@ mod tests {
                 },
             ],
             workers: 2,
+            kinds: vec![],
         };
         let v: serde_json::Value = serde_json::from_str(&t.to_chrome_json()).unwrap();
         let evs = v["traceEvents"].as_array().unwrap();
@@ -207,6 +215,7 @@ mod tests {
         let empty = Trace {
             events: vec![],
             workers: 1,
+            kinds: vec![],
         };
         serde_json::from_str::<serde_json::Value>(&empty.to_chrome_json()).unwrap();
     }

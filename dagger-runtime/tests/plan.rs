@@ -25,6 +25,7 @@ macro_rules! def_task {
                 let f: fn($($t),*) -> Result<$out, String> = $body;
                 f($($p),*).map(Datum::new)
             },
+            device_body: None,
             wire: Default::default,
         };
         inventory::submit!(TaskRegistration(&$def));

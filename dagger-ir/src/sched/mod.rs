@@ -113,6 +113,35 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn no_scheduler_places_a_task_where_it_cannot_run() {
+        let mut p = Problem::from_json(PAPER).unwrap();
+        // Processor 2 (the paper's fastest for n1, n5, n6) can run only
+        // n1, n6 and n10, as a GPU runs only tasks with a device body.
+        for t in 0..p.len() {
+            if !["n1", "n6", "n10"].contains(&p.ids[t].as_str()) {
+                p.cost[t][2] = f64::INFINITY;
+            }
+        }
+        assert!(p.mean_cost(1).is_finite());
+        for s in all() {
+            let sched = s.schedule(&p);
+            assert!(sched.makespan().is_finite(), "{}", s.name());
+            for t in 0..p.len() {
+                let (proc, start, finish) = sched.placement[t];
+                assert!(
+                    p.cost[t][proc].is_finite(),
+                    "{} put {} on {proc}",
+                    s.name(),
+                    p.ids[t]
+                );
+                assert!(start.is_finite() && finish >= start, "{}", s.name());
+            }
+            let on_two = (0..p.len()).filter(|&t| sched.placement[t].0 == 2).count();
+            assert!(on_two <= 3, "{}", s.name());
+        }
+    }
+
+    #[test]
     fn schedules_respect_precedence_and_never_overlap() {
         let p = Problem::from_json(PAPER).unwrap();
         for s in all() {

@@ -47,7 +47,7 @@ impl Scheduler for PeftScheduler {
         let oct = optimistic_cost_table(problem);
         let rank: Vec<f64> = oct
             .iter()
-            .map(|row| row.iter().sum::<f64>() / row.len() as f64)
+            .map(|row| crate::sched::problem::finite_mean(row))
             .collect();
         list_schedule(problem, &rank, |timelines, placement, t| {
             best_placement(problem, timelines, placement, t, |(p, _, finish)| {

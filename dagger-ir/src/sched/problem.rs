@@ -28,7 +28,23 @@ use crate::model::Platform;
 use serde::Deserialize;
 use std::collections::HashMap;
 
+/// The mean of the finite values (zero when there are none).
+pub(crate) fn finite_mean(values: &[f64]) -> f64 {
+    let (sum, n) = values
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    if n == 0 {
+        0.0
+    } else {
+        sum / n as f64
+    }
+}
+
 /// A DAG of tasks with per-processor costs and per-edge communication costs.
+/// A cost may be infinite: that processor cannot run that task, and no
+/// scheduler places it there (graphs made by the runtime do this for tasks
+/// without a device body; files cannot).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Problem {
     /// Number of processors.
@@ -190,9 +206,11 @@ impl Problem {
         self.ids.is_empty()
     }
 
-    /// Mean cost of task `t` over the processors.
+    /// Mean cost of task `t` over the processors that can run it (an
+    /// infinite cost says a processor cannot: a task with no GPU body on
+    /// a GPU).
     pub fn mean_cost(&self, t: usize) -> f64 {
-        self.cost[t].iter().sum::<f64>() / self.processors as f64
+        finite_mean(&self.cost[t])
     }
 
     /// A topological order (smallest index first among ready tasks), or the

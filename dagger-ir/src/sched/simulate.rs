@@ -122,20 +122,43 @@ impl<'a> Simulation<'a> {
             .fold(0.0, f64::max)
     }
 
+    /// Whether processor `p` can run task `t` (an infinite cost says not).
+    fn can_run(&self, t: usize, p: usize) -> bool {
+        self.problem.cost[t][p].is_finite()
+    }
+
+    /// The next processor in turn that can run `t`.
+    fn next_in_turn(&mut self, t: usize) -> usize {
+        let procs = self.problem.processors;
+        loop {
+            self.turn += 1;
+            let p = (self.turn - 1) % procs;
+            if self.can_run(t, p) {
+                return p;
+            }
+        }
+    }
+
+    /// The first task of `queue` that `proc` can run, taken out of it.
+    fn take_runnable(&mut self, queue: usize, proc: usize) -> Option<usize> {
+        let at = self.queues[queue]
+            .iter()
+            .position(|&t| self.problem.cost[t][proc].is_finite())?;
+        self.queues[queue].remove(at)
+    }
+
     /// The queue a newly ready task joins.
     fn choose_queue(&mut self, t: usize, now: f64) -> usize {
         let procs = self.problem.processors;
         match self.policy {
             DynamicScheduler::Eager => 0,
-            DynamicScheduler::RoundRobin => {
-                self.turn += 1;
-                (self.turn - 1) % procs
-            }
+            DynamicScheduler::RoundRobin => self.next_in_turn(t),
             DynamicScheduler::Random => {
                 self.rng ^= self.rng << 13;
                 self.rng ^= self.rng >> 7;
                 self.rng ^= self.rng << 17;
-                (self.rng % procs as u64) as usize
+                let able: Vec<usize> = (0..procs).filter(|&p| self.can_run(t, p)).collect();
+                able[(self.rng % able.len() as u64) as usize]
             }
             DynamicScheduler::WorkStealing => {
                 let last = self.problem.pred[t]
@@ -143,11 +166,8 @@ impl<'a> Simulation<'a> {
                     .filter_map(|&(p, _)| self.placement[p])
                     .max_by(|a, b| a.2.total_cmp(&b.2).then(b.0.cmp(&a.0)));
                 match last {
-                    Some((proc, _, _)) => proc,
-                    None => {
-                        self.turn += 1;
-                        (self.turn - 1) % procs
-                    }
+                    Some((proc, _, _)) if self.can_run(t, proc) => proc,
+                    _ => self.next_in_turn(t),
                 }
             }
             DynamicScheduler::Dmda | DynamicScheduler::Dmdas => (0..procs)
@@ -170,7 +190,7 @@ impl<'a> Simulation<'a> {
     /// The next task idle processor `proc` runs, if any.
     fn take(&mut self, proc: usize) -> Option<usize> {
         match self.policy {
-            DynamicScheduler::Eager => self.queues[0].pop_front(),
+            DynamicScheduler::Eager => self.take_runnable(0, proc),
             DynamicScheduler::Dmdas => {
                 let q = &mut self.queues[proc];
                 let rank = &self.rank;
@@ -181,13 +201,14 @@ impl<'a> Simulation<'a> {
             DynamicScheduler::WorkStealing => self.queues[proc].pop_front().or_else(|| {
                 let victim = (0..self.queues.len())
                     .filter(|&v| v != proc)
+                    .filter(|&v| self.queues[v].iter().any(|&t| self.can_run(t, proc)))
                     .max_by(|&a, &b| {
                         self.queues[a]
                             .len()
                             .cmp(&self.queues[b].len())
                             .then(b.cmp(&a))
                     })?;
-                self.queues[victim].pop_front()
+                self.take_runnable(victim, proc)
             }),
             _ => self.queues[proc].pop_front(),
         }

@@ -1,0 +1,86 @@
+//! Accelerators (GPUs) as workers of the runtime's pool.
+//!
+//! StarPU's model: each accelerator gets one worker thread of its own that
+//! drives it. The pool's CPU workers run task bodies as usual; a device
+//! worker runs the *device body* of the tasks placed on it, handing that
+//! body the device (its context, streams, memory pool) as `&dyn Any` for
+//! the body to take as its concrete type:
+//!
+//! ```ignore
+//! #[task(gpu = gemm_on_gpu)]
+//! fn gemm(c: Tile, a: Tile, b: Tile) -> Tile { /* on a CPU core */ }
+//!
+//! fn gemm_on_gpu(gpu: &dagger::cuda::GpuDevice, c: Tile, a: Tile, b: Tile) -> Tile {
+//!     /* the same product on cuBLAS */
+//! }
+//! ```
+//!
+//! One task name, two implementations: the placement policies (static
+//! schedulers, dmda, ...) see the device as a processor of the platform
+//! ([`Accelerator::processor`]) and put each task where it is expected to
+//! finish first; a task without a device body is never placed on a device.
+//! Work stealing leaves device workers out: they run only what a placement
+//! gives them.
+//!
+//! The runtime knows no GPU API: `dagger-cuda` implements [`Accelerator`]
+//! for its `GpuDevice`, and [`RuntimeBuilder::accelerator`] adds one.
+//!
+//! [`RuntimeBuilder::accelerator`]: crate::RuntimeBuilder::accelerator
+
+use crate::datum::Datum;
+use dagger_ir::model::{Link, Processor};
+use std::any::Any;
+
+/// A device with a worker thread of its own in the pool.
+pub trait Accelerator: Send + Sync + 'static {
+    /// One line naming the device (`GPU 0: NVIDIA H100 80GB HBM3`).
+    fn describe(&self) -> String;
+
+    /// The device as a processor of the platform model (kind and speed
+    /// relative to one CPU core).
+    fn processor(&self) -> Processor;
+
+    /// The measured link between host memory and the device, if known
+    /// (the platform model's `host_device`).
+    fn host_link(&self) -> Option<Link> {
+        None
+    }
+
+    /// The device itself, for device bodies to take as their concrete type.
+    fn as_any(&self) -> &dyn Any;
+
+    /// Called once on the device's worker thread before it runs anything
+    /// (a CUDA device binds its context to the thread here).
+    fn bind_thread(&self) {}
+}
+
+/// The erased device body of a task: the device (see
+/// [`Accelerator::as_any`]) and the arguments, as for [`crate::task::Invoke`].
+pub type DeviceInvoke = fn(&dyn Any, &mut [Option<Datum>]) -> Result<Datum, String>;
+
+/// `device` as a `D`, or an error naming the task and both types. Generated
+/// code calls it with `D` inferred from the device body's first parameter.
+pub fn device_of<'a, D: Any>(device: &'a dyn Any, task: &str) -> Result<&'a D, String> {
+    device.downcast_ref::<D>().ok_or_else(|| {
+        format!(
+            "the device body of `{task}` takes a `{}`, which this worker's device is not",
+            std::any::type_name::<D>()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_device_of_another_type_is_an_error_naming_the_task() {
+        let device: &dyn Any = &7u32;
+        assert_eq!(device_of::<u32>(device, "t"), Ok(&7));
+        let err = device_of::<String>(device, "my::task").unwrap_err();
+        assert!(
+            err.contains("`my::task`") && err.contains("String"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,203 @@
+//! Accelerator workers in the executor: tasks with a device body
+//! (`#[task(gpu = ...)]`) placed on an accelerator run that body with the
+//! device, tasks without one never go there, and errors name the task.
+//!
+//! The accelerator here is a test device whose "device bodies" run on the
+//! host and count themselves: it checks the executor's routing, not a GPU
+//! (the GPU's own tests are in `dagger-cuda`, and skip without one).
+
+use dagger::device::Accelerator;
+use dagger::ir::model::{HistoryModel, ProcKind, Processor};
+use dagger::ir::sched::HeftScheduler;
+use dagger::prelude::*;
+use dagger::{Dag, ExecPolicy, GraphBuilder, RunError};
+use std::any::Any;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// A test accelerator: counts the device bodies it ran; reports itself
+/// 50 times as fast as a core so that the placements want it.
+#[derive(Default)]
+struct CountingDevice {
+    ran: AtomicUsize,
+}
+
+impl Accelerator for CountingDevice {
+    fn describe(&self) -> String {
+        "test accelerator (device bodies run on the host)".into()
+    }
+    fn processor(&self) -> Processor {
+        Processor {
+            kind: ProcKind::Gpu,
+            speed: 50.0,
+            node: 0,
+        }
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+#[task(cost = 1e-3, gpu = square_on_device)]
+fn square(v: Vec<f64>) -> Vec<f64> {
+    v.iter().map(|x| x * x).collect()
+}
+
+fn square_on_device(device: &CountingDevice, v: Vec<f64>) -> Vec<f64> {
+    device.ran.fetch_add(1, Ordering::Relaxed);
+    v.iter().map(|x| x * x).collect()
+}
+
+/// No device body: must stay on the CPU workers.
+#[task(cost = 1e-3)]
+fn total(a: Vec<f64>, b: Vec<f64>) -> f64 {
+    a.iter().chain(&b).sum()
+}
+
+/// A device body that asks for a device of another type.
+#[task(cost = 1e-3, gpu = negate_on_a_string)]
+fn negate(x: f64) -> f64 {
+    -x
+}
+
+fn negate_on_a_string(_device: &String, x: f64) -> f64 {
+    -x
+}
+
+#[task(cost = 1e-3, gpu = fail_on_device)]
+fn fragile(x: f64) -> Result<f64, String> {
+    Ok(x)
+}
+
+fn fail_on_device(_device: &CountingDevice, _x: f64) -> Result<f64, String> {
+    Err("the device ran out of memory".into())
+}
+
+/// Pairs of squares summed: 8 `square`s (device bodies) and 4 `total`s.
+fn squares_graph() -> Dag<(), Vec<f64>> {
+    let g = GraphBuilder::new();
+    let squares: Vec<_> = (0..8)
+        .map(|i| square::on(&g).node(g.constant(vec![i as f64; 1000])))
+        .collect();
+    let totals: Vec<Value<f64>> = squares
+        .chunks(2)
+        .map(|p| total::on(&g).node(p[0], p[1]))
+        .collect();
+    g.finish(totals)
+}
+
+fn expected() -> Vec<f64> {
+    (0..4)
+        .map(|p| 1000.0 * ((2 * p) as f64).powi(2) + 1000.0 * ((2 * p + 1) as f64).powi(2))
+        .collect()
+}
+
+fn runtime(device: &Arc<CountingDevice>) -> Runtime {
+    Runtime::builder()
+        .threads(2)
+        .accelerator(device.clone())
+        .build()
+}
+
+#[test]
+fn the_platform_lists_the_device_after_the_cores() {
+    let device = Arc::new(CountingDevice::default());
+    let rt = runtime(&device);
+    assert_eq!(rt.threads(), 2);
+    assert_eq!(rt.devices().len(), 1);
+    let kinds: Vec<ProcKind> = rt
+        .platform()
+        .unwrap()
+        .processors
+        .iter()
+        .map(|p| p.kind)
+        .collect();
+    assert_eq!(kinds, vec![ProcKind::Cpu, ProcKind::Cpu, ProcKind::Gpu]);
+}
+
+#[test]
+fn heft_runs_device_bodies_on_the_device_and_the_rest_on_cores() {
+    let device = Arc::new(CountingDevice::default());
+    let rt = runtime(&device);
+    rt.start_trace();
+    let (out, schedule) = rt
+        .run_scheduled(
+            &squares_graph(),
+            (),
+            &HeftScheduler,
+            &HistoryModel::default(),
+        )
+        .unwrap();
+    let trace = rt.stop_trace();
+    assert_eq!(out, expected());
+    let on_device = schedule.placement.iter().filter(|p| p.0 == 2).count();
+    assert!(on_device > 0, "HEFT used the 50x device: {schedule:?}");
+    assert_eq!(device.ran.load(Ordering::Relaxed), on_device);
+    for e in &trace.events {
+        if e.name.as_str().ends_with("total") {
+            assert!(
+                e.worker < 2,
+                "`total` has no device body but ran on worker {}",
+                e.worker
+            );
+        }
+    }
+    let gpu_measured = trace
+        .measurements()
+        .filter(|m| m.kind == ProcKind::Gpu)
+        .count();
+    assert_eq!(
+        gpu_measured, on_device,
+        "device runs are measured as GPU times"
+    );
+}
+
+#[test]
+fn dmda_sends_device_bodies_to_the_device_and_work_stealing_never_does() {
+    let device = Arc::new(CountingDevice::default());
+    let rt = runtime(&device);
+    let out = rt
+        .run_with_policy(
+            &squares_graph(),
+            (),
+            ExecPolicy::Dmda,
+            &HistoryModel::default(),
+        )
+        .unwrap();
+    assert_eq!(out, expected());
+    assert!(device.ran.load(Ordering::Relaxed) > 0);
+    for policy in ExecPolicy::ALL {
+        let out = rt
+            .run_with_policy(&squares_graph(), (), policy, &HistoryModel::default())
+            .unwrap();
+        assert_eq!(out, expected(), "{policy:?}");
+    }
+    let before = device.ran.load(Ordering::Relaxed);
+    assert_eq!(rt.run(&squares_graph(), ()).unwrap(), expected());
+    assert_eq!(device.ran.load(Ordering::Relaxed), before);
+}
+
+#[test]
+fn a_device_body_error_names_the_task() {
+    let device = Arc::new(CountingDevice::default());
+    let rt = runtime(&device);
+    let on_device = |dag: &Dag<(), f64>| {
+        rt.run_with_policy(dag, (), ExecPolicy::Dmda, &HistoryModel::default())
+    };
+    let g = GraphBuilder::new();
+    let x = negate::on(&g).node(g.constant(2.0));
+    let err = on_device(&g.finish(x)).unwrap_err();
+    assert!(
+        matches!(&err, RunError::TaskFailed { task, message }
+            if task.ends_with("negate") && message.contains("String")),
+        "{err}"
+    );
+    let g = GraphBuilder::new();
+    let x = fragile::on(&g).node(g.constant(2.0));
+    let err = on_device(&g.finish(x)).unwrap_err();
+    assert!(
+        matches!(&err, RunError::TaskFailed { task, message }
+            if task.ends_with("fragile") && message == "the device ran out of memory"),
+        "{err}"
+    );
+}

@@ -1,0 +1,16 @@
+use dagger::prelude::*;
+
+/// The device the body wants comes first; the parameters must then be the
+/// task's: this body takes an `f32` where the task takes a `Vec<f64>`.
+fn scale_on_gpu(_device: &u32, x: f32) -> Vec<f64> {
+    vec![x as f64]
+}
+
+#[task(gpu = scale_on_gpu)]
+fn scale(v: Vec<f64>) -> Vec<f64> {
+    v
+}
+
+fn main() {
+    let _ = scale(vec![1.0]);
+}
