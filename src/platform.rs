@@ -6,7 +6,10 @@
 //! 1.0), and the host-device link is measured with pinned copies. This is
 //! what `dagger platform` prints; the history model refines it per task.
 
-use dagger_ir::model::{Platform, ProcKind, Processor};
+use crate::cuda::{GpuDevice, GpuWorker};
+use dagger_ir::model::Platform;
+use dagger_runtime::device::Accelerator;
+use std::sync::Arc;
 use dagger_ir::tensor::Shape;
 use dagger_runtime::Runtime;
 use std::time::Instant;
@@ -17,40 +20,59 @@ const CPU_GEMM: usize = 128;
 /// Side of the matrices timed on a GPU.
 const GPU_GEMM: usize = 4096;
 
-/// The runtime's probed workers plus this machine's GPUs.
+/// The runtime's probed workers plus this machine's GPUs (those the
+/// runtime has as workers are already among its processors; the others
+/// are opened and measured here).
 pub fn local_platform(runtime: &Runtime) -> Platform {
     let mut platform = runtime.probe_platform();
-    let Ok(gpus) = crate::cuda::gpus() else {
-        return platform;
-    };
-    if gpus.is_empty() {
+    if !runtime.devices().is_empty() {
         return platform;
     }
-    let core = cpu_gemm_flops();
-    for gpu in gpus {
-        let device = match crate::cuda::GpuDevice::open(gpu.ordinal, 1) {
-            Ok(d) => d,
-            Err(e) => {
-                eprintln!("dagger: GPU {} left out of the platform: {e}", gpu.ordinal);
-                continue;
-            }
-        };
-        let measured = device
-            .measure_gemm_flops(GPU_GEMM, 5)
-            .and_then(|flops| Ok((flops, device.measure_host_link(64 << 20, 5)?)));
-        match measured {
-            Ok((flops, link)) => {
-                platform.processors.push(Processor {
-                    kind: ProcKind::Gpu,
-                    speed: flops / core,
-                    node: 0,
-                });
-                platform.host_device = link;
-            }
-            Err(e) => eprintln!("dagger: GPU {} left out of the platform: {e}", gpu.ordinal),
+    for gpu in gpu_workers() {
+        platform.processors.push(gpu.processor());
+        if let Some(link) = gpu.host_link() {
+            platform.host_device = link;
         }
     }
     platform
+}
+
+/// Every GPU of this machine as a runtime worker, each with its measured
+/// speed (f32 GEMM, over one core's) and host link (pinned copies). None
+/// without a driver; a GPU that fails to open or measure is left out with
+/// the reason printed.
+///
+/// ```no_run
+/// let mut builder = dagger::Runtime::builder();
+/// for gpu in dagger::platform::gpu_workers() {
+///     builder = builder.accelerator(gpu);
+/// }
+/// let rt = builder.build();
+/// ```
+pub fn gpu_workers() -> Vec<Arc<GpuWorker>> {
+    let Ok(gpus) = crate::cuda::gpus() else {
+        return Vec::new();
+    };
+    if gpus.is_empty() {
+        return Vec::new();
+    }
+    let core = cpu_gemm_flops();
+    let measure = |ordinal: usize| -> Result<GpuWorker, crate::cuda::CudaError> {
+        let device = GpuDevice::open(ordinal, 1)?;
+        let flops = device.measure_gemm_flops(GPU_GEMM, 5)?;
+        let link = device.measure_host_link(64 << 20, 5)?;
+        drop(device);
+        GpuWorker::open(ordinal, flops / core, Some(link))
+    };
+    gpus.iter()
+        .filter_map(|gpu| match measure(gpu.ordinal) {
+            Ok(w) => Some(Arc::new(w)),
+            Err(e) => {
+                eprintln!("dagger: GPU {} left out: {e}", gpu.ordinal);
+                None
+            }
+        })
+        .collect()
 }
 
 /// One CPU core's f32 GEMM speed in FLOP/s (best of 5).
@@ -71,6 +93,7 @@ fn cpu_gemm_flops() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dagger_ir::model::{ProcKind, Processor};
 
     #[test]
     fn the_local_platform_has_every_worker_and_each_gpu_found() {

@@ -6,21 +6,40 @@
 //! first ([`gpus`] / [`GpuDevice::open`]) and answers
 //! [`CudaError::NoDriver`] instead: "no CUDA driver found; running on CPU".
 //!
-//! What is here so far: device discovery (name, memory) for the platform
-//! model ([`gpu_processors`]), a [`GpuDevice`] with its context, a pool of
-//! streams and a cuBLAS handle, host-device copies, a measurement of the
-//! host-device link for the cost model ([`GpuDevice::measure_host_link`]),
-//! row-major GEMM in f32 and f64 on cuBLAS ([`GpuDevice::gemm`]), and the
-//! IR's fused elementwise kernels as CUDA C ([`codegen`]) compiled by NVRTC
-//! and launched ([`GpuDevice::launch_fused`]).
+//! What is here:
+//! - device discovery (name, memory) for the platform model ([`gpus`],
+//!   [`gpu_processors`]);
+//! - a [`GpuDevice`]: its context, a pool of streams with events ordering
+//!   them ([`GpuDevice::order`]), a cuBLAS handle, a device memory pool and
+//!   pinned staging buffers ([`pool`]), host-device copies, a measurement
+//!   of the host-device link for the cost model ([`GpuDevice::measure_host_link`]);
+//! - row-major GEMM in f32 and f64 on cuBLAS ([`GpuDevice::gemm`]); the
+//!   tile kernels of a tiled Cholesky factorization on cuBLAS and cuSOLVER
+//!   ([`tiles`], [`solver`]);
+//! - the IR's fused elementwise kernels as CUDA C ([`codegen`]) compiled by
+//!   NVRTC and launched ([`GpuDevice::launch_fused`]);
+//! - all-reduce across the GPUs of this machine with NCCL ([`nccl`]);
+//! - a GPU as a worker of a dagger runtime ([`GpuWorker`]): tasks with a
+//!   device body (`#[task(gpu = ...)]`) run there, placed by the schedulers.
+//!
 //! `examples/gpu_gemm.rs` measures GEMM and copies against PyTorch on the
-//! same GPU.
+//! same GPU; `examples/cholesky.rs` factors a matrix on cores and GPUs together.
 
 pub mod codegen;
 pub mod fused;
+pub mod nccl;
+pub mod pool;
+pub mod solver;
+pub mod tiles;
+mod worker;
+
+pub use worker::GpuWorker;
 
 use cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm, GemmConfig};
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DeviceRepr, ValidAsZeroBits};
+use cudarc::driver::{
+    CudaContext, CudaSlice, CudaStream, DeviceRepr, PinnedHostSlice, ValidAsZeroBits,
+};
+use pool::{BufferPool, PoolStats, Pooled};
 use dagger_ir::model::{Link, ProcKind, Processor};
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,6 +56,18 @@ pub enum CudaError {
     /// The driver is there but cuBLAS is not.
     #[error("no cuBLAS library found (libcublas); GPU matrix products are unavailable")]
     NoCublas,
+    /// The driver is there but cuSOLVER is not.
+    #[error("no cuSOLVER library found (libcusolver); GPU factorizations are unavailable")]
+    NoCusolver,
+    /// The driver is there but NCCL is not.
+    #[error("no NCCL library found (libnccl); GPU collectives are unavailable")]
+    NoNccl,
+    /// A Cholesky factorization met a matrix that is not positive definite.
+    #[error("the matrix is not positive definite (leading minor {minor})")]
+    NotPositiveDefinite {
+        /// Order of the first leading minor that is not positive definite.
+        minor: usize,
+    },
     /// No device with this ordinal.
     #[error("no CUDA device {0} (this machine has {1})")]
     NoDevice(usize, usize),
@@ -121,12 +152,39 @@ pub struct GpuMatrix<T> {
     pub data: CudaSlice<T>,
 }
 
-/// One GPU: its context, a pool of streams and a cuBLAS handle.
+/// Bytes of released device memory a device keeps for reuse.
+const DEVICE_POOL_BYTES: usize = 4 << 30;
+/// Bytes of released pinned host memory a device keeps for reuse.
+const STAGING_POOL_BYTES: usize = 1 << 30;
+
+/// One GPU: its context, a pool of streams, a cuBLAS handle, memory pools.
 pub struct GpuDevice {
     ctx: Arc<CudaContext>,
     streams: Vec<Arc<CudaStream>>,
     blas: CudaBlas,
+    solver: std::sync::OnceLock<Result<cudarc::cusolver::safe::DnHandle, CudaError>>,
     kernels: fused::KernelCache,
+    f32_pool: Arc<BufferPool<CudaSlice<f32>>>,
+    f64_pool: Arc<BufferPool<CudaSlice<f64>>>,
+    staging: Arc<BufferPool<PinnedHostSlice<f64>>>,
+}
+
+/// Element types with a device memory pool of their own.
+pub trait PoolElement: DeviceRepr + ValidAsZeroBits + Sized {
+    /// The device's pool of buffers of this type.
+    fn pool(device: &GpuDevice) -> &Arc<BufferPool<CudaSlice<Self>>>;
+}
+
+impl PoolElement for f32 {
+    fn pool(device: &GpuDevice) -> &Arc<BufferPool<CudaSlice<f32>>> {
+        &device.f32_pool
+    }
+}
+
+impl PoolElement for f64 {
+    fn pool(device: &GpuDevice) -> &Arc<BufferPool<CudaSlice<f64>>> {
+        &device.f64_pool
+    }
 }
 
 impl GpuDevice {
@@ -152,8 +210,60 @@ impl GpuDevice {
             ctx,
             streams,
             blas,
+            solver: std::sync::OnceLock::new(),
             kernels: Default::default(),
+            f32_pool: Arc::new(BufferPool::new(DEVICE_POOL_BYTES)),
+            f64_pool: Arc::new(BufferPool::new(DEVICE_POOL_BYTES)),
+            staging: Arc::new(BufferPool::new(STAGING_POOL_BYTES)),
         })
+    }
+
+    /// The device's ordinal.
+    pub fn ordinal(&self) -> usize {
+        self.ctx.ordinal()
+    }
+
+    /// A device buffer of `len` elements from the device's pool (its
+    /// contents are whatever its last user left); back to the pool when
+    /// dropped.
+    pub fn device_buffer<T: PoolElement>(
+        &self,
+        len: usize,
+    ) -> Result<Pooled<CudaSlice<T>>, CudaError> {
+        T::pool(self).take(len, std::mem::size_of::<T>(), |len| {
+            self.streams[0].alloc_zeros::<T>(len).map_err(call)
+        })
+    }
+
+    /// A pinned (page-locked) host buffer of `len` f64 for staging copies,
+    /// from the device's pool.
+    pub fn staging_buffer(&self, len: usize) -> Result<Pooled<PinnedHostSlice<f64>>, CudaError> {
+        self.staging.take(len, std::mem::size_of::<f64>(), |len| {
+            // SAFETY: f64 has no invalid bit patterns; callers write before reading.
+            unsafe { self.ctx.alloc_pinned::<f64>(len) }.map_err(call)
+        })
+    }
+
+    /// How the device's pools (f32, f64, pinned staging) were used so far.
+    pub fn pool_stats(&self) -> [PoolStats; 3] {
+        [
+            self.f32_pool.stats(),
+            self.f64_pool.stats(),
+            self.staging.stats(),
+        ]
+    }
+
+    /// Makes stream `after` wait for the work queued on stream `before` so
+    /// far (an event recorded on one, waited on by the other), without
+    /// blocking the host: a copy on one stream can overlap a kernel on
+    /// another and still be ordered before its consumer.
+    pub fn order(&self, before: usize, after: usize) -> Result<(), CudaError> {
+        let (before, after) = (self.stream(before), self.stream(after));
+        if Arc::ptr_eq(before, after) {
+            return Ok(());
+        }
+        let event = before.record_event(None).map_err(call)?;
+        after.wait(&event).map_err(call)
     }
 
     /// The device's name.
