@@ -10,6 +10,14 @@
 //! against faer's own factorization, and compared in GFLOP/s with faer's
 //! parallel Cholesky on the same number of threads.
 //!
+//! Every task also has a GPU body (`#[task(gpu = ...)]`: cuBLAS TRSM, SYRK
+//! and GEMM, cuSOLVER POTRF), StarPU's classic demonstration: with a GPU,
+//! the same graph then runs on the GPU alone and on the cores and the GPU
+//! together under each policy, after a calibration run that measures every
+//! task on both kinds of processor, and against cuSOLVER's factorization
+//! of the whole matrix on the GPU. Without a GPU those rows are left out
+//! with the reason.
+//!
 //! ```text
 //! cargo run --release --example cholesky -- [N] [TILE]      (default 4096 256)
 //! ```
@@ -60,7 +68,7 @@ impl<'de> serde::Deserialize<'de> for Tile {
 }
 
 /// Factors a diagonal tile: `A = L L^T`, returns `L` (lower triangular).
-#[task]
+#[task(gpu = gpu::potrf)]
 pub fn potrf(a: Tile) -> Result<Tile, String> {
     let llt =
         a.0.llt(Side::Lower)
@@ -69,14 +77,14 @@ pub fn potrf(a: Tile) -> Result<Tile, String> {
 }
 
 /// Solves `X L^T = A` for a tile below the diagonal: `X = A L^-T`.
-#[task]
+#[task(gpu = gpu::trsm)]
 pub fn trsm(l: Tile, mut a: Tile) -> Tile {
     solve_lower_triangular_in_place(l.0.as_ref(), a.0.as_mut().transpose_mut(), Par::Seq);
     a
 }
 
 /// Updates a diagonal tile: `C - A A^T`.
-#[task]
+#[task(gpu = gpu::syrk)]
 pub fn syrk(mut c: Tile, a: Tile) -> Tile {
     matmul(
         c.0.as_mut(),
@@ -90,7 +98,7 @@ pub fn syrk(mut c: Tile, a: Tile) -> Tile {
 }
 
 /// Updates an off-diagonal tile: `C - A B^T`.
-#[task]
+#[task(gpu = gpu::gemm)]
 pub fn gemm(mut c: Tile, a: Tile, b: Tile) -> Tile {
     matmul(
         c.0.as_mut(),
@@ -101,6 +109,61 @@ pub fn gemm(mut c: Tile, a: Tile, b: Tile) -> Tile {
         Par::Seq,
     );
     c
+}
+
+/// The GPU bodies of the four tasks: copy the tiles in (pinned staging,
+/// pooled device memory), run the cuBLAS / cuSOLVER kernel, copy the
+/// result back into the host tile.
+mod gpu {
+    use super::Tile;
+    use dagger::cuda::tiles::DeviceTile;
+    use dagger::cuda::GpuDevice;
+
+    fn upload(gpu: &GpuDevice, t: &Tile) -> Result<DeviceTile, String> {
+        gpu.upload_tile(t.0.nrows(), |j| t.0.col_as_slice(j))
+            .map_err(|e| e.to_string())
+    }
+
+    fn download(gpu: &GpuDevice, d: &DeviceTile, into: &mut Tile) -> Result<(), String> {
+        gpu.download_tile(d, |j, v| into.0.col_as_slice_mut(j).copy_from_slice(v))
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn potrf(gpu: &GpuDevice, mut a: Tile) -> Result<Tile, String> {
+        let mut d = upload(gpu, &a)?;
+        gpu.potrf_lower(&mut d)
+            .map_err(|e| format!("tile is not positive definite: {e}"))?;
+        download(gpu, &d, &mut a)?;
+        // L only: cuSOLVER leaves the upper triangle as it was.
+        for j in 1..a.0.ncols() {
+            a.0.col_as_slice_mut(j)[..j].fill(0.0);
+        }
+        Ok(a)
+    }
+
+    pub fn trsm(gpu: &GpuDevice, l: Tile, mut a: Tile) -> Result<Tile, String> {
+        let (dl, mut da) = (upload(gpu, &l)?, upload(gpu, &a)?);
+        gpu.trsm_lower_transposed(&dl, &mut da)
+            .map_err(|e| e.to_string())?;
+        download(gpu, &da, &mut a)?;
+        Ok(a)
+    }
+
+    pub fn syrk(gpu: &GpuDevice, mut c: Tile, a: Tile) -> Result<Tile, String> {
+        let (mut dc, da) = (upload(gpu, &c)?, upload(gpu, &a)?);
+        gpu.syrk_lower_sub(&mut dc, &da)
+            .map_err(|e| e.to_string())?;
+        download(gpu, &dc, &mut c)?;
+        Ok(c)
+    }
+
+    pub fn gemm(gpu: &GpuDevice, mut c: Tile, a: Tile, b: Tile) -> Result<Tile, String> {
+        let (mut dc, da, db) = (upload(gpu, &c)?, upload(gpu, &a)?, upload(gpu, &b)?);
+        gpu.gemm_nt_sub(&mut dc, &da, &db)
+            .map_err(|e| e.to_string())?;
+        download(gpu, &dc, &mut c)?;
+        Ok(c)
+    }
 }
 
 /// A well-conditioned symmetric positive definite matrix: `M M^T / n + n I`
@@ -292,5 +355,110 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if model.is_empty() {
         println!("\n(no performance model yet: predictions use default task costs; run once with DAGGER_CALIBRATE=1)");
     }
+    with_gpus(&a, b, &model, &report)
+}
+
+/// Prints one row of the table (name, seconds, predicted seconds, factor),
+/// checking the factor's residual.
+type Report<'a> = dyn Fn(&str, f64, Option<f64>, &[Tile]) + 'a;
+
+/// The rows with GPUs: the graph on the GPU alone and on cores plus GPUs
+/// under each policy (after calibrating every task on both kinds), and
+/// cuSOLVER on the whole matrix. Says why when there is no GPU.
+fn with_gpus(
+    a: &Mat<f64>,
+    b: usize,
+    model: &HistoryModel,
+    report: &Report<'_>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let gpus = dagger::platform::gpu_workers();
+    if gpus.is_empty() {
+        let why = dagger::cuda::gpus().map_or_else(|e| e.to_string(), |_| "none usable".into());
+        println!("\nno GPU rows: {why}");
+        return Ok(());
+    }
+    // As StarPU does, each GPU's driving thread takes one core's place.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut builder = Runtime::builder().threads(cores.saturating_sub(gpus.len()).max(1));
+    for gpu in &gpus {
+        builder = builder.accelerator(gpu.clone());
+    }
+    let rt = builder.build();
+    let dag = cholesky_graph(a, b);
+    // Calibration: round-robin puts tasks on every worker in turn, so each
+    // task is measured on the cores and on the GPUs.
+    let mut model = model.clone();
+    for _ in 0..2 {
+        rt.start_trace();
+        rt.run_with_policy(&dag, (), dagger::ExecPolicy::RoundRobin, &model)?;
+        for m in rt.stop_trace().measurements() {
+            model.record(&m);
+        }
+    }
+    let gpu = rt.threads();
+    let t0 = Instant::now();
+    let (tiles, schedule) = rt.run_scheduled(&dag, (), &OnProcessor(gpu), &model)?;
+    report(
+        &format!("dagger, GPU {} only", gpus[0].device().ordinal()),
+        t0.elapsed().as_secs_f64(),
+        Some(schedule.makespan()),
+        &tiles,
+    );
+    rt.run_under_every_policy(&dag, &(), &model, |run| {
+        report(
+            &format!(
+                "dagger, {} cores + {} GPU, {}",
+                rt.threads(),
+                gpus.len(),
+                run.policy
+            ),
+            run.seconds,
+            run.predicted,
+            &run.output,
+        );
+        Ok(())
+    })?;
+    let device = gpus[0].device();
+    let mut whole = device.upload_tile(a.nrows(), |j| a.col_as_slice(j))?;
+    device.synchronize()?;
+    let t0 = Instant::now();
+    device.potrf_lower(&mut whole)?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let mut l = Tile(Mat::zeros(a.nrows(), a.ncols()));
+    device.download_tile(&whole, |j, v| {
+        l.0.col_as_slice_mut(j)[j..].copy_from_slice(&v[j..])
+    })?;
+    let n = a.nrows();
+    let tiles: Vec<Tile> = (0..n / b)
+        .flat_map(|i| (0..=i).map(move |j| (i, j)))
+        .map(|(i, j)| Tile(l.0.submatrix(i * b, j * b, b, b).to_owned()))
+        .collect();
+    report(
+        "cuSOLVER Dpotrf, whole matrix on the GPU (copies not counted)",
+        seconds,
+        None,
+        &tiles,
+    );
     Ok(())
+}
+
+/// A "scheduler" that puts every task on one processor, in topological
+/// order: the GPU-only run.
+struct OnProcessor(usize);
+
+impl dagger::ir::sched::Scheduler for OnProcessor {
+    fn name(&self) -> &'static str {
+        "one processor"
+    }
+
+    fn schedule(&self, problem: &dagger::ir::sched::Problem) -> dagger::ir::sched::Schedule {
+        let mut placement = vec![(self.0, 0.0, 0.0); problem.len()];
+        let mut now = 0.0;
+        for t in problem.topo_order().expect("plans are acyclic") {
+            let finish = now + problem.cost[t][self.0];
+            placement[t] = (self.0, now, finish);
+            now = finish;
+        }
+        dagger::ir::sched::Schedule { placement }
+    }
 }

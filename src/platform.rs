@@ -8,10 +8,10 @@
 
 use crate::cuda::{GpuDevice, GpuWorker};
 use dagger_ir::model::Platform;
-use dagger_runtime::device::Accelerator;
-use std::sync::Arc;
 use dagger_ir::tensor::Shape;
+use dagger_runtime::device::Accelerator;
 use dagger_runtime::Runtime;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Side of the matrices timed on a CPU core: small enough that the product

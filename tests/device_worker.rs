@@ -43,9 +43,9 @@ fn square(v: Vec<f64>) -> Vec<f64> {
     v.iter().map(|x| x * x).collect()
 }
 
-fn square_on_device(device: &CountingDevice, v: Vec<f64>) -> Vec<f64> {
+fn square_on_device(device: &CountingDevice, v: Vec<f64>) -> Result<Vec<f64>, String> {
     device.ran.fetch_add(1, Ordering::Relaxed);
-    v.iter().map(|x| x * x).collect()
+    Ok(v.iter().map(|x| x * x).collect())
 }
 
 /// No device body: must stay on the CPU workers.
@@ -60,8 +60,8 @@ fn negate(x: f64) -> f64 {
     -x
 }
 
-fn negate_on_a_string(_device: &String, x: f64) -> f64 {
-    -x
+fn negate_on_a_string(_device: &String, x: f64) -> Result<f64, String> {
+    Ok(-x)
 }
 
 #[task(cost = 1e-3, gpu = fail_on_device)]
@@ -199,5 +199,69 @@ fn a_device_body_error_names_the_task() {
         matches!(&err, RunError::TaskFailed { task, message }
             if task.ends_with("fragile") && message == "the device ran out of memory"),
         "{err}"
+    );
+}
+
+/// Side of the matrices of the GPU test.
+const SIDE: usize = 64;
+
+#[task(cost = 1.0, gpu = matmul_on_gpu)]
+fn matmul(a: Vec<f64>, b: Vec<f64>) -> Vec<f64> {
+    let mut c = vec![0.0; SIDE * SIDE];
+    for i in 0..SIDE {
+        for k in 0..SIDE {
+            for j in 0..SIDE {
+                c[i * SIDE + j] += a[i * SIDE + k] * b[k * SIDE + j];
+            }
+        }
+    }
+    c
+}
+
+fn matmul_on_gpu(
+    gpu: &dagger::cuda::GpuDevice,
+    a: Vec<f64>,
+    b: Vec<f64>,
+) -> Result<Vec<f64>, dagger::cuda::CudaError> {
+    let (a, b) = (gpu.upload(SIDE, SIDE, &a)?, gpu.upload(SIDE, SIDE, &b)?);
+    let mut c = gpu.zeros(SIDE, SIDE)?;
+    gpu.gemm(1.0, &a, &b, 0.0, &mut c)?;
+    gpu.download(&c)
+}
+
+#[test]
+fn a_gpu_worker_runs_cublas_bodies_placed_by_heft() {
+    let gpus = dagger::platform::gpu_workers();
+    let Some(gpu) = gpus.first() else {
+        println!(
+            "skipping: no GPU ({})",
+            dagger::cuda::gpus()
+                .err()
+                .map_or("none found".into(), |e| e.to_string())
+        );
+        return;
+    };
+    let rt = Runtime::builder()
+        .threads(2)
+        .accelerator(gpu.clone())
+        .build();
+    let g = GraphBuilder::new();
+    let a: Vec<f64> = (0..SIDE * SIDE).map(|i| (i % 13) as f64 - 6.0).collect();
+    let b: Vec<f64> = (0..SIDE * SIDE).map(|i| (i % 7) as f64 * 0.25).collect();
+    let c = matmul::on(&g).node(g.constant(a.clone()), g.constant(b.clone()));
+    let d = matmul::on(&g).node(c, g.constant(b.clone()));
+    rt.start_trace();
+    let (out, schedule) = rt
+        .run_scheduled(&g.finish(d), (), &HeftScheduler, &HistoryModel::default())
+        .unwrap();
+    let trace = rt.stop_trace();
+    assert_eq!(out, matmul(matmul(a, b.clone()), b));
+    assert!(schedule.placement.iter().all(|p| p.0 == 2), "{schedule:?}");
+    assert_eq!(
+        trace
+            .measurements()
+            .filter(|m| m.kind == ProcKind::Gpu)
+            .count(),
+        2
     );
 }

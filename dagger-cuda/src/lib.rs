@@ -39,8 +39,8 @@ use cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::{
     CudaContext, CudaSlice, CudaStream, DeviceRepr, PinnedHostSlice, ValidAsZeroBits,
 };
-use pool::{BufferPool, PoolStats, Pooled};
 use dagger_ir::model::{Link, ProcKind, Processor};
+use pool::{BufferPool, PoolStats, Pooled};
 use std::sync::Arc;
 use std::time::Instant;
 

@@ -87,7 +87,9 @@ impl GpuDevice {
         }
         let info = stream.clone_dtoh(&info).map_err(call)?[0];
         if info > 0 {
-            return Err(CudaError::NotPositiveDefinite { minor: info as usize });
+            return Err(CudaError::NotPositiveDefinite {
+                minor: info as usize,
+            });
         }
         Ok(())
     }

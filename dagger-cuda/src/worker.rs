@@ -72,7 +72,10 @@ impl Accelerator for GpuWorker {
 
     fn bind_thread(&self) {
         if let Err(e) = self.device.ctx.bind_to_thread() {
-            eprintln!("dagger: cannot bind GPU {} to its worker: {e:?}", self.device.ordinal());
+            eprintln!(
+                "dagger: cannot bind GPU {} to its worker: {e:?}",
+                self.device.ordinal()
+            );
         }
     }
 }

@@ -44,14 +44,15 @@ use proc_macro::TokenStream;
 /// - `gpu = <function>`: a second body of the same task for an accelerator
 ///   (see `dagger::device`): it takes the device first (as the
 ///   concrete type it needs, e.g. `&dagger::cuda::GpuDevice`), then the
-///   task's parameters, and returns what the task returns. The placement
+///   task's parameters, and returns `Result<T, E>` (`E: Display`) for the
+///   task's output `T`, since device calls can fail. The placement
 ///   policies may then run the task on a GPU worker, which calls this body;
 ///   a signature that does not fit is a compile error at `gpu = ...`:
 ///
 /// ```text
 /// #[task(gpu = gemm_gpu)]
 /// fn gemm(c: Tile, a: Tile, b: Tile) -> Tile { .. }           // faer on a core
-/// fn gemm_gpu(gpu: &GpuDevice, c: Tile, a: Tile, b: Tile) -> Tile { .. }  // cuBLAS
+/// fn gemm_gpu(gpu: &GpuDevice, c: Tile, a: Tile, b: Tile) -> Result<Tile, CudaError> { .. }
 /// ```
 ///
 /// A function returning `Result<T, E>` (with `E: Display`; any type whose

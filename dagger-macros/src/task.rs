@@ -159,7 +159,7 @@ pub fn expand(args: TaskArgs, func: ItemFn) -> syn::Result<TokenStream> {
         let mut args = args.iter_mut().map(::std::option::Option::take);
         #(let #names: #tys = ::dagger::__private::take_arg(args.next().flatten(), #name_str, #ports)?;)*
     };
-    let device_body = device_body(args.gpu.as_ref(), &names, fallible, &name_str, &take_args);
+    let device_body = device_body(args.gpu.as_ref(), &names, &output, &name_str, &take_args);
     let cost = cost_hint(args.cost.as_ref(), &params);
     let device = match args.device.as_ref().map(|d| d.0.as_str()) {
         Some("cpu") => quote!(::dagger::__private::Device::Cpu),
@@ -280,28 +280,30 @@ fn grad_task(grad: Option<&syn::Path>, tys: &[&Type], output: &Type) -> (TokenSt
 
 /// The `device_body` field of a task's definition: `gpu = path` calls
 /// `path(device, args...)` with the device taken as the type of `path`'s
-/// first parameter; `path` returns what the task returns (a `Result` when
-/// the task does), so a mismatch is a type error at `gpu = ...`.
+/// first parameter. A device body returns `Result<T, E>` (`E: Display`)
+/// for the task's output `T` (device calls can fail even where the CPU
+/// body cannot), so a mismatch is a type error at `gpu = ...`.
 fn device_body(
     gpu: Option<&syn::Path>,
     names: &[&Ident],
-    fallible: bool,
+    output: &Type,
     name_str: &str,
     take_args: &TokenStream,
 ) -> TokenStream {
     let Some(path) = gpu else {
         return quote!(::std::option::Option::None);
     };
-    let device = quote!(::dagger::__private::device_of(device, #name_str)?);
-    let call = if fallible {
-        quote_spanned! {path.span()=> #path(#device, #(#names),*).map_err(|e| e.to_string())? }
-    } else {
-        quote_spanned! {path.span()=> #path(#device, #(#names),*) }
+    let call = quote_spanned! {path.span()=>
+        let value: ::std::result::Result<#output, _> =
+            #path(::dagger::__private::device_of(device, #name_str)?, #(#names),*);
     };
     quote! {
         ::std::option::Option::Some(|device, args| {
             #take_args
-            ::std::result::Result::Ok(::dagger::__private::Datum::new(#call))
+            #call
+            ::std::result::Result::Ok(::dagger::__private::Datum::new(
+                value.map_err(|e| e.to_string())?,
+            ))
         })
     }
 }

@@ -10,7 +10,8 @@
 //! #[task(gpu = gemm_on_gpu)]
 //! fn gemm(c: Tile, a: Tile, b: Tile) -> Tile { /* on a CPU core */ }
 //!
-//! fn gemm_on_gpu(gpu: &dagger::cuda::GpuDevice, c: Tile, a: Tile, b: Tile) -> Tile {
+//! fn gemm_on_gpu(gpu: &dagger::cuda::GpuDevice, c: Tile, a: Tile, b: Tile)
+//!     -> Result<Tile, dagger::cuda::CudaError> {
 //!     /* the same product on cuBLAS */
 //! }
 //! ```
