@@ -90,6 +90,19 @@ fn call<E: std::fmt::Debug>(e: E) -> CudaError {
     CudaError::Call(format!("{e:?}"))
 }
 
+/// `Ok` if a library call `what` returned `success`, else its status as an error.
+fn check_status<S: PartialEq + std::fmt::Debug>(
+    what: &str,
+    status: S,
+    success: S,
+) -> Result<(), CudaError> {
+    if status == success {
+        Ok(())
+    } else {
+        Err(CudaError::Call(format!("{what}: {status:?}")))
+    }
+}
+
 /// Whether the CUDA driver library can be loaded.
 pub fn driver_present() -> bool {
     // SAFETY: only tries to load the library.

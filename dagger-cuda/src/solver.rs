@@ -7,7 +7,7 @@
 //! as the tiled Cholesky example factors that tile on a CPU core instead.
 
 use crate::tiles::DeviceTile;
-use crate::{call, CudaError, GpuDevice};
+use crate::{call, check_status, CudaError, GpuDevice};
 use cudarc::cusolver::safe::DnHandle;
 use cudarc::cusolver::sys::{cublasFillMode_t, cusolverStatus_t};
 use cudarc::driver::DevicePtrMut;
@@ -19,11 +19,7 @@ pub fn cusolver_present() -> bool {
 }
 
 fn solver_status(what: &str, status: cusolverStatus_t) -> Result<(), CudaError> {
-    if status == cusolverStatus_t::CUSOLVER_STATUS_SUCCESS {
-        Ok(())
-    } else {
-        Err(CudaError::Call(format!("{what}: {status:?}")))
-    }
+    check_status(what, status, cusolverStatus_t::CUSOLVER_STATUS_SUCCESS)
 }
 
 impl GpuDevice {

@@ -17,7 +17,7 @@
 //! [`GpuDevice::download_tile`], through pooled pinned staging buffers.
 
 use crate::pool::Pooled;
-use crate::{call, CudaError, GpuDevice};
+use crate::{call, check_status, CudaError, GpuDevice};
 use cudarc::cublas::sys::{
     cublasDiagType_t, cublasFillMode_t, cublasOperation_t, cublasSideMode_t, cublasStatus_t,
 };
@@ -32,11 +32,7 @@ pub struct DeviceTile {
 }
 
 fn blas_status(what: &str, status: cublasStatus_t) -> Result<(), CudaError> {
-    if status == cublasStatus_t::CUBLAS_STATUS_SUCCESS {
-        Ok(())
-    } else {
-        Err(CudaError::Call(format!("{what}: {status:?}")))
-    }
+    check_status(what, status, cublasStatus_t::CUBLAS_STATUS_SUCCESS)
 }
 
 impl GpuDevice {
