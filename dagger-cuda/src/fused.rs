@@ -1,20 +1,21 @@
 //! Fused elementwise kernels on a GPU: the CUDA C of [`codegen`](crate::codegen)
 //! compiled by NVRTC once per distinct kernel (the device keeps the loaded
-//! functions by source) and launched on stream 0.
+//! modules by source; hand-written kernels such as [`softmax`](crate::softmax)
+//! share the cache) and launched on stream 0.
 
 use crate::codegen::{cuda_source, LaunchShape};
 use crate::{call, CudaError, GpuDevice, GpuMatrix};
-use cudarc::driver::{CudaFunction, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaFunction, CudaModule, LaunchConfig, PushKernelArg};
 use dagger_ir::tensor::{Broadcast, Kernel, Reduction};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The name of every generated kernel function (one per module).
 const ENTRY: &str = "dagger_fused";
 
-/// Compiled kernels of one device, by their source.
+/// Compiled modules of one device, by their source.
 #[derive(Default)]
-pub(crate) struct KernelCache(Mutex<HashMap<String, CudaFunction>>);
+pub(crate) struct KernelCache(Mutex<HashMap<String, Arc<CudaModule>>>);
 
 /// Whether NVRTC can be loaded.
 pub fn nvrtc_present() -> bool {
@@ -23,21 +24,28 @@ pub fn nvrtc_present() -> bool {
 }
 
 impl GpuDevice {
-    /// The compiled function of `source`, compiling it the first time.
-    fn fused_function(&self, source: String) -> Result<CudaFunction, CudaError> {
+    /// Function `entry` of CUDA C `source`, compiled (by NVRTC) and loaded
+    /// the first time the source is asked for.
+    pub(crate) fn library_function(
+        &self,
+        source: &str,
+        entry: &str,
+    ) -> Result<CudaFunction, CudaError> {
         let mut cache = self.kernels.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(f) = cache.get(&source) {
-            return Ok(f.clone());
-        }
-        if !nvrtc_present() {
-            return Err(CudaError::NoNvrtc);
-        }
-        let ptx = cudarc::nvrtc::compile_ptx(&source)
-            .map_err(|e| CudaError::Call(format!("NVRTC: {e:?}\n{source}")))?;
-        let module = self.ctx.load_module(ptx).map_err(call)?;
-        let f = module.load_function(ENTRY).map_err(call)?;
-        cache.insert(source, f.clone());
-        Ok(f)
+        let module = match cache.get(source) {
+            Some(m) => m.clone(),
+            None => {
+                if !nvrtc_present() {
+                    return Err(CudaError::NoNvrtc);
+                }
+                let ptx = cudarc::nvrtc::compile_ptx(source)
+                    .map_err(|e| CudaError::Call(format!("NVRTC: {e:?}\n{source}")))?;
+                let module = self.ctx.load_module(ptx).map_err(call)?;
+                cache.insert(source.to_string(), module.clone());
+                module
+            }
+        };
+        module.load_function(entry).map_err(call)
     }
 
     /// Runs the fused `kernel` on stream 0: operand `i` is `operands[i]`,
@@ -66,7 +74,7 @@ impl GpuDevice {
                 out.data.len()
             )));
         }
-        let function = self.fused_function(cuda_source(ENTRY, kernel, patterns))?;
+        let function = self.library_function(&cuda_source(ENTRY, kernel, patterns), ENTRY)?;
         let stream = &self.streams[0];
         if matches!(kernel.reduce.as_ref().map(|r| r.kind), Some(Reduction::All)) {
             stream.memset_zeros(&mut out.data).map_err(call)?;

@@ -17,7 +17,8 @@
 //!   tile kernels of a tiled Cholesky factorization on cuBLAS and cuSOLVER
 //!   ([`tiles`], [`solver`]);
 //! - the IR's fused elementwise kernels as CUDA C ([`codegen`]) compiled by
-//!   NVRTC and launched ([`GpuDevice::launch_fused`]);
+//!   NVRTC and launched ([`GpuDevice::launch_fused`]); softmax, log-softmax,
+//!   cross-entropy and MSE as hand-written CUDA C ([`softmax`]);
 //! - all-reduce across the GPUs of this machine with NCCL ([`nccl`]);
 //! - a GPU as a worker of a dagger runtime ([`GpuWorker`]): tasks with a
 //!   device body (`#[task(gpu = ...)]`) run there, placed by the schedulers.
@@ -29,6 +30,7 @@ pub mod codegen;
 pub mod fused;
 pub mod nccl;
 pub mod pool;
+pub mod softmax;
 pub mod solver;
 pub mod tiles;
 mod worker;

@@ -6,22 +6,10 @@
 //! the same source goes through NVRTC (`tests` of `dagger_cuda::fused`).
 //! Without a C++ compiler the test says so and passes.
 
+mod common;
+
 use dagger_cuda::codegen::{cuda_source, LaunchShape};
 use dagger_ir::tensor::{Binary, Broadcast, Kernel, KernelStep, Reduce, Reduction, Shape, Unary};
-use std::fmt::Write;
-use std::process::Command;
-
-/// Stand-ins for the CUDA built-ins the generated code uses.
-const SHIM: &str = r#"
-#include <math.h>
-#include <stdio.h>
-#include <string.h>
-struct Dim { unsigned x, y, z; };
-static Dim blockIdx, threadIdx, blockDim, gridDim;
-#define __global__
-static float __int_as_float(int i) { float f; memcpy(&f, &i, sizeof f); return f; }
-static float atomicAdd(float* a, float v) { float old = *a; *a += v; return old; }
-"#;
 
 /// Runs `kernel` on the CPU as the GPU would (every thread of its launch,
 /// one after the other) and returns the result; `None` without `c++`.
@@ -33,61 +21,13 @@ fn run_on_cpu(
     out_len: usize,
 ) -> Option<Vec<f32>> {
     let launch = LaunchShape::of(kernel, rows, cols);
-    let mut src = String::from(SHIM);
-    src.push_str(&cuda_source("fused", kernel, patterns));
-    src.push_str("int main() {\n");
-    for (i, data) in operands.iter().enumerate() {
-        let values: Vec<String> = data.iter().map(|v| format!("{v:e}f")).collect();
-        let _ = writeln!(
-            src,
-            "    static const float a{i}[] = {{{}}};",
-            values.join(", ")
-        );
-    }
-    let _ = writeln!(src, "    static float out[{out_len}] = {{0}};");
-    let _ = writeln!(
-        src,
-        "    gridDim.x = {}; blockDim.x = {};",
-        launch.grid, launch.block
-    );
-    let args: Vec<String> = (0..operands.len()).map(|i| format!("a{i}")).collect();
-    let _ = writeln!(
-        src,
-        "    for (unsigned b = 0; b < gridDim.x; b++) for (unsigned t = 0; t < blockDim.x; t++) {{\n        blockIdx.x = b; threadIdx.x = t;\n        fused({}, out, {rows}ULL, {cols}ULL);\n    }}",
-        args.join(", ")
-    );
-    let _ = writeln!(
-        src,
-        "    for (int i = 0; i < {out_len}; i++) printf(\"%.9g\\n\", out[i]);\n    return 0;\n}}"
-    );
-    let dir = std::env::temp_dir().join(format!("dagger-codegen-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (file, exe) = (dir.join("k.cpp"), dir.join("k"));
-    std::fs::write(&file, &src).unwrap();
-    let compiled = match Command::new("c++")
-        .args(["-O1", "-o"])
-        .arg(&exe)
-        .arg(&file)
-        .output()
-    {
-        Ok(o) => o,
-        Err(e) => {
-            println!("skipping: no C++ compiler to check the generated CUDA C ({e})");
-            return None;
-        }
-    };
-    assert!(
-        compiled.status.success(),
-        "the generated source does not compile:\n{src}\n{}",
-        String::from_utf8_lossy(&compiled.stderr)
-    );
-    let ran = Command::new(&exe).output().unwrap();
-    assert!(ran.status.success());
-    Some(
-        String::from_utf8_lossy(&ran.stdout)
-            .lines()
-            .map(|l| l.parse().unwrap())
-            .collect(),
+    common::run_cuda_on_cpu(
+        &cuda_source("fused", kernel, patterns),
+        "fused",
+        (launch.grid, launch.block),
+        operands,
+        &format!("{rows}ULL, {cols}ULL"),
+        out_len,
     )
 }
 
