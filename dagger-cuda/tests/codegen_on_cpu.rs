@@ -131,13 +131,7 @@ fn generated_kernels_compute_what_the_ir_means() {
         }
     }
     // Every binary op, its second operand under every pattern.
-    for op in [
-        Binary::Add,
-        Binary::Sub,
-        Binary::Mul,
-        Binary::Div,
-        Binary::Max,
-    ] {
+    for op in Binary::ALL {
         for pattern in [
             Broadcast::Full,
             Broadcast::Scalar,

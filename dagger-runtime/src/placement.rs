@@ -105,16 +105,6 @@ pub(crate) struct TaskCosts {
 }
 
 impl TaskCosts {
-    /// Costs on `cpu_workers` CPU workers and no accelerator.
-    pub(crate) fn cpu_only(cpu_ns: Vec<u64>, cpu_workers: usize) -> Self {
-        TaskCosts {
-            cpu_ns,
-            device_ns: Vec::new(),
-            cpu_workers: cpu_workers.max(1),
-            devices: 0,
-        }
-    }
-
     /// Number of workers.
     fn workers(&self) -> usize {
         self.cpu_workers + self.devices
@@ -226,7 +216,12 @@ mod tests {
     use super::*;
 
     fn cpu(cpu_ns: Vec<u64>, workers: usize) -> TaskCosts {
-        TaskCosts::cpu_only(cpu_ns, workers)
+        TaskCosts {
+            cpu_ns,
+            device_ns: Vec::new(),
+            cpu_workers: workers,
+            devices: 0,
+        }
     }
 
     #[test]

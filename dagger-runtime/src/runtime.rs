@@ -297,9 +297,12 @@ impl Runtime {
         let top = rank.iter().copied().fold(0.0, f64::max);
         let (cpu, devices) = (self.threads(), self.devices().len());
         let n = plan.kernels.len();
-        let mut costs = TaskCosts::cpu_only(vec![0; n], cpu);
-        costs.devices = devices;
-        costs.device_ns = vec![None; n * devices];
+        let mut costs = TaskCosts {
+            cpu_ns: vec![0; n],
+            device_ns: vec![None; n * devices],
+            cpu_workers: cpu,
+            devices,
+        };
         let mut priority = vec![0u64; n];
         let ns = |seconds: f64| seconds.is_finite().then_some((seconds * 1e9) as u64);
         for (k, &i) in nodes.iter().enumerate() {

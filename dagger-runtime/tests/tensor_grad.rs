@@ -86,13 +86,7 @@ fn unary_ops() {
 
 #[test]
 fn binary_ops_with_broadcasting() {
-    for op in [
-        Binary::Add,
-        Binary::Sub,
-        Binary::Mul,
-        Binary::Div,
-        Binary::Max,
-    ] {
+    for op in Binary::ALL {
         for other in [&[3, 4][..], &[4], &[3, 1], &[]] {
             check(
                 &format!("{} by {other:?}", op.name()),

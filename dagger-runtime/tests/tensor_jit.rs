@@ -252,13 +252,7 @@ fn a_long_fused_tree_matches_its_kernels_reference_evaluation() {
         let two = g.scalar(2.0);
         let positive = g.binary(Binary::Add, squashed, two).unwrap();
         v = g.unary(*op, positive).unwrap();
-        let bin = [
-            Binary::Add,
-            Binary::Sub,
-            Binary::Mul,
-            Binary::Div,
-            Binary::Max,
-        ][k % 5];
+        let bin = Binary::ALL[k % Binary::ALL.len()];
         v = g.binary(bin, v, s).unwrap();
     }
     g.set_outputs(vec![v]).unwrap();

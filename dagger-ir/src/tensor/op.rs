@@ -121,6 +121,15 @@ pub enum Binary {
 }
 
 impl Binary {
+    /// Every binary op, for tests and tables.
+    pub const ALL: [Binary; 5] = [
+        Binary::Add,
+        Binary::Sub,
+        Binary::Mul,
+        Binary::Div,
+        Binary::Max,
+    ];
+
     /// The op applied to two numbers.
     pub fn apply(self, a: f32, b: f32) -> f32 {
         match self {
