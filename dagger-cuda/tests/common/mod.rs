@@ -15,6 +15,7 @@ const SHIM: &str = r#"
 struct Dim { unsigned x, y, z; };
 static Dim blockIdx, threadIdx, blockDim, gridDim;
 #define __global__
+#define __device__
 #define __restrict__
 static float __int_as_float(int i) { float f; memcpy(&f, &i, sizeof f); return f; }
 static float atomicAdd(float* a, float v) { float old = *a; *a += v; return old; }
