@@ -22,28 +22,29 @@
 //! cargo run --release --example cholesky -- [N] [TILE]      (default 4096 256)
 //! ```
 
+use dagger::cuda::resident::{Resident, Transfer};
+use dagger::cuda::tiles::DeviceTile;
+use dagger::cuda::{CudaError, GpuDevice};
 use dagger::ir::model::HistoryModel;
 use dagger::prelude::*;
-use dagger::size::ByteSize;
 use dagger::GraphBuilder;
 use faer::linalg::matmul::matmul;
 use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
 use faer::{Accum, Mat, Par, Side};
 use std::time::Instant;
 
-/// One tile: a faer matrix that tells its size (for the performance
-/// model's size buckets and transfer costs) and crosses processes (as its
-/// shape and column-major entries).
+/// One tile's entries: a faer matrix that tells its size (for the
+/// performance model's size buckets and transfer costs), crosses processes
+/// (as its shape and column-major entries) and GPUs (as a cuBLAS tile).
 #[derive(Clone, Debug)]
-pub struct Tile(pub Mat<f64>);
+pub struct Block(pub Mat<f64>);
 
-impl ByteSize for Tile {
-    fn byte_size(&self) -> u64 {
-        (self.0.nrows() * self.0.ncols() * std::mem::size_of::<f64>()) as u64
-    }
-}
+/// A tile as the graph carries it: in host memory, on a GPU, or both. A
+/// tile a GPU task makes stays on the GPU while GPU tasks use it, and is
+/// copied to host memory only when a CPU task reads it.
+pub type Tile = Resident<Block>;
 
-impl serde::Serialize for Tile {
+impl serde::Serialize for Block {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let m = &self.0;
         let entries: Vec<f64> = (0..m.ncols())
@@ -53,7 +54,7 @@ impl serde::Serialize for Tile {
     }
 }
 
-impl<'de> serde::Deserialize<'de> for Tile {
+impl<'de> serde::Deserialize<'de> for Block {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let (rows, cols, entries): (usize, usize, Vec<f64>) = serde::Deserialize::deserialize(d)?;
         if entries.len() != rows * cols {
@@ -63,106 +64,117 @@ impl<'de> serde::Deserialize<'de> for Tile {
                 entries.len()
             )));
         }
-        Ok(Tile(Mat::from_fn(rows, cols, |i, j| entries[j * rows + i])))
+        Ok(Block(Mat::from_fn(rows, cols, |i, j| {
+            entries[j * rows + i]
+        })))
+    }
+}
+
+impl Transfer for Block {
+    type Device = DeviceTile;
+
+    fn bytes(&self) -> u64 {
+        (self.0.nrows() * self.0.ncols() * std::mem::size_of::<f64>()) as u64
+    }
+
+    fn device_bytes(tile: &DeviceTile) -> u64 {
+        (tile.n * tile.n * std::mem::size_of::<f64>()) as u64
+    }
+
+    fn upload(&self, gpu: &GpuDevice) -> Result<DeviceTile, CudaError> {
+        gpu.upload_tile(self.0.nrows(), |j| self.0.col_as_slice(j))
+    }
+
+    fn download(gpu: &GpuDevice, tile: &DeviceTile) -> Result<Block, CudaError> {
+        let mut m = Mat::zeros(tile.n, tile.n);
+        gpu.download_tile(tile, |j, v| m.col_as_slice_mut(j).copy_from_slice(v))?;
+        Ok(Block(m))
+    }
+
+    fn duplicate(gpu: &GpuDevice, tile: &DeviceTile) -> Result<DeviceTile, CudaError> {
+        gpu.duplicate_tile(tile)
     }
 }
 
 /// Factors a diagonal tile: `A = L L^T`, returns `L` (lower triangular).
 #[task(gpu = gpu::potrf)]
 pub fn potrf(a: Tile) -> Result<Tile, String> {
-    let llt =
-        a.0.llt(Side::Lower)
-            .map_err(|e| format!("tile is not positive definite: {e:?}"))?;
-    Ok(Tile(llt.L().to_owned()))
+    let a = &a.host().map_err(|e| e.to_string())?.0;
+    let llt = a
+        .llt(Side::Lower)
+        .map_err(|e| format!("tile is not positive definite: {e:?}"))?;
+    Ok(Tile::new(Block(llt.L().to_owned())))
 }
 
 /// Solves `X L^T = A` for a tile below the diagonal: `X = A L^-T`.
 #[task(gpu = gpu::trsm)]
-pub fn trsm(l: Tile, mut a: Tile) -> Tile {
-    solve_lower_triangular_in_place(l.0.as_ref(), a.0.as_mut().transpose_mut(), Par::Seq);
-    a
+pub fn trsm(l: Tile, a: Tile) -> Result<Tile, CudaError> {
+    let mut a = a.into_host()?;
+    solve_lower_triangular_in_place(l.host()?.0.as_ref(), a.0.as_mut().transpose_mut(), Par::Seq);
+    Ok(Tile::new(a))
 }
 
 /// Updates a diagonal tile: `C - A A^T`.
 #[task(gpu = gpu::syrk)]
-pub fn syrk(mut c: Tile, a: Tile) -> Tile {
+pub fn syrk(c: Tile, a: Tile) -> Result<Tile, CudaError> {
+    let (mut c, a) = (c.into_host()?, &a.host()?.0);
     matmul(
         c.0.as_mut(),
         Accum::Add,
-        a.0.as_ref(),
-        a.0.as_ref().transpose(),
+        a.as_ref(),
+        a.as_ref().transpose(),
         -1.0,
         Par::Seq,
     );
-    c
+    Ok(Tile::new(c))
 }
 
 /// Updates an off-diagonal tile: `C - A B^T`.
 #[task(gpu = gpu::gemm)]
-pub fn gemm(mut c: Tile, a: Tile, b: Tile) -> Tile {
+pub fn gemm(c: Tile, a: Tile, b: Tile) -> Result<Tile, CudaError> {
+    let mut c = c.into_host()?;
     matmul(
         c.0.as_mut(),
         Accum::Add,
-        a.0.as_ref(),
-        b.0.as_ref().transpose(),
+        a.host()?.0.as_ref(),
+        b.host()?.0.as_ref().transpose(),
         -1.0,
         Par::Seq,
     );
-    c
+    Ok(Tile::new(c))
 }
 
-/// The GPU bodies of the four tasks: copy the tiles in (pinned staging,
-/// pooled device memory), run the cuBLAS / cuSOLVER kernel, copy the
-/// result back into the host tile.
+/// The GPU bodies of the four tasks: each takes its tiles where they are
+/// (on this GPU already, or uploaded now if the runtime's prefetch has not
+/// brought them), runs the cuBLAS / cuSOLVER kernel and leaves its result
+/// on the GPU, updating the tile in place when nothing else reads it.
 mod gpu {
     use super::Tile;
-    use dagger::cuda::tiles::DeviceTile;
-    use dagger::cuda::GpuDevice;
+    use dagger::cuda::{CudaError, GpuDevice};
 
-    fn upload(gpu: &GpuDevice, t: &Tile) -> Result<DeviceTile, String> {
-        gpu.upload_tile(t.0.nrows(), |j| t.0.col_as_slice(j))
-            .map_err(|e| e.to_string())
-    }
-
-    fn download(gpu: &GpuDevice, d: &DeviceTile, into: &mut Tile) -> Result<(), String> {
-        gpu.download_tile(d, |j, v| into.0.col_as_slice_mut(j).copy_from_slice(v))
-            .map_err(|e| e.to_string())
-    }
-
-    pub fn potrf(gpu: &GpuDevice, mut a: Tile) -> Result<Tile, String> {
-        let mut d = upload(gpu, &a)?;
+    pub fn potrf(gpu: &GpuDevice, a: Tile) -> Result<Tile, String> {
+        let mut d = a.into_device(gpu).map_err(|e| e.to_string())?;
         gpu.potrf_lower(&mut d)
             .map_err(|e| format!("tile is not positive definite: {e}"))?;
-        download(gpu, &d, &mut a)?;
-        // L only: cuSOLVER leaves the upper triangle as it was.
-        for j in 1..a.0.ncols() {
-            a.0.col_as_slice_mut(j)[..j].fill(0.0);
-        }
-        Ok(a)
+        Ok(Tile::on_gpu(gpu, d))
     }
 
-    pub fn trsm(gpu: &GpuDevice, l: Tile, mut a: Tile) -> Result<Tile, String> {
-        let (dl, mut da) = (upload(gpu, &l)?, upload(gpu, &a)?);
-        gpu.trsm_lower_transposed(&dl, &mut da)
-            .map_err(|e| e.to_string())?;
-        download(gpu, &da, &mut a)?;
-        Ok(a)
+    pub fn trsm(gpu: &GpuDevice, l: Tile, a: Tile) -> Result<Tile, CudaError> {
+        let mut da = a.into_device(gpu)?;
+        gpu.trsm_lower_transposed(&*l.on(gpu)?, &mut da)?;
+        Ok(Tile::on_gpu(gpu, da))
     }
 
-    pub fn syrk(gpu: &GpuDevice, mut c: Tile, a: Tile) -> Result<Tile, String> {
-        let (mut dc, da) = (upload(gpu, &c)?, upload(gpu, &a)?);
-        gpu.syrk_lower_sub(&mut dc, &da)
-            .map_err(|e| e.to_string())?;
-        download(gpu, &dc, &mut c)?;
-        Ok(c)
+    pub fn syrk(gpu: &GpuDevice, c: Tile, a: Tile) -> Result<Tile, CudaError> {
+        let mut dc = c.into_device(gpu)?;
+        gpu.syrk_lower_sub(&mut dc, &*a.on(gpu)?)?;
+        Ok(Tile::on_gpu(gpu, dc))
     }
 
-    pub fn gemm(gpu: &GpuDevice, mut c: Tile, a: Tile, b: Tile) -> Result<Tile, String> {
-        let (mut dc, da, db) = (upload(gpu, &c)?, upload(gpu, &a)?, upload(gpu, &b)?);
-        gpu.gemm_nt_sub(&mut dc, &da, &db)
-            .map_err(|e| e.to_string())?;
-        download(gpu, &dc, &mut c)?;
-        Ok(c)
+    pub fn gemm(gpu: &GpuDevice, c: Tile, a: Tile, b: Tile) -> Result<Tile, CudaError> {
+        let mut dc = c.into_device(gpu)?;
+        gpu.gemm_nt_sub(&mut dc, &*a.on(gpu)?, &*b.on(gpu)?)?;
+        Ok(Tile::on_gpu(gpu, dc))
     }
 }
 
@@ -197,7 +209,9 @@ pub fn cholesky_graph(a: &Mat<f64>, b: usize) -> Dag<(), Vec<Tile>> {
         .map(|i| {
             (0..t)
                 .map(|j| {
-                    (j <= i).then(|| g.constant(Tile(a.submatrix(i * b, j * b, b, b).to_owned())))
+                    (j <= i).then(|| {
+                        g.constant(Tile::new(Block(a.submatrix(i * b, j * b, b, b).to_owned())))
+                    })
                 })
                 .collect()
         })
@@ -229,19 +243,23 @@ pub fn cholesky_graph(a: &Mat<f64>, b: usize) -> Dag<(), Vec<Tile>> {
 }
 
 /// Assembles the lower-triangular factor from its tiles (row by row, as
-/// [`cholesky_graph`] outputs them).
-pub fn assemble(tiles: &[Tile], n: usize, b: usize) -> Mat<f64> {
+/// [`cholesky_graph`] outputs them), downloading those left on a GPU. Only
+/// the lower triangle of a diagonal tile is read (cuSOLVER leaves the
+/// upper one as it found it).
+pub fn assemble(tiles: &[Tile], n: usize, b: usize) -> Result<Mat<f64>, CudaError> {
     let mut l = Mat::<f64>::zeros(n, n);
     let mut it = tiles.iter();
     for i in 0..n / b {
         for j in 0..=i {
-            let tile = it.next().expect("one tile per lower block");
-            l.as_mut()
-                .submatrix_mut(i * b, j * b, b, b)
-                .copy_from(&tile.0);
+            let tile = &it.next().expect("one tile per lower block").host()?.0;
+            for c in 0..b {
+                let from = if i == j { c } else { 0 };
+                l.col_as_slice_mut(j * b + c)[i * b + from..(i + 1) * b]
+                    .copy_from_slice(&tile.col_as_slice(c)[from..]);
+            }
         }
     }
-    l
+    Ok(l)
 }
 
 /// Largest entry of `L L^T - A`, relative to the largest entry of `A`.
@@ -281,7 +299,7 @@ fn across_ranks(
     let t0 = Instant::now();
     let (tiles, report) = session.run(&cholesky_graph(a, b), ())?;
     let seconds = t0.elapsed().as_secs_f64();
-    let err = residual(&assemble(&tiles, n, b), a);
+    let err = residual(&assemble(&tiles, n, b)?, a);
     assert!(err < 1e-12 * n as f64, "residual {err}");
     println!(
         "{seconds:.3} s ({:.1} GFLOP/s), residual {err:.1e}; tasks per rank {:?}",
@@ -334,7 +352,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         flops / faer_time / 1e9
     );
     let report = |name: &str, seconds: f64, predicted: Option<f64>, tiles: &[Tile]| {
-        let err = residual(&assemble(tiles, n, b), &a);
+        let l = assemble(tiles, n, b).expect("the tiles can be read back");
+        let err = residual(&l, &a);
         assert!(err < 1e-12 * n as f64, "{name}: residual {err}");
         println!(
             "| {name} | {seconds:.3} | {:.1} | {:.2}x | {} | {err:.1e} |",
@@ -424,14 +443,14 @@ fn with_gpus(
     let t0 = Instant::now();
     device.potrf_lower(&mut whole)?;
     let seconds = t0.elapsed().as_secs_f64();
-    let mut l = Tile(Mat::zeros(a.nrows(), a.ncols()));
+    let mut l = Mat::zeros(a.nrows(), a.ncols());
     device.download_tile(&whole, |j, v| {
-        l.0.col_as_slice_mut(j)[j..].copy_from_slice(&v[j..])
+        l.col_as_slice_mut(j)[j..].copy_from_slice(&v[j..])
     })?;
     let n = a.nrows();
     let tiles: Vec<Tile> = (0..n / b)
         .flat_map(|i| (0..=i).map(move |j| (i, j)))
-        .map(|(i, j)| Tile(l.0.submatrix(i * b, j * b, b, b).to_owned()))
+        .map(|(i, j)| Tile::new(Block(l.submatrix(i * b, j * b, b, b).to_owned())))
         .collect();
     report(
         "cuSOLVER Dpotrf, whole matrix on the GPU (copies not counted)",

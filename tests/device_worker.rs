@@ -7,19 +7,43 @@
 //! (the GPU's own tests are in `dagger-cuda`, and skip without one).
 
 use dagger::device::Accelerator;
+use dagger::device::Residency;
 use dagger::ir::model::{HistoryModel, ProcKind, Processor};
 use dagger::ir::sched::HeftScheduler;
 use dagger::prelude::*;
+use dagger::Datum;
 use dagger::{Dag, ExecPolicy, GraphBuilder, RunError};
 use std::any::Any;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// A test accelerator: counts the device bodies it ran; reports itself
-/// 50 times as fast as a core so that the placements want it.
+/// 50 times as fast as a core so that the placements want it. It tracks
+/// the residency of [`Homed`] values (their flag says whether it "holds"
+/// them) and counts its prefetches.
 #[derive(Default)]
 struct CountingDevice {
     ran: AtomicUsize,
+    prefetched: AtomicUsize,
+}
+
+/// A value the test device can hold: `on_device` is set by a prefetch;
+/// `bytes` is what the device reports it would take to copy.
+#[derive(Clone)]
+struct Homed {
+    on_device: Arc<AtomicBool>,
+    bytes: u64,
+    value: f64,
+}
+
+impl Homed {
+    fn new(value: f64, bytes: u64, on_device: bool) -> Homed {
+        Homed {
+            on_device: Arc::new(AtomicBool::new(on_device)),
+            bytes,
+            value,
+        }
+    }
 }
 
 impl Accelerator for CountingDevice {
@@ -35,6 +59,20 @@ impl Accelerator for CountingDevice {
     }
     fn as_any(&self) -> &dyn Any {
         self
+    }
+    fn residency(&self, value: &Datum) -> Option<Residency> {
+        let homed = value.downcast_ref::<Homed>()?;
+        Some(Residency {
+            bytes: homed.bytes,
+            on_host: true,
+            on_device: homed.on_device.load(Ordering::SeqCst),
+        })
+    }
+    fn prefetch(&self, value: &Datum) {
+        if let Some(homed) = value.downcast_ref::<Homed>() {
+            self.prefetched.fetch_add(1, Ordering::SeqCst);
+            homed.on_device.store(true, Ordering::SeqCst);
+        }
     }
 }
 
@@ -200,6 +238,59 @@ fn a_device_body_error_names_the_task() {
             if task.ends_with("fragile") && message == "the device ran out of memory"),
         "{err}"
     );
+}
+
+/// Doubles a held value; its device body fails unless the runtime
+/// prefetched the input before running it.
+#[task(cost = 1e-3, gpu = double_on_device)]
+fn double(x: Homed) -> Homed {
+    Homed::new(2.0 * x.value, x.bytes, false)
+}
+
+fn double_on_device(device: &CountingDevice, x: Homed) -> Result<Homed, String> {
+    if !x.on_device.load(Ordering::SeqCst) {
+        return Err("the input was not prefetched".into());
+    }
+    device.ran.fetch_add(1, Ordering::Relaxed);
+    Ok(Homed::new(2.0 * x.value, x.bytes, true))
+}
+
+#[test]
+fn inputs_of_tasks_queued_on_a_device_are_prefetched_before_they_run() {
+    let device = Arc::new(CountingDevice::default());
+    let rt = runtime(&device);
+    let g = GraphBuilder::new();
+    let mut x = g.constant(Homed::new(1.0, 8, false));
+    for _ in 0..4 {
+        x = double::on(&g).node(x);
+    }
+    let (out, schedule) = rt
+        .run_scheduled(&g.finish(x), (), &HeftScheduler, &HistoryModel::default())
+        .unwrap();
+    assert_eq!(out.value, 16.0);
+    assert!(schedule.placement.iter().all(|p| p.0 == 2), "{schedule:?}");
+    assert_eq!(device.ran.load(Ordering::Relaxed), 4);
+    assert_eq!(device.prefetched.load(Ordering::SeqCst), 4, "one per input");
+}
+
+#[test]
+fn dmda_weighs_where_the_inputs_are() {
+    // The device is 50x as fast, but copying a 100 GB input to it would
+    // take seconds: dmda keeps the task on a core unless the input is
+    // already on the device.
+    let place = |on_device: bool| {
+        let device = Arc::new(CountingDevice::default());
+        let rt = runtime(&device);
+        let g = GraphBuilder::new();
+        let x = double::on(&g).node(g.constant(Homed::new(1.0, 100 << 30, on_device)));
+        let out = rt
+            .run_with_policy(&g.finish(x), (), ExecPolicy::Dmda, &HistoryModel::default())
+            .unwrap();
+        assert_eq!(out.value, 2.0);
+        device.ran.load(Ordering::Relaxed)
+    };
+    assert_eq!(place(false), 0, "a far input keeps the task on a core");
+    assert_eq!(place(true), 1, "a near one sends it to the device");
 }
 
 /// Side of the matrices of the GPU test.

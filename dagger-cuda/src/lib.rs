@@ -21,15 +21,19 @@
 //!   cross-entropy and MSE as hand-written CUDA C ([`softmax`]);
 //! - all-reduce across the GPUs of this machine with NCCL ([`nccl`]);
 //! - a GPU as a worker of a dagger runtime ([`GpuWorker`]): tasks with a
-//!   device body (`#[task(gpu = ...)]`) run there, placed by the schedulers.
+//!   device body (`#[task(gpu = ...)]`) run there, placed by the schedulers;
+//!   values that stay on the GPU between tasks and are copied only where
+//!   read, prefetched while the GPU works ([`resident`]).
 //!
 //! `examples/gpu_gemm.rs` measures GEMM and copies against PyTorch on the
 //! same GPU; `examples/cholesky.rs` factors a matrix on cores and GPUs together.
 
 pub mod codegen;
 pub mod fused;
+pub mod layout;
 pub mod nccl;
 pub mod pool;
+pub mod resident;
 pub mod softmax;
 pub mod solver;
 pub mod tiles;
@@ -173,12 +177,14 @@ const DEVICE_POOL_BYTES: usize = 4 << 30;
 const STAGING_POOL_BYTES: usize = 1 << 30;
 
 /// One GPU: its context, a pool of streams, a cuBLAS handle, memory pools.
+/// Cloning it gives another handle to the same device and pools.
+#[derive(Clone)]
 pub struct GpuDevice {
     ctx: Arc<CudaContext>,
     streams: Vec<Arc<CudaStream>>,
-    blas: CudaBlas,
-    solver: std::sync::OnceLock<Result<cudarc::cusolver::safe::DnHandle, CudaError>>,
-    kernels: fused::KernelCache,
+    blas: Arc<CudaBlas>,
+    solver: Arc<std::sync::OnceLock<Result<cudarc::cusolver::safe::DnHandle, CudaError>>>,
+    kernels: Arc<fused::KernelCache>,
     f32_pool: Arc<BufferPool<CudaSlice<f32>>>,
     f64_pool: Arc<BufferPool<CudaSlice<f64>>>,
     staging: Arc<BufferPool<PinnedHostSlice<f64>>>,
@@ -224,8 +230,8 @@ impl GpuDevice {
         Ok(GpuDevice {
             ctx,
             streams,
-            blas,
-            solver: std::sync::OnceLock::new(),
+            blas: Arc::new(blas),
+            solver: Default::default(),
             kernels: Default::default(),
             f32_pool: Arc::new(BufferPool::new(DEVICE_POOL_BYTES)),
             f64_pool: Arc::new(BufferPool::new(DEVICE_POOL_BYTES)),
@@ -289,6 +295,14 @@ impl GpuDevice {
     /// Stream `i` of the pool (modulo its size); stream 0 runs cuBLAS.
     pub fn stream(&self, i: usize) -> &Arc<CudaStream> {
         &self.streams[i % self.streams.len()]
+    }
+
+    /// The stream copies between host and device go on (stream 1, or 0 on
+    /// a device opened with one stream), so that they overlap the kernels
+    /// of stream 0; cudarc's events order each kernel after the copies of
+    /// the buffers it reads.
+    pub fn copy_stream(&self) -> &Arc<CudaStream> {
+        self.stream(1)
     }
 
     /// Copies a row-major `rows x cols` matrix to the device (stream 0).

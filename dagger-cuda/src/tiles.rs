@@ -14,7 +14,8 @@
 //! it completes, except `potrf_lower`, which reads back LAPACK's `info` to
 //! report a tile that is not positive definite. Tiles move between host
 //! and device with [`GpuDevice::upload_tile`] and
-//! [`GpuDevice::download_tile`], through pooled pinned staging buffers.
+//! [`GpuDevice::download_tile`], through pooled pinned staging buffers, on
+//! the device's copy stream (cudarc's events order the kernels after them).
 
 use crate::pool::Pooled;
 use crate::{call, check_status, CudaError, GpuDevice};
@@ -51,10 +52,20 @@ impl GpuDevice {
             }
         }
         let mut data = self.device_buffer::<f64>(n * n)?;
-        self.stream(0)
+        self.copy_stream()
             .memcpy_htod(&*staging, &mut *data)
             .map_err(call)?;
         Ok(DeviceTile { n, data })
+    }
+
+    /// A second tile on this device equal to `tile` (a device-to-device
+    /// copy on the copy stream).
+    pub fn duplicate_tile(&self, tile: &DeviceTile) -> Result<DeviceTile, CudaError> {
+        let mut data = self.device_buffer::<f64>(tile.n * tile.n)?;
+        self.copy_stream()
+            .memcpy_dtod(&*tile.data, &mut *data)
+            .map_err(call)?;
+        Ok(DeviceTile { n: tile.n, data })
     }
 
     /// Copies a tile back, handing each column to `column(j, values)`;
@@ -66,7 +77,7 @@ impl GpuDevice {
     ) -> Result<(), CudaError> {
         let n = tile.n;
         let mut staging = self.staging_buffer(n * n)?;
-        self.stream(0)
+        self.copy_stream()
             .memcpy_dtoh(&*tile.data, &mut *staging)
             .map_err(call)?;
         let host = staging.as_slice().map_err(call)?;

@@ -9,11 +9,15 @@
 //! bound to it once); tasks with a device body (`#[task(gpu = body)]`)
 //! placed there by a scheduler run `body(&GpuDevice, args...)`.
 //! `dagger::platform::gpu_workers` opens every GPU of the machine with a
-//! measured speed and link.
+//! measured speed and link. The worker tells the runtime where
+//! [`Resident`](crate::resident::Resident) values are and prefetches the
+//! inputs of the tasks queued on it.
 
-use crate::{CudaError, GpuDevice};
+use crate::{resident, CudaError, GpuDevice};
 use dagger_ir::model::{Link, ProcKind, Processor};
 use dagger_runtime::device::Accelerator;
+use dagger_runtime::device::Residency;
+use dagger_runtime::Datum;
 use std::any::Any;
 
 /// A [`GpuDevice`] with what the schedulers need to know of it.
@@ -68,6 +72,16 @@ impl Accelerator for GpuWorker {
 
     fn as_any(&self) -> &dyn Any {
         &self.device
+    }
+
+    fn residency(&self, value: &Datum) -> Option<Residency> {
+        resident::erased::residency(value, self.device.ordinal())
+    }
+
+    fn prefetch(&self, value: &Datum) {
+        // A failed prefetch is not an error: the task's body copies what
+        // it needs itself, and reports the failure if it recurs.
+        let _ = resident::erased::prefetch(value, &self.device);
     }
 
     fn bind_thread(&self) {

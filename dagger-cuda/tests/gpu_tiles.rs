@@ -169,3 +169,52 @@ fn nccl_all_reduce_over_this_machines_gpus_sums() {
         "{err}"
     );
 }
+
+/// The device address of a pooled buffer, to tell a move from a copy.
+fn address(
+    gpu: &GpuDevice,
+    data: &dagger_cuda::pool::Pooled<cudarc::driver::CudaSlice<f64>>,
+) -> u64 {
+    use cudarc::driver::DevicePtr;
+    data.device_ptr(gpu.stream(0)).0
+}
+
+#[test]
+fn resident_values_are_copied_only_where_they_are_read() {
+    use dagger_cuda::resident::Resident;
+    let Some(gpu) = device() else { return };
+    let ordinal = gpu.ordinal();
+    let v: Vec<f64> = (0..1000).map(|i| i as f64 * 0.5).collect();
+
+    // A host value: prefetched once, then used where it is.
+    let r = Resident::new(v.clone());
+    assert!(r.is_on_host() && !r.is_on(ordinal));
+    r.prefetch(&gpu).unwrap();
+    assert!(r.is_on(ordinal), "prefetch made the device copy");
+    let (a, b) = (r.on(&gpu).unwrap(), r.on(&gpu).unwrap());
+    assert!(std::sync::Arc::ptr_eq(&a, &b), "one copy per device");
+    let shared_at = address(&gpu, &a);
+    drop((a, b));
+
+    // Taking a shared value's device copy for an update duplicates it.
+    let taken = r.clone().into_device(&gpu).unwrap();
+    assert_ne!(address(&gpu, &taken), shared_at);
+
+    // A value made on the GPU: no host copy until a host read downloads it.
+    let made = Resident::<Vec<f64>>::on_gpu(&gpu, taken);
+    assert!(!made.is_on_host() && made.is_on(ordinal));
+    assert_eq!(made.residency(ordinal).bytes, 8000);
+    assert_eq!(made.host().unwrap(), &v);
+    assert!(made.is_on_host());
+
+    // Taking a value nothing else shares moves its device copy.
+    let at = address(&gpu, &made.on(&gpu).unwrap());
+    let moved = made.into_device(&gpu).unwrap();
+    assert_eq!(address(&gpu, &moved), at, "a unique value is not copied");
+    assert_eq!(
+        Resident::<Vec<f64>>::on_gpu(&gpu, moved)
+            .into_host()
+            .unwrap(),
+        v
+    );
+}

@@ -41,6 +41,11 @@ impl Datum {
         self.0.as_ref().type_name()
     }
 
+    /// The value as `dyn Any` (its `type_id` is the value's type's).
+    pub fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self.0.as_ref()
+    }
+
     /// Borrows the value as a `T`, if it is one.
     pub fn downcast_ref<T: 'static>(&self) -> Option<&T> {
         let any: &dyn Any = self.0.as_ref();

@@ -26,10 +26,23 @@
 //! The runtime knows no GPU API: `dagger-cuda` implements [`Accelerator`]
 //! for its `GpuDevice`, and [`RuntimeBuilder::accelerator`] adds one.
 //!
+//! # Where values live
+//!
+//! A value type may keep copies of itself in device memory (dagger-cuda's
+//! `Resident`: a tile produced by a GPU task stays on that GPU, and is
+//! copied to host memory only when a CPU task reads it). The runtime sees
+//! such values through two hooks of the accelerator:
+//! [`Accelerator::prefetch`], called for each input of a task when the task
+//! is queued on the device, so that the copy runs while the device is busy
+//! with the tasks ahead of it; and [`Accelerator::residency`], which tells
+//! where a value's copies are, so that dmda adds the time to copy the
+//! missing ones to each worker's estimated finish (StarPU's data-aware
+//! policies).
+//!
 //! [`RuntimeBuilder::accelerator`]: crate::RuntimeBuilder::accelerator
 
 use crate::datum::Datum;
-use dagger_ir::model::{Link, Processor};
+use dagger_ir::model::{Link, Platform, Processor};
 use std::any::Any;
 
 /// A device with a worker thread of its own in the pool.
@@ -53,6 +66,69 @@ pub trait Accelerator: Send + Sync + 'static {
     /// Called once on the device's worker thread before it runs anything
     /// (a CUDA device binds its context to the thread here).
     fn bind_thread(&self) {}
+
+    /// Where `value`'s copies are, if it is a value that can live in this
+    /// device's memory; `None` for plain host values.
+    fn residency(&self, _value: &Datum) -> Option<Residency> {
+        None
+    }
+
+    /// Starts copying `value` into the device's memory if it is not there
+    /// yet, without waiting for the copy: the runtime calls it for every
+    /// input of a task it queues on this device.
+    fn prefetch(&self, _value: &Datum) {}
+}
+
+/// Where the copies of one value are, as an accelerator sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Residency {
+    /// Bytes one copy moves.
+    pub bytes: u64,
+    /// Host memory holds a copy.
+    pub on_host: bool,
+    /// This device's memory holds a copy.
+    pub on_device: bool,
+}
+
+/// Seconds to move `bytes` between host memory and `device`, over its
+/// measured link or the platform model's default one.
+pub fn copy_seconds(device: &dyn Accelerator, bytes: u64) -> f64 {
+    device
+        .host_link()
+        .unwrap_or(Platform::local(1).host_device)
+        .transfer_time(bytes)
+}
+
+/// Estimated nanoseconds to bring `inputs` into the memory of a worker:
+/// accelerator `on_device` (an index into `devices`), or host memory when
+/// `None`. Only values some accelerator tracks ([`Accelerator::residency`])
+/// count; a plain host value's copy is part of a device body's own time.
+pub(crate) fn missing_copies_ns<'a>(
+    devices: &[std::sync::Arc<dyn Accelerator>],
+    on_device: Option<usize>,
+    inputs: impl Iterator<Item = &'a Datum>,
+) -> u64 {
+    let mut seconds = 0.0;
+    for value in inputs {
+        match on_device {
+            Some(d) => {
+                let device = &*devices[d];
+                if let Some(r) = device.residency(value).filter(|r| !r.on_device) {
+                    seconds += copy_seconds(device, r.bytes);
+                }
+            }
+            None => {
+                let holder = devices.iter().find_map(|device| {
+                    let r = device.residency(value)?;
+                    (!r.on_host && r.on_device).then_some((device, r.bytes))
+                });
+                if let Some((device, bytes)) = holder {
+                    seconds += copy_seconds(&**device, bytes);
+                }
+            }
+        }
+    }
+    (seconds * 1e9) as u64
 }
 
 /// The erased device body of a task: the device (see

@@ -138,8 +138,10 @@ impl Placement {
         }
     }
 
-    /// Chooses where ready node `i` goes.
-    pub(crate) fn target(&self, i: usize) -> Target {
+    /// Chooses where ready node `i` goes; dmda adds `copies_ns(worker)`,
+    /// the time to bring the node's inputs into that worker's memory, to
+    /// each worker's estimated finish.
+    pub(crate) fn target(&self, i: usize, copies_ns: impl Fn(usize) -> u64) -> Target {
         match self {
             Placement::Stealing => Target::Local,
             Placement::Static { worker, priority } => Target::Worker {
@@ -179,7 +181,8 @@ impl Placement {
                         let (w, cost) = (0..workers)
                             .filter_map(|w| Some((w, costs.on(i, w)?)))
                             .min_by_key(|&(w, cost)| {
-                                (queued_ns[w].load(Ordering::Relaxed).saturating_add(cost), w)
+                                let queued = queued_ns[w].load(Ordering::Relaxed);
+                                (queued.saturating_add(cost).saturating_add(copies_ns(w)), w)
                             })
                             .unwrap_or((0, costs.cpu_ns[i]));
                         queued_ns[w].fetch_add(cost, Ordering::Relaxed);
@@ -215,6 +218,11 @@ impl Placement {
 mod tests {
     use super::*;
 
+    /// No copies to make anywhere.
+    fn none(_worker: usize) -> u64 {
+        0
+    }
+
     fn cpu(cpu_ns: Vec<u64>, workers: usize) -> TaskCosts {
         TaskCosts {
             cpu_ns,
@@ -238,20 +246,20 @@ mod tests {
             devices: 1,
         };
         let dmda = Placement::dynamic(ExecPolicy::Dmda, costs(), vec![0; 3]);
-        assert_eq!(dmda.target(0), w(2));
-        assert_eq!(dmda.target(1), w(0));
+        assert_eq!(dmda.target(0, none), w(2));
+        assert_eq!(dmda.target(1, none), w(0));
         assert_eq!(
-            dmda.target(2),
+            dmda.target(2, none),
             w(2),
             "queued 10 + 10 on the device beats 100 on worker 1"
         );
         dmda.finished(0, 2);
         let rr = Placement::dynamic(ExecPolicy::RoundRobin, costs(), vec![0; 3]);
-        let got: Vec<Target> = [0, 1, 1, 2].iter().map(|&i| rr.target(i)).collect();
+        let got: Vec<Target> = [0, 1, 1, 2].iter().map(|&i| rr.target(i, none)).collect();
         assert_eq!(got, vec![w(0), w(1), w(0), w(1)], "node 1 skips the device");
         let random = Placement::dynamic(ExecPolicy::Random, costs(), vec![0; 3]);
         for _ in 0..50 {
-            assert_ne!(random.target(1), w(2));
+            assert_ne!(random.target(1, none), w(2));
         }
     }
 
@@ -262,40 +270,67 @@ mod tests {
             priority: 0,
         };
         let p = Placement::dynamic(ExecPolicy::Dmda, cpu(vec![100, 10, 10, 10], 2), vec![9; 4]);
-        assert_eq!(p.target(0), w(0));
-        assert_eq!(p.target(1), w(1));
-        assert_eq!(p.target(2), w(1));
+        assert_eq!(p.target(0, none), w(0));
+        assert_eq!(p.target(1, none), w(1));
+        assert_eq!(p.target(2, none), w(1));
         p.finished(0, 0);
-        assert_eq!(p.target(3), w(0));
+        assert_eq!(p.target(3, none), w(0));
         let rr = Placement::dynamic(ExecPolicy::RoundRobin, cpu(vec![0; 4], 3), vec![0; 4]);
-        let got: Vec<Target> = (0..4).map(|i| rr.target(i)).collect();
+        let got: Vec<Target> = (0..4).map(|i| rr.target(i, none)).collect();
         assert_eq!(got, vec![w(0), w(1), w(2), w(0)]);
         let fixed = Placement::Static {
             worker: vec![2, 1],
             priority: vec![5, 7],
         };
         assert_eq!(
-            fixed.target(1),
+            fixed.target(1, none),
             Target::Worker {
                 worker: 1,
                 priority: 7
             }
         );
-        assert_eq!(Placement::Stealing.target(0), Target::Local);
+        assert_eq!(Placement::Stealing.target(0, none), Target::Local);
+    }
+
+    #[test]
+    fn dmda_weighs_the_copies_each_worker_would_need() {
+        let w = |worker| Target::Worker {
+            worker,
+            priority: 0,
+        };
+        // The device is 10x faster, but its inputs are in host memory and
+        // copying them takes longer than the CPU's work: dmda stays on the
+        // CPU; with the inputs already on the device it goes there.
+        let costs = || TaskCosts {
+            cpu_ns: vec![100],
+            device_ns: vec![Some(10)],
+            cpu_workers: 1,
+            devices: 1,
+        };
+        let far = Placement::dynamic(ExecPolicy::Dmda, costs(), vec![0]);
+        assert_eq!(
+            far.target(0, |worker| if worker == 1 { 500 } else { 0 }),
+            w(0)
+        );
+        let near = Placement::dynamic(ExecPolicy::Dmda, costs(), vec![0]);
+        assert_eq!(
+            near.target(0, |worker| if worker == 0 { 500 } else { 0 }),
+            w(1)
+        );
     }
 
     #[test]
     fn dmdas_places_like_dmda_and_keeps_the_rank_priority() {
         let p = Placement::dynamic(ExecPolicy::Dmdas, cpu(vec![100, 10, 10], 2), vec![3, 1, 2]);
         assert_eq!(
-            p.target(0),
+            p.target(0, none),
             Target::Worker {
                 worker: 0,
                 priority: 3
             }
         );
         assert_eq!(
-            p.target(2),
+            p.target(2, none),
             Target::Worker {
                 worker: 1,
                 priority: 2

@@ -9,13 +9,18 @@
 //! with a single consumer reaches it without being copied.
 //!
 //! On a device worker a task runs its device body (a task placed there
-//! without one runs its CPU body on the device's thread).
+//! without one runs its CPU body on the device's thread). A task queued on
+//! a device first has the device prefetch its inputs
+//! ([`Accelerator::prefetch`](crate::device::Accelerator::prefetch)), so
+//! their copies overlap the work queued ahead of it; dmda weighs the copies
+//! each worker would need (see [`crate::device`]).
 //!
 //! A task that panics or returns `Err` marks the run failed: nodes not yet
 //! started are skipped (their counters still drain, so the run ends), and the
 //! run reports the first failure as [`RunError::TaskFailed`].
 
 use crate::datum::Datum;
+use crate::device::missing_copies_ns;
 use crate::error::RunError;
 use crate::placement::{Placement, Target};
 use crate::plan::{Kernel, Plan};
@@ -108,15 +113,46 @@ impl PlanRun {
         }
         for (i, k) in run.plan.kernels.iter().enumerate() {
             if k.is_task() && run.plan.task_args[i] == 0 {
-                let target = run.placement.target(i);
+                let target = run.place(i);
                 run.queue(None, i as u32, target);
             }
         }
         Ok(run)
     }
 
+    /// Where ready node `i` goes.
+    fn place(&self, i: usize) -> Target {
+        let devices = &self.pool.devices;
+        if devices.is_empty() {
+            return self.placement.target(i, |_| 0);
+        }
+        let cpu_workers = self.pool.cpu_workers();
+        self.placement.target(i, |worker| {
+            let inputs = self.plan.args_of(i).iter().filter_map(|&p| self.peek(p));
+            missing_copies_ns(devices, worker.checked_sub(cpu_workers), inputs)
+        })
+    }
+
+    /// Node `p`'s value, for a look before a ready consumer reads it.
+    fn peek(&self, p: u32) -> Option<&Datum> {
+        // SAFETY: the producer has finished (the consumer is ready), and the
+        // slot is cleared only by its last reader, which the consumer that
+        // calls this has not been yet; concurrent readers only clone it.
+        unsafe { (*self.slots[p as usize].0.get()).as_ref() }
+    }
+
     /// Queues ready node `i` where the placement says.
     fn queue(self: &Arc<Self>, worker: Option<&WorkerCtx>, i: u32, target: Target) {
+        if let Target::Worker { worker: w, .. } = target {
+            if let Some(d) = w.checked_sub(self.pool.cpu_workers()) {
+                let device = &self.pool.devices[d];
+                for &p in self.plan.args_of(i as usize) {
+                    if let Some(value) = self.peek(p) {
+                        device.prefetch(value);
+                    }
+                }
+            }
+        }
         let job = Job::Shared(self.clone(), i);
         match (target, worker) {
             (Target::Worker { worker, priority }, _) => self.pool.submit_to(worker, job, priority),
@@ -276,7 +312,7 @@ impl Execute for PlanRun {
             self.placement.finished(i, worker.index);
             for &u in self.plan.users_of(i) {
                 if self.pending[u as usize].fetch_sub(1, Ordering::AcqRel) == 1 {
-                    let target = self.placement.target(u as usize);
+                    let target = self.place(u as usize);
                     // Tasks placed on a worker go through its pinned queue
                     // even when that is this worker, so that it runs its
                     // ready tasks in the policy's order.
