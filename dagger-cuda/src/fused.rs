@@ -5,8 +5,10 @@
 
 use crate::codegen::{cuda_source, LaunchShape};
 use crate::{call, CudaError, GpuDevice, GpuMatrix};
-use cudarc::driver::{CudaFunction, CudaModule, LaunchConfig, PushKernelArg};
-use dagger_ir::tensor::{Broadcast, Kernel, Reduction};
+use cudarc::driver::{
+    CudaFunction, CudaModule, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg,
+};
+use dagger_ir::tensor::{Broadcast, FusedLayout, Kernel, Reduction};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -60,32 +62,82 @@ impl GpuDevice {
         out: &mut GpuMatrix<f32>,
         (rows, cols): (usize, usize),
     ) -> Result<(), CudaError> {
+        let stream = self.stream(0);
+        let guards: Vec<_> = operands.iter().map(|a| a.data.device_ptr(stream)).collect();
+        let pointers: Vec<u64> = guards.iter().map(|g| g.0).collect();
+        let out_len = out.data.len();
+        let (out_ptr, _out_guard) = out.data.device_ptr_mut(stream);
+        let layout = FusedLayout {
+            patterns: patterns.to_vec(),
+            rows,
+            cols,
+            accumulates: false,
+        };
+        // SAFETY: the pointers come from live buffers of these lengths,
+        // kept alive (and their events recorded) by the guards.
+        unsafe { self.launch_fused_at(kernel, &layout, &pointers, (out_ptr, out_len)) }
+    }
+
+    /// Compiles (once per device) the CUDA C of a fused kernel.
+    pub(crate) fn fused_function(
+        &self,
+        kernel: &Kernel,
+        patterns: &[Broadcast],
+    ) -> Result<CudaFunction, CudaError> {
+        self.library_function(&cuda_source(ENTRY, kernel, patterns), ENTRY)
+    }
+
+    /// [`launch_fused`](Self::launch_fused) on raw device addresses: the
+    /// operands at `operands`, the result at `out` (`out.1` values), which
+    /// may be an operand's address when that operand has the result's shape
+    /// (each thread reads its elements before writing them).
+    ///
+    /// # Safety
+    /// Each address must point to device memory of this device holding the
+    /// values `layout` reads or writes, alive until the kernel completes.
+    pub(crate) unsafe fn launch_fused_at(
+        &self,
+        kernel: &Kernel,
+        layout: &FusedLayout,
+        operands: &[u64],
+        (out, out_len): (u64, usize),
+    ) -> Result<(), CudaError> {
+        let (rows, cols) = (layout.rows, layout.cols);
         let expected_out = match kernel.reduce.as_ref().map(|r| r.kind) {
             None => rows * cols,
             Some(Reduction::Rows) => rows,
             Some(Reduction::Columns) => cols,
             Some(Reduction::All) => 1,
         };
-        if operands.len() != patterns.len() || out.data.len() < expected_out {
+        if operands.len() != layout.patterns.len() || out_len < expected_out {
             return Err(CudaError::Call(format!(
-                "fused kernel: {} operands for {} patterns, a result of {} for {expected_out} values",
+                "fused kernel: {} operands for {} patterns, a result of {out_len} for {expected_out} values",
                 operands.len(),
-                patterns.len(),
-                out.data.len()
+                layout.patterns.len(),
             )));
         }
-        let function = self.library_function(&cuda_source(ENTRY, kernel, patterns), ENTRY)?;
-        let stream = &self.streams[0];
+        let function = self.fused_function(kernel, &layout.patterns)?;
+        let stream = self.stream(0);
         if matches!(kernel.reduce.as_ref().map(|r| r.kind), Some(Reduction::All)) {
-            stream.memset_zeros(&mut out.data).map_err(call)?;
+            // The blocks add their partial sums into it.
+            // SAFETY: `out` holds at least `expected_out` f32 (checked above).
+            unsafe {
+                cudarc::driver::result::memset_d8_async(
+                    out,
+                    0,
+                    expected_out * 4,
+                    stream.cu_stream(),
+                )
+            }
+            .map_err(call)?;
         }
         let shape = LaunchShape::of(kernel, rows, cols);
         let (rows, cols) = (rows as u64, cols as u64);
         let mut launch = stream.launch_builder(&function);
         for a in operands {
-            launch.arg(&a.data);
+            launch.arg(a);
         }
-        launch.arg(&mut out.data).arg(&rows).arg(&cols);
+        launch.arg(&out).arg(&rows).arg(&cols);
         let config = LaunchConfig {
             grid_dim: (shape.grid, 1, 1),
             block_dim: (shape.block, 1, 1),
@@ -93,7 +145,7 @@ impl GpuDevice {
         };
         // SAFETY: the generated kernel reads each operand within its
         // pattern's extent of the rows x cols domain and writes `expected_out`
-        // values, which the checks above and the callers' shapes guarantee.
+        // values, which the checks above and the caller guarantee.
         unsafe { launch.launch(config) }.map_err(call)?;
         Ok(())
     }

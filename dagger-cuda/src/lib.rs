@@ -33,6 +33,7 @@ pub mod fused;
 pub mod layout;
 pub mod nccl;
 pub mod pool;
+pub mod program;
 pub mod resident;
 pub mod softmax;
 pub mod solver;

@@ -19,7 +19,7 @@
 
 use crate::codegen::BLOCK;
 use crate::{call, CudaError, GpuDevice};
-use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaView, CudaViewMut, LaunchConfig, PushKernelArg};
 
 /// The kernels' CUDA C.
 pub const SOURCE: &str = r#"
@@ -101,8 +101,8 @@ impl GpuDevice {
     /// inner`, along its middle axis, into `y`.
     pub fn softmax(
         &self,
-        x: &CudaSlice<f32>,
-        y: &mut CudaSlice<f32>,
+        x: &CudaView<'_, f32>,
+        y: &mut CudaViewMut<'_, f32>,
         (outer, len, inner): (usize, usize, usize),
         log: bool,
     ) -> Result<(), CudaError> {
@@ -129,9 +129,9 @@ impl GpuDevice {
     /// log_softmax(z))` (rows of `cols` values).
     pub fn cross_entropy(
         &self,
-        z: &CudaSlice<f32>,
-        target: &CudaSlice<f32>,
-        out: &mut CudaSlice<f32>,
+        z: &CudaView<'_, f32>,
+        target: &CudaView<'_, f32>,
+        out: &mut CudaViewMut<'_, f32>,
         (rows, cols): (usize, usize),
     ) -> Result<(), CudaError> {
         check_len("cross-entropy logits", z.len(), rows * cols)?;
@@ -151,9 +151,9 @@ impl GpuDevice {
     /// `out[0]` := the mean of `(a - b)^2` over `n` values.
     pub fn mse(
         &self,
-        a: &CudaSlice<f32>,
-        b: &CudaSlice<f32>,
-        out: &mut CudaSlice<f32>,
+        a: &CudaView<'_, f32>,
+        b: &CudaView<'_, f32>,
+        out: &mut CudaViewMut<'_, f32>,
         n: usize,
     ) -> Result<(), CudaError> {
         check_len("mse operand", a.len().min(b.len()), n)?;

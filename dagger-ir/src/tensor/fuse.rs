@@ -47,6 +47,15 @@ pub struct FuseReport {
     pub reductions: usize,
 }
 
+/// The passes every back end runs before compiling a graph: dead nodes
+/// dropped, elementwise trees fused, and what fusion left unused dropped.
+pub fn optimize(g: &TensorGraph, options: FuseOptions) -> (TensorGraph, FuseReport) {
+    let (g, _) = super::dce(g);
+    let (g, report) = fuse(&g, options);
+    let (g, _) = super::dce(&g);
+    (g, report)
+}
+
 /// The graph with elementwise trees fused (see the [module docs](self)).
 pub fn fuse(g: &TensorGraph, options: FuseOptions) -> (TensorGraph, FuseReport) {
     let n = g.nodes.len();

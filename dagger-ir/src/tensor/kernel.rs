@@ -200,6 +200,56 @@ pub fn matrix_view(out: &Shape) -> (usize, usize) {
     (out.numel().checked_div(cols).unwrap_or(0), cols)
 }
 
+/// How a back end runs one fused node: each operand's broadcast pattern,
+/// the `rows x cols` domain the kernel walks, and whether the result
+/// accumulates (column and total sums: zero it before the kernel).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FusedLayout {
+    /// How operand `i` is read.
+    pub patterns: Vec<Broadcast>,
+    /// Rows of the domain (1 when the kernel walks it as one flat row).
+    pub rows: usize,
+    /// Columns of the domain.
+    pub cols: usize,
+    /// The kernel adds into its result.
+    pub accumulates: bool,
+}
+
+impl FusedLayout {
+    /// The layout of a fused node with `kernel`, result shape `out` and
+    /// operand shapes `operands`; `None` if an operand does not broadcast
+    /// to the domain (the fusion pass never makes such a node).
+    pub fn of(kernel: &Kernel, out: &Shape, operands: &[&Shape]) -> Option<FusedLayout> {
+        let domain = kernel.reduce.as_ref().map_or(out, |r| &r.domain);
+        let patterns = operands
+            .iter()
+            .map(|s| Broadcast::of(s, domain))
+            .collect::<Option<Vec<_>>>()?;
+        let by_rows = patterns
+            .iter()
+            .any(|p| matches!(p, Broadcast::Row | Broadcast::Column))
+            || kernel
+                .reduce
+                .as_ref()
+                .is_some_and(|r| r.kind != Reduction::All);
+        let (rows, cols) = if by_rows {
+            matrix_view(domain)
+        } else {
+            (1, domain.numel())
+        };
+        let accumulates = kernel
+            .reduce
+            .as_ref()
+            .is_some_and(|r| r.kind != Reduction::Rows);
+        Some(FusedLayout {
+            patterns,
+            rows,
+            cols,
+            accumulates,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

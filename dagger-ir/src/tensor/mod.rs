@@ -44,9 +44,9 @@ pub use allreduce::{all_reduce_sum, insert_all_reduce, next_bucket};
 pub use autodiff::grad;
 pub use dce::dce;
 pub use error::{TensorError, TensorResult};
-pub use fuse::{fuse, FuseOptions, FuseReport};
+pub use fuse::{fuse, optimize, FuseOptions, FuseReport};
 pub use graph::{Tensor, TensorGraph, TensorNode};
-pub use kernel::{matrix_view, Broadcast, Kernel, KernelStep, Reduce, Reduction};
+pub use kernel::{matrix_view, Broadcast, FusedLayout, Kernel, KernelStep, Reduce, Reduction};
 pub use memory::{plan_memory, unplanned_bytes, MemoryPlan};
 pub use op::{Binary, CustomOp, ParallelGroup, TensorOp, Unary};
 pub use partition::{

@@ -11,8 +11,8 @@ use super::jit::{Jit, JitError, KernelFn};
 use super::kernels::{self, Elementwise};
 use super::reducer::{Buckets, Reducer, Reducers};
 use dagger_ir::tensor::{
-    dce, fuse, matrix_view, plan_memory, unplanned_bytes, Broadcast, FuseOptions, MemoryPlan,
-    ParallelGroup, Reduction, Shape, Tensor, TensorError, TensorGraph, TensorOp,
+    optimize, plan_memory, unplanned_bytes, FuseOptions, FusedLayout, MemoryPlan, ParallelGroup,
+    Shape, Tensor, TensorError, TensorGraph, TensorOp,
 };
 
 /// How to compile a tensor graph.
@@ -80,9 +80,7 @@ unsafe impl Send for Program {}
 impl Program {
     /// Compiles `graph` (see the [module docs](self)).
     pub fn compile(graph: &TensorGraph, options: CompileOptions) -> Result<Program, ProgramError> {
-        let (g, _) = dce(graph);
-        let (g, report) = fuse(&g, options.fuse);
-        let (g, _) = dce(&g);
+        let (g, report) = optimize(graph, options.fuse);
         if let Some(node) = g
             .nodes()
             .iter()
@@ -119,45 +117,25 @@ impl Program {
             let TensorOp::Fused(kernel) = &node.op else {
                 continue;
             };
-            // The shape the elementwise program runs over.
-            let domain = kernel.reduce.as_ref().map_or(&node.shape, |r| &r.domain);
-            let patterns: Vec<Broadcast> = node
-                .inputs
-                .iter()
-                .map(|&v| Broadcast::of(g.shape(v), domain).expect("fusion checked the patterns"))
-                .collect();
-            let by_rows = patterns
-                .iter()
-                .any(|p| matches!(p, Broadcast::Row | Broadcast::Column))
-                || kernel
-                    .reduce
-                    .as_ref()
-                    .is_some_and(|r| r.kind != Reduction::All);
-            let (rows, cols) = if by_rows {
-                matrix_view(domain)
-            } else {
-                (1, domain.numel())
-            };
+            let operand_shapes: Vec<&Shape> = node.inputs.iter().map(|&v| g.shape(v)).collect();
+            let layout = FusedLayout::of(kernel, &node.shape, &operand_shapes)
+                .expect("fusion checked the patterns");
             let operands = node
                 .inputs
                 .iter()
                 .map(|&v| ptr(&mut buffers, v) as *const f32)
                 .collect();
-            let accumulates = kernel
-                .reduce
-                .as_ref()
-                .is_some_and(|r| r.kind != Reduction::Rows);
-            let k = jit.declare(kernel, &patterns)?;
-            pending.push((i, k, rows, cols, operands, accumulates));
+            let k = jit.declare(kernel, &layout.patterns)?;
+            pending.push((i, k, layout, operands));
         }
         let compiled = jit.finish()?;
         let mut fused: Vec<Option<FusedCall>> = (0..g.nodes().len()).map(|_| None).collect();
-        for (i, k, rows, cols, operands, accumulates) in pending {
+        for (i, k, layout, operands) in pending {
             fused[i] = Some(FusedCall {
                 kernel: compiled[k],
-                accumulates,
-                rows,
-                cols,
+                accumulates: layout.accumulates,
+                rows: layout.rows,
+                cols: layout.cols,
                 operands,
             });
         }
