@@ -4,10 +4,16 @@
 //! ```text
 //! cargo bench --bench mlp                # prints a table of our figures
 //! python3 benches/mlp_vs_torch.py        # the same models in PyTorch, both, ratio
+//! cargo bench --bench mlp -- --gpu       # the same steps on GPU 0 (GpuProgram)
+//! python3 benches/mlp_vs_torch.py --gpu  # ... against PyTorch on the same GPU
 //! ```
 //!
-//! `--csv` prints `model,batch,threads,samples_per_s` lines for the script.
+//! `--csv` prints `model,batch,threads,samples_per_s` lines for the script
+//! (`threads` is `gpu` with `--gpu`).
 
+use dagger::cuda::program::GpuProgram;
+use dagger::cuda::GpuDevice;
+use dagger::ir::tensor::{FuseOptions, TensorGraph};
 use dagger::nn::{Activation, Adam, CompileOptions, Net, Program, SeededRng};
 use std::time::Instant;
 
@@ -37,7 +43,9 @@ const MODELS: [Model; 2] = [
     },
 ];
 
-fn samples_per_second(m: &Model) -> f64 {
+/// The model's training step, its initialized parameters (on a CPU
+/// program) and one batch of inputs and one-hot labels.
+fn setup(m: &Model) -> (TensorGraph, Program, Vec<f32>, Vec<f32>) {
     let classes = *m.widths.last().expect("layers");
     let mut net = Net::new();
     let x = net.input("x", [m.batch, m.inputs]);
@@ -55,27 +63,80 @@ fn samples_per_second(m: &Model) -> f64 {
     for row in 0..m.batch {
         ys[row * classes + rng.below(classes)] = 1.0;
     }
-    program.set("x", &xs).expect("x");
-    program.set("y", &ys).expect("y");
-    for _ in 0..m.steps / 10 + 2 {
-        program.run().expect("runs");
+    ((*step).clone(), program, xs, ys)
+}
+
+/// Samples per second of `steps` runs of `step` after a warm-up.
+fn timed(m: &Model, steps: usize, mut step: impl FnMut()) -> f64 {
+    for _ in 0..steps / 10 + 2 {
+        step();
     }
     let start = Instant::now();
-    for _ in 0..m.steps {
-        program.run().expect("runs");
+    for _ in 0..steps {
+        step();
     }
-    (m.steps * m.batch) as f64 / start.elapsed().as_secs_f64()
+    (steps * m.batch) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn samples_per_second(m: &Model) -> f64 {
+    let (_, mut program, xs, ys) = setup(m);
+    program.set("x", &xs).expect("x");
+    program.set("y", &ys).expect("y");
+    timed(m, m.steps, || program.run().expect("runs"))
+}
+
+/// The same on `gpu`; each timed stretch ends when the GPU is done.
+fn samples_per_second_on(gpu: &GpuDevice, m: &Model) -> f64 {
+    let (step, cpu, xs, ys) = setup(m);
+    let mut program =
+        GpuProgram::compile(&step, gpu, FuseOptions::default()).expect("compiles for the GPU");
+    for (name, _, data) in cpu.params() {
+        program.set(name, data).expect("parameter");
+    }
+    program.set("x", &xs).expect("x");
+    program.set("y", &ys).expect("y");
+    let steps = m.steps.max(500);
+    let warm_up = steps / 10 + 2;
+    let mut runs = 0;
+    timed(m, steps, || {
+        program.run().expect("runs");
+        runs += 1;
+        // The clock starts after the warm-up's last run and stops after
+        // the last timed one: wait for the GPU at both.
+        if runs == warm_up || runs == warm_up + steps {
+            program.synchronize().expect("GPU");
+        }
+    })
 }
 
 fn main() {
     let csv = std::env::args().any(|a| a == "--csv");
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let gpu = if std::env::args().any(|a| a == "--gpu") {
+        match GpuDevice::open(0, 2) {
+            Ok(gpu) => Some(gpu),
+            Err(e) => {
+                println!("no GPU figures: {e}");
+                return;
+            }
+        }
+    } else {
+        None
+    };
+    let threads = match &gpu {
+        Some(_) => "gpu".to_string(),
+        None => std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .to_string(),
+    };
     if !csv {
         println!("| model | batch | threads | dagger samples/s |");
         println!("|---|---|---|---|");
     }
     for m in &MODELS {
-        let rate = samples_per_second(m);
+        let rate = match &gpu {
+            Some(gpu) => samples_per_second_on(gpu, m),
+            None => samples_per_second(m),
+        };
         if csv {
             println!("{},{},{threads},{rate:.1}", m.name, m.batch);
         } else {

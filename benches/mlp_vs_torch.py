@@ -6,7 +6,11 @@ each model in PyTorch with the same layers, batch, optimizer (Adam, lr 1e-3),
 loss (cross-entropy) and thread count, and prints both with the ratio.
 Installs PyTorch's CPU build with pip when it is missing.
 
-    python3 benches/mlp_vs_torch.py
+With --gpu, both run on GPU 0 instead (Dagger's GpuProgram; PyTorch on
+CUDA, timed with torch.cuda.synchronize). --bin PATH runs an already built
+bench binary instead of cargo (the GPU machine has no Rust toolchain).
+
+    python3 benches/mlp_vs_torch.py [--gpu] [--bin PATH]
 """
 import os
 import subprocess
@@ -27,20 +31,26 @@ def ensure_torch():
         subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", "torch"])
 
 
-def dagger_rates(root):
-    out = subprocess.run(["cargo", "bench", "--quiet", "--bench", "mlp", "--", "--csv"],
-                         cwd=root, check=True, capture_output=True, text=True).stdout
+def dagger_rates(root, gpu, binary):
+    flags = ["--csv"] + (["--gpu"] if gpu else [])
+    command = [binary] + flags if binary else ["cargo", "bench", "--quiet", "--bench", "mlp", "--"] + flags
+    out = subprocess.run(command, cwd=root, check=True, capture_output=True, text=True).stdout
+    if gpu and "no GPU figures" in out:
+        sys.exit(out.strip())
     rows = []
     for line in out.splitlines():
         parts = line.split(",")
         if len(parts) == 4:
-            rows.append((parts[0], int(parts[1]), int(parts[2]), float(parts[3])))
+            rows.append((parts[0], int(parts[1]), parts[2], float(parts[3])))
     return rows
 
 
 def torch_rate(name, batch, threads):
     import torch
-    torch.set_num_threads(threads)
+    gpu = threads == "gpu"
+    device = torch.device("cuda" if gpu else "cpu")
+    if not gpu:
+        torch.set_num_threads(int(threads))
     torch.manual_seed(1)
     widths = [int(w) for w in name.split()[-1].split("-")]
     layers = []
@@ -48,12 +58,18 @@ def torch_rate(name, batch, threads):
         layers.append(torch.nn.Linear(widths[i], widths[i + 1]))
         if i + 2 < len(widths):
             layers.append(torch.nn.ReLU())
-    model = torch.nn.Sequential(*layers)
+    model = torch.nn.Sequential(*layers).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
-    x = torch.rand(batch, widths[0])
-    y = torch.randint(0, widths[-1], (batch,))
+    x = torch.rand(batch, widths[0], device=device)
+    y = torch.randint(0, widths[-1], (batch,), device=device)
     steps = 2000 if widths[0] < 100 else 40
+    if gpu:
+        steps = max(steps, 500)  # as the GPU bench does
+
+    def sync():
+        if gpu:
+            torch.cuda.synchronize()
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -63,18 +79,23 @@ def torch_rate(name, batch, threads):
 
     for _ in range(steps // 10 + 2):
         step()
+    sync()
     start = time.perf_counter()
     for _ in range(steps):
         step()
+    sync()
     return steps * batch / (time.perf_counter() - start)
 
 
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    gpu = "--gpu" in sys.argv
+    binary = sys.argv[sys.argv.index("--bin") + 1] if "--bin" in sys.argv else None
     ensure_torch()
     import torch
-    rows = dagger_rates(root)
-    print(f"PyTorch {torch.__version__} (CPU), Adam lr 1e-3, cross-entropy, best effort same threads\n")
+    rows = dagger_rates(root, gpu, os.path.abspath(binary) if binary else None)
+    where = f"GPU: {torch.cuda.get_device_name(0)}" if gpu else "CPU"
+    print(f"PyTorch {torch.__version__} ({where}), Adam lr 1e-3, cross-entropy, best effort same threads\n")
     print("| model | batch | threads | dagger samples/s | PyTorch samples/s | dagger / PyTorch |")
     print("|---|---|---|---|---|---|")
     for name, batch, threads, ours in rows:
