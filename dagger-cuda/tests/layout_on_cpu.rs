@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::run_cuda_on_cpu;
+use common::{assert_close, run_cuda_on_cpu, values};
 use dagger_cuda::codegen::BLOCK;
 use dagger_cuda::layout::{
     broadcast_args, copy_args, permute_args, sum_axes_args, sum_to_args, CopyArgs, PermuteArgs,
@@ -15,23 +15,6 @@ use dagger_cuda::layout::{
 use dagger_cuda::softmax::blocks_striding;
 use dagger_ir::tensor::Shape;
 use dagger_runtime::tensor::kernels;
-
-/// Distinct deterministic values (each element recognizable).
-fn values(n: usize, seed: u32) -> Vec<f32> {
-    (0..n as u32)
-        .map(|i| ((i.wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 1200) as f32 / 100.0 - 6.0)
-        .collect()
-}
-
-fn assert_close(got: &[f32], want: &[f32], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}");
-    for (k, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
-            "{what}: element {k}: {g} vs {w}"
-        );
-    }
-}
 
 /// `dagger_permute` over `x` with `args`, on the CPU.
 fn permute(x: &[f32], args: &PermuteArgs) -> Option<Vec<f32>> {

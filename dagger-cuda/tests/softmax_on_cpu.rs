@@ -5,28 +5,11 @@
 
 mod common;
 
-use common::run_cuda_on_cpu;
+use common::{assert_close, run_cuda_on_cpu, values};
 use dagger_cuda::codegen::BLOCK;
 use dagger_cuda::softmax::{blocks_for, blocks_striding, SOURCE};
 use dagger_ir::tensor::Shape;
 use dagger_runtime::tensor::kernels;
-
-/// Deterministic values spread over about [-6, 6].
-fn values(n: usize, seed: u32) -> Vec<f32> {
-    (0..n as u32)
-        .map(|i| ((i.wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 1200) as f32 / 100.0 - 6.0)
-        .collect()
-}
-
-fn assert_close(got: &[f32], want: &[f32], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}");
-    for (k, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
-            "{what}: element {k}: {g} vs {w}"
-        );
-    }
-}
 
 #[test]
 fn softmax_and_log_softmax_match_the_cpu_kernel_along_every_axis() {

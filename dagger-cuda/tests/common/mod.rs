@@ -3,6 +3,8 @@
 //! and thread indices, `atomicAdd`, `__int_as_float`, `INFINITY`), and
 //! every thread of the launch runs, one after the other.
 
+#![allow(dead_code)] // each test binary uses some of the helpers
+
 use std::fmt::Write;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -91,4 +93,22 @@ pub fn run_cuda_on_cpu(
             .map(|l| l.parse().unwrap())
             .collect(),
     )
+}
+
+/// Deterministic values spread over about [-6, 6].
+pub fn values(n: usize, seed: u32) -> Vec<f32> {
+    (0..n as u32)
+        .map(|i| ((i.wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 1200) as f32 / 100.0 - 6.0)
+        .collect()
+}
+
+/// `got` equals `want` within 1e-5, relative (absolute near zero).
+pub fn assert_close(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (k, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+            "{what}: element {k}: {g} vs {w}"
+        );
+    }
 }
