@@ -206,12 +206,6 @@ impl GpuProgram {
         &self.stats
     }
 
-    fn named(&self, name: &str) -> Result<Tensor, TensorError> {
-        self.graph
-            .by_name(name)
-            .ok_or_else(|| TensorError::UnknownName(name.to_string()))
-    }
-
     /// The buffer of node `i`'s value.
     fn buffer(&self, i: usize) -> &CudaSlice<f32> {
         self.buffers[self.plan.buffer_of[i]]
@@ -221,7 +215,7 @@ impl GpuProgram {
 
     /// Feeds an input, or sets a parameter, by name (a host-to-device copy).
     pub fn set(&mut self, name: &str, data: &[f32]) -> Result<(), GpuProgramError> {
-        let v = self.named(name)?;
+        let v = self.graph.lookup(name)?;
         let shape = self.graph.shape(v);
         if data.len() != shape.numel() {
             return Err(TensorError::WrongData {
@@ -250,7 +244,7 @@ impl GpuProgram {
 
     /// The current value of an input or parameter (waits for the run).
     pub fn get(&self, name: &str) -> Result<Vec<f32>, GpuProgramError> {
-        self.download(self.named(name)?)
+        self.download(self.graph.lookup(name)?)
     }
 
     /// The `k`-th output of the last run (waits for it).
@@ -265,13 +259,7 @@ impl GpuProgram {
 
     /// Queues one run of the graph and its parameter updates on stream 0.
     pub fn run(&mut self) -> Result<(), GpuProgramError> {
-        if let Some((_, name, _)) = self
-            .graph
-            .named()
-            .find(|(v, _, n)| matches!(n.op, TensorOp::Input { .. }) && !self.fed[v.index()])
-        {
-            return Err(TensorError::NotFed(name.to_string()).into());
-        }
+        self.graph.check_fed(&self.fed)?;
         for i in 0..self.graph.nodes().len() {
             self.run_node(i)?;
         }

@@ -136,6 +136,24 @@ impl TensorGraph {
         self.named().find(|(_, n, _)| *n == name).map(|(v, _, _)| v)
     }
 
+    /// The input or parameter called `name`, or an error naming it.
+    pub fn lookup(&self, name: &str) -> Result<Tensor, TensorError> {
+        self.by_name(name)
+            .ok_or_else(|| TensorError::UnknownName(name.to_string()))
+    }
+
+    /// The first input `fed` (by value index) says was not fed, as a
+    /// [`TensorError::NotFed`]; `Ok` when all were.
+    pub fn check_fed(&self, fed: &[bool]) -> Result<(), TensorError> {
+        match self
+            .named()
+            .find(|(v, _, n)| matches!(n.op, TensorOp::Input { .. }) && !fed[v.index()])
+        {
+            Some((_, name, _)) => Err(TensorError::NotFed(name.to_string())),
+            None => Ok(()),
+        }
+    }
+
     /// Adds a node after checking its operands and shape; the general form
     /// behind every builder method.
     pub fn apply(

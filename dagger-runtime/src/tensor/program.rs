@@ -200,19 +200,13 @@ impl Program {
         &self.stats
     }
 
-    fn named(&self, name: &str) -> Result<Tensor, TensorError> {
-        self.graph
-            .by_name(name)
-            .ok_or_else(|| TensorError::UnknownName(name.to_string()))
-    }
-
     fn data(&self, v: Tensor) -> &[f32] {
         &self.buffers[self.plan.buffer_of[v.index()]][..self.graph.shape(v).numel()]
     }
 
     /// Feeds an input, or sets a parameter, by name.
     pub fn set(&mut self, name: &str, data: &[f32]) -> Result<(), TensorError> {
-        let v = self.named(name)?;
+        let v = self.graph.lookup(name)?;
         let shape = self.graph.shape(v);
         if data.len() != shape.numel() {
             return Err(TensorError::WrongData {
@@ -230,7 +224,7 @@ impl Program {
 
     /// The current value of an input or parameter.
     pub fn get(&self, name: &str) -> Result<&[f32], TensorError> {
-        Ok(self.data(self.named(name)?))
+        Ok(self.data(self.graph.lookup(name)?))
     }
 
     /// The `k`-th output of the last run.
@@ -249,13 +243,7 @@ impl Program {
 
     /// Runs the graph once, then applies its parameter updates.
     pub fn run(&mut self) -> Result<(), TensorError> {
-        if let Some((_, name, _)) = self
-            .graph
-            .named()
-            .find(|(v, _, n)| matches!(n.op, TensorOp::Input { .. }) && !self.fed[v.index()])
-        {
-            return Err(TensorError::NotFed(name.to_string()));
-        }
+        self.graph.check_fed(&self.fed)?;
         self.buckets.reset();
         for i in 0..self.graph.nodes().len() {
             if let TensorOp::AllReduce { .. } = self.graph.nodes()[i].op {
