@@ -215,17 +215,7 @@ impl GpuProgram {
 
     /// Feeds an input, or sets a parameter, by name (a host-to-device copy).
     pub fn set(&mut self, name: &str, data: &[f32]) -> Result<(), GpuProgramError> {
-        let v = self.graph.lookup(name)?;
-        let shape = self.graph.shape(v);
-        if data.len() != shape.numel() {
-            return Err(TensorError::WrongData {
-                name: name.to_string(),
-                shape: shape.clone(),
-                expected: shape.numel(),
-                found: data.len(),
-            }
-            .into());
-        }
+        let v = self.graph.lookup_for(name, data.len())?;
         let b = self.plan.buffer_of[v.index()];
         let buffer = self.buffers[b].as_mut().expect("buffers are back");
         self.gpu

@@ -142,6 +142,22 @@ impl TensorGraph {
             .ok_or_else(|| TensorError::UnknownName(name.to_string()))
     }
 
+    /// The input or parameter called `name`, checked to hold `len`
+    /// elements (the data about to be fed to it), or an error naming both.
+    pub fn lookup_for(&self, name: &str, len: usize) -> Result<Tensor, TensorError> {
+        let v = self.lookup(name)?;
+        let shape = self.shape(v);
+        if len != shape.numel() {
+            return Err(TensorError::WrongData {
+                name: name.to_string(),
+                shape: shape.clone(),
+                expected: shape.numel(),
+                found: len,
+            });
+        }
+        Ok(v)
+    }
+
     /// The first input `fed` (by value index) says was not fed, as a
     /// [`TensorError::NotFed`]; `Ok` when all were.
     pub fn check_fed(&self, fed: &[bool]) -> Result<(), TensorError> {

@@ -206,16 +206,7 @@ impl Program {
 
     /// Feeds an input, or sets a parameter, by name.
     pub fn set(&mut self, name: &str, data: &[f32]) -> Result<(), TensorError> {
-        let v = self.graph.lookup(name)?;
-        let shape = self.graph.shape(v);
-        if data.len() != shape.numel() {
-            return Err(TensorError::WrongData {
-                name: name.to_string(),
-                shape: shape.clone(),
-                expected: shape.numel(),
-                found: data.len(),
-            });
-        }
+        let v = self.graph.lookup_for(name, data.len())?;
         let b = self.plan.buffer_of[v.index()];
         self.buffers[b][..data.len()].copy_from_slice(data);
         self.fed[v.index()] = true;
