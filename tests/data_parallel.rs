@@ -1,16 +1,23 @@
 //! Data-parallel training equals single-worker training: 2 and 3 workers,
-//! as threads of this process and as processes (`dagger run -n N`, UCX).
+//! as threads of this process and as processes (`dagger run -n N`, UCX);
+//! on every GPU of the machine (NCCL); a GPU replica and a CPU replica in
+//! one ring. The GPU tests print why they skip on a machine without one.
 //!
 //! The process tests start this test binary again with one test selected
 //! (`rank_main`), which acts as a rank when `DAGGER_RANK` is set.
 
 mod common;
-use common::{launch_rank_main, max_relative_difference, rank_said, run_rank_main, ucx_missing};
-use dagger::ir::tensor::{Tensor, TensorError};
-use dagger::nn::{
-    Activation, Adam, CompileOptions, DataParallel, DataParallelOptions, Momentum, Net, Optimizer,
-    Program, SeededRng, Workers,
+use common::{
+    gpu, launch_rank_main, max_relative_difference, rank_said, run_rank_main, ucx_missing, Feed,
 };
+use dagger::cuda::program::GpuProgram;
+use dagger::cuda::GpuDevice;
+use dagger::ir::tensor::{FuseOptions, ParallelGroup, Tensor, TensorError};
+use dagger::nn::{
+    Activation, Adam, CompileOptions, DataParallel, DataParallelOptions, Momentum, NamedParams,
+    Net, Optimizer, Program, SeededRng, Workers,
+};
+use dagger::tensor::thread_ring;
 use std::sync::Arc;
 
 const FEATURES: usize = 10;
@@ -40,25 +47,51 @@ fn batch(k: usize) -> (Vec<f32>, Vec<f32>) {
     (x, y)
 }
 
-/// Parameters after `STEPS` steps of one worker on the whole batch.
-fn single_worker(optimizer: &dyn Optimizer) -> Vec<(String, Vec<f32>)> {
-    let (net, loss) = build(GLOBAL_BATCH).unwrap();
-    let step = net.train_step(loss, &[], optimizer).unwrap();
-    let mut p = Program::compile(&step, CompileOptions::default()).unwrap();
-    step.init_params(&mut p, SEED).unwrap();
+/// Runs `STEPS` steps of `program` on its share `(index, parts)` of each
+/// global batch.
+fn train(program: &mut dyn Feed, (index, parts): (usize, usize)) {
     for k in 0..STEPS {
         let (x, y) = batch(k);
-        p.set("x", &x).unwrap();
-        p.set("y", &y).unwrap();
-        p.run().unwrap();
+        let share = |v: &[f32]| {
+            let len = v.len() / parts;
+            v[index * len..(index + 1) * len].to_vec()
+        };
+        program.feed("x", &share(&x));
+        program.feed("y", &share(&y));
+        program.step();
     }
+}
+
+fn named(p: &Program) -> NamedParams {
     p.params()
         .into_iter()
         .map(|(n, _, d)| (n.to_string(), d.to_vec()))
         .collect()
 }
 
-fn data_parallel(workers: Workers, optimizer: &dyn Optimizer) -> Vec<(String, Vec<f32>)> {
+/// Parameters after `STEPS` steps of one worker on the whole batch.
+fn single_worker(optimizer: &dyn Optimizer) -> NamedParams {
+    let (net, loss) = build(GLOBAL_BATCH).unwrap();
+    let step = net.train_step(loss, &[], optimizer).unwrap();
+    let mut p = Program::compile(&step, CompileOptions::default()).unwrap();
+    step.init_params(&mut p, SEED).unwrap();
+    train(&mut p, (0, 1));
+    named(&p)
+}
+
+/// The same on one GPU.
+fn single_worker_on(gpu: &GpuDevice, optimizer: &dyn Optimizer) -> NamedParams {
+    let (net, loss) = build(GLOBAL_BATCH).unwrap();
+    let step = net.train_step(loss, &[], optimizer).unwrap();
+    let mut p = GpuProgram::compile(&step, gpu, FuseOptions::default()).unwrap();
+    for (name, values) in step.initial_params(SEED) {
+        p.set(&name, &values).unwrap();
+    }
+    train(&mut p, (0, 1));
+    p.params().unwrap()
+}
+
+fn data_parallel(workers: Workers, optimizer: &dyn Optimizer) -> NamedParams {
     // Small buckets: several all-reduces per step, overlapping backward.
     let options = DataParallelOptions {
         global_batch: GLOBAL_BATCH,
@@ -94,6 +127,85 @@ fn threads_match_one_worker() {
         d <= 1e-5,
         "Adam, 3 workers: parameters differ by {d} (relative)"
     );
+}
+
+#[test]
+fn every_gpu_of_the_machine_matches_one_worker() {
+    let Some(gpu) = gpu() else { return };
+    let n = dagger::cuda::gpus().unwrap().len();
+    if n == 1 {
+        println!("one GPU: NCCL reduces over a group of one");
+    }
+    let on_gpu = single_worker_on(&gpu, &MOMENTUM);
+    let got = data_parallel(Workers::Gpus(n), &MOMENTUM);
+    let d = max_relative_difference(&got, &on_gpu);
+    assert!(
+        d <= 1e-5,
+        "{n} GPUs: parameters differ from one GPU's by {d} (relative)"
+    );
+    // The GPU's arithmetic is not the CPU's, but close.
+    let d = max_relative_difference(&got, &single_worker(&MOMENTUM));
+    assert!(
+        d <= 1e-4,
+        "{n} GPUs: parameters differ from one CPU's by {d}"
+    );
+}
+
+#[test]
+fn a_gpu_and_a_cpu_replica_train_together() {
+    let Some(gpu) = gpu() else { return };
+    let (net, loss) = build(GLOBAL_BATCH / 2).unwrap();
+    let step = net.data_parallel_step(loss, &MOMENTUM, 256).unwrap();
+    let mut links = thread_ring(2);
+    let cpu_link = links.pop().unwrap();
+    let cpu_step = step.clone();
+    let cpu = std::thread::spawn(move || {
+        let mut p = Program::compile(&cpu_step, CompileOptions::default()).unwrap();
+        // Other initial values: the broadcast from the GPU (rank 0) must replace them.
+        cpu_step.init_params(&mut p, SEED + 1).unwrap();
+        p.set_ring(ParallelGroup::Data, Box::new(cpu_link));
+        p.broadcast_params().unwrap();
+        train(&mut p, (1, 2));
+        named(&p)
+    });
+    let mut p = GpuProgram::compile(&step, &gpu, FuseOptions::default()).unwrap();
+    for (name, values) in step.initial_params(SEED) {
+        p.set(&name, &values).unwrap();
+    }
+    p.set_ring(ParallelGroup::Data, Box::new(links.pop().unwrap()));
+    p.broadcast_params().unwrap();
+    train(&mut p, (0, 2));
+    let on_gpu = p.params().unwrap();
+    let on_cpu = cpu.join().unwrap();
+    let reference = single_worker(&MOMENTUM);
+    for (what, got) in [("GPU", &on_gpu), ("CPU", &on_cpu)] {
+        let d = max_relative_difference(got, &reference);
+        assert!(
+            d <= 1e-4,
+            "the {what} replica differs from one worker by {d}"
+        );
+    }
+}
+
+#[test]
+fn more_gpu_workers_than_gpus_are_refused_naming_both() {
+    let options = DataParallelOptions {
+        global_batch: GLOBAL_BATCH,
+        bucket_bytes: 256,
+        seed: SEED,
+    };
+    let err = DataParallel::new(Workers::Gpus(24), options, &MOMENTUM, build)
+        .err()
+        .unwrap()
+        .to_string();
+    let why = match dagger::cuda::gpus() {
+        Ok(found) => format!(
+            "24 GPU workers asked for, but this machine has {} GPU(s)",
+            found.len()
+        ),
+        Err(e) => e.to_string(),
+    };
+    assert_eq!(err, why);
 }
 
 #[test]

@@ -3,21 +3,11 @@
 //! machine without a GPU.
 
 mod common;
-use common::max_relative_difference;
+use common::{gpu as device, max_relative_difference, Feed};
 use dagger::cuda::program::GpuProgram;
 use dagger::cuda::GpuDevice;
 use dagger::ir::tensor::{Binary, FuseOptions, Tensor, TensorGraph};
 use dagger::nn::{Activation, Adam, CompileOptions, NamedParams, Net, Program, SeededRng};
-
-fn device() -> Option<GpuDevice> {
-    match GpuDevice::open(0, 2) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            println!("skipping: {e}");
-            None
-        }
-    }
-}
 
 fn values(n: usize, seed: u64) -> Vec<f32> {
     let mut rng = SeededRng::new(seed);
@@ -198,28 +188,4 @@ fn training_steps_on_the_gpu_match_the_cpu() {
         diff < 1e-4,
         "parameters after 5 Adam steps differ by {diff}"
     );
-}
-
-/// Both programs, fed and run alike.
-trait Feed {
-    fn feed(&mut self, name: &str, data: &[f32]);
-    fn step(&mut self);
-}
-
-impl Feed for Program {
-    fn feed(&mut self, name: &str, data: &[f32]) {
-        self.set(name, data).unwrap();
-    }
-    fn step(&mut self) {
-        self.run().unwrap();
-    }
-}
-
-impl Feed for GpuProgram {
-    fn feed(&mut self, name: &str, data: &[f32]) {
-        self.set(name, data).unwrap();
-    }
-    fn step(&mut self) {
-        self.run().unwrap();
-    }
 }

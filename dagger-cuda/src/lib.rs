@@ -19,7 +19,10 @@
 //! - the IR's fused elementwise kernels as CUDA C ([`codegen`]) compiled by
 //!   NVRTC and launched ([`GpuDevice::launch_fused`]); softmax, log-softmax,
 //!   cross-entropy and MSE as hand-written CUDA C ([`softmax`]);
-//! - all-reduce across the GPUs of this machine with NCCL ([`nccl`]);
+//! - collectives across GPUs with NCCL ([`nccl`]);
+//! - tensor graphs (training steps) compiled for a GPU ([`program`]), their
+//!   gradient buckets reduced data-parallel with NCCL or over a host ring
+//!   ([`buckets`]);
 //! - a GPU as a worker of a dagger runtime ([`GpuWorker`]): tasks with a
 //!   device body (`#[task(gpu = ...)]`) run there, placed by the schedulers;
 //!   values that stay on the GPU between tasks and are copied only where
@@ -28,6 +31,7 @@
 //! `examples/gpu_gemm.rs` measures GEMM and copies against PyTorch on the
 //! same GPU; `examples/cholesky.rs` factors a matrix on cores and GPUs together.
 
+pub mod buckets;
 pub mod codegen;
 pub mod fused;
 pub mod layout;
@@ -304,6 +308,18 @@ impl GpuDevice {
     /// the buffers it reads.
     pub fn copy_stream(&self) -> &Arc<CudaStream> {
         self.stream(1)
+    }
+
+    /// The stream collectives between devices run on (stream 2, modulo the
+    /// pool's size), so that an all-reduce overlaps the kernels of stream 0.
+    pub fn collective_stream(&self) -> &Arc<CudaStream> {
+        self.stream(2)
+    }
+
+    /// Makes this device current on the calling thread (libraries that use
+    /// the current device, as NCCL's initialization does, need it).
+    pub fn bind_to_thread(&self) -> Result<(), CudaError> {
+        self.ctx.bind_to_thread().map_err(call)
     }
 
     /// Copies a row-major `rows x cols` matrix to the device (stream 0).

@@ -1,25 +1,108 @@
-//! All-reduce across the GPUs of this machine, with NCCL.
+//! Collectives across GPUs with NCCL.
 //!
-//! [`NcclGroup::new`] makes one communicator per device (`ncclCommInitAll`,
-//! one process driving every GPU, on each device's stream 0);
-//! [`NcclGroup::all_reduce_sum`] sums one buffer per device into every one
-//! of them, the calls grouped (`ncclGroupStart`/`End`) so that a single
-//! thread can issue them all without deadlock. It is what data-parallel
-//! training on several GPUs of one node reduces its gradients with; across
-//! processes and machines the cluster ring over UCX does
-//! (`dagger::cluster`).
+//! Two ways to hold communicators:
+//! - [`NcclRank`]: one GPU's place in a group, for a thread (or process)
+//!   per GPU, the layout data-parallel training uses. Rank 0 makes an
+//!   [`NcclId`], every rank calls [`NcclRank::join`] with it at the same
+//!   time; the communicator runs on the device's
+//!   [`collective_stream`](GpuDevice::collective_stream), so reductions
+//!   overlap the compute of stream 0 (cudarc's per-buffer events order
+//!   them). A [`GpuProgram`](crate::program::GpuProgram) reduces its
+//!   gradient buckets over one ([`GpuProgram::set_nccl`](crate::program::GpuProgram::set_nccl)).
+//! - [`NcclGroup`]: one communicator per device, all driven by one thread
+//!   (`ncclCommInitAll`, on each device's stream 0);
+//!   [`NcclGroup::all_reduce_sum`] groups its calls
+//!   (`ncclGroupStart`/`End`) so that a single thread can issue them all
+//!   without deadlock.
+//!
+//! Across processes and machines without a shared NCCL id, the cluster
+//! ring over UCX reduces instead (`dagger::cluster`).
 //!
 //! NCCL is loaded at run time: without it the answer is
 //! [`CudaError::NoNccl`].
 
 use crate::{call, CudaError, GpuDevice};
 use cudarc::driver::CudaSlice;
+use cudarc::driver::DevicePtrMut;
 use cudarc::nccl::{group_end, group_start, Comm, ReduceOp};
+
+/// The name of an NCCL group: made once (by rank 0) and given to every
+/// rank that joins.
+pub use cudarc::nccl::Id as NcclId;
 
 /// Whether NCCL can be loaded.
 pub fn nccl_present() -> bool {
     // SAFETY: only tries to load the library.
     unsafe { cudarc::nccl::sys::is_culib_present() }
+}
+
+/// A fresh id for a new group.
+pub fn new_nccl_id() -> Result<NcclId, CudaError> {
+    if !nccl_present() {
+        return Err(CudaError::NoNccl);
+    }
+    NcclId::new().map_err(call)
+}
+
+/// One GPU's communicator in a group of `size` ranks (see the
+/// [module docs](self)).
+pub struct NcclRank {
+    comm: Comm,
+}
+
+impl NcclRank {
+    /// Joins group `id` as `rank` of `size`, on `gpu`'s collective stream.
+    /// Blocks until every rank has joined: call it on all ranks at once
+    /// (one thread or process each).
+    pub fn join(
+        gpu: &GpuDevice,
+        rank: usize,
+        size: usize,
+        id: NcclId,
+    ) -> Result<NcclRank, CudaError> {
+        if !nccl_present() {
+            return Err(CudaError::NoNccl);
+        }
+        if rank >= size {
+            return Err(CudaError::Call(format!(
+                "NCCL rank {rank} of a group of {size}"
+            )));
+        }
+        // ncclCommInitRank takes the thread's current device.
+        gpu.bind_to_thread()?;
+        let comm =
+            Comm::from_rank(gpu.collective_stream().clone(), rank, size, id).map_err(call)?;
+        Ok(NcclRank { comm })
+    }
+
+    /// This GPU's rank.
+    pub fn rank(&self) -> usize {
+        self.comm.rank()
+    }
+
+    /// Number of ranks.
+    pub fn size(&self) -> usize {
+        self.comm.world_size()
+    }
+
+    /// Replaces `buffer` on every rank by the mean (`mean`) or the sum over
+    /// the ranks. Queued on the collective stream, after the last write of
+    /// `buffer`; later work on other streams that reads it waits for it.
+    pub fn all_reduce<B: DevicePtrMut<f32>>(
+        &self,
+        buffer: &mut B,
+        mean: bool,
+    ) -> Result<(), CudaError> {
+        let op = if mean { ReduceOp::Avg } else { ReduceOp::Sum };
+        self.comm.all_reduce_in_place(buffer, &op).map_err(call)?;
+        Ok(())
+    }
+
+    /// Gives every rank rank 0's `buffer` (queued like [`Self::all_reduce`]).
+    pub fn broadcast<B: DevicePtrMut<f32>>(&self, buffer: &mut B) -> Result<(), CudaError> {
+        self.comm.broadcast_in_place(buffer, 0).map_err(call)?;
+        Ok(())
+    }
 }
 
 /// One NCCL communicator per GPU of this process.

@@ -14,22 +14,32 @@
 //! | matmul (either operand transposed) | cuBLAS `Sgemm` |
 //! | softmax, log-softmax, cross-entropy, MSE | [`softmax`](crate::softmax) |
 //! | transpose, broadcast, sum over axes / to a shape, slice, pad, concat | [`layout`](crate::layout) |
-//! | all-reduce (one GPU: the reduction over one replica), enter-parallel | device-to-device copy |
+//! | all-reduce | gradient buckets reduced with NCCL or a host ring ([`buckets`](crate::buckets)) |
+//! | enter-parallel | device-to-device copy |
 //!
 //! Inputs and parameters go in with [`GpuProgram::set`] (a host-to-device
 //! copy) and results come back with [`GpuProgram::get`] and
 //! [`GpuProgram::output`] (which wait for the run). A graph with a custom op
 //! (a CPU function) is refused at compile time, naming the op.
+//!
+//! A data-parallel training step (one with all-reduce nodes) reduces over
+//! the other replicas once it is given a ring: [`GpuProgram::set_nccl`]
+//! (GPU to GPU) or [`GpuProgram::set_ring`] (through host memory, beside
+//! CPU replicas or across processes); [`GpuProgram::broadcast_params`]
+//! starts every replica from rank 0's parameters.
 
+use crate::buckets::{GpuBuckets, GpuRing};
+use crate::nccl::NcclRank;
 use crate::{call, CudaError, GpuDevice};
 use cudarc::cublas::{sys::cublasOperation_t, Gemm, GemmConfig};
 use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DevicePtr};
 use dagger_ir::tensor::{
     matrix_view, optimize, plan_memory, unplanned_bytes, Broadcast, FuseOptions, FusedLayout,
-    Kernel, KernelStep, MemoryPlan, Shape, Tensor, TensorError, TensorGraph, TensorOp,
+    Kernel, KernelStep, MemoryPlan, ParallelGroup, Shape, Tensor, TensorError, TensorGraph,
+    TensorOp,
 };
 use dagger_runtime::tensor::kernels::MAX_RANK;
-use dagger_runtime::tensor::ProgramStats;
+use dagger_runtime::tensor::{ProgramStats, RingLink};
 
 /// Why a graph could not be compiled or run on the GPU.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +78,7 @@ pub struct GpuProgram {
     elementwise: Vec<Option<ElementwiseCall>>,
     fed: Vec<bool>,
     stats: ProgramStats,
+    buckets: GpuBuckets,
 }
 
 fn no_kernel(op: &TensorOp) -> GpuProgramError {
@@ -185,7 +196,9 @@ impl GpuProgram {
             planned_bytes: plan.bytes(),
             unplanned_bytes: unplanned_bytes(&g),
         };
+        let buckets = GpuBuckets::of(&g, gpu)?;
         Ok(GpuProgram {
+            buckets,
             gpu: gpu.clone(),
             fed: vec![false; g.nodes().len()],
             graph: g,
@@ -194,6 +207,57 @@ impl GpuProgram {
             elementwise,
             stats,
         })
+    }
+
+    /// Makes this program rank `nccl.rank()` of an NCCL group for `group`:
+    /// its all-reduce nodes of that group reduce over the group's GPUs,
+    /// overlapping the rest of each run. Without a ring they return their
+    /// operand (the reduction over one worker).
+    pub fn set_nccl(&mut self, group: ParallelGroup, nccl: NcclRank) {
+        self.buckets.set_ring(group, GpuRing::Nccl(nccl));
+    }
+
+    /// Makes this program one worker of the host ring `link` for `group`
+    /// (threads of this process, or ranks of a cluster, CPU replicas among
+    /// them): buckets go through host memory.
+    pub fn set_ring(&mut self, group: ParallelGroup, link: Box<dyn RingLink>) {
+        self.buckets.set_ring(group, GpuRing::host(link));
+    }
+
+    /// Gives every worker of the data-parallel ring worker 0's parameters
+    /// (do it once, after setting them, so that all replicas start equal).
+    pub fn broadcast_params(&mut self) -> Result<(), GpuProgramError> {
+        let params = self.graph.params();
+        match self.buckets.ring(ParallelGroup::Data) {
+            None => {}
+            Some(GpuRing::Nccl(rank)) => {
+                for p in params {
+                    let n = self.graph.shape(p).numel();
+                    let b = self.plan.buffer_of[p.index()];
+                    let buffer = self.buffers[b].as_mut().expect("buffers are back");
+                    rank.broadcast(&mut buffer.slice_mut(..n))?;
+                }
+            }
+            Some(GpuRing::Host(reducer)) => {
+                let mut all = Vec::new();
+                for &p in &params {
+                    all.extend(self.download(p)?);
+                }
+                let all = reducer.broadcast(all)?;
+                let mut at = 0;
+                for p in params {
+                    let n = self.graph.shape(p).numel();
+                    let b = self.plan.buffer_of[p.index()];
+                    let buffer = self.buffers[b].as_mut().expect("buffers are back");
+                    self.gpu
+                        .stream(0)
+                        .memcpy_htod(&all[at..at + n], &mut buffer.slice_mut(..n))
+                        .map_err(call)?;
+                    at += n;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The graph as compiled (after the passes).
@@ -232,6 +296,21 @@ impl GpuProgram {
         Ok(self.gpu.stream(0).clone_dtoh(&view).map_err(call)?)
     }
 
+    /// The parameters by name, with their current values, in graph order
+    /// (downloaded; waits for the run).
+    pub fn params(&self) -> Result<Vec<(String, Vec<f32>)>, GpuProgramError> {
+        self.graph
+            .named()
+            .filter(|(_, _, n)| matches!(n.op, TensorOp::Param { .. }))
+            .map(|(v, name, _)| Ok((name.to_string(), self.download(v)?)))
+            .collect()
+    }
+
+    /// The GPU it runs on.
+    pub fn device(&self) -> &GpuDevice {
+        &self.gpu
+    }
+
     /// The current value of an input or parameter (waits for the run).
     pub fn get(&self, name: &str) -> Result<Vec<f32>, GpuProgramError> {
         self.download(self.graph.lookup(name)?)
@@ -252,6 +331,12 @@ impl GpuProgram {
         self.graph.check_fed(&self.fed)?;
         for i in 0..self.graph.nodes().len() {
             self.run_node(i)?;
+            let (graph, plan, buffers) = (&self.graph, &self.plan, &self.buffers);
+            let value = |v: Tensor| {
+                let b = buffers[plan.buffer_of[v.index()]].as_ref();
+                b.expect("buffers are back").slice(..graph.shape(v).numel())
+            };
+            self.buckets.after_node(i, &self.gpu, value)?;
         }
         for k in 0..self.graph.updates().len() {
             let (p, v) = self.graph.updates()[k];
@@ -290,8 +375,17 @@ impl GpuProgram {
             | TensorOp::Param { .. }
             | TensorOp::Const { .. }
             | TensorOp::Reshape => Ok(()),
-            TensorOp::EnterParallel | TensorOp::AllReduce { .. } => {
-                self.copy(node.inputs[0].index(), i)
+            TensorOp::EnterParallel => self.copy(node.inputs[0].index(), i),
+            TensorOp::AllReduce { .. } => {
+                let n = node.shape.numel();
+                let b = self.plan.buffer_of[i];
+                let dst = self.buffers[b].as_mut().expect("buffers are back");
+                let reduced = self.buckets.reduced(i, &self.gpu)?;
+                self.gpu
+                    .stream(0)
+                    .memcpy_dtod(&reduced, &mut dst.slice_mut(..n))
+                    .map_err(call)?;
+                Ok(())
             }
             _ => self.run_library_op(i),
         }

@@ -10,18 +10,22 @@
 //! replicas stay equal. With the same global batch and seed, training
 //! matches one worker up to floating-point summation order.
 //!
-//! Workers are threads of this process ([`Workers::Threads`]), or the ranks
-//! of a [`Cluster`] started by `dagger run -n N` ([`Workers::Cluster`]: each
-//! process is one worker and calls [`DataParallel::step`] with the same
-//! global batch).
+//! Workers are threads of this process ([`Workers::Threads`]), the GPUs of
+//! this machine ([`Workers::Gpus`]: one thread and one
+//! [`GpuProgram`](dagger_cuda::program::GpuProgram) per GPU, gradients
+//! averaged GPU to GPU by NCCL on a stream of their own, overlapping
+//! backward), or the ranks of a [`Cluster`] started by `dagger run -n N`
+//! ([`Workers::Cluster`]: each process is one worker and calls
+//! [`DataParallel::step`] with the same global batch).
 
 use super::net::Net;
 use super::optim::Optimizer;
+use super::replica::{BuildGate, Link, Place, Replica, Start, WorkerPlan};
 use crate::cluster::Cluster;
+use dagger_cuda::nccl::new_nccl_id;
+use dagger_cuda::program::GpuProgramError;
 use dagger_ir::tensor::{ParallelGroup, Tensor, TensorError};
-use dagger_runtime::tensor::{
-    thread_ring, ClusterRing, CompileOptions, Program, ProgramError, RingLink,
-};
+use dagger_runtime::tensor::{thread_ring, ClusterRing, ProgramError};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -31,8 +35,20 @@ use std::thread::JoinHandle;
 pub enum Workers {
     /// This many threads of this process.
     Threads(usize),
+    /// The first this many GPUs of this machine, reduced with NCCL.
+    Gpus(usize),
     /// The ranks of a cluster; this process is its rank's worker.
     Cluster(Arc<Cluster>),
+}
+
+impl Workers {
+    /// How many workers.
+    pub fn count(&self) -> usize {
+        match self {
+            Workers::Threads(n) | Workers::Gpus(n) => *n,
+            Workers::Cluster(c) => c.size() as usize,
+        }
+    }
 }
 
 /// Settings of a data-parallel run.
@@ -52,6 +68,12 @@ pub enum DataParallelError {
     /// Building or running a replica failed.
     #[error(transparent)]
     Program(#[from] ProgramError),
+    /// Building or running a GPU replica failed.
+    #[error(transparent)]
+    Gpu(#[from] GpuProgramError),
+    /// Fewer GPUs than workers asked for.
+    #[error("{0}")]
+    Gpus(String),
     /// The batch does not split over the workers.
     #[error("{0}")]
     Batch(String),
@@ -82,86 +104,6 @@ enum Reply {
     Params(NamedParams),
 }
 
-/// How a replica's parameters start.
-#[derive(Clone)]
-pub(crate) enum Start {
-    /// Drawn from this seed on worker 0 and broadcast (data parallel).
-    Broadcast(u64),
-    /// These values, the worker's own (a tensor-parallel shard).
-    Values(NamedParams),
-}
-
-/// What one worker runs: its step, how its parameters start, the rings
-/// it is in, and its share of each batch.
-pub(crate) struct WorkerPlan {
-    /// The training step.
-    pub step: Net,
-    /// How its parameters start.
-    pub start: Start,
-    /// Its ring in each group it belongs to.
-    pub rings: Vec<(ParallelGroup, Box<dyn RingLink>)>,
-    /// `(index, parts)`: it trains on rows part `index` of `parts` of each
-    /// batch; `None`: on all of it.
-    pub share: Option<(usize, usize)>,
-}
-
-/// A replica: its program, which rows of a batch are its, and how to train.
-struct Replica {
-    program: Program,
-    share: Option<(usize, usize)>,
-}
-
-impl Replica {
-    fn new(plan: WorkerPlan) -> Result<Replica, DataParallelError> {
-        let WorkerPlan {
-            step,
-            start,
-            rings,
-            share,
-        } = plan;
-        let mut program = Program::compile(&step, CompileOptions::default())?;
-        for (group, link) in rings {
-            program.set_ring(group, link);
-        }
-        match start {
-            Start::Broadcast(seed) => {
-                step.init_params(&mut program, seed)?;
-                program.broadcast_params()?;
-            }
-            Start::Values(values) => {
-                step.init_params(&mut program, 0)?;
-                for (name, v) in values {
-                    program.set(&name, &v)?;
-                }
-            }
-        }
-        Ok(Replica { program, share })
-    }
-
-    fn step(&mut self, batch: &[(String, Vec<f32>)]) -> Result<f32, DataParallelError> {
-        for (name, data) in batch {
-            match self.share {
-                Some((index, parts)) => {
-                    let len = data.len() / parts;
-                    self.program
-                        .set(name, &data[index * len..(index + 1) * len])?;
-                }
-                None => self.program.set(name, data)?,
-            }
-        }
-        self.program.run()?;
-        Ok(self.program.output(0)[0])
-    }
-
-    fn params(&self) -> NamedParams {
-        self.program
-            .params()
-            .into_iter()
-            .map(|(n, _, d)| (n.to_string(), d.to_vec()))
-            .collect()
-    }
-}
-
 struct WorkerThread {
     commands: Sender<Command>,
     replies: Receiver<Result<Reply, DataParallelError>>,
@@ -190,10 +132,7 @@ impl DataParallel {
         optimizer: &dyn Optimizer,
         build: impl Fn(usize) -> Result<(Net, Tensor), TensorError>,
     ) -> Result<DataParallel, DataParallelError> {
-        let n = match &workers {
-            Workers::Threads(n) => *n,
-            Workers::Cluster(c) => c.size() as usize,
-        };
+        let n = workers.count();
         if n == 0 || !options.global_batch.is_multiple_of(n) {
             return Err(DataParallelError::Batch(format!(
                 "a global batch of {} does not split evenly over {n} workers",
@@ -222,22 +161,21 @@ impl DataParallel {
         split: bool,
         options: DataParallelOptions,
     ) -> Result<DataParallel, DataParallelError> {
-        let plan = |r: usize,
-                    n: usize,
-                    link: Box<dyn RingLink>|
-         -> Result<WorkerPlan, DataParallelError> {
+        let plan = |r: usize, n: usize, link: Link, place: Place| {
             let (step, start) = step_for(r)?;
-            Ok(WorkerPlan {
+            Ok::<_, DataParallelError>(WorkerPlan {
                 step,
                 start,
                 rings: vec![(group, link)],
                 share: split.then_some((r, n)),
+                place,
             })
         };
         match workers {
             Workers::Cluster(cluster) => {
                 let (r, n) = (cluster.rank() as usize, cluster.size() as usize);
-                let replica = Replica::new(plan(r, n, Box::new(ClusterRing::new(cluster)))?)?;
+                let link = Link::Ring(Box::new(ClusterRing::new(cluster)));
+                let replica = Replica::new(plan(r, n, link, Place::Cores)?)?;
                 Ok(DataParallel {
                     options,
                     workers: n,
@@ -248,7 +186,30 @@ impl DataParallel {
                 let plans = thread_ring(n)
                     .into_iter()
                     .enumerate()
-                    .map(|(r, link)| plan(r, n, Box::new(link)))
+                    .map(|(r, link)| plan(r, n, Link::Ring(Box::new(link)), Place::Cores))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Self::on_threads(plans, options)
+            }
+            Workers::Gpus(n) => {
+                let found = dagger_cuda::gpus().map_err(GpuProgramError::from)?;
+                if found.len() < n {
+                    return Err(DataParallelError::Gpus(format!(
+                        "{n} GPU workers asked for, but this machine has {} GPU(s)",
+                        found.len()
+                    )));
+                }
+                let id = new_nccl_id().map_err(GpuProgramError::from)?;
+                let gate = BuildGate::new(n);
+                let plans = (0..n)
+                    .map(|r| {
+                        let link = Link::Nccl {
+                            id,
+                            rank: r,
+                            size: n,
+                            gate: gate.clone(),
+                        };
+                        plan(r, n, link, Place::Gpu(r))
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 Self::on_threads(plans, options)
             }
@@ -340,7 +301,7 @@ impl DataParallel {
     /// Worker `r`'s parameters (this process's, for a cluster).
     pub(crate) fn worker_params(&self, r: usize) -> Result<NamedParams, DataParallelError> {
         match &self.engine {
-            Engine::Local(replica) => Ok(replica.params()),
+            Engine::Local(replica) => replica.params(),
             Engine::Threads(threads) => {
                 let lost = |why: &str| DataParallelError::WorkerLost(r, why.into());
                 let w = threads
@@ -378,7 +339,7 @@ fn spawn_worker(rank: usize, plan: WorkerPlan) -> Result<WorkerThread, DataParal
             for command in inbox {
                 let reply = match command {
                     Command::Step(batch) => replica.step(&batch).map(Reply::Loss),
-                    Command::Params => Ok(Reply::Params(replica.params())),
+                    Command::Params => replica.params().map(Reply::Params),
                 };
                 if outbox.send(reply).is_err() {
                     return;

@@ -58,6 +58,7 @@ pub mod net;
 pub mod ops;
 pub mod optim;
 pub mod pipeline;
+mod replica;
 mod stage;
 mod stage_link;
 mod stage_model;

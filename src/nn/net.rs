@@ -166,14 +166,25 @@ impl Net {
     /// Sets every parameter of `program` that this net knows to its initial
     /// values, drawn in name order from a generator seeded with `seed`.
     pub fn init_params(&self, program: &mut Program, seed: u64) -> TensorResult<()> {
-        let mut rng = SeededRng::new(seed);
-        for (name, init) in &self.inits {
-            let Some(v) = self.graph.by_name(name) else {
-                continue;
-            };
-            let values = init.sample(self.graph.shape(v).numel(), &mut rng);
-            program.set(name, &values)?;
+        for (name, values) in self.initial_params(seed) {
+            program.set(&name, &values)?;
         }
         Ok(())
+    }
+
+    /// The initial parameters [`Net::init_params`] sets, by name (for a
+    /// program of another kind, such as a GPU's).
+    pub fn initial_params(&self, seed: u64) -> Vec<(String, Vec<f32>)> {
+        let mut rng = SeededRng::new(seed);
+        self.inits
+            .iter()
+            .filter_map(|(name, init)| {
+                let v = self.graph.by_name(name)?;
+                Some((
+                    name.clone(),
+                    init.sample(self.graph.shape(v).numel(), &mut rng),
+                ))
+            })
+            .collect()
     }
 }

@@ -13,13 +13,14 @@
 //! [`DataParallel`]); every worker trains on the whole batch.
 
 use super::data_parallel::{
-    DataParallel, DataParallelError, DataParallelOptions, NamedParams, Start, WorkerPlan, Workers,
+    DataParallel, DataParallelError, DataParallelOptions, NamedParams, Workers,
 };
 use super::init::Init;
 use super::net::{Activation, Net};
 use super::optim::Optimizer;
+use super::replica::{Link, Place, Start, WorkerPlan};
 use dagger_ir::tensor::{all_reduce_sum, ParallelGroup, Shape, Tensor, TensorError, TensorOp};
-use dagger_runtime::tensor::{thread_ring, CompileOptions, Program, RingLink, ThreadLink};
+use dagger_runtime::tensor::{thread_ring, CompileOptions, Program, ThreadLink};
 
 /// A stack of Megatron MLP blocks then softmax cross-entropy.
 #[derive(Clone, Debug)]
@@ -154,10 +155,7 @@ impl TensorParallel {
         seed: u64,
         optimizer: &dyn Optimizer,
     ) -> Result<TensorParallel, DataParallelError> {
-        let n = match &workers {
-            Workers::Threads(n) => *n,
-            Workers::Cluster(c) => c.size() as usize,
-        };
+        let n = workers.count();
         let (values, full_shapes) = Self::shards(model, n, batch, seed)?;
         let (net, loss) = model.net(batch, n)?;
         let step = net.train_step(loss, &[], optimizer)?;
@@ -203,9 +201,15 @@ impl TensorParallel {
         let mut plans = Vec::with_capacity(dp * tp);
         for (d, replica_ring) in tensor_rings.iter_mut().enumerate() {
             for t in 0..tp {
-                let rings: Vec<(ParallelGroup, Box<dyn RingLink>)> = vec![
-                    (ParallelGroup::Data, Box::new(data_rings[t].remove(0))),
-                    (ParallelGroup::Tensor, Box::new(replica_ring.remove(0))),
+                let rings = vec![
+                    (
+                        ParallelGroup::Data,
+                        Link::Ring(Box::new(data_rings[t].remove(0))),
+                    ),
+                    (
+                        ParallelGroup::Tensor,
+                        Link::Ring(Box::new(replica_ring.remove(0))),
+                    ),
                 ];
                 let start = Start::Values(shards[t].clone());
                 plans.push(WorkerPlan {
@@ -213,6 +217,7 @@ impl TensorParallel {
                     start,
                     rings,
                     share: Some((d, dp)),
+                    place: Place::Cores,
                 });
             }
         }

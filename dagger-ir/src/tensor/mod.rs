@@ -29,6 +29,7 @@
 
 pub mod allreduce;
 pub mod autodiff;
+pub mod buckets;
 pub mod dce;
 pub mod error;
 pub mod fuse;
@@ -42,6 +43,7 @@ pub mod shape;
 
 pub use allreduce::{all_reduce_sum, insert_all_reduce, next_bucket};
 pub use autodiff::grad;
+pub use buckets::{plan_buckets, BucketMember, BucketPlan, BucketPlans};
 pub use dce::dce;
 pub use error::{TensorError, TensorResult};
 pub use fuse::{fuse, optimize, FuseOptions, FuseReport};

@@ -10,8 +10,7 @@
 //! ([`Buckets::reduced`]) and copies its part out.
 
 use super::collective::{ring_all_reduce_mean, ring_all_reduce_sum, ring_broadcast, RingLink};
-use dagger_ir::tensor::{ParallelGroup, Tensor, TensorError, TensorGraph, TensorOp};
-use std::ops::Range;
+use dagger_ir::tensor::{plan_buckets, BucketPlans, Tensor, TensorError, TensorGraph};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::JoinHandle;
 
@@ -86,6 +85,23 @@ impl Reducer {
             .map_err(|_| TensorError::Collective("the reducer thread stopped".into()))
     }
 
+    /// Sends bucket `bucket`'s packed values to be averaged (`mean`) or
+    /// summed over the workers; [`Reducer::receive_bucket`] gets them back.
+    pub fn reduce(&self, bucket: usize, data: Vec<f32>, mean: bool) -> Result<(), TensorError> {
+        self.send(Request::Reduce(bucket, data, mean))
+    }
+
+    /// Waits for the next reduced bucket: its number and values (buckets
+    /// come back in the order they were sent).
+    pub fn receive_bucket(&self) -> Result<(usize, Vec<f32>), TensorError> {
+        match self.receive()? {
+            (usize::MAX, _) => Err(TensorError::Collective(
+                "a broadcast reply arrived during a step".into(),
+            )),
+            (b, result) => Ok((b, result.map_err(TensorError::Collective)?)),
+        }
+    }
+
     /// Gives every worker worker 0's `data`.
     pub fn broadcast(&self, data: Vec<f32>) -> Result<Vec<f32>, TensorError> {
         self.send(Request::Broadcast(data))?;
@@ -108,17 +124,12 @@ impl Drop for Reducer {
     }
 }
 
-/// The reducer of each [`ParallelGroup`] this worker belongs to, by
-/// [`ParallelGroup::index`].
+/// The reducer of each [`ParallelGroup`](dagger_ir::tensor::ParallelGroup)
+/// this worker belongs to, by its index.
 pub type Reducers = [Option<Reducer>; 2];
 
-/// One bucket: its all-reduce nodes, their operands' places in the staging
-/// buffer, and the node after which all operands exist.
-struct Bucket {
-    members: Vec<(usize, Tensor, Range<usize>)>,
-    /// Average rather than sum.
-    group: ParallelGroup,
-    launch_after: usize,
+/// The state of one bucket in a run.
+struct BucketState {
     /// The staging buffer while it is here (not with the reducer).
     staging: Option<Vec<f32>>,
     /// Whether the buffer holds this step's reduced values.
@@ -128,58 +139,24 @@ struct Bucket {
 /// The buckets of a program (see the [module docs](self)).
 #[derive(Default)]
 pub struct Buckets {
-    buckets: Vec<Bucket>,
-    /// Bucket of each all-reduce node, by node index.
-    of_node: Vec<Option<usize>>,
+    plans: BucketPlans,
+    states: Vec<BucketState>,
 }
 
 impl Buckets {
     /// The buckets of `g`'s all-reduce nodes; an error if a node would wait
     /// for a gradient computed after it.
     pub fn of(g: &TensorGraph) -> Result<Buckets, TensorError> {
-        let mut out = Buckets {
-            buckets: Vec::new(),
-            of_node: vec![None; g.nodes().len()],
-        };
-        let mut index_of: Vec<(u32, usize)> = Vec::new();
-        for (i, node) in g.nodes().iter().enumerate() {
-            let TensorOp::AllReduce { bucket, group } = node.op else {
-                continue;
-            };
-            let b = match index_of.iter().find(|(id, _)| *id == bucket) {
-                Some(&(_, b)) => b,
-                None => {
-                    index_of.push((bucket, out.buckets.len()));
-                    out.buckets.push(Bucket {
-                        members: Vec::new(),
-                        group,
-                        launch_after: 0,
-                        staging: None,
-                        reduced: false,
-                    });
-                    out.buckets.len() - 1
-                }
-            };
-            let operand = node.inputs[0];
-            let bucket = &mut out.buckets[b];
-            let start = bucket.members.last().map_or(0, |m| m.2.end);
-            bucket
-                .members
-                .push((i, operand, start..start + node.shape.numel()));
-            bucket.launch_after = bucket.launch_after.max(operand.index());
-            out.of_node[i] = Some(b);
-        }
-        for bucket in &mut out.buckets {
-            if let Some(&(node, _, _)) = bucket.members.iter().find(|m| m.0 < bucket.launch_after) {
-                return Err(TensorError::Collective(format!(
-                    "all-reduce %{node} comes before its bucket's last gradient %{}",
-                    bucket.launch_after
-                )));
-            }
-            let len = bucket.members.last().map_or(0, |m| m.2.end);
-            bucket.staging = Some(vec![0.0; len]);
-        }
-        Ok(out)
+        let plans = plan_buckets(g)?;
+        let states = plans
+            .buckets
+            .iter()
+            .map(|p| BucketState {
+                staging: Some(vec![0.0; p.len()]),
+                reduced: false,
+            })
+            .collect();
+        Ok(Buckets { plans, states })
     }
 
     /// After node `i` ran: sends every bucket now complete to the reducer
@@ -191,24 +168,23 @@ impl Buckets {
         reducers: &Reducers,
         data: impl Fn(Tensor) -> &'a [f32],
     ) -> Result<(), TensorError> {
-        for (b, bucket) in self.buckets.iter_mut().enumerate() {
-            if bucket.launch_after != i {
+        for (b, (plan, state)) in self.plans.buckets.iter().zip(&mut self.states).enumerate() {
+            if plan.launch_after != i {
                 continue;
             }
-            let Some(mut staging) = bucket.staging.take() else {
+            let Some(mut staging) = state.staging.take() else {
                 return Err(TensorError::Collective(format!(
                     "bucket {b} is still being reduced: an earlier run failed during its all-reduce"
                 )));
             };
-            for (_, operand, range) in &bucket.members {
-                staging[range.clone()].copy_from_slice(data(*operand));
+            for m in &plan.members {
+                staging[m.range.clone()].copy_from_slice(data(m.operand));
             }
-            let mean = bucket.group == ParallelGroup::Data;
-            match &reducers[bucket.group.index()] {
-                Some(r) => r.send(Request::Reduce(b, staging, mean))?,
+            match &reducers[plan.group.index()] {
+                Some(r) => r.reduce(b, staging, plan.is_mean())?,
                 None => {
-                    bucket.staging = Some(staging);
-                    bucket.reduced = true;
+                    state.staging = Some(staging);
+                    state.reduced = true;
                 }
             }
         }
@@ -217,34 +193,25 @@ impl Buckets {
 
     /// The reduced values of all-reduce node `i`, waiting for its bucket.
     pub fn reduced(&mut self, i: usize, reducers: &Reducers) -> Result<&[f32], TensorError> {
-        let b = self.of_node[i].expect("an all-reduce node");
-        let group = self.buckets[b].group.index();
-        while !self.buckets[b].reduced {
-            let reducer = reducers[group]
+        let b = self.plans.of_node[i].expect("an all-reduce node");
+        let plan = &self.plans.buckets[b];
+        while !self.states[b].reduced {
+            let reducer = reducers[plan.group.index()]
                 .as_ref()
                 .ok_or_else(|| TensorError::Collective("a bucket was never sent".into()))?;
-            let (got, result) = reducer.receive()?;
-            let bucket = self.buckets.get_mut(got).ok_or_else(|| {
-                TensorError::Collective("a broadcast reply arrived during a step".into())
-            })?;
-            bucket.staging = Some(result.map_err(TensorError::Collective)?);
-            bucket.reduced = true;
+            let (got, data) = reducer.receive_bucket()?;
+            let state = &mut self.states[got];
+            state.staging = Some(data);
+            state.reduced = true;
         }
-        let bucket = &self.buckets[b];
-        let range = bucket
-            .members
-            .iter()
-            .find(|m| m.0 == i)
-            .expect("member")
-            .2
-            .clone();
-        Ok(&bucket.staging.as_ref().expect("reduced buffer")[range])
+        let range = plan.range_of(i).expect("a member of its bucket");
+        Ok(&self.states[b].staging.as_ref().expect("reduced buffer")[range])
     }
 
     /// Marks every bucket as not yet reduced for the next run.
     pub fn reset(&mut self) {
-        for bucket in &mut self.buckets {
-            bucket.reduced = false;
+        for state in &mut self.states {
+            state.reduced = false;
         }
     }
 }
