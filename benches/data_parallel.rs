@@ -1,7 +1,8 @@
 //! Data-parallel scaling: training samples/s of one MLP for 1, 2 and 3
 //! workers, as threads of one process and as processes (`dagger run -n N`,
 //! UCX), and the ring all-reduce's bandwidth against the transport's own
-//! point-to-point bandwidth, measured in the same run.
+//! point-to-point bandwidth, measured in the same run; on a machine with
+//! GPUs, samples/s on 1 to all of them (NCCL), against one GPU.
 //!
 //! ```text
 //! cargo bench --bench data_parallel
@@ -169,5 +170,33 @@ fn main() {
                 threads / base_threads
             ),
         }
+    }
+    gpu_rows();
+}
+
+/// Samples/s on 1 to all of this machine's GPUs.
+fn gpu_rows() {
+    let gpus = match dagger::cuda::gpus() {
+        Ok(gpus) if !gpus.is_empty() => gpus,
+        Ok(_) => return println!("\nno GPU rows: no GPU found"),
+        Err(e) => return println!("\nno GPU rows: {e}"),
+    };
+    println!(
+        "\n{} ({} GPU(s)), NCCL all-reduce\n",
+        gpus[0].name,
+        gpus.len()
+    );
+    println!("| GPUs | samples/s | speed-up |");
+    println!("|---|---|---|");
+    let mut base = 0.0;
+    for n in 1..=gpus.len() {
+        if !GLOBAL_BATCH.is_multiple_of(n) {
+            continue;
+        }
+        let rate = samples_per_second(Workers::Gpus(n));
+        if n == 1 {
+            base = rate;
+        }
+        println!("| {n} | {rate:.0} | {:.2}x |", rate / base);
     }
 }

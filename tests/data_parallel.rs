@@ -237,6 +237,17 @@ fn processes_match_one_worker() {
 }
 
 #[test]
+fn processes_on_gpus_match_one_worker() {
+    if ucx_missing() || gpu().is_none() {
+        return;
+    }
+    let (ok, all) = launch_rank_main(2, "gpu");
+    assert!(ok, "{all}");
+    let said = "data-parallel over 2 processes on GPUs matches one worker";
+    assert!(rank_said(&all, 0, said), "{all}");
+}
+
+#[test]
 fn a_rank_that_dies_fails_the_step_naming_it() {
     if ucx_missing() {
         return;
@@ -275,6 +286,18 @@ fn rank_main() {
             }
         }
         panic!("rank {rank}: 50 steps without noticing that rank 1 died");
+    }
+    if std::env::var("DAGGER_TEST_SCENARIO").as_deref() == Ok("gpu") {
+        let got = data_parallel(Workers::ClusterGpus(cluster), &MOMENTUM);
+        if rank == 0 {
+            let d = max_relative_difference(&got, &single_worker(&MOMENTUM));
+            assert!(
+                d <= 1e-4,
+                "{size} processes on GPUs: parameters differ by {d}"
+            );
+            println!("data-parallel over {size} processes on GPUs matches one worker (max relative difference {d:e})");
+        }
+        return;
     }
     let got = data_parallel(Workers::Cluster(cluster), &MOMENTUM);
     if rank == 0 {

@@ -16,7 +16,8 @@
 //! averaged GPU to GPU by NCCL on a stream of their own, overlapping
 //! backward), or the ranks of a [`Cluster`] started by `dagger run -n N`
 //! ([`Workers::Cluster`]: each process is one worker and calls
-//! [`DataParallel::step`] with the same global batch).
+//! [`DataParallel::step`] with the same global batch; with
+//! [`Workers::ClusterGpus`] each trains on a GPU of its machine).
 
 use super::net::Net;
 use super::optim::Optimizer;
@@ -39,6 +40,10 @@ pub enum Workers {
     Gpus(usize),
     /// The ranks of a cluster; this process is its rank's worker.
     Cluster(Arc<Cluster>),
+    /// The ranks of a cluster, each training on a GPU of its machine (GPU
+    /// `rank % GPUs`), gradients reduced over the cluster's ring through
+    /// host memory.
+    ClusterGpus(Arc<Cluster>),
 }
 
 impl Workers {
@@ -46,7 +51,7 @@ impl Workers {
     pub fn count(&self) -> usize {
         match self {
             Workers::Threads(n) | Workers::Gpus(n) => *n,
-            Workers::Cluster(c) => c.size() as usize,
+            Workers::Cluster(c) | Workers::ClusterGpus(c) => c.size() as usize,
         }
     }
 }
@@ -171,11 +176,23 @@ impl DataParallel {
                 place,
             })
         };
+        let on_gpus = matches!(workers, Workers::ClusterGpus(_));
         match workers {
-            Workers::Cluster(cluster) => {
+            Workers::Cluster(cluster) | Workers::ClusterGpus(cluster) => {
                 let (r, n) = (cluster.rank() as usize, cluster.size() as usize);
+                let place = if on_gpus {
+                    let found = dagger_cuda::gpus().map_err(GpuProgramError::from)?;
+                    if found.is_empty() {
+                        return Err(DataParallelError::Gpus(format!(
+                            "rank {r} was to train on a GPU, but its machine has none"
+                        )));
+                    }
+                    Place::Gpu(r % found.len())
+                } else {
+                    Place::Cores
+                };
                 let link = Link::Ring(Box::new(ClusterRing::new(cluster)));
-                let replica = Replica::new(plan(r, n, link, Place::Cores)?)?;
+                let replica = Replica::new(plan(r, n, link, place)?)?;
                 Ok(DataParallel {
                     options,
                     workers: n,
