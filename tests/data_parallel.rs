@@ -132,7 +132,12 @@ fn threads_match_one_worker() {
 #[test]
 fn every_gpu_of_the_machine_matches_one_worker() {
     let Some(gpu) = gpu() else { return };
-    let n = dagger::cuda::gpus().unwrap().len();
+    // The most GPUs the global batch splits over.
+    let found = dagger::cuda::gpus().unwrap().len();
+    let n = (1..=found)
+        .filter(|n| GLOBAL_BATCH.is_multiple_of(*n))
+        .max()
+        .unwrap();
     if n == 1 {
         println!("one GPU: NCCL reduces over a group of one");
     }
