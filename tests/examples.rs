@@ -214,6 +214,28 @@ fn train_digits_reaches_97_percent_on_the_held_out_fifth() {
 }
 
 #[test]
+fn train_digits_on_a_gpu_learns_as_well() {
+    if let Err(e) = dagger::cuda::gpus() {
+        println!("skipping: {e}");
+        return;
+    }
+    let all = train_digits::load_digits(&train_digits::digits_path()).unwrap();
+    let (train_set, test_set) = train_digits::split(&all, 7);
+    let config = train_digits::Config {
+        epochs: 30,
+        gpus: 1,
+        ..Default::default()
+    };
+    let (epochs, _) = train_digits::train(&config, &train_set, &test_set, |_, _, _| {}).unwrap();
+    let last = epochs.last().unwrap();
+    assert!(
+        last.test_accuracy >= 0.97,
+        "test accuracy on a GPU {}",
+        last.test_accuracy
+    );
+}
+
+#[test]
 fn train_digits_on_two_workers_learns_as_well() {
     let all = train_digits::load_digits(&train_digits::digits_path()).unwrap();
     let (train_set, test_set) = train_digits::split(&all, 7);

@@ -24,9 +24,12 @@
 //! already holds the answer.
 
 use crate::nccl::NcclRank;
+use crate::program::GpuProgramError;
 use crate::{call, CudaError, GpuDevice};
 use cudarc::driver::{CudaSlice, CudaView};
-use dagger_ir::tensor::{plan_buckets, BucketPlans, ParallelGroup, Tensor, TensorGraph};
+use dagger_ir::tensor::{
+    plan_buckets, BucketPlans, ParallelGroup, Tensor, TensorError, TensorGraph,
+};
 use dagger_runtime::tensor::reducer::Reducer;
 use dagger_runtime::tensor::RingLink;
 
@@ -58,10 +61,7 @@ pub(crate) struct GpuBuckets {
 
 impl GpuBuckets {
     /// The buckets of `g`, with staging buffers on `gpu`.
-    pub(crate) fn of(
-        g: &TensorGraph,
-        gpu: &GpuDevice,
-    ) -> Result<GpuBuckets, crate::program::GpuProgramError> {
+    pub(crate) fn of(g: &TensorGraph, gpu: &GpuDevice) -> Result<GpuBuckets, GpuProgramError> {
         let plans = plan_buckets(g)?;
         let staging = plans
             .buckets
@@ -97,16 +97,17 @@ impl GpuBuckets {
         i: usize,
         gpu: &GpuDevice,
         value: impl Fn(Tensor) -> CudaView<'a, f32>,
-    ) -> Result<(), CudaError> {
+    ) -> Result<(), GpuProgramError> {
         let stream = gpu.stream(0);
         for (b, plan) in self.plans.buckets.iter().enumerate() {
             if plan.launch_after != i {
                 continue;
             }
             if self.pending[b] {
-                return Err(CudaError::Call(format!(
+                return Err(TensorError::Collective(format!(
                     "bucket {b} is still being reduced: an earlier run failed during its all-reduce"
-                )));
+                ))
+                .into());
             }
             let staging = &mut self.staging[b];
             for m in &plan.members {
@@ -123,9 +124,7 @@ impl GpuBuckets {
                     let packed = stream
                         .clone_dtoh(&staging.slice(..plan.len()))
                         .map_err(call)?;
-                    reducer
-                        .reduce(b, packed, plan.is_mean())
-                        .map_err(|e| CudaError::Call(e.to_string()))?;
+                    reducer.reduce(b, packed, plan.is_mean())?;
                     self.pending[b] = true;
                 }
             }
@@ -139,18 +138,18 @@ impl GpuBuckets {
         &mut self,
         i: usize,
         gpu: &GpuDevice,
-    ) -> Result<CudaView<'_, f32>, CudaError> {
+    ) -> Result<CudaView<'_, f32>, GpuProgramError> {
         let b = self.plans.of_node[i].expect("an all-reduce node");
         let plan = &self.plans.buckets[b];
         while self.pending[b] {
             let Some(GpuRing::Host(reducer)) = &self.rings[plan.group.index()] else {
-                return Err(CudaError::Call("a bucket was sent to no reducer".into()));
+                return Err(
+                    TensorError::Collective("a bucket was sent to no reducer".into()).into(),
+                );
             };
-            let (got, data) = reducer
-                .receive_bucket()
-                .map_err(|e| CudaError::Call(e.to_string()))?;
+            let (got, data) = reducer.receive_bucket()?;
             let staging = self.staging.get_mut(got).ok_or_else(|| {
-                CudaError::Call(format!("bucket {got} came back but was never sent"))
+                TensorError::Collective(format!("bucket {got} came back but was never sent"))
             })?;
             gpu.stream(0)
                 .memcpy_htod(&data, &mut staging.slice_mut(..data.len()))
