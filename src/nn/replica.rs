@@ -174,12 +174,13 @@ impl Replica {
             place,
         } = plan;
         let built = Compiled::new(&step, place).and_then(|mut compiled| {
-            let values = match &start {
-                Start::Broadcast(seed) => step.initial_params(*seed),
-                Start::Values(values) => values.clone(),
+            // A shard's own values replace those of the parameters it has.
+            let (seed, own) = match &start {
+                Start::Broadcast(seed) => (*seed, &[][..]),
+                Start::Values(values) => (0, &values[..]),
             };
-            for (name, v) in values {
-                compiled.set(&name, &v)?;
+            for (name, v) in step.initial_params(seed).iter().chain(own) {
+                compiled.set(name, v)?;
             }
             Ok(compiled)
         });
