@@ -51,12 +51,14 @@ impl GpuRing {
 
 /// The buckets of a program, their staging buffers and rings.
 pub(crate) struct GpuBuckets {
+    /// The ring of each group, by [`ParallelGroup::index`]. Dropped first:
+    /// dropping an NCCL communicator aborts its collectives, which a failed
+    /// peer would otherwise leave waiting (and the buffers' frees with them).
+    rings: [Option<GpuRing>; 2],
     plans: BucketPlans,
     staging: Vec<CudaSlice<f32>>,
     /// Per bucket: sent to a host reducer and not back yet.
     pending: Vec<bool>,
-    /// The ring of each group, by [`ParallelGroup::index`].
-    rings: [Option<GpuRing>; 2],
 }
 
 impl GpuBuckets {

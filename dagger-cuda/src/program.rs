@@ -70,6 +70,8 @@ struct ElementwiseCall {
 
 /// A tensor graph compiled for one GPU (see the [module docs](self)).
 pub struct GpuProgram {
+    /// Dropped first (see [`GpuBuckets`]'s rings).
+    buckets: GpuBuckets,
     gpu: GpuDevice,
     graph: TensorGraph,
     plan: MemoryPlan,
@@ -78,7 +80,6 @@ pub struct GpuProgram {
     elementwise: Vec<Option<ElementwiseCall>>,
     fed: Vec<bool>,
     stats: ProgramStats,
-    buckets: GpuBuckets,
 }
 
 fn no_kernel(op: &TensorOp) -> GpuProgramError {
@@ -324,6 +325,29 @@ impl GpuProgram {
     /// Waits until the queued runs are done.
     pub fn synchronize(&self) -> Result<(), GpuProgramError> {
         Ok(self.gpu.stream(0).synchronize().map_err(call)?)
+    }
+
+    /// Waits until the queued runs are done, or until `give_up()` (asked
+    /// while waiting) says to stop; returns whether they are done. A worker
+    /// of an NCCL group waits so: a run whose collectives wait for a peer
+    /// that failed would never end, and giving up lets it drop its
+    /// communicator (`ncclCommAbort`), which ends them.
+    pub fn wait_or(&self, give_up: impl Fn() -> bool) -> Result<bool, GpuProgramError> {
+        let done = self.gpu.stream(0).record_event(None).map_err(call)?;
+        let mut polls = 0u32;
+        while !done.try_is_complete().map_err(call)? {
+            if give_up() {
+                return Ok(false);
+            }
+            // Yield while a step is likely about to end, then nap.
+            polls += 1;
+            if polls < 1000 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+        }
+        Ok(true)
     }
 
     /// Queues one run of the graph and its parameter updates on stream 0.

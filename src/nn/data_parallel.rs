@@ -21,7 +21,7 @@
 
 use super::net::Net;
 use super::optim::Optimizer;
-use super::replica::{BuildGate, Link, Place, Replica, Start, WorkerPlan};
+use super::replica::{Link, NcclGate, Place, Replica, Start, WorkerPlan};
 use crate::cluster::Cluster;
 use dagger_cuda::nccl::new_nccl_id;
 use dagger_cuda::program::GpuProgramError;
@@ -85,6 +85,14 @@ pub enum DataParallelError {
     /// A worker thread stopped.
     #[error("worker {0} stopped: {1}")]
     WorkerLost(usize, String),
+    /// A worker gave up because another worker of its NCCL group failed
+    /// (that worker's error says why).
+    #[error("worker {0} stopped: another GPU worker of its NCCL group failed")]
+    PeerFailed(usize),
+    /// A worker was called after a step of it failed in the middle of its
+    /// run (its rings are out of step, so it trains no more).
+    #[error("worker {0} stopped at an earlier step: {1}")]
+    Stopped(usize, String),
 }
 
 impl From<TensorError> for DataParallelError {
@@ -216,7 +224,7 @@ impl DataParallel {
                     )));
                 }
                 let id = new_nccl_id().map_err(GpuProgramError::from)?;
-                let gate = BuildGate::new(n);
+                let gate = NcclGate::new(n);
                 let plans = (0..n)
                     .map(|r| {
                         let link = Link::Nccl {
@@ -289,18 +297,18 @@ impl DataParallel {
                         .send(Command::Step(shared.clone()))
                         .map_err(|_| DataParallelError::WorkerLost(r, "its thread ended".into()))?;
                 }
-                let mut loss = 0.0;
-                for (r, w) in threads.iter().enumerate() {
-                    match w.replies.recv() {
-                        Ok(Ok(Reply::Loss(l))) => loss = if r == 0 { l } else { loss },
+                // Every worker answers (none waits for a failed peer: see
+                // `replica`), so the replies of a step never outlive it.
+                let replies = threads
+                    .iter()
+                    .enumerate()
+                    .map(|(r, w)| match w.replies.recv() {
+                        Ok(Ok(Reply::Loss(l))) => Ok(l),
                         Ok(Ok(Reply::Params(_))) => unreachable!("a step replies with its loss"),
-                        Ok(Err(e)) => return Err(e),
-                        Err(_) => {
-                            return Err(DataParallelError::WorkerLost(r, "its thread ended".into()))
-                        }
-                    }
-                }
-                Ok(loss)
+                        Ok(Err(e)) => Err(e),
+                        Err(_) => Err(DataParallelError::WorkerLost(r, "its thread ended".into())),
+                    });
+                first_cause(replies.collect())
             }
         }
     }
@@ -335,6 +343,20 @@ impl DataParallel {
             }
         }
     }
+}
+
+/// Worker 0's loss when every worker stepped; otherwise the error that
+/// says why: the first one not caused by another worker's failure.
+fn first_cause(replies: Vec<Result<f32, DataParallelError>>) -> Result<f32, DataParallelError> {
+    let (losses, mut errors): (Vec<_>, Vec<_>) = replies.into_iter().partition(Result::is_ok);
+    if errors.is_empty() {
+        return Ok(losses.first().map_or(0.0, |l| *l.as_ref().expect("a loss")));
+    }
+    let cause = errors
+        .iter()
+        .position(|e| !matches!(e, Err(DataParallelError::PeerFailed(_))))
+        .unwrap_or(0);
+    errors.swap_remove(cause)
 }
 
 /// Starts worker `rank`'s thread, which builds its replica (all workers
@@ -379,5 +401,28 @@ impl Drop for WorkerThread {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_reports_the_worker_that_failed_not_those_that_gave_up_on_it() {
+        let cause = || DataParallelError::Batch("the cause".into());
+        let replies = vec![
+            Err(DataParallelError::PeerFailed(0)),
+            Err(cause()),
+            Err(DataParallelError::PeerFailed(2)),
+        ];
+        let err = first_cause(replies).unwrap_err();
+        assert_eq!(err.to_string(), "the cause");
+        let only_peers = vec![Ok(1.0), Err(DataParallelError::PeerFailed(1))];
+        assert!(matches!(
+            first_cause(only_peers),
+            Err(DataParallelError::PeerFailed(1))
+        ));
+        assert_eq!(first_cause(vec![Ok(0.25), Ok(0.5)]).unwrap(), 0.25);
     }
 }

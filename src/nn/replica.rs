@@ -2,11 +2,20 @@
 //! cores ([`Program`]) or for a GPU ([`GpuProgram`]), its rings, and its
 //! share of each batch.
 //!
-//! A GPU worker's rings are NCCL groups: joining one blocks until every
-//! rank has joined, so a worker that failed to build would leave the others
-//! waiting forever. Every rank of an NCCL group therefore first reports
-//! whether it built its program at a [`BuildGate`], and only joins when all
-//! of them did.
+//! A GPU worker's rings are NCCL groups, and an NCCL collective waits for
+//! every rank without a time limit: a rank that fails leaves the others
+//! waiting forever. The workers of a group therefore share an [`NcclGate`]:
+//! - joining a group blocks until every rank has joined, so every rank
+//!   first reports whether it built its program at the gate, and only joins
+//!   when all of them did;
+//! - a worker whose step fails once its collectives may be queued (or whose
+//!   replica is dropped, a panic included) raises the gate's alarm, drops
+//!   its program, which aborts its communicators (`ncclCommAbort`), and
+//!   answers every later call with why it stopped. The others wait for
+//!   their steps polling the alarm
+//!   ([`GpuProgram::wait_or`]), give up when it is raised and stop the
+//!   same way, which aborts their stuck collectives: the run ends with the
+//!   first worker's error, and nobody hangs.
 
 use super::data_parallel::{DataParallelError, NamedParams};
 use super::net::Net;
@@ -15,6 +24,7 @@ use dagger_cuda::program::{GpuProgram, GpuProgramError};
 use dagger_cuda::GpuDevice;
 use dagger_ir::tensor::{FuseOptions, ParallelGroup};
 use dagger_runtime::tensor::{CompileOptions, Program, RingLink};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 /// How a replica's parameters start.
@@ -35,7 +45,7 @@ pub(crate) enum Link {
         id: NcclId,
         rank: usize,
         size: usize,
-        gate: Arc<BuildGate>,
+        gate: Arc<NcclGate>,
     },
 }
 
@@ -64,23 +74,37 @@ pub(crate) struct WorkerPlan {
     pub place: Place,
 }
 
-/// Where the workers of an NCCL group say whether they built their
-/// programs; each waits until all have (see the [module docs](self)).
-pub(crate) struct BuildGate {
+/// What the workers of one NCCL group share: where they say whether they
+/// built their programs, and the alarm one raises when it stops (see the
+/// [module docs](self)).
+pub(crate) struct NcclGate {
     workers: usize,
-    /// How many arrived, and whether one failed.
+    /// How many arrived, and whether one failed to build.
     state: Mutex<(usize, bool)>,
     all_arrived: Condvar,
+    /// A worker of the group stopped: the others' collectives cannot end.
+    alarm: AtomicBool,
 }
 
-impl BuildGate {
+impl NcclGate {
     /// A gate for `workers` workers.
-    pub(crate) fn new(workers: usize) -> Arc<BuildGate> {
-        Arc::new(BuildGate {
+    pub(crate) fn new(workers: usize) -> Arc<NcclGate> {
+        Arc::new(NcclGate {
             workers,
             state: Mutex::new((0, false)),
             all_arrived: Condvar::new(),
+            alarm: AtomicBool::new(false),
         })
+    }
+
+    /// Tells the other workers that this one stopped.
+    fn raise_alarm(&self) {
+        self.alarm.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a worker of the group stopped.
+    fn alarmed(&self) -> bool {
+        self.alarm.load(Ordering::SeqCst)
     }
 
     /// Reports whether this worker `built`; returns whether every worker did.
@@ -158,8 +182,13 @@ impl Compiled {
 
 /// A worker's compiled step and its share of each batch.
 pub(crate) struct Replica {
-    compiled: Compiled,
+    /// The step; once a step failed in the middle of its run, why (the
+    /// program is dropped then, which aborts its NCCL communicators).
+    compiled: Result<Compiled, String>,
     share: Option<(usize, usize)>,
+    /// The gates of the NCCL groups it is in.
+    gates: Vec<Arc<NcclGate>>,
+    rank: usize,
 }
 
 impl Replica {
@@ -184,53 +213,78 @@ impl Replica {
             }
             Ok(compiled)
         });
+        let mut gates = Vec::new();
+        let mut rank = 0;
         for (_, link) in &rings {
-            if let Link::Nccl { gate, rank, .. } = link {
+            if let Link::Nccl { gate, rank: r, .. } = link {
+                rank = *r;
                 if !gate.arrive(built.is_ok()) && built.is_ok() {
-                    return Err(DataParallelError::WorkerLost(
-                        *rank,
-                        "another GPU worker of its NCCL group failed to build".into(),
-                    ));
+                    return Err(DataParallelError::PeerFailed(rank));
                 }
+                gates.push(gate.clone());
             }
         }
-        let mut compiled = built?;
+        // From here on, dropping the replica raises its gates' alarms.
+        let mut replica = Replica {
+            compiled: Ok(built?),
+            share,
+            gates,
+            rank,
+        };
+        let compiled = replica.compiled.as_mut().expect("just built");
         for (group, link) in rings {
             compiled.connect(group, link)?;
         }
         if let Start::Broadcast(_) = start {
             compiled.broadcast_params()?;
         }
-        Ok(Replica { compiled, share })
+        Ok(replica)
     }
 
-    /// One step on this worker's share of `batch`; returns its loss.
+    /// One step on this worker's share of `batch`; returns its loss. A step
+    /// that fails once it ran stops the replica (see the
+    /// [module docs](self)).
     pub(crate) fn step(&mut self, batch: &[(String, Vec<f32>)]) -> Result<f32, DataParallelError> {
+        let share = self.share;
+        let compiled = self.compiled.as_mut().map_err(stopped(self.rank))?;
         for (name, data) in batch {
-            let mine = match self.share {
+            let mine = match share {
                 Some((index, parts)) => {
                     let len = data.len() / parts;
                     &data[index * len..(index + 1) * len]
                 }
                 None => &data[..],
             };
-            self.compiled.set(name, mine)?;
+            compiled.set(name, mine)?;
         }
-        match &mut self.compiled {
-            Compiled::Cores(p) => {
-                p.run()?;
-                Ok(p.output(0)[0])
-            }
+        let gates = &self.gates;
+        let ran = match self.compiled.as_mut().expect("checked above") {
+            Compiled::Cores(p) => p.run().map(|()| p.output(0)[0]).map_err(Into::into),
             Compiled::Gpu(p) => {
-                p.run()?;
-                Ok(p.output(0)?[0])
+                let alarmed = || gates.iter().any(|g| g.alarmed());
+                match p.run().and_then(|()| p.wait_or(alarmed)) {
+                    Ok(true) => p.output(0).map(|out| out[0]).map_err(Into::into),
+                    Ok(false) => Err(DataParallelError::PeerFailed(self.rank)),
+                    Err(e) => Err(e.into()),
+                }
             }
+        };
+        ran.inspect_err(|e| self.stop(e.to_string()))
+    }
+
+    /// Stops the replica after a failed step: raises its gates' alarms and
+    /// drops its program.
+    fn stop(&mut self, why: String) {
+        for gate in &self.gates {
+            gate.raise_alarm();
         }
+        self.compiled = Err(why);
     }
 
     /// The parameters by name, in graph order.
     pub(crate) fn params(&self) -> Result<NamedParams, DataParallelError> {
-        match &self.compiled {
+        let compiled = self.compiled.as_ref().map_err(stopped(self.rank))?;
+        match compiled {
             Compiled::Cores(p) => Ok(p
                 .params()
                 .into_iter()
@@ -241,12 +295,29 @@ impl Replica {
     }
 }
 
+/// The error of a call to worker `rank` after it stopped, for `why`.
+fn stopped<Why: std::ops::Deref<Target = String>>(
+    rank: usize,
+) -> impl Fn(Why) -> DataParallelError {
+    move |why| DataParallelError::Stopped(rank, why.clone())
+}
+
+impl Drop for Replica {
+    /// A replica dropped (at the end, or by a panic) no longer answers its
+    /// group's collectives: its peers must not wait for it.
+    fn drop(&mut self) {
+        for gate in &self.gates {
+            gate.raise_alarm();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn arrive_all(built: [bool; 3]) -> Vec<bool> {
-        let gate = BuildGate::new(3);
+        let gate = NcclGate::new(3);
         let threads: Vec<_> = built
             .into_iter()
             .map(|b| {
@@ -261,5 +332,75 @@ mod tests {
     fn the_gate_opens_when_every_worker_built_and_tells_all_when_one_did_not() {
         assert_eq!(arrive_all([true; 3]), [true; 3]);
         assert_eq!(arrive_all([true, false, true]), [false; 3]);
+    }
+
+    /// Worker `rank` of 2 on the cores, on `link`: a linear layer on 4
+    /// inputs and its mean squared error.
+    fn cpu_plan(rank: usize, link: Box<dyn RingLink>) -> WorkerPlan {
+        let mut net = Net::new();
+        let x = net.input("x", [2, 4]);
+        let y = net.input("y", [2, 1]);
+        let out = net.mlp(x, &[1], crate::nn::Activation::Tanh).unwrap();
+        let loss = net.mse(out, y).unwrap();
+        let optimizer = crate::nn::Sgd { lr: 0.1 };
+        WorkerPlan {
+            step: net.data_parallel_step(loss, &optimizer, 1 << 20).unwrap(),
+            start: Start::Broadcast(3),
+            rings: vec![(ParallelGroup::Data, Link::Ring(link))],
+            share: Some((rank, 2)),
+            place: Place::Cores,
+        }
+    }
+
+    #[test]
+    fn a_step_that_fails_in_its_run_stops_the_replica_and_later_calls_say_why() {
+        let mut links = dagger_runtime::tensor::thread_ring(2);
+        let other = cpu_plan(1, Box::new(links.pop().unwrap()));
+        // Worker 1 builds (the broadcast needs both) and is gone at once.
+        let gone = std::thread::spawn(move || drop(Replica::new(other).unwrap()));
+        let mut replica = Replica::new(cpu_plan(0, Box::new(links.pop().unwrap()))).unwrap();
+        gone.join().unwrap();
+        let batch = vec![
+            ("x".to_string(), vec![0.5; 16]),
+            ("y".to_string(), vec![1.0; 4]),
+        ];
+        let first = replica.step(&batch).unwrap_err().to_string();
+        let again = replica.step(&batch).unwrap_err().to_string();
+        assert!(first.contains("worker is gone"), "{first}");
+        assert_eq!(
+            again,
+            format!("worker 0 stopped at an earlier step: {first}")
+        );
+        let params = replica.params().unwrap_err().to_string();
+        assert_eq!(params, again);
+    }
+
+    #[test]
+    fn feeding_an_unknown_input_leaves_the_replica_running() {
+        let link = dagger_runtime::tensor::thread_ring(1).pop().unwrap();
+        let mut replica = Replica::new(cpu_plan(0, Box::new(link))).unwrap();
+        replica.share = None;
+        let wrong = vec![("z".to_string(), vec![0.5; 8])];
+        let err = replica.step(&wrong).unwrap_err().to_string();
+        assert!(err.contains("`z`"), "{err}");
+        let batch = vec![
+            ("x".to_string(), vec![0.5; 8]),
+            ("y".to_string(), vec![1.0; 2]),
+        ];
+        assert!(replica.step(&batch).unwrap().is_finite());
+    }
+
+    #[test]
+    fn a_dropped_replica_raises_its_nccl_groups_alarm() {
+        let gate = NcclGate::new(2);
+        let replica = Replica {
+            compiled: Err("a CUDA fault".into()),
+            share: None,
+            gates: vec![gate.clone()],
+            rank: 1,
+        };
+        assert!(!gate.alarmed());
+        drop(replica);
+        assert!(gate.alarmed(), "its peers must stop waiting for it");
     }
 }
