@@ -22,6 +22,7 @@
 use super::net::Net;
 use super::optim::Optimizer;
 use super::replica::{Link, NcclGate, Place, Replica, Start, WorkerPlan};
+use super::replies::first_cause;
 use crate::cluster::Cluster;
 use dagger_cuda::nccl::new_nccl_id;
 use dagger_cuda::program::GpuProgramError;
@@ -308,7 +309,10 @@ impl DataParallel {
                         Ok(Err(e)) => Err(e),
                         Err(_) => Err(DataParallelError::WorkerLost(r, "its thread ended".into())),
                     });
-                first_cause(replies.collect())
+                let losses = first_cause(replies.collect(), |e| {
+                    matches!(e, DataParallelError::PeerFailed(_))
+                })?;
+                Ok(losses[0])
             }
         }
     }
@@ -343,20 +347,6 @@ impl DataParallel {
             }
         }
     }
-}
-
-/// Worker 0's loss when every worker stepped; otherwise the error that
-/// says why: the first one not caused by another worker's failure.
-fn first_cause(replies: Vec<Result<f32, DataParallelError>>) -> Result<f32, DataParallelError> {
-    let (losses, mut errors): (Vec<_>, Vec<_>) = replies.into_iter().partition(Result::is_ok);
-    if errors.is_empty() {
-        return Ok(losses.first().map_or(0.0, |l| *l.as_ref().expect("a loss")));
-    }
-    let cause = errors
-        .iter()
-        .position(|e| !matches!(e, Err(DataParallelError::PeerFailed(_))))
-        .unwrap_or(0);
-    errors.swap_remove(cause)
 }
 
 /// Starts worker `rank`'s thread, which builds its replica (all workers
@@ -401,28 +391,5 @@ impl Drop for WorkerThread {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_step_reports_the_worker_that_failed_not_those_that_gave_up_on_it() {
-        let cause = || DataParallelError::Batch("the cause".into());
-        let replies = vec![
-            Err(DataParallelError::PeerFailed(0)),
-            Err(cause()),
-            Err(DataParallelError::PeerFailed(2)),
-        ];
-        let err = first_cause(replies).unwrap_err();
-        assert_eq!(err.to_string(), "the cause");
-        let only_peers = vec![Ok(1.0), Err(DataParallelError::PeerFailed(1))];
-        assert!(matches!(
-            first_cause(only_peers),
-            Err(DataParallelError::PeerFailed(1))
-        ));
-        assert_eq!(first_cause(vec![Ok(0.25), Ok(0.5)]).unwrap(), 0.25);
     }
 }

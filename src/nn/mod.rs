@@ -59,6 +59,7 @@ pub mod ops;
 pub mod optim;
 pub mod pipeline;
 mod replica;
+mod replies;
 mod stage;
 mod stage_link;
 mod stage_model;

@@ -16,6 +16,7 @@
 use super::data_parallel::NamedParams;
 use super::net::{Activation, Net};
 use super::optim::Optimizer;
+use super::replies::first_cause;
 use super::stage::{Stage, StepData};
 use super::stage_link::{channel_links, ClusterLinks, StageLinks};
 use super::stage_model::StageModel;
@@ -409,20 +410,28 @@ impl Pipeline {
                         .send(Command::Step(data_for(s / lane, s % k)))
                         .map_err(|_| PipelineError::StageLost(s, "its thread ended".into()))?;
                 }
-                let mut loss = 0.0;
-                for (s, stage) in threads.iter().enumerate() {
-                    match stage.replies.recv() {
-                        Ok(Ok(Reply::Step(l, timed))) => {
-                            loss = l;
-                            if s < k {
-                                ops.extend(timed);
+                // Every stage answers (a failed one stops: see
+                // `spawn_stage`), so no reply of this step is left over.
+                let replies =
+                    threads
+                        .iter()
+                        .enumerate()
+                        .map(|(s, stage)| match stage.replies.recv() {
+                            Ok(Ok(Reply::Step(l, timed))) => Ok((l, timed)),
+                            Ok(Ok(Reply::Params(_))) => {
+                                unreachable!("a step replies with its loss")
                             }
-                        }
-                        Ok(Ok(Reply::Params(_))) => unreachable!("a step replies with its loss"),
-                        Ok(Err(e)) => return Err(e),
-                        Err(_) => {
-                            return Err(PipelineError::StageLost(s, "its thread ended".into()))
-                        }
+                            Ok(Err(e)) => Err(e),
+                            Err(_) => Err(PipelineError::StageLost(s, "its thread ended".into())),
+                        });
+                let stepped = first_cause(replies.collect(), |e| {
+                    matches!(e, PipelineError::StageLost(..))
+                })?;
+                let mut loss = 0.0;
+                for (s, (l, timed)) in stepped.into_iter().enumerate() {
+                    loss = l;
+                    if s < k {
+                        ops.extend(timed);
                     }
                 }
                 loss
@@ -490,23 +499,36 @@ struct BuiltStages {
     full_shapes: Vec<(String, Shape)>,
 }
 
+/// Starts a stage's thread. A stage whose step fails stops: it drops its
+/// program and links, so that its neighbours and ring peers learn it is
+/// gone instead of waiting for it, and answers later calls with why.
 fn spawn_stage(
-    mut stage: Stage,
-    mut links: Box<dyn StageLinks>,
+    stage: Stage,
+    links: Box<dyn StageLinks>,
     kind: PipelineKind,
     stages: usize,
 ) -> StageThread {
     let (commands, inbox) = channel::<Command>();
     let (outbox, replies) = channel::<Result<Reply, PipelineError>>();
+    let index = stage.index;
     let thread = std::thread::Builder::new()
-        .name(format!("dagger-stage-{}", stage.index))
+        .name(format!("dagger-stage-{index}"))
         .spawn(move || {
+            let mut live = Ok((stage, links));
             for command in inbox {
-                let reply = match command {
-                    Command::Step(data) => stage
-                        .step(kind, stages, data, links.as_mut())
-                        .map(|(loss, ops)| Reply::Step(loss, ops)),
-                    Command::Params => Ok(Reply::Params(stage.named_params())),
+                let reply = match (&mut live, command) {
+                    (Err(why), _) => Err(PipelineError::StageLost(
+                        index,
+                        format!("an earlier step failed: {why}"),
+                    )),
+                    (Ok((stage, links)), Command::Step(data)) => {
+                        let stepped = stage.step(kind, stages, data, links.as_mut());
+                        if let Err(e) = &stepped {
+                            live = Err(e.to_string());
+                        }
+                        stepped.map(|(loss, ops)| Reply::Step(loss, ops))
+                    }
+                    (Ok((stage, _)), Command::Params) => Ok(Reply::Params(stage.named_params())),
                 };
                 if outbox.send(reply).is_err() {
                     return;
@@ -518,5 +540,58 @@ fn spawn_stage(
         commands,
         replies,
         thread: Some(thread),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::{MlpSpec, Sgd};
+
+    #[test]
+    fn a_stage_whose_step_fails_lets_its_neighbours_go_and_says_why_later() {
+        let spec = MlpSpec {
+            inputs: 3,
+            widths: vec![4, 2],
+            activation: Activation::Tanh,
+        };
+        let options = PipelineOptions {
+            stages: 2,
+            micro_batches: 1,
+            batch: 2,
+            kind: PipelineKind::GPipe,
+            seed: 1,
+        };
+        let optimizer = Sgd { lr: 0.1 };
+        let built = Pipeline::build_stages(&spec, options, &optimizer, 0..2, (0, 1)).unwrap();
+        let first = built.stages.into_iter().next().unwrap();
+        let mut links = channel_links(2);
+        let mut second = links.pop().unwrap();
+        let stage = spawn_stage(first, Box::new(links.pop().unwrap()), options.kind, 2);
+        // One value short of a micro-batch of 2 x 3 inputs.
+        let data = StepData {
+            x: vec![vec![0.5; 5]],
+            y: Vec::new(),
+            epoch: Instant::now(),
+        };
+        stage.commands.send(Command::Step(data)).unwrap();
+        let Err(why) = stage.replies.recv().unwrap() else {
+            panic!("a micro-batch of the wrong size was taken");
+        };
+        assert_eq!(
+            why.to_string(),
+            "`x` needs 6 elements (shape [2, 3]), got 5"
+        );
+        // The next stage learns that this one is gone instead of waiting.
+        assert_eq!(
+            second.recv_prev(),
+            Err("the neighbouring stage is gone".into())
+        );
+        stage.commands.send(Command::Params).unwrap();
+        let Err(later) = stage.replies.recv().unwrap() else {
+            panic!("a stopped stage answered");
+        };
+        let expected = format!("stage 0 stopped: an earlier step failed: {why}");
+        assert_eq!(later.to_string(), expected);
     }
 }
