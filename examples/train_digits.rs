@@ -353,6 +353,21 @@ fn arg<T: std::str::FromStr>(args: &[String], flag: &str) -> Option<T> {
     )
 }
 
+/// The configuration, trained on the cores when GPUs were asked for but
+/// this machine has none (saying so once).
+fn on_gpus_found(config: Config) -> Config {
+    if config.gpus == 0 {
+        return config;
+    }
+    let none = match dagger::cuda::gpus() {
+        Ok(found) if found.is_empty() => "no GPU found; running on CPU".to_string(),
+        Ok(_) => return config,
+        Err(e) => e.to_string(),
+    };
+    println!("{none} (--gpus {} asked for)", config.gpus);
+    Config { gpus: 0, ..config }
+}
+
 #[allow(dead_code)]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -364,6 +379,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         gpus: arg(&args, "--gpus").unwrap_or(defaults.gpus),
         ..defaults
     };
+    let config = on_gpus_found(config);
     let svg: PathBuf =
         arg(&args, "--svg").unwrap_or_else(|| PathBuf::from("target/train_digits.svg"));
     let all = load_digits(&digits_path())?;

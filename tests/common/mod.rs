@@ -79,10 +79,13 @@ pub fn max_relative_difference(got: &NamedParams, reference: &NamedParams) -> f3
 /// Runs this test binary's `rank_main` test on `ranks` processes with
 /// `dagger run`, in `scenario` (`DAGGER_TEST_SCENARIO`); returns whether
 /// they all succeeded and what they printed (each line prefixed `[rank r]`
-/// by the launcher).
+/// by the launcher). The launcher is the `dagger` binary cargo built, or
+/// `DAGGER_BIN` where set (a test binary copied to another machine, as
+/// `.ci/gpu-checks` does).
 pub fn launch_rank_main(ranks: u32, scenario: &str) -> (bool, String) {
     let me = std::env::current_exe().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dagger"))
+    let launcher = std::env::var_os("DAGGER_BIN").unwrap_or(env!("CARGO_BIN_EXE_dagger").into());
+    let out = std::process::Command::new(launcher)
         .args(["run", "-n", &ranks.to_string(), "--"])
         .arg(me)
         .args(["rank_main", "--exact", "--nocapture", "--test-threads=1"])
