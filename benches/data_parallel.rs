@@ -117,9 +117,12 @@ fn rank_main(cluster: Cluster) {
     }
 }
 
+/// Samples/s, bus and raw bandwidth on `n` processes, launched by the
+/// `dagger` binary cargo built or `DAGGER_BIN` (as `.ci/gpu-checks` sets).
 fn processes(n: usize) -> Option<(f64, f64, f64)> {
     let me = std::env::current_exe().ok()?;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dagger"))
+    let launcher = std::env::var_os("DAGGER_BIN").unwrap_or(env!("CARGO_BIN_EXE_dagger").into());
+    let out = std::process::Command::new(launcher)
         .args(["run", "-n", &n.to_string(), "--"])
         .arg(me)
         .output()
