@@ -18,6 +18,13 @@
 //! ([`Workers::Cluster`]: each process is one worker and calls
 //! [`DataParallel::step`] with the same global batch; with
 //! [`Workers::ClusterGpus`] each trains on a GPU of its machine).
+//!
+//! A worker whose step fails once its run started stops, and no other
+//! worker waits for it: rings report it gone, and GPU workers of an NCCL
+//! group give up on a raised alarm and abort their communicators. The step
+//! then fails with the error of the worker that caused it
+//! ([`DataParallelError::PeerFailed`] marks those that gave up), and every
+//! later call says the trainer stopped ([`DataParallelError::Stopped`]).
 
 use super::net::Net;
 use super::optim::Optimizer;
