@@ -208,7 +208,7 @@ impl DataParallel {
                     Place::Cores
                 };
                 let link = Link::Ring(Box::new(ClusterRing::new(cluster)));
-                let replica = Replica::new(plan(r, n, link, place)?)?;
+                let replica = Replica::new(plan(r, n, link, place)?, r)?;
                 Ok(DataParallel {
                     options,
                     workers: n,
@@ -365,7 +365,7 @@ fn spawn_worker(rank: usize, plan: WorkerPlan) -> Result<WorkerThread, DataParal
     let thread = std::thread::Builder::new()
         .name(format!("dagger-dp-worker-{rank}"))
         .spawn(move || {
-            let mut replica = match Replica::new(plan) {
+            let mut replica = match Replica::new(plan, rank) {
                 Ok(r) => r,
                 Err(e) => {
                     let _ = outbox.send(Err(e));

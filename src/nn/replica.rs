@@ -188,13 +188,15 @@ pub(crate) struct Replica {
     share: Option<(usize, usize)>,
     /// The gates of the NCCL groups it is in.
     gates: Vec<Arc<NcclGate>>,
-    rank: usize,
+    /// Its index among the trainer's workers.
+    worker: usize,
 }
 
 impl Replica {
     /// Compiles the plan's step where it runs, sets its parameters and
-    /// joins its rings.
-    pub(crate) fn new(plan: WorkerPlan) -> Result<Replica, DataParallelError> {
+    /// joins its rings; `worker` is its index among the trainer's workers
+    /// (what its errors name).
+    pub(crate) fn new(plan: WorkerPlan, worker: usize) -> Result<Replica, DataParallelError> {
         let WorkerPlan {
             step,
             start,
@@ -214,12 +216,10 @@ impl Replica {
             Ok(compiled)
         });
         let mut gates = Vec::new();
-        let mut rank = 0;
         for (_, link) in &rings {
-            if let Link::Nccl { gate, rank: r, .. } = link {
-                rank = *r;
+            if let Link::Nccl { gate, .. } = link {
                 if !gate.arrive(built.is_ok()) && built.is_ok() {
-                    return Err(DataParallelError::PeerFailed(rank));
+                    return Err(DataParallelError::PeerFailed(worker));
                 }
                 gates.push(gate.clone());
             }
@@ -229,7 +229,7 @@ impl Replica {
             compiled: Ok(built?),
             share,
             gates,
-            rank,
+            worker,
         };
         let compiled = replica.compiled.as_mut().expect("just built");
         for (group, link) in rings {
@@ -246,7 +246,7 @@ impl Replica {
     /// [module docs](self)).
     pub(crate) fn step(&mut self, batch: &[(String, Vec<f32>)]) -> Result<f32, DataParallelError> {
         let share = self.share;
-        let compiled = self.compiled.as_mut().map_err(stopped(self.rank))?;
+        let compiled = self.compiled.as_mut().map_err(stopped(self.worker))?;
         for (name, data) in batch {
             let mine = match share {
                 Some((index, parts)) => {
@@ -264,7 +264,7 @@ impl Replica {
                 let alarmed = || gates.iter().any(|g| g.alarmed());
                 match p.run().and_then(|()| p.wait_or(alarmed)) {
                     Ok(true) => p.output(0).map(|out| out[0]).map_err(Into::into),
-                    Ok(false) => Err(DataParallelError::PeerFailed(self.rank)),
+                    Ok(false) => Err(DataParallelError::PeerFailed(self.worker)),
                     Err(e) => Err(e.into()),
                 }
             }
@@ -283,7 +283,7 @@ impl Replica {
 
     /// The parameters by name, in graph order.
     pub(crate) fn params(&self) -> Result<NamedParams, DataParallelError> {
-        let compiled = self.compiled.as_ref().map_err(stopped(self.rank))?;
+        let compiled = self.compiled.as_ref().map_err(stopped(self.worker))?;
         match compiled {
             Compiled::Cores(p) => Ok(p
                 .params()
@@ -295,11 +295,11 @@ impl Replica {
     }
 }
 
-/// The error of a call to worker `rank` after it stopped, for `why`.
+/// The error of a call to `worker` after it stopped, for `why`.
 fn stopped<Why: std::ops::Deref<Target = String>>(
-    rank: usize,
+    worker: usize,
 ) -> impl Fn(Why) -> DataParallelError {
-    move |why| DataParallelError::Stopped(rank, why.clone())
+    move |why| DataParallelError::Stopped(worker, why.clone())
 }
 
 impl Drop for Replica {
@@ -355,10 +355,11 @@ mod tests {
     #[test]
     fn a_step_that_fails_in_its_run_stops_the_replica_and_later_calls_say_why() {
         let mut links = dagger_runtime::tensor::thread_ring(2);
-        let other = cpu_plan(1, Box::new(links.pop().unwrap()));
-        // Worker 1 builds (the broadcast needs both) and is gone at once.
-        let gone = std::thread::spawn(move || drop(Replica::new(other).unwrap()));
-        let mut replica = Replica::new(cpu_plan(0, Box::new(links.pop().unwrap()))).unwrap();
+        let mine = cpu_plan(1, Box::new(links.pop().unwrap()));
+        let other = cpu_plan(0, Box::new(links.pop().unwrap()));
+        // Worker 0 builds (the broadcast needs both) and is gone at once.
+        let gone = std::thread::spawn(move || drop(Replica::new(other, 0).unwrap()));
+        let mut replica = Replica::new(mine, 1).unwrap();
         gone.join().unwrap();
         let batch = vec![
             ("x".to_string(), vec![0.5; 16]),
@@ -369,7 +370,7 @@ mod tests {
         assert!(first.contains("worker is gone"), "{first}");
         assert_eq!(
             again,
-            format!("worker 0 stopped at an earlier step: {first}")
+            format!("worker 1 stopped at an earlier step: {first}")
         );
         let params = replica.params().unwrap_err().to_string();
         assert_eq!(params, again);
@@ -378,7 +379,7 @@ mod tests {
     #[test]
     fn feeding_an_unknown_input_leaves_the_replica_running() {
         let link = dagger_runtime::tensor::thread_ring(1).pop().unwrap();
-        let mut replica = Replica::new(cpu_plan(0, Box::new(link))).unwrap();
+        let mut replica = Replica::new(cpu_plan(0, Box::new(link)), 0).unwrap();
         replica.share = None;
         let wrong = vec![("z".to_string(), vec![0.5; 8])];
         let err = replica.step(&wrong).unwrap_err().to_string();
@@ -397,7 +398,7 @@ mod tests {
             compiled: Err("a CUDA fault".into()),
             share: None,
             gates: vec![gate.clone()],
-            rank: 1,
+            worker: 1,
         };
         assert!(!gate.alarmed());
         drop(replica);
