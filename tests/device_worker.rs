@@ -17,13 +17,16 @@ use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// A test accelerator: counts the device bodies it ran; reports itself
-/// 50 times as fast as a core so that the placements want it. It tracks
-/// the residency of [`Homed`] values (their flag says whether it "holds"
-/// them) and counts its prefetches.
+/// A test accelerator: counts the device bodies it ran and the times the
+/// runtime waited for their work (`finished`; when `faulty`, that wait
+/// reports a fault); reports itself 50 times as fast as a core so that
+/// the placements want it. It tracks the residency of [`Homed`] values
+/// (their flag says whether it "holds" them) and counts its prefetches.
 #[derive(Default)]
 struct CountingDevice {
     ran: AtomicUsize,
+    finished: AtomicUsize,
+    faulty: AtomicBool,
     prefetched: AtomicUsize,
 }
 
@@ -73,6 +76,13 @@ impl Accelerator for CountingDevice {
             self.prefetched.fetch_add(1, Ordering::SeqCst);
             homed.on_device.store(true, Ordering::SeqCst);
         }
+    }
+    fn finish(&self) -> Result<(), String> {
+        if self.faulty.load(Ordering::SeqCst) {
+            return Err("the device reported a fault".into());
+        }
+        self.finished.fetch_add(1, Ordering::SeqCst);
+        Ok(())
     }
 }
 
@@ -171,6 +181,11 @@ fn heft_runs_device_bodies_on_the_device_and_the_rest_on_cores() {
     let on_device = schedule.placement.iter().filter(|p| p.0 == 2).count();
     assert!(on_device > 0, "HEFT used the 50x device: {schedule:?}");
     assert_eq!(device.ran.load(Ordering::Relaxed), on_device);
+    assert_eq!(
+        device.finished.load(Ordering::SeqCst),
+        on_device,
+        "the worker waited for each device body's work"
+    );
     for e in &trace.events {
         if e.name.as_str().ends_with("total") {
             assert!(
@@ -236,6 +251,18 @@ fn a_device_body_error_names_the_task() {
     assert!(
         matches!(&err, RunError::TaskFailed { task, message }
             if task.ends_with("fragile") && message == "the device ran out of memory"),
+        "{err}"
+    );
+    // A fault found while waiting for a body's work fails that task.
+    device.faulty.store(true, Ordering::SeqCst);
+    let g = GraphBuilder::new();
+    let x = square::on(&g).node(g.constant(vec![3.0]));
+    let err = rt
+        .run_with_policy(&g.finish(x), (), ExecPolicy::Dmda, &HistoryModel::default())
+        .unwrap_err();
+    assert!(
+        matches!(&err, RunError::TaskFailed { task, message }
+            if task.ends_with("square") && message == "the device reported a fault"),
         "{err}"
     );
 }

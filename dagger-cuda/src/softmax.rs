@@ -28,7 +28,7 @@ extern "C" __global__ void dagger_softmax(const float* __restrict__ x, float* __
     unsigned long long t = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= outer * inner) return;
     unsigned long long base = (t / inner) * len * inner + t % inner;
-    float m = -INFINITY;
+    float m = __int_as_float(0xff800000); // -infinity (NVRTC has no INFINITY)
     for (unsigned long long j = 0; j < len; j++) m = fmaxf(m, x[base + j * inner]);
     float s = 0.0f;
     for (unsigned long long j = 0; j < len; j++) s += expf(x[base + j * inner] - m);
@@ -46,7 +46,7 @@ extern "C" __global__ void dagger_cross_entropy(const float* __restrict__ z, con
     if (r >= rows) return;
     const float* zr = z + r * cols;
     const float* tr = target + r * cols;
-    float m = -INFINITY;
+    float m = __int_as_float(0xff800000); // -infinity (NVRTC has no INFINITY)
     for (unsigned long long c = 0; c < cols; c++) m = fmaxf(m, zr[c]);
     float s = 0.0f;
     for (unsigned long long c = 0; c < cols; c++) s += expf(zr[c] - m);

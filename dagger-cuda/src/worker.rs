@@ -84,6 +84,15 @@ impl Accelerator for GpuWorker {
         let _ = resident::erased::prefetch(value, &self.device);
     }
 
+    /// Waits for stream 0, the stream device bodies compute on (the copy
+    /// stream's prefetches for later tasks go on meanwhile).
+    fn finish(&self) -> Result<(), String> {
+        self.device
+            .stream(0)
+            .synchronize()
+            .map_err(|e| format!("GPU {}: {e:?}", self.device.ordinal()))
+    }
+
     fn bind_thread(&self) {
         if let Err(e) = self.device.ctx.bind_to_thread() {
             eprintln!(

@@ -77,6 +77,17 @@ pub trait Accelerator: Send + Sync + 'static {
     /// yet, without waiting for the copy: the runtime calls it for every
     /// input of a task it queues on this device.
     fn prefetch(&self, _value: &Datum) {}
+
+    /// Waits until the work a device body queued on the device has run.
+    /// The worker calls it after each device body, inside the task's
+    /// measured time, so that a task placed on the device ends when its
+    /// kernels do (StarPU's synchronous CUDA codelets): the cost model
+    /// learns the device's time, not the time to queue the work, and a
+    /// run's outputs are ready when the run returns. An error fails the
+    /// task.
+    fn finish(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Where the copies of one value are, as an accelerator sees it.

@@ -232,8 +232,12 @@ impl PlanRun {
                     device: Some(body),
                     ..
                 } if worker.device().is_some() => {
-                    let device = worker.device().expect("checked").as_any();
-                    guarded(name, || body(device, args))
+                    let device = worker.device().expect("checked");
+                    guarded(name, || {
+                        let value = body(device.as_any(), args)?;
+                        device.finish()?;
+                        Ok(value)
+                    })
                 }
                 Kernel::Call { name, invoke, .. } => call(name, *invoke, args),
                 Kernel::Fused { steps, .. } => {

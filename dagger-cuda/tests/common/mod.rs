@@ -1,6 +1,6 @@
 //! Running CUDA C on the CPU: the source is compiled with the host's C++
 //! compiler behind a few lines that stand in for CUDA's built-ins (block
-//! and thread indices, `atomicAdd`, `__int_as_float`, `INFINITY`), and
+//! and thread indices, `atomicAdd`, `__int_as_float`), and
 //! every thread of the launch runs, one after the other.
 
 #![allow(dead_code)] // each test binary uses some of the helpers
@@ -14,6 +14,10 @@ const SHIM: &str = r#"
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+// NVRTC compiles without the C library's headers: none of their macros.
+#undef INFINITY
+#undef NAN
+#undef HUGE_VALF
 struct Dim { unsigned x, y, z; };
 static Dim blockIdx, threadIdx, blockDim, gridDim;
 #define __global__
