@@ -21,6 +21,8 @@ use std::time::Instant;
 
 const PING: u64 = 1;
 const PONG: u64 = 2;
+/// Bytes in a MiB: bandwidths are MiB/s, the unit `ucx_perftest` prints (as "MB/s").
+const MIB: f64 = (1u64 << 20) as f64;
 const DATA: u64 = 3;
 const ACK: u64 = 4;
 const TCP_PORT: u64 = 5;
@@ -34,6 +36,7 @@ fn nothing(x: u64) -> u64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    dagger::pipe::end_quietly_on_closed_pipe();
     let Some(cluster) = Cluster::from_env()? else {
         eprintln!(
             "run me as two ranks: dagger run -n 2 -- {}",
@@ -125,7 +128,7 @@ fn measure(c: &Cluster) -> Result<(), Box<dyn std::error::Error>> {
             s.wait()?;
         }
         ack.wait()?;
-        ours_bw.push((size * count) as f64 / t.elapsed().as_secs_f64() / 1e6);
+        ours_bw.push((size * count) as f64 / t.elapsed().as_secs_f64() / MIB);
     }
     // TCP.
     let listener = TcpListener::bind("127.0.0.1:0")?;
@@ -148,7 +151,7 @@ fn measure(c: &Cluster) -> Result<(), Box<dyn std::error::Error>> {
             s.write_all(&payload)?;
         }
         s.read_exact(&mut [0u8; 1])?;
-        tcp_bw.push((size * count) as f64 / t.elapsed().as_secs_f64() / 1e6);
+        tcp_bw.push((size * count) as f64 / t.elapsed().as_secs_f64() / MIB);
     }
     // ucx_perftest, in the same run.
     let perf_lat = perftest("tag_lat", 8, ROUND_TRIPS).map(|(lat, _)| lat);
@@ -170,11 +173,11 @@ fn measure(c: &Cluster) -> Result<(), Box<dyn std::error::Error>> {
     );
     for (k, (size, _)) in SIZES.iter().enumerate() {
         println!(
-            "| bandwidth, {} MiB messages | {:.0} MB/s | {:.0} MB/s | {} | {} |",
+            "| bandwidth, {} MiB messages | {:.0} MiB/s | {:.0} MiB/s | {} | {} |",
             size >> 20,
             ours_bw[k],
             tcp_bw[k],
-            cell(perf_bw[k], "MB/s"),
+            cell(perf_bw[k], "MiB/s"),
             ratio(ours_bw[k], perf_bw[k], false)
         );
     }
@@ -195,15 +198,16 @@ fn measure(c: &Cluster) -> Result<(), Box<dyn std::error::Error>> {
     );
     let link = c.measure_link(1)?;
     println!(
-        "link the cost model uses (echoes through the task server): latency {:.1} us, bandwidth {:.0} MB/s",
+        "link the cost model uses (echoes through the task server): latency {:.1} us, bandwidth {:.0} MiB/s",
         link.latency * 1e6,
-        link.bandwidth / 1e6
+        link.bandwidth / MIB
     );
     Ok(())
 }
 
 /// Runs `ucx_perftest` (server and client on loopback) and returns its
-/// one-way latency in us and bandwidth in MB/s, or None if it is missing.
+/// one-way latency in us and bandwidth in MiB/s (what it prints as "MB/s":
+/// bytes / 2^20 per second), or None if it is missing.
 fn perftest(test: &str, size: usize, iterations: usize) -> Option<(f64, f64)> {
     let port = TcpListener::bind("127.0.0.1:0")
         .ok()?
@@ -246,6 +250,7 @@ fn perftest(test: &str, size: usize, iterations: usize) -> Option<(f64, f64)> {
         .skip(1)
         .filter_map(|f| f.parse().ok())
         .collect();
-    // iterations, 50%ile, average, overall (latency, us), average, overall (MB/s), rates.
+    // iterations, 50%ile, average, overall (latency, us), average, overall
+    // (bandwidth, MiB/s: ucx_perftest divides bytes by 2^20), rates.
     Some((*fields.get(2)?, *fields.get(5)?))
 }

@@ -52,6 +52,7 @@ pub use dagger_runtime::{
 };
 
 pub mod launcher;
+pub mod pipe;
 pub mod nn;
 pub mod platform;
 pub mod session;
