@@ -3,8 +3,11 @@
 /// What is wrong with a graph or a graph file.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum IrError {
-    /// The graph has a cycle; `path` lists its nodes, first repeated at the end.
-    #[error("graph has a cycle: {}", path.join(" -> "))]
+    /// The graph has a cycle; `path` lists its nodes, first repeated at the
+    /// end. The message names the cycle's length and at most its first
+    /// [`CYCLE_NODES_SHOWN`] nodes, so a cycle through a million nodes still
+    /// reads as one line.
+    #[error("graph has a cycle: {}", cycle_message(path))]
     Cycle {
         /// The nodes around the cycle.
         path: Vec<String>,
@@ -73,6 +76,15 @@ pub enum IrError {
         /// The name.
         name: String,
     },
+    /// A task of the table that no node calls has a bad signature or cost
+    /// (one that a node calls is reported as that node's error).
+    #[error("task `{task}`: its {message}")]
+    BadTask {
+        /// The task's name.
+        task: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A node that cannot have arguments has some, or an output is not a node.
     #[error("node {node}: {message}")]
     Malformed {
@@ -92,6 +104,24 @@ pub enum IrError {
         /// Why.
         message: String,
     },
+}
+
+/// How many of a cycle's nodes [`IrError::Cycle`]'s message names.
+pub const CYCLE_NODES_SHOWN: usize = 8;
+
+/// `a -> b -> c -> a (3 nodes)`, or the first [`CYCLE_NODES_SHOWN`] nodes and
+/// the length when the cycle is longer.
+fn cycle_message(path: &[String]) -> String {
+    let len = path.len().saturating_sub(1).max(1);
+    let plural = if len == 1 { "node" } else { "nodes" };
+    if len <= CYCLE_NODES_SHOWN {
+        format!("{} ({len} {plural})", path.join(" -> "))
+    } else {
+        format!(
+            "{} -> ... ({len} nodes, the first {CYCLE_NODES_SHOWN} shown)",
+            path[..CYCLE_NODES_SHOWN].join(" -> ")
+        )
+    }
 }
 
 /// Result of IR operations.

@@ -37,8 +37,9 @@ pub enum Device {
     Any,
 }
 
-/// What the graph knows in advance about how long a task takes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// What the graph knows in advance about how long a task takes. In a graph
+/// file: `"unknown"`, `"dynamic"` or `{"seconds": S}`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Cost {
     /// No hint was given.
@@ -48,6 +49,28 @@ pub enum Cost {
     Seconds(f64),
     /// An expression of the inputs, known only once the inputs exist.
     Dynamic,
+}
+
+impl<'de> Deserialize<'de> for Cost {
+    /// Reads the forms [`Cost`] writes; anything else is an error that lists them.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "lowercase", deny_unknown_fields)]
+        enum Form {
+            Unknown,
+            Seconds(f64),
+            Dynamic,
+        }
+        let value = serde_json::Value::deserialize(d)?;
+        match Form::deserialize(&value) {
+            Ok(Form::Unknown) => Ok(Cost::Unknown),
+            Ok(Form::Seconds(s)) => Ok(Cost::Seconds(s)),
+            Ok(Form::Dynamic) => Ok(Cost::Dynamic),
+            Err(_) => Err(serde::de::Error::custom(format!(
+                "a cost is \"unknown\", \"dynamic\" or {{\"seconds\": S}}, not {value}"
+            ))),
+        }
+    }
 }
 
 impl Cost {

@@ -294,6 +294,37 @@ mod tests {
         let dup = GOOD.replace(r#""id": "n""#, r#""id": "w""#);
         assert_eq!(err(&dup), "duplicate node id `w`");
 
+        let half = GOOD.replace(r#"{"seconds": 1e-6}"#, "0.5");
+        let e = err(&half);
+        assert!(
+            e.contains(r#"a cost is "unknown", "dynamic" or {"seconds": S}, not 0.5"#)
+                && e.contains("line 3"),
+            "{e}"
+        );
+        let negative = GOOD.replace("1e-6", "-1");
+        assert_eq!(
+            err(&negative),
+            "node `w`: calls `wc::split`, whose cost is -1 seconds (a cost is finite and not negative)"
+        );
+        let hello = GOOD.replace(r#""const": 3"#, r#""const": "hello""#);
+        assert_eq!(
+            err(&hello),
+            "node `n`: the constant \"hello\" is not a u64: expected an integer from 0 to 18446744073709551615"
+        );
+        let nested = GOOD.replace(r#""output": "usize""#, r#""output": "Vec<<u64""#);
+        assert!(
+            err(&nested)
+                .starts_with("node `c`: calls `wc::count`, whose output has type \"Vec<<u64\""),
+            "{}",
+            err(&nested)
+        );
+        let empty = GOOD.replace(r#""output": "usize""#, r#""output": """#);
+        assert!(
+            err(&empty).contains("a type cannot be empty"),
+            "{}",
+            err(&empty)
+        );
+
         let e = err("{\"tasks\": [,]}");
         assert!(
             e.starts_with("malformed graph file: ") && e.contains("line 1 column"),

@@ -3,11 +3,14 @@
 //! [`verify`] checks that the graph is acyclic (and names a cycle when it is
 //! not), that every call has exactly one argument per parameter, that every
 //! argument has its parameter's type, that fused chains fit together, and
-//! that inputs, constants and outputs are what they claim. Every pass keeps
+//! that inputs, constants and outputs are what they claim: every type name
+//! reads as a type, a graph file's constant fits its declared type, and a
+//! task's cost is finite and not negative. Every pass keeps
 //! these properties; the pass manager can re-check them after each pass.
 
 use crate::error::{IrError, Result};
-use crate::graph::{Graph, NodeId, Op};
+use crate::graph::{ConstValue, Cost, Graph, NodeId, Op, TaskRef, TaskSig};
+use crate::types::{check_constant, check_type_name};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -56,6 +59,10 @@ fn find_cycle(g: &Graph, indegree: &[usize]) -> Vec<String> {
         .find(|id| indegree[id.index()] > 0)
         .expect("a node is left over when there is a cycle");
     let mut seen: Vec<NodeId> = vec![start];
+    // Where each node stands in `seen` (usize::MAX: not there), so that the
+    // walk stays linear on a cycle of a million nodes.
+    let mut position = vec![usize::MAX; indegree.len()];
+    position[start.index()] = 0;
     let mut at = start;
     loop {
         let prev = g
@@ -64,7 +71,8 @@ fn find_cycle(g: &Graph, indegree: &[usize]) -> Vec<String> {
             .map(|(_, p)| p)
             .find(|p| indegree[p.index()] > 0)
             .expect("a node on a cycle has a producer on it");
-        if let Some(pos) = seen.iter().position(|&s| s == prev) {
+        let pos = position[prev.index()];
+        if pos != usize::MAX {
             let mut cycle: Vec<String> = seen[pos..]
                 .iter()
                 .rev()
@@ -73,6 +81,7 @@ fn find_cycle(g: &Graph, indegree: &[usize]) -> Vec<String> {
             cycle.push(g.display_name(*seen[pos..].last().expect("non-empty")));
             return cycle;
         }
+        position[prev.index()] = seen.len();
         seen.push(prev);
         at = prev;
     }
@@ -81,6 +90,27 @@ fn find_cycle(g: &Graph, indegree: &[usize]) -> Vec<String> {
 /// Checks that `g` is well formed (see the [module docs](self)).
 pub fn verify(g: &Graph) -> Result<()> {
     topo_order(g)?;
+    for (t, sig) in g.tasks().iter().enumerate() {
+        if let Err(message) = check_task(sig) {
+            let caller = g.node_ids().find(|&id| {
+                g.node(id).is_some_and(|n| match &n.op {
+                    Op::Call(r) => r.0 as usize == t,
+                    Op::Fused(rs) => rs.contains(&TaskRef(t as u32)),
+                    _ => false,
+                })
+            });
+            return Err(match caller {
+                Some(id) => IrError::Malformed {
+                    node: g.display_name(id),
+                    message: format!("calls `{}`, whose {message}", sig.name),
+                },
+                None => IrError::BadTask {
+                    task: sig.name.clone(),
+                    message,
+                },
+            });
+        }
+    }
     for id in g.node_ids() {
         verify_node(g, id)?;
     }
@@ -106,11 +136,39 @@ pub fn verify(g: &Graph) -> Result<()> {
     Ok(())
 }
 
+/// What is wrong with a task's signature: a type that does not read as a
+/// type, or a cost that is negative or not finite.
+fn check_task(sig: &TaskSig) -> std::result::Result<(), String> {
+    if let Cost::Seconds(s) = sig.cost {
+        if !(s.is_finite() && s >= 0.0) {
+            return Err(format!(
+                "cost is {s} seconds (a cost is finite and not negative)"
+            ));
+        }
+    }
+    for (i, p) in sig.params.iter().enumerate() {
+        check_type_name(p).map_err(|e| format!("parameter {i} has type {p:?}: {e}"))?;
+    }
+    check_type_name(&sig.output).map_err(|e| format!("output has type {:?}: {e}", sig.output))
+}
+
 fn verify_node(g: &Graph, id: NodeId) -> Result<()> {
     let node = g.node(id).expect("node_ids yields live nodes");
     let args = g.args(id);
     let steps = match &node.op {
-        Op::Input { .. } | Op::Const { .. } => {
+        Op::Input { ty, .. } | Op::Const { ty, .. } => {
+            let malformed = |message| IrError::Malformed {
+                node: g.display_name(id),
+                message,
+            };
+            check_type_name(ty).map_err(|e| malformed(format!("has type {ty:?}: {e}")))?;
+            if let Op::Const {
+                value: ConstValue::Json(v),
+                ..
+            } = &node.op
+            {
+                check_constant(v, ty).map_err(|e| malformed(format!("the constant {e}")))?;
+            }
             if !args.is_empty() {
                 return Err(IrError::Malformed {
                     node: g.display_name(id),
@@ -229,6 +287,90 @@ mod tests {
             other => panic!("expected a cycle, got {other:?}"),
         }
         let _ = b;
+    }
+
+    #[test]
+    fn a_long_cycle_is_named_by_its_first_nodes_and_its_length() {
+        let mut g = Graph::new();
+        let inc = g.intern_task(sig("t::inc", &["u64"], "u64"));
+        let first = g.add_call(inc, &[], Some("c0"));
+        let mut last = first;
+        for k in 1..100_000 {
+            last = g.add_call(inc, &[last], Some(&format!("c{k}")));
+        }
+        g.add_edge(last, first, Port(0));
+        let e = verify(&g).unwrap_err();
+        let IrError::Cycle { path } = &e else {
+            panic!("expected a cycle, got {e:?}");
+        };
+        assert_eq!(path.len(), 100_001);
+        let message = e.to_string();
+        assert!(message.len() < 300, "{} bytes: {message}", message.len());
+        assert!(
+            message.starts_with("graph has a cycle: `c")
+                && message.contains("(100000 nodes, the first 8 shown)"),
+            "{message}"
+        );
+        assert_eq!(message.matches("`c").count(), 8, "{message}");
+    }
+
+    #[test]
+    fn bad_costs_types_and_constants_are_refused_naming_the_node() {
+        let refuse = |g: &Graph, want: &str| {
+            let e = verify(g).unwrap_err().to_string();
+            assert!(e.contains(want), "expected {want:?} in: {e}");
+        };
+        let mut g = Graph::new();
+        let inc = g.intern_task(TaskSig {
+            cost: Cost::Seconds(-1.0),
+            ..sig("t::inc", &["u64"], "u64")
+        });
+        let x = g.add_input("u64", Some("x"));
+        let y = g.add_call(inc, &[x], Some("y"));
+        g.set_outputs(vec![y]);
+        refuse(
+            &g,
+            "node `y`: calls `t::inc`, whose cost is -1 seconds (a cost is finite and not negative)",
+        );
+        g.tasks[0].cost = Cost::Seconds(0.5);
+        verify(&g).unwrap();
+
+        g.tasks[0].output = String::new();
+        refuse(
+            &g,
+            "node `y`: calls `t::inc`, whose output has type \"\": a type cannot be empty",
+        );
+        g.tasks[0].output = "u64".into();
+        g.tasks[0].params[0] = "Vec<<u64".into();
+        refuse(
+            &g,
+            "node `y`: calls `t::inc`, whose parameter 0 has type \"Vec<<u64\"",
+        );
+        g.tasks[0].params[0] = "u64".into();
+
+        g.intern_task(TaskSig {
+            cost: Cost::Seconds(f64::NAN),
+            ..sig("t::unused", &[], "u64")
+        });
+        refuse(&g, "task `t::unused`: its cost is NaN seconds");
+        g.tasks[1].cost = Cost::Unknown;
+
+        let bad_input = g.add_input("Vec<u64", Some("v"));
+        refuse(
+            &g,
+            "node `v`: has type \"Vec<u64\": the `<` at byte 3 is never closed",
+        );
+        g.remove_node(bad_input);
+
+        let hello = g.add_const("u64", ConstValue::Json("hello".into()), Some("h"));
+        refuse(
+            &g,
+            "node `h`: the constant \"hello\" is not a u64: expected an integer from 0 to",
+        );
+        g.remove_node(hello);
+        g.add_const("u64", ConstValue::Json(7.into()), Some("seven"));
+        g.add_const("u64", ConstValue::Host(0), Some("held"));
+        verify(&g).unwrap();
     }
 
     #[test]

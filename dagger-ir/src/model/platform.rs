@@ -118,6 +118,20 @@ impl Platform {
                 "processor {bad} has a speed that is not positive"
             )));
         }
+        for (field, link) in [("network", &p.network), ("host_device", &p.host_device)] {
+            if !(link.bandwidth > 0.0 && link.bandwidth.is_finite()) {
+                return Err(crate::IrError::Json(format!(
+                    "\"{field}\".\"bandwidth\" is {} but must be a positive number of bytes per second",
+                    link.bandwidth
+                )));
+            }
+            if !(link.latency >= 0.0 && link.latency.is_finite()) {
+                return Err(crate::IrError::Json(format!(
+                    "\"{field}\".\"latency\" is {} but must be a finite, non-negative number of seconds",
+                    link.latency
+                )));
+            }
+        }
         Ok(p)
     }
 }
@@ -145,5 +159,27 @@ mod tests {
         let text = serde_json::to_string(&p).unwrap();
         assert_eq!(Platform::from_json(&text).unwrap(), p);
         assert!(Platform::from_json(r#"{"processors": [], "network": {"latency": 0, "bandwidth": 1}, "host_device": {"latency": 0, "bandwidth": 1}}"#).is_err());
+    }
+
+    #[test]
+    fn a_link_without_bandwidth_or_with_a_negative_latency_is_refused_by_field() {
+        let file = |network: &str, host: &str| {
+            format!(
+                r#"{{"processors": [{{"kind": "cpu", "speed": 1}}],
+                    "network": {network}, "host_device": {host}}}"#
+            )
+        };
+        let ok = r#"{"latency": 0, "bandwidth": 1e9}"#;
+        assert!(Platform::from_json(&file(ok, ok)).is_ok());
+        let e = Platform::from_json(&file(r#"{"latency": 0, "bandwidth": 0}"#, ok)).unwrap_err();
+        assert!(
+            e.to_string().contains(r#""network"."bandwidth" is 0"#),
+            "{e}"
+        );
+        let e = Platform::from_json(&file(ok, r#"{"latency": -1, "bandwidth": 1}"#)).unwrap_err();
+        assert!(
+            e.to_string().contains(r#""host_device"."latency" is -1"#),
+            "{e}"
+        );
     }
 }
