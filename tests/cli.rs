@@ -322,3 +322,264 @@ fn pipeline_simulates_both_schedules_and_refuses_bad_settings() {
     assert!(!ok && err.contains("must be at least 1"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A fresh directory for one test's files.
+fn scratch(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("dagger-cli-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes `text` to `dir/name` and returns the path as a string.
+fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn ir_refuses_what_sched_would_naming_the_file_and_the_node() {
+    let dir = scratch("ir-verify");
+    let graph = |task: &str, constant: &str| {
+        format!(
+            r#"{{"tasks": [{task}],
+                "nodes": [{{"id": "n", "const": {constant}, "type": "u64"}},
+                          {{"id": "y", "call": "t::inc", "args": ["n"]}}],
+                "outputs": ["y"]}}"#
+        )
+    };
+    let good = r#"{"name": "t::inc", "params": ["u64"], "output": "u64", "cost": {"seconds": 1}}"#;
+    let f = write(&dir, "good.json", &graph(good, "3"));
+    let (ok, _, err) = dagger(&["ir", &f]);
+    assert!(ok, "{err}");
+    for (name, task, constant, want) in [
+        (
+            "negative.json",
+            good.replace("1}", "-1}"),
+            "3",
+            "node `y`: calls `t::inc`, whose cost is -1 seconds",
+        ),
+        (
+            "hello.json",
+            good.to_string(),
+            r#""hello""#,
+            r#"node `n`: the constant "hello" is not a u64"#,
+        ),
+        (
+            "nested.json",
+            good.replace(r#"["u64"]"#, r#"["Vec<<u64"]"#),
+            "3",
+            r#"node `y`: calls `t::inc`, whose parameter 0 has type "Vec<<u64""#,
+        ),
+        (
+            "empty_output.json",
+            good.replace(r#""output": "u64""#, r#""output": """#),
+            "3",
+            "node `y`: calls `t::inc`, whose output has type \"\": a type cannot be empty",
+        ),
+        (
+            "half.json",
+            good.replace(r#"{"seconds": 1}"#, "0.5"),
+            "3",
+            r#"a cost is "unknown", "dynamic" or {"seconds": S}, not 0.5"#,
+        ),
+    ] {
+        let f = write(&dir, name, &graph(&task, constant));
+        let (ok, out, err) = dagger(&["ir", &f]);
+        assert!(!ok, "{name} was accepted: {out}");
+        assert!(err.contains(name) && err.contains(want), "{name}: {err}");
+    }
+}
+
+#[test]
+fn empty_graphs_and_problems_are_refused_not_scheduled_to_nan() {
+    let dir = scratch("empty");
+    let f = write(
+        &dir,
+        "empty_problem.json",
+        r#"{"processors": 2, "tasks": []}"#,
+    );
+    let (ok, out, err) = dagger(&["sched", &f]);
+    assert!(!ok, "{out}");
+    assert!(!out.contains("NaN"), "{out}");
+    assert!(
+        err.contains("empty_problem.json: the problem has no tasks"),
+        "{err}"
+    );
+    let f = write(&dir, "empty_graph.json", r#"{"outputs": []}"#);
+    let (ok, out, err) = dagger(&["ir", &f]);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("empty_graph.json: the graph has no nodes"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_long_cycle_is_named_by_its_first_nodes_and_its_length() {
+    let dir = scratch("cycle");
+    let n = 100_000;
+    let nodes: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"id": "c{i}", "call": "t::inc", "args": ["c{}"]}}"#,
+                (i + n - 1) % n
+            )
+        })
+        .collect();
+    let f = write(
+        &dir,
+        "ring.json",
+        &format!(
+            r#"{{"tasks": [{{"name": "t::inc", "params": ["u64"], "output": "u64"}}],
+                "nodes": [{}], "outputs": ["c0"]}}"#,
+            nodes.join(",")
+        ),
+    );
+    let (ok, _, err) = dagger(&["ir", &f]);
+    assert!(!ok);
+    assert!(err.len() < 400, "{} bytes of error", err.len());
+    assert!(
+        err.contains("graph has a cycle: `c") && err.contains("(100000 nodes, the first 8 shown)"),
+        "{err}"
+    );
+    // The scheduler's problem files say the same (a shorter ring: its cycle
+    // walk belongs to the scheduler).
+    let m = 2_000;
+    let tasks: Vec<String> = (0..m)
+        .map(|i| format!(r#"{{"id": "t{i}", "cost": [1]}}"#))
+        .collect();
+    let edges: Vec<String> = (0..m)
+        .map(|i| format!(r#"{{"from": "t{i}", "to": "t{}"}}"#, (i + 1) % m))
+        .collect();
+    let f = write(
+        &dir,
+        "ring_problem.json",
+        &format!(
+            r#"{{"processors": 1, "tasks": [{}], "edges": [{}]}}"#,
+            tasks.join(","),
+            edges.join(",")
+        ),
+    );
+    let (ok, _, err) = dagger(&["sched", &f]);
+    assert!(!ok);
+    assert!(
+        err.len() < 400 && err.contains("(2000 nodes, the first 8 shown)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sched_help_and_platform_errors_say_what_the_platform_file_holds() {
+    let (ok, help, _) = dagger(&["sched", "--help"]);
+    assert!(ok);
+    assert!(
+        help.contains(r#""cost": [x]"#) && help.contains(r#""bytes": n"#),
+        "{help}"
+    );
+    assert!(!help.contains("single cost"), "{help}");
+    let dir = scratch("platform-errors");
+    let platform = write(
+        &dir,
+        "slow_platform.json",
+        r#"{"processors": [{"kind": "cpu", "speed": 1.0}, {"kind": "gpu", "speed": 8.0}],
+            "network": {"latency": 5e-6, "bandwidth": 1e9},
+            "host_device": {"latency": 1e-5, "bandwidth": 0}}"#,
+    );
+    let problem = write(
+        &dir,
+        "chain.json",
+        r#"{"tasks": [{"id": "a", "cost": [1]}, {"id": "b", "cost": [1]}],
+            "edges": [{"from": "a", "to": "b", "bytes": 1000}]}"#,
+    );
+    let (ok, _, err) = dagger(&["sched", &problem, "--platform", &platform]);
+    assert!(!ok);
+    assert!(
+        err.contains("slow_platform.json")
+            && err.contains(r#""host_device"."bandwidth" is 0"#)
+            && !err.contains("chain.json"),
+        "{err}"
+    );
+}
+
+#[test]
+fn output_into_a_pipe_closed_early_ends_quietly() {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dagger"))
+        .args(["bench", "sched", "--graphs", "20", "--csv"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the dagger binary runs");
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("suite,algo"), "{first}"); // the reader is dropped here: `| head -1`
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_ne!(out.status.code(), Some(101), "{err}");
+}
+
+#[test]
+fn pipeline_refuses_more_than_it_can_hold_naming_both_flags_and_the_bound() {
+    let (ok, out, err) = dagger(&[
+        "pipeline",
+        "--stages",
+        "100000",
+        "--micro-batches",
+        "100000",
+    ]);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("--stages 100000 x --micro-batches 100000")
+            && err.contains("above the 250000"),
+        "{err}"
+    );
+    let (ok, _, err) = dagger(&["pipeline", "--stages", "500", "--micro-batches", "500"]);
+    assert!(ok, "the bound itself runs: {err}");
+}
+
+#[test]
+fn gantt_refuses_a_chart_too_large_to_read_and_points_to_the_trace() {
+    let dir = scratch("big-gantt");
+    let tasks: Vec<String> = (0..6_000)
+        .map(|i| format!(r#"{{"id": "t{i}", "cost": [1, 2]}}"#))
+        .collect();
+    let f = write(
+        &dir,
+        "wide.json",
+        &format!(r#"{{"processors": 2, "tasks": [{}]}}"#, tasks.join(",")),
+    );
+    let svg = dir.join("wide.svg");
+    let (ok, _, err) = dagger(&[
+        "sched",
+        &f,
+        "--algo",
+        "heft",
+        "--gantt",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("--gantt draws at most 5000 tasks and this has 6000")
+            && err.contains("--trace"),
+        "{err}"
+    );
+    assert!(!svg.exists(), "no chart is written");
+    let (ok, _, err) = dagger(&[
+        "pipeline",
+        "--stages",
+        "50",
+        "--micro-batches",
+        "100",
+        "--gantt",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("this has 10000") && err.contains("--trace"),
+        "{err}"
+    );
+}

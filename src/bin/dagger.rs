@@ -121,8 +121,11 @@ enum Command {
         #[arg(long)]
         trace: Option<PathBuf>,
         /// Read the problem against this platform file (what `dagger
-        /// platform` prints): its processors, a task's single cost divided
-        /// by each processor's speed, an edge's `bytes` over its links.
+        /// platform` prints). Its processors are the problem's; a task may
+        /// then give one cost, `"cost": [x]`, its time at speed 1.0, which
+        /// each processor divides by its speed; an edge may give `"bytes": n`
+        /// instead of `"comm"`, costed over the platform's links
+        /// (`latency + n / bandwidth`).
         #[arg(long)]
         platform: Option<PathBuf>,
     },
@@ -145,6 +148,7 @@ enum Bench {
 }
 
 fn main() -> ExitCode {
+    dagger::pipe::end_quietly_on_closed_pipe();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("DAGGER_LOG"))
         .with_writer(std::io::stderr)
@@ -190,6 +194,9 @@ fn run(command: Command) -> Result<(), String> {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
             let mut graph = ir::from_json(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+            if graph.node_count() == 0 {
+                return Err(format!("{}: the graph has no nodes", file.display()));
+            }
             if passes {
                 for report in PassManager::standard()
                     .run(&mut graph, &PassCtx::default())
@@ -333,6 +340,22 @@ fn run(command: Command) -> Result<(), String> {
     }
 }
 
+/// The most tasks (or pipeline slots) a `--gantt` chart draws: above it an
+/// SVG with a box per task runs to hundreds of megabytes.
+const GANTT_MAX_TASKS: usize = 5_000;
+
+/// The most stages x micro-batches `dagger pipeline` simulates (its memory
+/// grows with the product).
+const PIPELINE_MAX_SLOTS: usize = 250_000;
+
+/// The error of a `--gantt` chart of `tasks` boxes, with what to use instead.
+fn gantt_too_large(tasks: usize) -> String {
+    format!(
+        "--gantt draws at most {GANTT_MAX_TASKS} tasks and this has {tasks}; \
+         use --trace out.json instead and open it in Perfetto (ui.perfetto.dev) or chrome://tracing"
+    )
+}
+
 /// `dagger sched`: runs the chosen static schedulers on a problem file.
 fn schedule(
     file: &Path,
@@ -355,6 +378,15 @@ fn schedule(
         None => sched::Problem::from_json(&text),
     }
     .map_err(|e| format!("{}: {e}", file.display()))?;
+    if problem.is_empty() {
+        return Err(format!(
+            "{}: the problem has no tasks (nothing to schedule)",
+            file.display()
+        ));
+    }
+    if gantt.is_some() && problem.len() > GANTT_MAX_TASKS {
+        return Err(gantt_too_large(problem.len()));
+    }
     let schedulers = if algo == "all" {
         sched::all()
     } else {
@@ -437,6 +469,16 @@ fn pipeline(
     if stages == 0 || micro_batches == 0 {
         return Err("--stages and --micro-batches must be at least 1".into());
     }
+    if stages.saturating_mul(micro_batches) > PIPELINE_MAX_SLOTS {
+        return Err(format!(
+            "--stages {stages} x --micro-batches {micro_batches} is {} stage-micro-batches, \
+             above the {PIPELINE_MAX_SLOTS} this simulation holds in memory",
+            stages as u128 * micro_batches as u128
+        ));
+    }
+    if gantt.is_some() && 2 * stages * micro_batches > GANTT_MAX_TASKS {
+        return Err(gantt_too_large(2 * stages * micro_batches));
+    }
     let forward: Vec<f64> = if forward.is_empty() {
         vec![1.0; stages]
     } else {
@@ -458,7 +500,7 @@ fn pipeline(
     let back: Vec<f64> = forward.iter().map(|f| f * backward).collect();
     println!("| schedule | step time | bubble | (K-1)/(M+K-1) | peak activations per stage |");
     println!("|---|---|---|---|---|");
-    let mut charts = String::new();
+    let mut charts = Vec::new();
     for kind in [PipelineKind::GPipe, PipelineKind::OneFOneB] {
         let s = simulate(kind, &forward, &back, micro_batches, transfer);
         let peaks: Vec<usize> = (0..stages).map(|st| s.peak_activations(st)).collect();
@@ -469,11 +511,19 @@ fn pipeline(
             bubble_formula(stages, micro_batches)
         );
         let (schedule, labels) = s.to_schedule();
-        charts += &sched::gantt::draw(stages, &labels, &[(&format!("{kind:?}"), &schedule)]);
+        charts.push(sched::gantt::Chart {
+            title: format!("{kind:?}"),
+            processors: stages,
+            labels,
+            schedule,
+        });
     }
     if let Some(path) = gantt {
-        std::fs::write(path, charts)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        std::fs::write(
+            path,
+            sched::gantt::draw(&charts, sched::gantt::TimeUnit::Abstract),
+        )
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         eprintln!("Gantt chart: {}", path.display());
     }
     Ok(())
