@@ -77,13 +77,20 @@ impl Shared {
 
     /// Wakes the background thread (it may sleep while work is pending),
     /// from its nap or from its sleep on the event fd.
-    fn wake(&self) {
-        self.unpark_thread();
-        if let Ok(lib) = lib() {
-            // SAFETY: the worker lives until the transport is dropped, after
-            // which nobody holds `Shared` but the thread.
-            unsafe { lib.ucp_worker_signal(self.signal.0) };
+    ///
+    /// Takes the worker's lock guard: the worker is signalled only under
+    /// the lock and only while it is open, and only the background thread
+    /// destroys it, under the same lock ([`Progress::close`]), so a signal
+    /// never reaches a destroyed worker. See `Drop for UcxTransport`.
+    fn wake(&self, p: &Progress) {
+        if !p.is_closed() {
+            if let Ok(lib) = lib() {
+                // SAFETY: the caller holds the worker's lock and the worker is
+                // open; it cannot be destroyed before the lock is released.
+                unsafe { lib.ucp_worker_signal(self.signal.0) };
+            }
         }
+        self.unpark_thread();
     }
 
     /// Wakes the background thread for work a caller left pending if it
@@ -93,7 +100,7 @@ impl Shared {
     /// When it naps, it is back within [`NAP`] anyway.
     fn wake_for_pending(&self, p: &Progress) {
         if p.polling && !self.driven_recently() {
-            self.wake();
+            self.wake(p);
         }
     }
 
@@ -271,9 +278,23 @@ impl UcxTransport {
 }
 
 impl Drop for UcxTransport {
+    /// Stops the background thread, which closes the worker.
+    ///
+    /// The shutdown protocol: the stop flag is set and the worker signalled
+    /// while this thread holds the worker's lock. The background thread is
+    /// the only one that destroys the worker, and it does so under that lock
+    /// after it has seen the flag, so it cannot destroy the worker before the
+    /// signal has been sent (it blocks on the lock until then), and nobody
+    /// signals afterwards (every signal is sent under the lock and checks
+    /// that the worker is open; after this drop no caller is left). Waking
+    /// the thread before signalling, without the lock, let it destroy the
+    /// worker under the signal (SIGSEGV in `ucp_worker_signal`).
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        self.shared.wake();
+        {
+            let p = self.shared.lock();
+            self.shared.stop.store(true, Ordering::SeqCst);
+            self.shared.wake(&p);
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

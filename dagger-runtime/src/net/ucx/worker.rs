@@ -273,7 +273,13 @@ impl Progress {
         }
     }
 
+    /// Whether the worker is destroyed (nothing may call UCX on it).
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed
+    }
+
     /// Closes the endpoints and the worker; waiting receives report Closed.
+    /// Called once, by the background thread, holding the worker's lock.
     pub(super) fn close(&mut self) {
         self.closed = true;
         self.receives.clear();
