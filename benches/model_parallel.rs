@@ -223,7 +223,15 @@ fn main() {
         let svg = format!("target/pipeline_{kind:?}_measured.svg");
         std::fs::write(
             &svg,
-            gantt::draw(2, &labels, &[(&format!("{kind:?}, measured"), &schedule)]),
+            gantt::draw(
+                &[gantt::Chart {
+                    title: format!("{kind:?}, measured"),
+                    processors: 2,
+                    labels,
+                    schedule,
+                }],
+                gantt::TimeUnit::Seconds,
+            ),
         )
         .expect("write the Gantt chart");
         // Stage times from their layers' products: forward 2 b k n per

@@ -11,9 +11,42 @@
 //! micro-batch counts against `(K-1)/(M+K-1)` and their peak activations,
 //! and writes a Gantt chart of both schedules.
 
+use clap::Parser;
 use dagger::ir::model::{Link, Platform};
 use dagger::ir::sched::gantt;
-use dagger::ir::sched::pipeline::{balanced_stages, bubble_formula, simulate, PipelineKind};
+use dagger::ir::sched::pipeline::{
+    balanced_stages, bubble_formula, simulate, PipelineKind, PipelineSchedule,
+};
+use std::path::PathBuf;
+
+/// The example's options.
+#[derive(Parser, Debug)]
+#[command(
+    about = "Model parallelism, simulated: the partitioning pass, balanced stages, GPipe and 1F1B"
+)]
+pub struct Options {
+    /// Write the Gantt chart of both schedules here.
+    #[arg(long, default_value = "target/pipeline.svg")]
+    pub svg: PathBuf,
+}
+
+/// One SVG document with both schedules (named) on one time scale, in
+/// seconds; each labels its passes in its own order.
+pub fn gantt_chart(stages: usize, schedules: &[(&str, &PipelineSchedule)]) -> String {
+    let charts: Vec<gantt::Chart> = schedules
+        .iter()
+        .map(|(name, s)| {
+            let (schedule, labels) = s.to_schedule();
+            gantt::Chart {
+                title: name.to_string(),
+                processors: stages,
+                labels,
+                schedule,
+            }
+        })
+        .collect();
+    gantt::draw(&charts, gantt::TimeUnit::Seconds)
+}
 use dagger::ir::tensor::{equal_layers, evaluate, node_flops, partition, Device, TensorGraph};
 
 /// A deep MLP's forward pass with layers of uneven widths.
@@ -64,12 +97,8 @@ pub fn layer_flops(g: &TensorGraph) -> Vec<f64> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let svg = args
-        .iter()
-        .position(|a| a == "--svg")
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| "target/pipeline.svg".into());
+    dagger::pipe::end_quietly_on_closed_pipe();
+    let svg = Options::parse().svg;
     let widths = [1024, 4096, 4096, 1024, 1024, 1024, 1024, 1024, 1024];
     let g = deep_mlp(256, &widths);
     let link = Link {
@@ -175,15 +204,10 @@ fn main() {
         ofob.bubble_fraction(),
         bubble_formula(4, 8)
     );
-    let (gs, labels) = gpipe.to_schedule();
-    let (os, _) = ofob.to_schedule();
-    // Both schedules list the same passes in different orders: label by each.
-    let (_, ofob_labels) = ofob.to_schedule();
-    let chart = gantt::draw(4, &labels, &[("GPipe", &gs)])
-        + &gantt::draw(4, &ofob_labels, &[("1F1B", &os)]);
-    if let Some(parent) = std::path::Path::new(&svg).parent() {
+    let chart = gantt_chart(4, &[("GPipe", &gpipe), ("1F1B", &ofob)]);
+    if let Some(parent) = svg.parent() {
         std::fs::create_dir_all(parent).expect("output folder");
     }
     std::fs::write(&svg, chart).expect("write the chart");
-    println!("Gantt chart of both schedules: {svg}");
+    println!("Gantt chart of both schedules: {}", svg.display());
 }
