@@ -15,7 +15,10 @@
 //! ```
 //!
 //! Ids are strings and become the nodes' labels; `args` name inputs or nodes
-//! defined anywhere in the file. `cost`, `device` and `pure` are optional.
+//! defined anywhere in the file. `cost`, `device` and `pure` are optional;
+//! a cost is `"unknown"`, `"dynamic"` or `{"seconds": S}` with `S` finite
+//! and not negative. Types are Rust type names (`Vec<String>`), and a
+//! `"const"` must be readable as its `"type"` (`"hello"` is no `u64`).
 //! A constant is either `"const": <JSON>` or `"host": <slot>` (a value held
 //! by the program that built the graph). Reading a file verifies it: a cycle,
 //! an unknown id, an unknown task, a wrong arity or a type mismatch is an

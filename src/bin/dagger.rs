@@ -344,8 +344,8 @@ fn run(command: Command) -> Result<(), String> {
 /// SVG with a box per task runs to hundreds of megabytes.
 const GANTT_MAX_TASKS: usize = 5_000;
 
-/// The most stages x micro-batches `dagger pipeline` simulates (its memory
-/// grows with the product).
+/// The most stages x micro-batches `dagger pipeline` simulates: its memory
+/// grows with the product (about 110 MB at this bound, 400 MB at 1M).
 const PIPELINE_MAX_SLOTS: usize = 250_000;
 
 /// The error of a `--gantt` chart of `tasks` boxes, with what to use instead.
