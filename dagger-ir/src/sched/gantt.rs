@@ -306,24 +306,13 @@ fn draw_axis(svg: &mut String, ticks: &Ticks, scale: f64, y: f64) {
             y + 17.0
         );
     }
-    let caption = match ticks.unit {
-        TimeUnit::Seconds => "time",
-        TimeUnit::Abstract => "time (in the input's time units)",
+    // Seconds: the ticks carry their unit, "time" names the axis at the
+    // left; the input's units: said once, under the ticks.
+    let (x, dy, caption) = match ticks.unit {
+        TimeUnit::Seconds => (4.0, 17.0, "time"),
+        TimeUnit::Abstract => (LEFT, 31.0, "time (in the input's time units)"),
     };
-    let _ = writeln!(
-        svg,
-        "<text x=\"{}\" y=\"{:.2}\">{caption}</text>",
-        if ticks.unit == TimeUnit::Seconds {
-            4.0
-        } else {
-            LEFT
-        },
-        y + if ticks.unit == TimeUnit::Seconds {
-            17.0
-        } else {
-            31.0
-        }
-    );
+    let _ = writeln!(svg, "<text x=\"{x}\" y=\"{:.2}\">{caption}</text>", y + dy);
 }
 
 /// Draws the legend of the colours from `y` down; returns where it ends.
