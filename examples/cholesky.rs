@@ -21,7 +21,10 @@
 //! ```text
 //! cargo run --release --example cholesky -- [N] [TILE]      (default 4096 256)
 //! ```
+//!
+//! The table goes to stdout; stderr says which stage the run is at.
 
+use clap::builder::RangedU64ValueParser;
 use dagger::cuda::resident::{Resident, Transfer};
 use dagger::cuda::tiles::DeviceTile;
 use dagger::cuda::{CudaError, GpuDevice};
@@ -315,16 +318,68 @@ fn across_ranks(
     Ok(())
 }
 
+/// The command line.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "cholesky",
+    about = "Tiled Cholesky factorization as a task graph under every scheduling policy, \
+             against faer (and cuSOLVER with a GPU)"
+)]
+pub struct Cli {
+    /// Order of the matrix (a multiple of TILE).
+    #[arg(
+        default_value_t = 4096,
+        value_parser = RangedU64ValueParser::<usize>::from(1..=65_536),
+        allow_negative_numbers = true
+    )]
+    pub n: usize,
+    /// Order of the tiles.
+    #[arg(
+        default_value_t = 256,
+        value_parser = RangedU64ValueParser::<usize>::from(1..=65_536),
+        allow_negative_numbers = true
+    )]
+    pub tile: usize,
+}
+
+impl Cli {
+    /// Parses the command line `args` (the program's name first) and checks
+    /// that the tiles cover the matrix.
+    pub fn parse_checked(
+        args: impl IntoIterator<Item = std::ffi::OsString>,
+    ) -> Result<Cli, clap::Error> {
+        use clap::{CommandFactory, Parser};
+        let cli = Cli::try_parse_from(args)?;
+        if !cli.n.is_multiple_of(cli.tile) {
+            return Err(Cli::command().error(
+                clap::error::ErrorKind::ValueValidation,
+                format!(
+                    "the order N = {} is not a multiple of the tile order TILE = {}",
+                    cli.n, cli.tile
+                ),
+            ));
+        }
+        Ok(cli)
+    }
+}
+
+/// Says on stderr what the program does next (the table goes to stdout).
+fn stage(what: &str) {
+    eprintln!("cholesky: {what} ...");
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    dagger::pipe::end_quietly_on_closed_pipe();
+    let cli = Cli::parse_checked(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    run(&cli)
+}
+
+/// Factors a matrix as the command line says and prints the table.
+pub fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
     let session = dagger::Session::start()?;
-    let mut args = std::env::args().skip(1);
-    let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(4096);
-    let b: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(256);
-    assert!(
-        n.is_multiple_of(b),
-        "the order {n} must be a multiple of the tile order {b}"
-    );
+    let (n, b) = (cli.n, cli.tile);
     let rt = session.runtime();
+    stage(&format!("building the {n} x {n} positive definite matrix"));
     let a = spd_matrix(n, 3);
     if session.ranks() > 1 {
         return across_ranks(&session, &a, b);
@@ -337,6 +392,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     faer::set_global_parallelism(Par::rayon(rt.threads()));
+    stage("faer's factorization, best of 3");
     // Best of three, so that faer's thread pool start-up is not counted.
     let faer_time = (0..3)
         .map(|_| {
@@ -357,6 +413,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rt.threads(),
         flops / faer_time / 1e9
     );
+    stage("the graph under each of 10 policies, a row each");
     let report = |name: &str, seconds: f64, predicted: Option<f64>, tiles: &[Tile]| {
         let l = assemble(tiles, n, b).expect("the tiles can be read back");
         let err = residual(&l, &a);
@@ -418,6 +475,7 @@ fn with_gpus(
     // the measured link, as transfers.)
     let gpu = rt.threads();
     let mut model = model.clone();
+    stage("calibrating every task on the cores and on the GPU, 2 rounds");
     for _ in 0..2 {
         rt.start_trace();
         rt.run_with_policy(&dag, (), dagger::ExecPolicy::RoundRobin, &model)?;
@@ -430,6 +488,7 @@ fn with_gpus(
             model.record(&m);
         }
     }
+    stage("the graph on the GPU alone, then on cores and GPU under each policy");
     let t0 = Instant::now();
     let (tiles, schedule) = rt.run_scheduled(&dag, (), &OnProcessor(gpu), &model)?;
     report(
@@ -452,6 +511,7 @@ fn with_gpus(
         );
         Ok(())
     })?;
+    stage("cuSOLVER on the whole matrix");
     let device = gpus[0].device();
     let mut whole = device.upload_tile(a.nrows(), |j| a.col_as_slice(j))?;
     device.synchronize()?;

@@ -8,7 +8,7 @@
 //! Prints TFLOP/s of f32 GEMM at 4096 and 8192 through `dagger::cuda`
 //! (cuBLAS) and through `torch.matmul` (run by `python3`, when PyTorch with
 //! CUDA is installed), and the pinned host-to-device bandwidth of both.
-//! Without a GPU it says why and exits successfully.
+//! Without a GPU it says that it skips, and why, and exits successfully.
 
 use dagger::cuda::{CudaError, GpuDevice};
 use std::process::Command;
@@ -51,11 +51,31 @@ fn torch() -> Result<Vec<(String, f64)>, String> {
         .collect())
 }
 
+/// The command line: no options (`--help` says what the program does).
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "gpu_gemm",
+    about = "f32 GEMM and pinned host-to-device copies on GPU 0, against PyTorch on the same GPU"
+)]
+pub struct Cli {}
+
+/// Why nothing was measured, when GPU 0 cannot be opened.
+pub fn skipped(why: &CudaError) -> String {
+    let reason = match why {
+        CudaError::NoDriver => "no GPU found (no CUDA driver on this machine)".to_string(),
+        CudaError::NoDevice(_, 0) => "no GPU found (the CUDA driver sees no device)".to_string(),
+        other => format!("GPU 0 cannot be used ({other})"),
+    };
+    format!("gpu_gemm: skipped: {reason}; nothing was measured")
+}
+
 fn main() -> Result<(), CudaError> {
+    dagger::pipe::end_quietly_on_closed_pipe();
+    <Cli as clap::Parser>::parse();
     let gpu = match GpuDevice::open(0, 2) {
         Ok(g) => g,
         Err(e) => {
-            println!("gpu_gemm: skipped: {e}");
+            println!("{}", skipped(&e));
             return Ok(());
         }
     };

@@ -472,10 +472,31 @@ fn bench(rt: &Runtime, sizes: &[usize]) -> Result<(), RunError> {
     Ok(())
 }
 
+/// The command line.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "mergesort",
+    about = "Merge sort of random u64 with recursive spawns, checked and timed"
+)]
+pub struct Cli {
+    /// Elements to sort.
+    #[arg(default_value_t = 10_000_000, allow_negative_numbers = true)]
+    pub n: usize,
+    /// Prints the table against rayon and std at 10M and 100M elements
+    /// instead (N is not used).
+    #[arg(long)]
+    pub bench: bool,
+    /// Also runs merge sort as a static graph under every placement policy.
+    #[arg(long)]
+    pub policies: bool,
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    dagger::pipe::end_quietly_on_closed_pipe();
+    let cli = <Cli as clap::Parser>::parse();
     let session = dagger::Session::start()?;
     let rt = session.runtime();
-    if std::env::args().any(|a| a == "--bench") {
+    if cli.bench {
         println!(
             "merge sort of random u64, {} threads for dagger and rayon \
              (msort: bucketed pdqsort leaves, 3-lane merges)\n",
@@ -483,11 +504,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         return Ok(bench(rt, &[10_000_000, 100_000_000])?);
     }
-    let n: usize = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with("--"))
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(10_000_000);
+    let n = cli.n;
     let data = random_u64(n, 7);
     let checksum: u128 = data.iter().map(|&x| x as u128).sum();
     let t = Instant::now();
@@ -523,7 +540,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         took.as_secs_f64() * 1e3,
         n as f64 / took.as_secs_f64() / 1e6
     );
-    if std::env::args().any(|a| a == "--policies") {
+    if cli.policies {
         compare_policies(rt, &random_u64(n, 7))?;
     }
     Ok(())

@@ -103,6 +103,7 @@ fn merge(a: Summary, b: Summary) -> Summary {
 }
 
 pub fn main() -> Result<(), Box<dyn std::error::Error>> {
+    dagger::pipe::end_quietly_on_closed_pipe();
     // Says once what it runs on (cores, GPUs, ranks); alone here.
     let session = dagger::Session::start()?;
     let rt = session.runtime();

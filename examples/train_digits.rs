@@ -8,112 +8,30 @@
 //! ```sh
 //! cargo run --release --example train_digits -- [--epochs 40] [--seed 7] \
 //!     [--svg target/train_digits.svg] [--save target/digits.safetensors] \
-//!     [--workers 2] [--gpus 1]
+//!     [--workers 2] [--gpus 1] [--data data/digits.csv.gz]
+//! cargo run --release --example train_digits -- --help
 //! ```
 //!
 //! `--workers N` trains data-parallel on N threads: each takes its share of
 //! every batch of 32 and gradients are averaged by ring all-reduce.
 //! `--gpus N` trains on N GPUs instead (the step compiled for each GPU,
-//! gradients averaged by NCCL).
+//! gradients averaged by NCCL). `--data` reads another CSV of the same
+//! form (gzipped or plain); a line that is not 64 pixels 0..16 and a label
+//! 0..9, or too few samples for one batch, is an error naming the file, the
+//! line and the value.
 
+use clap::builder::RangedU64ValueParser;
 use dagger::ir::tensor::Tensor;
 use dagger::nn::{
     self, Activation, Adam, CompileOptions, DataParallel, DataParallelOptions, NamedParams, Net,
     Program, SeededRng, Workers,
 };
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Pixels per image.
-pub const FEATURES: usize = 64;
-/// Classes (the digits 0..9).
-pub const CLASSES: usize = 10;
-
-/// Samples: pixels scaled to 0..1, one-hot labels, and the labels.
-#[derive(Clone, Debug, Default)]
-pub struct Samples {
-    /// `n x 64` pixels.
-    pub x: Vec<f32>,
-    /// `n x 10` one-hot targets.
-    pub y: Vec<f32>,
-    /// The class of each sample.
-    pub labels: Vec<usize>,
-}
-
-impl Samples {
-    /// Number of samples.
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    /// True when there are no samples.
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    fn push(&mut self, pixels: &[f32], label: usize) {
-        self.x.extend(pixels.iter().map(|p| p / 16.0));
-        self.y
-            .extend((0..CLASSES).map(|c| if c == label { 1.0 } else { 0.0 }));
-        self.labels.push(label);
-    }
-
-    /// The samples at `indices`, in that order.
-    pub fn select(&self, indices: &[usize]) -> Samples {
-        let mut out = Samples::default();
-        for &i in indices {
-            out.x
-                .extend_from_slice(&self.x[i * FEATURES..(i + 1) * FEATURES]);
-            out.y
-                .extend_from_slice(&self.y[i * CLASSES..(i + 1) * CLASSES]);
-            out.labels.push(self.labels[i]);
-        }
-        out
-    }
-}
-
-/// Reads the digits from the gzipped CSV in `data/`.
-pub fn load_digits(path: &Path) -> Result<Samples, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(file)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut samples = Samples::default();
-    for (line_no, line) in text.lines().enumerate() {
-        let fields: Result<Vec<f32>, _> = line.split(',').map(str::parse::<f32>).collect();
-        let fields = fields.map_err(|e| format!("{}:{}: {e}", path.display(), line_no + 1))?;
-        if fields.len() != FEATURES + 1 || fields[FEATURES] as usize >= CLASSES {
-            return Err(format!(
-                "{}:{}: expected 64 pixels and a label 0..9",
-                path.display(),
-                line_no + 1
-            ));
-        }
-        samples.push(&fields[..FEATURES], fields[FEATURES] as usize);
-    }
-    Ok(samples)
-}
-
-/// The digits file shipped with the project.
-pub fn digits_path() -> PathBuf {
-    let built_in = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/digits.csv.gz");
-    // A binary copied to another machine looks from where it is run.
-    if built_in.exists() {
-        built_in
-    } else {
-        PathBuf::from("data/digits.csv.gz")
-    }
-}
-
-/// A seeded 80/20 split into training and test samples.
-pub fn split(all: &Samples, seed: u64) -> (Samples, Samples) {
-    let mut order: Vec<usize> = (0..all.len()).collect();
-    SeededRng::new(seed).shuffle(&mut order);
-    let n_train = all.len() * 4 / 5;
-    (all.select(&order[..n_train]), all.select(&order[n_train..]))
-}
+#[path = "train_digits/digits.rs"]
+mod digits;
+pub use digits::{check_sizes, digits_path, load_digits, split, Samples, CLASSES, FEATURES};
 
 /// Hyperparameters.
 #[derive(Clone, Debug)]
@@ -260,6 +178,7 @@ pub fn train(
     test_set: &Samples,
     mut on_batch: impl FnMut(usize, usize, f32),
 ) -> Result<(Vec<Epoch>, Trainer), Box<dyn std::error::Error>> {
+    check_sizes(train_set, test_set, config.batch)?;
     let mut trainer = Trainer::new(config)?;
     let (eval_net, _, _, eval_logits) = model(config, test_set.len());
     let mut eval_graph = eval_net.clone();
@@ -301,7 +220,8 @@ pub fn train(
     Ok((epochs, trainer))
 }
 
-/// Draws the loss and accuracy curves into an SVG file.
+/// Draws the loss and accuracy curves into an SVG file: the loss from 0,
+/// the accuracy in percent over the range its values span.
 pub fn plot(epochs: &[Epoch], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
     let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
@@ -312,10 +232,15 @@ pub fn plot(epochs: &[Epoch], path: &Path) -> Result<(), Box<dyn std::error::Err
     let mut chart = ChartBuilder::on(&left)
         .caption("training loss", ("sans-serif", 18))
         .margin(12)
-        .x_label_area_size(30)
-        .y_label_area_size(45)
+        .x_label_area_size(35)
+        .y_label_area_size(60)
         .build_cartesian_2d(1f32..n.max(2.0), 0f32..max_loss.max(1e-3))?;
-    chart.configure_mesh().x_desc("epoch").draw()?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .x_label_formatter(&|e| format!("{e:.0}"))
+        .y_desc("mean cross-entropy (nats)")
+        .draw()?;
     chart.draw_series(LineSeries::new(
         epochs
             .iter()
@@ -323,34 +248,98 @@ pub fn plot(epochs: &[Epoch], path: &Path) -> Result<(), Box<dyn std::error::Err
             .map(|(i, e)| (i as f32 + 1.0, e.loss)),
         &RED,
     ))?;
+    let percent: Vec<f32> = epochs.iter().map(|e| e.test_accuracy * 100.0).collect();
+    let (low, high) = percent_axis(&percent);
     let mut chart = ChartBuilder::on(&right)
         .caption("test accuracy", ("sans-serif", 18))
         .margin(12)
-        .x_label_area_size(30)
-        .y_label_area_size(45)
-        .build_cartesian_2d(1f32..n.max(2.0), 0f32..1f32)?;
-    chart.configure_mesh().x_desc("epoch").draw()?;
+        .x_label_area_size(35)
+        .y_label_area_size(60)
+        .build_cartesian_2d(1f32..n.max(2.0), low..high)?;
+    let decimals = if high - low < 5.0 { 1 } else { 0 };
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .x_label_formatter(&|e| format!("{e:.0}"))
+        .y_desc("test samples right (%)")
+        .y_label_formatter(&|v| format!("{v:.decimals$}%"))
+        .draw()?;
     chart.draw_series(LineSeries::new(
-        epochs
+        percent
             .iter()
             .enumerate()
-            .map(|(i, e)| (i as f32 + 1.0, e.test_accuracy)),
+            .map(|(i, &p)| (i as f32 + 1.0, p)),
         &BLUE,
     ))?;
     root.present()?;
     Ok(())
 }
 
-fn arg<T: std::str::FromStr>(args: &[String], flag: &str) -> Option<T> {
-    let at = args.iter().position(|a| a == flag)?;
-    let value = args
-        .get(at + 1)
-        .unwrap_or_else(|| panic!("{flag} needs a value"));
-    Some(
-        value
-            .parse()
-            .unwrap_or_else(|_| panic!("{flag}: cannot parse `{value}`")),
-    )
+/// The range of a percent axis for `values`: whole percents around the
+/// values with a little room (at least 2 points wide), within 0..100.
+pub fn percent_axis(values: &[f32]) -> (f32, f32) {
+    let finite = || values.iter().copied().filter(|v| v.is_finite());
+    let (Some(min), Some(max)) = (finite().reduce(f32::min), finite().reduce(f32::max)) else {
+        return (0.0, 100.0);
+    };
+    let room = ((max - min) * 0.1).max(1.0);
+    let mut low = (min - room).floor().max(0.0);
+    let mut high = (max + room).ceil().min(100.0);
+    if high - low < 2.0 {
+        low = (high - 2.0).max(0.0);
+        high = low + 2.0;
+    }
+    (low, high)
+}
+
+/// The command line.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "train_digits",
+    about = "Trains an MLP on the UCI handwritten digits (80/20 split) and draws its loss and \
+             accuracy curves"
+)]
+pub struct Cli {
+    /// Passes over the training samples.
+    #[arg(
+        long,
+        default_value_t = 40,
+        value_parser = RangedU64ValueParser::<usize>::from(1..=100_000),
+        allow_negative_numbers = true
+    )]
+    pub epochs: usize,
+    /// Seed of the split, the initial parameters and the shuffles.
+    #[arg(long, default_value_t = 7, allow_negative_numbers = true)]
+    pub seed: u64,
+    /// Trains data-parallel on N threads (at most 32), each taking its
+    /// share of every batch of 32 (gradients averaged by ring all-reduce).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = RangedU64ValueParser::<usize>::from(1..=32),
+        allow_negative_numbers = true
+    )]
+    pub workers: usize,
+    /// Trains on N GPUs instead (gradients averaged by NCCL); without a
+    /// GPU, trains on the cores, saying so.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub gpus: usize,
+    /// The digits: a CSV file, gzipped or plain, of 64 pixels 0..16 and a
+    /// label 0..9 a line.
+    #[arg(long, value_name = "FILE", default_value_os_t = digits_path())]
+    pub data: PathBuf,
+    /// Where the loss and accuracy curves go.
+    #[arg(long, value_name = "FILE", default_value = "target/train_digits.svg")]
+    pub svg: PathBuf,
+    /// Also saves the trained parameters and Adam's state (safetensors).
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
 }
 
 /// The configuration, trained on the cores when GPUs were asked for but
@@ -368,22 +357,39 @@ fn on_gpus_found(config: Config) -> Config {
     Config { gpus: 0, ..config }
 }
 
-#[allow(dead_code)]
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let defaults = Config::default();
-    let config = Config {
-        epochs: arg(&args, "--epochs").unwrap_or(defaults.epochs),
-        seed: arg(&args, "--seed").unwrap_or(defaults.seed),
-        workers: arg(&args, "--workers").unwrap_or(defaults.workers),
-        gpus: arg(&args, "--gpus").unwrap_or(defaults.gpus),
-        ..defaults
-    };
-    let config = on_gpus_found(config);
-    let svg: PathBuf =
-        arg(&args, "--svg").unwrap_or_else(|| PathBuf::from("target/train_digits.svg"));
-    let all = load_digits(&digits_path())?;
+fn main() -> std::process::ExitCode {
+    dagger::pipe::end_quietly_on_closed_pipe();
+    std::process::ExitCode::from(run_cli(std::env::args_os()))
+}
+
+/// Parses the command line `args` (the program's name first) and trains;
+/// returns the exit status: 0, or 1 after printing why training failed
+/// (bad arguments exit with clap's status 2 and its message, `--help`
+/// with 0).
+pub fn run_cli(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
+    use clap::Parser;
+    match run(&Cli::parse_from(args)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("train_digits: {e}");
+            1
+        }
+    }
+}
+
+/// Trains as the command line says and prints the figures.
+fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let config = on_gpus_found(Config {
+        epochs: cli.epochs,
+        seed: cli.seed,
+        workers: cli.workers,
+        gpus: cli.gpus,
+        ..Config::default()
+    });
+    let all = load_digits(&cli.data)?;
     let (train_set, test_set) = split(&all, config.seed);
+    check_sizes(&train_set, &test_set, config.batch)
+        .map_err(|e| format!("{}: {e}", cli.data.display()))?;
     println!(
         "digits: {} training and {} test samples; MLP 64-{}-10, Adam lr {}, batch {}, seed {}, {}",
         train_set.len(),
@@ -448,18 +454,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         seconds,
         samples / seconds
     );
-    if let Some(parent) = svg.parent() {
+    if let Some(parent) = cli.svg.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    plot(&epochs, &svg)?;
-    println!("loss and accuracy curves: {}", svg.display());
-    if let Some(path) = arg::<PathBuf>(&args, "--save") {
+    plot(&epochs, &cli.svg)?;
+    println!("loss and accuracy curves: {}", cli.svg.display());
+    if let Some(path) = &cli.save {
         let step = train_step(&config)?;
         let mut program = Program::compile(&step, CompileOptions::default())?;
         for (name, values) in trainer.params()? {
             program.set(&name, &values)?;
         }
-        nn::save_params(&program, &path)?;
+        nn::save_params(&program, path)?;
         println!("parameters saved to {}", path.display());
     }
     Ok(())

@@ -22,6 +22,7 @@
 //! the makespan the scheduler predicted from the performance model (run once
 //! with `DAGGER_CALIBRATE=1` to fill it; without it, cost hints are used).
 
+use clap::builder::RangedU64ValueParser;
 use dagger::prelude::*;
 use dagger::GraphBuilder;
 use std::collections::HashMap;
@@ -98,12 +99,38 @@ pub fn wordcount_graph(parts: Vec<String>) -> Dag<(), Counts> {
     b.finish(total)
 }
 
+/// The command line.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "wordcount",
+    about = "Word count as MapReduce: map tasks on chunks of a generated corpus, a tree of merges"
+)]
+pub struct Cli {
+    /// MiB of text in the corpus.
+    #[arg(
+        default_value_t = 64,
+        value_parser = RangedU64ValueParser::<usize>::from(1..=65_536),
+        allow_negative_numbers = true
+    )]
+    pub megabytes: usize,
+    /// Chunks of the corpus, one map task each.
+    #[arg(
+        default_value_t = 64,
+        value_parser = RangedU64ValueParser::<usize>::from(1..=1_000_000),
+        allow_negative_numbers = true
+    )]
+    pub chunks: usize,
+    /// Also runs the graph under every placement policy, measured against
+    /// the schedulers' predictions.
+    #[arg(long)]
+    pub policies: bool,
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    dagger::pipe::end_quietly_on_closed_pipe();
+    let cli = <Cli as clap::Parser>::parse();
     let session = dagger::Session::start()?;
-    let policies = std::env::args().any(|a| a == "--policies");
-    let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
-    let megabytes: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(64);
-    let n_chunks: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(64);
+    let (megabytes, n_chunks) = (cli.megabytes, cli.chunks);
 
     let text = corpus(megabytes << 20, 42);
     let rt = session.runtime();
@@ -143,7 +170,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         sequential.as_secs_f64() * 1e3,
         sequential.as_secs_f64() / parallel.as_secs_f64()
     );
-    if policies {
+    if cli.policies {
         compare_policies(rt, &dag, &expected)?;
     }
     Ok(())

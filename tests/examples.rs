@@ -252,3 +252,189 @@ fn train_digits_on_two_workers_learns_as_well() {
         last.test_accuracy
     );
 }
+
+#[allow(dead_code)]
+#[path = "../examples/gpu_gemm.rs"]
+mod gpu_gemm;
+
+#[path = "examples/command_lines.rs"]
+mod command_lines;
+
+/// A fresh directory for one test's files.
+pub fn temp_dir(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("dagger-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn the_digits_loader_reads_every_gzip_member_and_plain_csv() {
+    use std::io::{Read, Write};
+    let mut text = String::new();
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(train_digits::digits_path()).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1797);
+    let dir = temp_dir("gzip-members");
+    // Two gzip members back to back, as `cat first.gz second.gz` makes.
+    let mut joined = Vec::new();
+    for half in [&lines[..900], &lines[900..]] {
+        let mut member = flate2::write::GzEncoder::new(Vec::new(), Default::default());
+        member
+            .write_all((half.join("\n") + "\n").as_bytes())
+            .unwrap();
+        joined.extend(member.finish().unwrap());
+    }
+    std::fs::write(dir.join("two.csv.gz"), joined).unwrap();
+    let both = train_digits::load_digits(&dir.join("two.csv.gz")).unwrap();
+    assert_eq!(both.len(), 1797, "both members are read");
+    let reference = train_digits::load_digits(&train_digits::digits_path()).unwrap();
+    assert_eq!(both.labels, reference.labels);
+    assert_eq!(both.x, reference.x);
+    std::fs::write(dir.join("plain.csv"), &text).unwrap();
+    let plain = train_digits::load_digits(&dir.join("plain.csv")).unwrap();
+    assert_eq!(plain.labels, reference.labels);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn train_digits_plots_labelled_axes_over_the_accuracy_range() {
+    let epochs: Vec<train_digits::Epoch> = (0..20)
+        .map(|i| train_digits::Epoch {
+            loss: 2.0 / (i + 1) as f32,
+            test_accuracy: 0.90 + 0.09 * i as f32 / 19.0,
+        })
+        .collect();
+    let dir = temp_dir("digits-plot");
+    let path = dir.join("curves.svg");
+    train_digits::plot(&epochs, &path).unwrap();
+    let svg = std::fs::read_to_string(&path).unwrap();
+    assert!(svg.contains("mean cross-entropy (nats)"), "loss axis label");
+    assert!(
+        svg.contains("test samples right (%)"),
+        "accuracy axis label"
+    );
+    // plotters writes each label on a line of its own.
+    let labels: Vec<&str> = svg.lines().map(str::trim).collect();
+    for tick in ["90%", "96%", "100%"] {
+        assert!(labels.contains(&tick), "accuracy tick {tick}: {svg}");
+    }
+    assert!(
+        !labels.contains(&"50%"),
+        "the axis spans the data, not 0-100 %"
+    );
+    assert!(
+        labels.contains(&"20") && !labels.contains(&"20.0"),
+        "whole epochs"
+    );
+    assert_eq!(train_digits::percent_axis(&[90.0, 99.0]), (89.0, 100.0));
+    assert_eq!(train_digits::percent_axis(&[97.5]), (96.0, 99.0));
+    assert_eq!(train_digits::percent_axis(&[0.0, 100.0]), (0.0, 100.0));
+    assert_eq!(train_digits::percent_axis(&[f32::NAN]), (0.0, 100.0));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn load_params_checks_the_whole_file_before_setting_anything() {
+    use safetensors::tensor::{Dtype, TensorView};
+    let config = train_digits::Config::default();
+    let (net, ..) = train_digits::model(&config, 4);
+    let mut program = dagger::nn::Program::compile(&net, Default::default()).unwrap();
+    net.init_params(&mut program, 3).unwrap();
+    let before: Vec<(String, Vec<usize>, Vec<f32>)> = program
+        .params()
+        .into_iter()
+        .map(|(n, s, v)| (n.to_string(), s.dims().to_vec(), v.to_vec()))
+        .collect();
+    assert!(before.len() >= 6, "three layers of weights and biases");
+    let last = before.iter().map(|p| p.0.clone()).max().unwrap();
+    let dir = temp_dir("load-params");
+    // Every parameter changed, then `bad` last (by name, as the file
+    // sorts them) with its dtype, shape and bytes.
+    let write = |file: &str, bad: Option<(&str, Dtype, Vec<usize>, Vec<u8>)>| {
+        let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = before
+            .iter()
+            .filter(|(name, ..)| bad.as_ref().is_none_or(|b| b.0 != name))
+            .map(|(name, shape, values)| {
+                let raw = values
+                    .iter()
+                    .flat_map(|v| (v + 1.0).to_le_bytes())
+                    .collect();
+                (name.clone(), Dtype::F32, shape.clone(), raw)
+            })
+            .collect();
+        tensors.extend(bad.map(|(n, d, s, b)| (n.to_string(), d, s, b)));
+        let views = tensors
+            .iter()
+            .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()));
+        let path = dir.join(file);
+        safetensors::serialize_to_file(views, None, &path).unwrap();
+        path
+    };
+    let shape_of_last = before.iter().find(|p| p.0 == last).unwrap().1.clone();
+    let elements: usize = shape_of_last.iter().product();
+    let cases = [
+        (
+            "unknown",
+            write(
+                "unknown.safetensors",
+                Some(("zz_not_a_param", Dtype::F32, vec![1], vec![0; 4])),
+            ),
+            "zz_not_a_param",
+            "is not a parameter of this program",
+        ),
+        (
+            "shape",
+            write(
+                "shape.safetensors",
+                Some((&last, Dtype::F32, vec![elements], vec![0; 4 * elements])),
+            ),
+            last.as_str(),
+            "has shape",
+        ),
+        (
+            "dtype",
+            write(
+                "dtype.safetensors",
+                Some((
+                    &last,
+                    Dtype::F64,
+                    shape_of_last.clone(),
+                    vec![0; 8 * elements],
+                )),
+            ),
+            last.as_str(),
+            "not F32",
+        ),
+    ];
+    let unchanged = |program: &dagger::nn::Program, case: &str| {
+        for (name, _, values) in &before {
+            assert_eq!(program.get(name).unwrap(), values, "{case}: {name} was set");
+        }
+    };
+    // The hash order of the file's tensors varies from load to load: try
+    // each bad file a few times.
+    for _ in 0..5 {
+        for (case, path, culprit, why) in &cases {
+            let err = dagger::nn::load_params(&mut program, path)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("`{culprit}`")), "{case}: {err}");
+            assert!(err.contains(why), "{case}: {err}");
+            unchanged(&program, case);
+        }
+    }
+    // The check can fail: the good file changes every parameter.
+    let good = write("good.safetensors", None);
+    assert_eq!(
+        dagger::nn::load_params(&mut program, &good).unwrap(),
+        before.len()
+    );
+    for (name, _, values) in &before {
+        let plus_one: Vec<f32> = values.iter().map(|v| v + 1.0).collect();
+        assert_eq!(program.get(name).unwrap(), plus_one, "{name}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

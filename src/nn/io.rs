@@ -6,6 +6,7 @@
 
 use dagger_runtime::tensor::Program;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::HashMap;
 use std::path::Path;
 
 /// Why parameters could not be saved or loaded.
@@ -76,6 +77,10 @@ pub fn save_params(program: &Program, path: &Path) -> Result<(), ParamsError> {
 /// Sets the parameters of `program` from the tensors in `path`; returns how
 /// many were set. Tensors the program does not have are an error, as are
 /// wrong shapes or types; parameters absent from the file keep their values.
+///
+/// All or nothing: every tensor of the file is checked before the first
+/// parameter is set, so a file with one bad tensor changes nothing (the
+/// error names that tensor).
 pub fn load_params(program: &mut Program, path: &Path) -> Result<usize, ParamsError> {
     let shown = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| ParamsError::Io {
@@ -91,18 +96,23 @@ pub fn load_params(program: &mut Program, path: &Path) -> Result<usize, ParamsEr
         name: name.to_string(),
         detail,
     };
-    let mut set = 0;
-    for (name, view) in file.tensors() {
-        let expected = program
-            .params()
-            .into_iter()
-            .find(|(n, _, _)| *n == name)
-            .map(|(_, shape, _)| shape.dims().to_vec())
+    let shapes: HashMap<&str, &[usize]> = program
+        .params()
+        .into_iter()
+        .map(|(name, shape, _)| (name, shape.dims()))
+        .collect();
+    // In name order, so that the same file always reports the same tensor.
+    let mut tensors = file.tensors();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut checked = Vec::with_capacity(tensors.len());
+    for (name, view) in tensors {
+        let expected = *shapes
+            .get(name.as_str())
             .ok_or_else(|| mismatch(&name, "is not a parameter of this program".into()))?;
         if view.dtype() != Dtype::F32 {
             return Err(mismatch(&name, format!("is {:?}, not F32", view.dtype())));
         }
-        if view.shape() != expected.as_slice() {
+        if view.shape() != expected {
             return Err(mismatch(
                 &name,
                 format!("has shape {:?}, the parameter {:?}", view.shape(), expected),
@@ -113,10 +123,12 @@ pub fn load_params(program: &mut Program, path: &Path) -> Result<usize, ParamsEr
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        program
-            .set(&name, &values)
-            .map_err(|e| mismatch(&name, e.to_string()))?;
-        set += 1;
+        checked.push((name, values));
     }
-    Ok(set)
+    for (name, values) in &checked {
+        program
+            .set(name, values)
+            .map_err(|e| mismatch(name, e.to_string()))?;
+    }
+    Ok(checked.len())
 }
