@@ -9,12 +9,12 @@
 //!
 //! # Examples
 //!
+//! The first line of a program's `main`:
+//!
 //! ```no_run
-//! fn main() {
-//!     dagger::pipe::end_quietly_on_closed_pipe();
-//!     for i in 0.. {
-//!         println!("{i}"); // `| head` ends the program here, without a panic
-//!     }
+//! dagger::pipe::end_quietly_on_closed_pipe();
+//! for i in 0.. {
+//!     println!("{i}"); // `| head` ends the program here, without a panic
 //! }
 //! ```
 
