@@ -18,13 +18,18 @@ import sys
 import time
 
 
+def say(what):
+    """Says on stderr what the script does next (the table goes to stdout)."""
+    print(f"mlp_vs_torch: {what}", file=sys.stderr, flush=True)
+
+
 def ensure_torch():
     try:
         import torch  # noqa: F401
         return
     except ImportError:
         pass
-    print("torch missing: installing the CPU build with pip", flush=True)
+    say("torch missing: installing the CPU build with pip")
     cpu = [sys.executable, "-m", "pip", "install", "--quiet", "torch",
            "--index-url", "https://download.pytorch.org/whl/cpu"]
     if subprocess.call(cpu) != 0:
@@ -33,15 +38,21 @@ def ensure_torch():
 
 def dagger_rates(root, gpu, binary):
     flags = ["--csv"] + (["--gpu"] if gpu else [])
-    command = [binary] + flags if binary else ["cargo", "bench", "--quiet", "--bench", "mlp", "--"] + flags
-    out = subprocess.run(command, cwd=root, check=True, capture_output=True, text=True).stdout
-    if gpu and "no GPU figures" in out:
-        sys.exit(out.strip())
+    command = [binary] + flags if binary else ["cargo", "bench", "--bench", "mlp", "--"] + flags
+    say(f"Dagger's figures: {' '.join(command)}" + ("" if binary else " (cargo builds it first)"))
+    bench = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, text=True)
+    out = []
     rows = []
-    for line in out.splitlines():
-        parts = line.split(",")
+    for line in bench.stdout:
+        out.append(line)
+        parts = line.strip().split(",")
         if len(parts) == 4:
             rows.append((parts[0], int(parts[1]), parts[2], float(parts[3])))
+            say(f"Dagger: {parts[0]}, batch {parts[1]}: {float(parts[3]):.0f} samples/s")
+    if bench.wait() != 0:
+        raise subprocess.CalledProcessError(bench.returncode, command)
+    if gpu and "no GPU figures" in "".join(out):
+        sys.exit("".join(out).strip())
     return rows
 
 
@@ -97,10 +108,12 @@ def main():
     where = f"GPU: {torch.cuda.get_device_name(0)}" if gpu else "CPU"
     print(f"PyTorch {torch.__version__} ({where}), Adam lr 1e-3, cross-entropy, best effort same threads\n")
     print("| model | batch | threads | dagger samples/s | PyTorch samples/s | dagger / PyTorch |")
-    print("|---|---|---|---|---|---|")
-    for name, batch, threads, ours in rows:
+    print("|---|---|---|---|---|---|", flush=True)
+    say(f"Dagger: {len(rows)} rows; now the same models in PyTorch, a row each")
+    for i, (name, batch, threads, ours) in enumerate(rows, 1):
+        say(f"PyTorch {i}/{len(rows)}: {name}, batch {batch}, threads {threads}")
         theirs = torch_rate(name, batch, threads)
-        print(f"| {name} | {batch} | {threads} | {ours:.0f} | {theirs:.0f} | {ours / theirs:.2f}x |")
+        print(f"| {name} | {batch} | {threads} | {ours:.0f} | {theirs:.0f} | {ours / theirs:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":
