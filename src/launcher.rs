@@ -10,9 +10,11 @@
 //! Each line a rank prints is passed on prefixed with `[rank r]`. The run's
 //! result is rank 0's: when rank 0 exits, the others get [`GRACE`] to finish
 //! (they see rank 0's shutdown) and are then killed. A serving rank that
-//! dies is reported but does not end the run: rank 0 carries on without it.
+//! dies is reported, to the terminal and to rank 0 (so that rank 0 does not
+//! wait for it to join, nor for its heartbeats to stop), but does not end
+//! the run: rank 0 carries on without it.
 
-use dagger_runtime::cluster::new_token;
+use dagger_runtime::cluster::{new_token, report_gone};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::Path;
@@ -21,6 +23,10 @@ use std::time::{Duration, Instant};
 
 /// How long the other ranks may take to exit after rank 0 has.
 pub const GRACE: Duration = Duration::from_secs(5);
+
+/// How long the launcher tries to tell rank 0 of a failed rank (rank 0 may
+/// still be starting).
+const REPORT_WITHIN: Duration = Duration::from_secs(60);
 
 /// Rank 0's bootstrap port when the ranks run on several hosts.
 pub const HOSTS_PORT: u16 = 29_470;
@@ -92,7 +98,7 @@ pub fn launch(
         forward(child.stderr.take(), rank, true);
         children.push(child);
     }
-    wait_for_rank_zero(&mut children)
+    wait_for_rank_zero(&mut children, &coordinator, &token)
 }
 
 /// A loopback address with a port free right now.
@@ -118,17 +124,42 @@ fn forward(stream: Option<impl Read + Send + 'static>, rank: u32, to_stderr: boo
     });
 }
 
-/// Waits for rank 0, reporting other ranks that end early; then gives the
-/// rest [`GRACE`] and kills what is left.
-fn wait_for_rank_zero(children: &mut [Child]) -> Result<ExitStatus, String> {
+/// Tells rank 0 (on its own thread, not to hold up the launcher) that
+/// `rank`'s process has failed with `status`.
+fn tell_rank_zero(coordinator: &str, token: &str, rank: u32, status: ExitStatus) {
+    let Some(address) = std::net::ToSocketAddrs::to_socket_addrs(coordinator)
+        .ok()
+        .and_then(|mut a| a.next())
+    else {
+        return;
+    };
+    let token = token.as_bytes().to_vec();
+    std::thread::spawn(move || {
+        // Best effort: rank 0 may be ending too; its heartbeats notice anyway.
+        let why = format!("dagger run: its process ended ({status})");
+        let _ = report_gone(address, &token, rank, &why, REPORT_WITHIN);
+    });
+}
+
+/// Waits for rank 0, reporting other ranks that end early (to rank 0 at
+/// `coordinator` too); then gives the rest [`GRACE`] and kills what is left.
+fn wait_for_rank_zero(
+    children: &mut [Child],
+    coordinator: &str,
+    token: &str,
+) -> Result<ExitStatus, String> {
     let mut reported = vec![false; children.len()];
     let status = loop {
-        for (rank, child) in children.iter_mut().enumerate().skip(1) {
+        let (zero, others) = children.split_first_mut().expect("rank 0 runs");
+        for (rank, child) in others.iter_mut().enumerate().map(|(k, c)| (k + 1, c)) {
             if !reported[rank] {
                 if let Ok(Some(s)) = child.try_wait() {
                     reported[rank] = true;
                     if !s.success() {
                         eprintln!("dagger run: rank {rank} ended early ({s})");
+                        if matches!(zero.try_wait(), Ok(None)) {
+                            tell_rank_zero(coordinator, token, rank as u32, s);
+                        }
                     }
                 }
             }

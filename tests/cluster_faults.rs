@@ -84,6 +84,10 @@ fn rank_main() {
             }
             run_graph(&cluster);
         }
+        ("hold", 0) => {
+            println!("rank 0: joined");
+            std::thread::sleep(Duration::from_secs(60));
+        }
         (_, 0) => run_graph(&cluster),
         (_, r) => {
             let outcome = Arc::new(cluster).serve(&Runtime::new());
@@ -99,15 +103,21 @@ fn rank_main() {
 }
 
 /// Starts one rank of a `size`-rank cluster directly (no launcher).
-fn start_rank(rank: u32, size: u32, coordinator: &str, token: &str, join_timeout: &str) -> Child {
+fn start_rank(
+    rank: u32,
+    coordinator: &str,
+    token: &str,
+    join_timeout: &str,
+    scenario: &str,
+) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args(["rank_main", "--exact", "--nocapture", "--test-threads=1"])
         .env("DAGGER_RANK", rank.to_string())
-        .env("DAGGER_SIZE", size.to_string())
+        .env("DAGGER_SIZE", "2")
         .env("DAGGER_COORDINATOR", coordinator)
         .env("DAGGER_CLUSTER_TOKEN", token)
         .env("DAGGER_JOIN_TIMEOUT", join_timeout)
-        .env("DAGGER_TEST_SCENARIO", "serve")
+        .env("DAGGER_TEST_SCENARIO", scenario)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -139,9 +149,9 @@ fn a_refused_join_exits_with_its_error_every_time_never_with_a_signal() {
         return;
     }
     let coordinator = free_port();
-    let zero = start_rank(0, 2, &coordinator, "right-token", "120");
+    let zero = start_rank(0, &coordinator, "right-token", "120", "serve");
     for attempt in 0..40 {
-        let one = start_rank(1, 2, &coordinator, "wrong-token", "120")
+        let one = start_rank(1, &coordinator, "wrong-token", "120", "serve")
             .wait_with_output()
             .unwrap();
         let said = text(&one);
@@ -161,4 +171,94 @@ fn a_refused_join_exits_with_its_error_every_time_never_with_a_signal() {
         "{}",
         text(&zero)
     );
+}
+
+#[test]
+fn rank_zero_alone_times_out_naming_dagger_join_timeout() {
+    if ucx_missing() {
+        return;
+    }
+    let zero = start_rank(0, &free_port(), "tok", "1", "serve")
+        .wait_with_output()
+        .unwrap();
+    let said = text(&zero);
+    assert_eq!(zero.status.code(), Some(2), "{said}");
+    assert!(said.contains("rank(s) 1 did not join within 1s"), "{said}");
+    assert!(said.contains("DAGGER_JOIN_TIMEOUT=1 (seconds)"), "{said}");
+}
+
+/// Runs `scenario` on 3 ranks with `dagger run`, checks that rank 0
+/// succeeded within `within`, and returns what the ranks printed.
+fn run_three(scenario: &str, within: Duration) -> Option<String> {
+    if ucx_missing() {
+        return None;
+    }
+    let start = Instant::now();
+    let (ok, all) = launch_rank_main(3, scenario);
+    let took = start.elapsed();
+    assert!(ok, "{all}");
+    assert!(took < within, "took {took:?}: {all}");
+    assert!(rank_said(&all, 0, "rank 0: result right"), "{all}");
+    Some(all)
+}
+
+#[test]
+fn a_rank_dead_before_joining_is_not_waited_for_and_the_run_goes_on_without_it() {
+    // The join timeout is 30 s: rank 0 must hear of the death from `dagger run`.
+    let Some(all) = run_three("die-before-join", Duration::from_secs(15)) else {
+        return;
+    };
+    assert!(
+        rank_said(&all, 0, "rank 2 is gone before the cluster formed"),
+        "{all}"
+    );
+    assert!(rank_said(&all, 0, ", 0]; lost [2]"), "{all}");
+    assert!(rank_said(&all, 1, "served until shutdown"), "{all}");
+}
+
+#[test]
+fn a_rank_dead_between_the_join_and_the_run_is_lost_not_the_run() {
+    // Rank 0 runs at once: rank 2 may be known dead at the start, or only
+    // once a message to it fails; either way the run succeeds.
+    let Some(all) = run_three("die-after-join", Duration::from_secs(20)) else {
+        return;
+    };
+    assert!(rank_said(&all, 0, "lost [2]"), "{all}");
+    // Rank 0 waits until the death is known: the run starts without rank 2.
+    let Some(all) = run_three("die-after-join-noticed", Duration::from_secs(20)) else {
+        return;
+    };
+    assert!(rank_said(&all, 0, ", 0]; lost [2]"), "{all}");
+}
+
+#[test]
+fn a_serving_rank_whose_rank_zero_stops_answering_exits_with_why() {
+    use std::io::BufRead;
+    if ucx_missing() {
+        return;
+    }
+    let coordinator = free_port();
+    let mut zero = start_rank(0, &coordinator, "tok", "10", "hold");
+    let one = start_rank(1, &coordinator, "tok", "10", "hold");
+    let mut lines = std::io::BufReader::new(zero.stdout.take().unwrap()).lines();
+    assert!(
+        lines.any(|l| l.is_ok_and(|l| l.contains("rank 0: joined"))),
+        "rank 0 joined"
+    );
+    let stopped = Command::new("kill")
+        .args(["-STOP", &zero.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let start = Instant::now();
+    let one = one.wait_with_output().unwrap();
+    let took = start.elapsed();
+    kill(zero);
+    let said = text(&one);
+    assert_eq!(one.status.code(), Some(5), "{said}");
+    assert!(
+        said.contains("rank 0 is gone: rank 0 silent for 2s"),
+        "{said}"
+    );
+    assert!(took < Duration::from_secs(8), "took {took:?}");
 }

@@ -11,6 +11,8 @@
 //! it from there, and rank 0 fetches only what it consumes and the outputs;
 //! at the end of the run every rank forgets the values it kept for it.
 //!
+//! A run starts from the ranks alive at its start: a rank already known
+//! dead (gone before the cluster formed, or since) gets no task.
 //! When a rank dies (its heartbeats stop), every task that was running on it
 //! is placed again on a live rank, and every value that lived only there and
 //! is still needed is recomputed from its lineage: its producing task runs
@@ -45,7 +47,7 @@ pub struct ClusterReport {
     pub tasks_per_rank: Vec<usize>,
     /// Tasks run again after a rank was lost, by name, in the order redone.
     pub redone: Vec<String>,
-    /// The ranks lost during the run.
+    /// The ranks lost before (known dead at its start) or during the run.
     pub lost: Vec<u32>,
     /// Tasks and transfers as rank 0 saw them, in the order they ended.
     pub spans: Vec<ClusterSpan>,
@@ -200,15 +202,17 @@ impl From<RemoteError> for Failure {
     }
 }
 
-/// The processors of a cluster: `workers[r]` for rank `r` (its node),
-/// rank 0's local, the others remote.
+/// The processors of a cluster: `workers[r]` for rank `r` (its node; none
+/// for a rank with 0, one that is gone), rank 0's local (at least one), the
+/// others remote.
 fn cluster_platform(workers: &[u32]) -> Platform {
-    let total = workers.iter().map(|&w| w.max(1) as usize).sum();
+    let count = |rank: usize, w: u32| if rank == 0 { w.max(1) } else { w } as usize;
+    let total = workers.iter().enumerate().map(|(r, &w)| count(r, w)).sum();
     let mut platform = Platform::local(total);
     let nodes = workers
         .iter()
         .enumerate()
-        .flat_map(|(rank, &w)| std::iter::repeat_n(rank, w.max(1) as usize));
+        .flat_map(|(rank, &w)| std::iter::repeat_n(rank, count(rank, w)));
     for (proc, node) in platform.processors.iter_mut().zip(nodes) {
         proc.node = node;
         if node != 0 {
@@ -267,8 +271,12 @@ impl Runtime {
         scheduler: &dyn Scheduler,
     ) -> Result<(O, ClusterReport), RunError> {
         let plan = dag.plan()?;
+        let dead: Vec<u32> = cluster.dead_ranks().into_iter().map(|(r, _)| r).collect();
         let mut workers = cluster.workers().to_vec();
         workers[0] = self.threads() as u32;
+        for &r in &dead {
+            workers[r as usize] = 0;
+        }
         let mut platform = cluster_platform(&workers);
         platform.network = cluster.link();
         let model = HistoryModel::load(&HistoryModel::default_dir()).unwrap_or_default();
@@ -291,15 +299,20 @@ impl Runtime {
             origin: Instant::now(),
             spans: Mutex::new(Vec::new()),
         };
+        let mut alive = vec![true; cluster.size() as usize];
+        for &r in &dead {
+            alive[r as usize] = false;
+        }
         let mut exec = Execution {
             plan: &plan,
             cluster,
             slots: vec![None; n],
             state: vec![State::Waiting; n],
             rank_of,
-            alive: vec![true; cluster.size() as usize],
+            alive,
             report: ClusterReport {
                 tasks_per_rank: vec![0; cluster.size() as usize],
+                lost: dead,
                 ..Default::default()
             },
             log: &log,
@@ -526,6 +539,9 @@ mod tests {
         let p = cluster_platform(&[2, 1, 3]);
         let nodes: Vec<usize> = p.processors.iter().map(|q| q.node).collect();
         assert_eq!(nodes, [0, 0, 1, 2, 2, 2]);
+        let without_rank_1 = cluster_platform(&[2, 0, 1]);
+        let nodes: Vec<usize> = without_rank_1.processors.iter().map(|q| q.node).collect();
+        assert_eq!(nodes, [0, 0, 2], "a gone rank brings no processor");
         assert_eq!(p.processors[1].kind, ProcKind::Cpu);
         assert_eq!(p.processors[2].kind, ProcKind::Remote);
     }

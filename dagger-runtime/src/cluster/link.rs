@@ -3,8 +3,9 @@
 //! [`Cluster::measure_link`] times small and large echoes with a serving
 //! rank: the latency is half the best small round trip, the bandwidth twice
 //! the bytes of a large echo over its time (the payload crosses both ways).
-//! [`Cluster::link`] measures once, against rank 1, and keeps the result;
-//! a cluster of one rank has no link and gets [`Platform::local`]'s default.
+//! [`Cluster::link`] measures once, against the first rank other than this
+//! one that is not known dead, and keeps the result; a cluster with no such
+//! rank has no link and gets [`Platform::local`]'s default.
 
 use super::{Cluster, RemoteError};
 use dagger_ir::model::{Link, Platform};
@@ -37,16 +38,21 @@ impl Cluster {
         Ok(Link { latency, bandwidth })
     }
 
-    /// The link to the other ranks, measured against rank 1 on first use
-    /// (the default link of [`Platform::local`] when it cannot be measured).
+    /// The link to the other ranks, measured on first use against the
+    /// first other rank not known dead (the default link of
+    /// [`Platform::local`] when there is none or it cannot be measured).
     pub fn link(&self) -> Link {
         *self.link.get_or_init(|| {
             let default = Platform::local(1).network;
-            if self.size() < 2 {
+            let Some(peer) =
+                (0..self.size()).find(|&r| r != self.rank() && self.death_of(r).is_none())
+            else {
                 return default;
-            }
-            self.measure_link(1).unwrap_or_else(|e| {
-                eprintln!("dagger: cannot measure the link to rank 1 ({e}); assuming {default:?}");
+            };
+            self.measure_link(peer).unwrap_or_else(|e| {
+                eprintln!(
+                    "dagger: cannot measure the link to rank {peer} ({e}); assuming {default:?}"
+                );
                 default
             })
         })

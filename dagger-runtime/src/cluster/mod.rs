@@ -30,7 +30,7 @@ mod remote;
 mod wire;
 
 pub use auth::new_token;
-pub use bootstrap::{HEARTBEAT, SILENCE};
+pub use bootstrap::{report_gone, HEARTBEAT, SILENCE};
 pub use env::ClusterEnv;
 pub use remote::{RemoteArg, RemoteError, RemoteFetch, RemoteValue};
 
@@ -222,7 +222,8 @@ impl Cluster {
             .map_err(|_| ClusterError::Protocol("the control thread stopped".into()))??;
         let mut peers = Vec::with_capacity(size as usize);
         for (r, member) in members.iter().enumerate() {
-            peers.push(if r as u32 == rank {
+            // No address: the rank was gone before the cluster formed.
+            peers.push(if r as u32 == rank || member.address.is_empty() {
                 None
             } else {
                 Some(transport.connect(&member.address)?)
@@ -282,10 +283,14 @@ impl Cluster {
             .copied()
             .flatten()
             .ok_or_else(|| {
-                NetError::BadAddress(format!(
-                    "rank {to} is not another rank of this {}-rank cluster",
-                    self.size
-                ))
+                NetError::BadAddress(if to < self.size && to != self.rank {
+                    format!("rank {to} has no address: it was gone before the cluster formed")
+                } else {
+                    format!(
+                        "rank {to} is not another rank of this {}-rank cluster",
+                        self.size
+                    )
+                })
             })
     }
 

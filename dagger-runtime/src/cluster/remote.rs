@@ -385,8 +385,25 @@ impl Cluster {
                         return Err(RemoteError::RankLost { rank, why });
                     }
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(self.lost_or(rank, e.into())),
             }
+        }
+    }
+
+    /// What a transport error towards `rank` means: that `rank` is lost
+    /// when it is declared dead (UCX fails sends to a dead peer in many
+    /// ways, e.g. `UCS_ERR_SHMEM_SEGMENT`), waiting for the heartbeats'
+    /// verdict up to [`SILENCE`](super::SILENCE) and a heartbeat; else `e`.
+    fn lost_or(&self, rank: u32, e: RemoteError) -> RemoteError {
+        let deadline = Instant::now() + super::SILENCE + super::HEARTBEAT;
+        loop {
+            if let Some(why) = self.death_of(rank) {
+                return RemoteError::RankLost { rank, why };
+            }
+            if Instant::now() >= deadline {
+                return e;
+            }
+            std::thread::sleep(CHECK_EVERY / 5);
         }
     }
 

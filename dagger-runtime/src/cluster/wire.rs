@@ -59,6 +59,16 @@ pub enum Control {
     },
     /// The run is over; serving ranks exit.
     Shutdown,
+    /// The launcher to rank 0, answering a challenge: the process of rank
+    /// `rank` has ended.
+    Gone {
+        /// The rank.
+        rank: u32,
+        /// HMAC-SHA256 of the nonce and rank under the cluster token.
+        proof: [u8; 32],
+        /// How it ended, as the launcher saw it.
+        why: String,
+    },
 }
 
 /// Writes one frame.
