@@ -302,13 +302,15 @@ fn pipeline_simulates_both_schedules_and_refuses_bad_settings() {
         svg.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
+    // Every quantity has its unit.
+    assert!(out.contains("step time (units of --forward)"), "{out}");
     // Equal stages: both schedules leave the formula's bubble, 3/11.
     assert!(
-        out.contains("| GPipe | 33.000 | 0.273 | 0.273 | [8, 8, 8, 8] |"),
+        out.contains("| GPipe | 33.000 | 27.3% | 27.3% | [8, 8, 8, 8] |"),
         "{out}"
     );
     assert!(
-        out.contains("| OneFOneB | 33.000 | 0.273 | 0.273 | [4, 3, 2, 1] |"),
+        out.contains("| OneFOneB | 33.000 | 27.3% | 27.3% | [4, 3, 2, 1] |"),
         "{out}"
     );
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));

@@ -498,17 +498,20 @@ fn pipeline(
         return Err("times must be finite and not negative".into());
     }
     let back: Vec<f64> = forward.iter().map(|f| f * backward).collect();
-    println!("| schedule | step time | bubble | (K-1)/(M+K-1) | peak activations per stage |");
+    // Times are in the units of --forward (seconds if those are seconds).
+    println!(
+        "| schedule | step time (units of --forward) | bubble (idle share) | (K-1)/(M+K-1) | peak activations per stage (micro-batches) |"
+    );
     println!("|---|---|---|---|---|");
     let mut charts = Vec::new();
     for kind in [PipelineKind::GPipe, PipelineKind::OneFOneB] {
         let s = simulate(kind, &forward, &back, micro_batches, transfer);
         let peaks: Vec<usize> = (0..stages).map(|st| s.peak_activations(st)).collect();
         println!(
-            "| {kind:?} | {:.3} | {:.3} | {:.3} | {peaks:?} |",
+            "| {kind:?} | {:.3} | {:.1}% | {:.1}% | {peaks:?} |",
             s.makespan(),
-            s.bubble_fraction(),
-            bubble_formula(stages, micro_batches)
+            100.0 * s.bubble_fraction(),
+            100.0 * bubble_formula(stages, micro_batches)
         );
         let (schedule, labels) = s.to_schedule();
         charts.push(sched::gantt::Chart {
