@@ -311,8 +311,8 @@ pub struct Cli {
     /// Seed of the split, the initial parameters and the shuffles.
     #[arg(long, default_value_t = 7, allow_negative_numbers = true)]
     pub seed: u64,
-    /// Trains data-parallel on N threads (at most 32), each taking its
-    /// share of every batch of 32 (gradients averaged by ring all-reduce).
+    /// Trains data-parallel on N threads (1, 2, 4, 8, 16 or 32), each taking
+    /// its share of every batch of 32 (gradients averaged by ring all-reduce).
     #[arg(
         long,
         value_name = "N",
