@@ -52,8 +52,8 @@ pub use dagger_runtime::{
 };
 
 pub mod launcher;
-pub mod pipe;
 pub mod nn;
+pub mod pipe;
 pub mod platform;
 pub mod session;
 

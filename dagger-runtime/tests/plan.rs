@@ -196,7 +196,10 @@ fn runs_are_traced() {
     assert!(measured.placement[1].1 >= measured.placement[0].2);
     let svg = trace.to_gantt_svg("chain");
     assert_eq!(svg.matches("<rect").count(), 2);
-    assert!(svg.contains("chain: makespan "), "the heading gives the makespan");
+    assert!(
+        svg.contains("chain: makespan "),
+        "the heading gives the makespan"
+    );
     assert!(svg.contains(", 2 tasks"), "and the task count");
 }
 
