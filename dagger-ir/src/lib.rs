@@ -18,6 +18,7 @@
 //! ```
 
 #![warn(missing_docs)]
+mod cycle;
 pub mod dot;
 pub mod error;
 pub mod graph;

@@ -8,6 +8,7 @@
 //! task's cost is finite and not negative. Every pass keeps
 //! these properties; the pass manager can re-check them after each pass.
 
+use crate::cycle::walk_back;
 use crate::error::{IrError, Result};
 use crate::graph::{ConstValue, Cost, Graph, NodeId, Op, TaskRef, TaskSig};
 use crate::types::{check_constant, check_type_name};
@@ -51,40 +52,24 @@ pub fn topo_order(g: &Graph) -> Result<Vec<NodeId>> {
     Ok(order)
 }
 
-/// Walks backwards from a node left with unsatisfied arguments until a node
-/// repeats: those nodes form a cycle.
+/// A cycle among the nodes left with unsatisfied arguments, by name (see
+/// [`crate::cycle`]).
 fn find_cycle(g: &Graph, indegree: &[usize]) -> Vec<String> {
     let start = g
         .node_ids()
         .find(|id| indegree[id.index()] > 0)
         .expect("a node is left over when there is a cycle");
-    let mut seen: Vec<NodeId> = vec![start];
-    // Where each node stands in `seen` (usize::MAX: not there), so that the
-    // walk stays linear on a cycle of a million nodes.
-    let mut position = vec![usize::MAX; indegree.len()];
-    position[start.index()] = 0;
-    let mut at = start;
-    loop {
-        let prev = g
-            .args(at)
+    let cycle = walk_back(start.index(), indegree.len(), |at| {
+        g.args(NodeId::new(at))
             .into_iter()
-            .map(|(_, p)| p)
-            .find(|p| indegree[p.index()] > 0)
-            .expect("a node on a cycle has a producer on it");
-        let pos = position[prev.index()];
-        if pos != usize::MAX {
-            let mut cycle: Vec<String> = seen[pos..]
-                .iter()
-                .rev()
-                .map(|&n| g.display_name(n))
-                .collect();
-            cycle.push(g.display_name(*seen[pos..].last().expect("non-empty")));
-            return cycle;
-        }
-        position[prev.index()] = seen.len();
-        seen.push(prev);
-        at = prev;
-    }
+            .map(|(_, p)| p.index())
+            .find(|&p| indegree[p] > 0)
+            .expect("a node on a cycle has a producer on it")
+    });
+    cycle
+        .into_iter()
+        .map(|n| g.display_name(NodeId::new(n)))
+        .collect()
 }
 
 /// Checks that `g` is well formed (see the [module docs](self)).

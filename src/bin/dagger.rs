@@ -403,9 +403,15 @@ fn schedule(
             })
             .collect::<Result<Vec<_>, _>>()?
     };
+    // A long run says how far it is on stderr (after two quiet seconds).
     let results: Vec<(&str, sched::Schedule)> = schedulers
         .iter()
-        .map(|s| (s.name(), s.schedule(&problem)))
+        .map(|s| {
+            let meter = sched::progress::StderrMeter::new(s.name());
+            let report = |done, total| meter.report(done, total);
+            let schedule = s.schedule_with_progress(&problem, &sched::Progress::new(&report));
+            (s.name(), schedule)
+        })
         .collect();
     if json {
         let mut out = serde_json::Map::new();
@@ -423,7 +429,7 @@ fn schedule(
         println!("{}", serde_json::Value::Object(out));
     } else {
         println!(
-            "{:<8} {:>12} {:>8} {:>8}",
+            "{:<14} {:>12} {:>8} {:>8}",
             "algo", "makespan", "slr", "speedup"
         );
         for (name, s) in &results {

@@ -7,9 +7,11 @@
 //! tasks go wherever they finish earliest (insertion policy). Tasks are taken
 //! in decreasing priority among ready ones; ties go to the lower index.
 
+use super::list::{best_placement, earliest_finish, list_schedule};
 use super::problem::Problem;
+use super::progress::Progress;
 use super::rank::{downward_rank, same, upward_rank};
-use super::schedule::{best_placement, earliest_finish, list_schedule, Schedule};
+use super::schedule::Schedule;
 use super::Scheduler;
 
 /// The CPOP list scheduler.
@@ -22,21 +24,26 @@ impl Scheduler for CpopScheduler {
     }
 
     fn schedule(&self, problem: &Problem) -> Schedule {
+        self.schedule_with_progress(problem, &Progress::silent())
+    }
+
+    fn schedule_with_progress(&self, problem: &Problem, progress: &Progress) -> Schedule {
         let (up, down) = (upward_rank(problem), downward_rank(problem));
         let priority: Vec<f64> = up.iter().zip(&down).map(|(u, d)| u + d).collect();
         let critical = critical_path(problem, &priority);
         let cp_proc = (0..problem.processors)
-            .min_by(|&a, &b| {
-                let cost = |p: usize| critical.iter().map(|&t| problem.cost[t][p]).sum::<f64>();
-                cost(a).total_cmp(&cost(b)).then(a.cmp(&b))
-            })
-            .unwrap_or(0);
-        let on_path: Vec<bool> = (0..problem.len()).map(|t| critical.contains(&t)).collect();
-        list_schedule(problem, &priority, |timelines, placement, t| {
+            .map(|p| (p, critical.iter().map(|&t| problem.cost[t][p]).sum::<f64>()))
+            .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
+            .map_or(0, |(p, _)| p);
+        let mut on_path = vec![false; problem.len()];
+        for &t in &critical {
+            on_path[t] = true;
+        }
+        list_schedule(problem, &priority, progress, |partial, t| {
             if on_path[t] {
-                earliest_finish(problem, timelines, placement, t, cp_proc)
+                earliest_finish(problem, partial, t, cp_proc)
             } else {
-                best_placement(problem, timelines, placement, t, |(_, _, finish)| finish)
+                best_placement(problem, partial, t, |(_, _, finish)| finish)
             }
         })
     }

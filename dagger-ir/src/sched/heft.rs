@@ -6,10 +6,16 @@
 //! decrease along edges; ties go to the lower task index), and each is
 //! placed on the processor where it would finish earliest, in the first
 //! idle gap it fits (ties go to the lower processor index).
+//!
+//! Time: `O((tasks + edges) x processors)`, up to the log factors of the
+//! ready heap and the slot search (see the list machinery's notes in the
+//! [module](super) docs).
 
+use super::list::{best_placement, list_schedule};
 use super::problem::Problem;
+use super::progress::Progress;
 use super::rank::upward_rank;
-use super::schedule::{best_placement, list_schedule, Schedule};
+use super::schedule::Schedule;
 use super::Scheduler;
 
 /// The HEFT list scheduler.
@@ -22,9 +28,13 @@ impl Scheduler for HeftScheduler {
     }
 
     fn schedule(&self, problem: &Problem) -> Schedule {
+        self.schedule_with_progress(problem, &Progress::silent())
+    }
+
+    fn schedule_with_progress(&self, problem: &Problem, progress: &Progress) -> Schedule {
         let rank = upward_rank(problem);
-        list_schedule(problem, &rank, |timelines, placement, t| {
-            best_placement(problem, timelines, placement, t, |(_, _, finish)| finish)
+        list_schedule(problem, &rank, progress, |partial, t| {
+            best_placement(problem, partial, t, |(_, _, finish)| finish)
         })
     }
 }

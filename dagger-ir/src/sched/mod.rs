@@ -10,6 +10,12 @@
 //! eager, random, round-robin, work stealing, StarPU's dmda and dmdas) run
 //! in the discrete-event [simulator](simulate). All are measured by
 //! makespan, [`slr`] and [`speedup`].
+//!
+//! The static schedulers take `O((tasks + edges) x processors)` time up to
+//! a log factor (lookahead looks at a bounded number of children and
+//! candidate processors, see [`lookahead`]), the simulator
+//! `O((tasks + edges) x processors)` at most; long runs can report their
+//! progress ([`Scheduler::schedule_with_progress`], [`progress`]).
 
 pub mod chrome;
 pub mod compare;
@@ -18,13 +24,16 @@ pub mod families;
 pub mod gantt;
 pub mod generate;
 pub mod heft;
+mod list;
 pub mod lookahead;
 pub mod peft;
 pub mod pipeline;
 pub mod problem;
+pub mod progress;
 pub mod rank;
 pub mod schedule;
 pub mod simulate;
+mod timeline;
 
 pub use cpop::CpopScheduler;
 pub use heft::HeftScheduler;
@@ -32,6 +41,7 @@ pub use lookahead::LookaheadScheduler;
 pub use peft::PeftScheduler;
 pub use pipeline::{balanced_stages, bubble_formula, PipelineKind, PipelineSchedule};
 pub use problem::Problem;
+pub use progress::Progress;
 pub use schedule::{critical_path_min, slr, speedup, Schedule, Slot};
 pub use simulate::DynamicScheduler;
 
@@ -43,6 +53,13 @@ pub trait Scheduler {
     fn name(&self) -> &'static str;
     /// Places every task of `problem`.
     fn schedule(&self, problem: &Problem) -> Schedule;
+    /// Places every task of `problem`, reporting `(done, total)` tasks to
+    /// `progress` as it goes (see [`progress`]); a scheduler that does not
+    /// report just schedules.
+    fn schedule_with_progress(&self, problem: &Problem, progress: &Progress) -> Schedule {
+        let _ = progress;
+        self.schedule(problem)
+    }
 }
 
 /// The static list schedulers: HEFT, CPOP, PEFT, lookahead HEFT.

@@ -10,30 +10,45 @@
 //! each goes to the processor minimising `EFT + OCT` (the *optimistic* EFT),
 //! with the insertion policy; ties go to the lower index.
 
-use super::problem::Problem;
-use super::schedule::{best_placement, list_schedule, Schedule};
+use super::list::{best_placement, list_schedule};
+use super::problem::{finite_mean, Problem};
+use super::progress::Progress;
+use super::schedule::Schedule;
 use super::Scheduler;
 
 /// The PEFT list scheduler.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PeftScheduler;
 
-/// The optimistic cost table, `oct[t][p]`.
+/// The optimistic cost table, `oct[t][p]`, in `O(tasks x processors +
+/// edges x processors)`: for a successor `s`, the minimum over `q` of
+/// `OCT(s, q) + cost(s, q)` plus the edge's comm when `q != p` is the
+/// smaller of `OCT(s, p) + cost(s, p)` and the row's minimum plus comm
+/// (when the row's minimum is at `p` itself, that is `OCT(s, p) + cost(s, p)`
+/// anyway), so each edge costs one pass over the processors, not two nested.
 pub fn optimistic_cost_table(problem: &Problem) -> Vec<Vec<f64>> {
     let order = problem.topo_order().expect("problems are acyclic");
     let procs = problem.processors;
     let mut oct = vec![vec![0.0; procs]; problem.len()];
+    // `through[s][q] = OCT(s, q) + cost(s, q)` and its minimum over `q`,
+    // known once `s` is done (successors come first in reverse order).
+    let mut through: Vec<Vec<f64>> = vec![Vec::new(); problem.len()];
+    let mut best = vec![0.0; problem.len()];
     for &t in order.iter().rev() {
-        for p in 0..procs {
-            oct[t][p] = problem.succ[t]
-                .iter()
-                .map(|&(s, comm)| {
-                    (0..procs)
-                        .map(|q| oct[s][q] + problem.cost[s][q] + if q == p { 0.0 } else { comm })
-                        .fold(f64::INFINITY, f64::min)
-                })
-                .fold(0.0, f64::max);
+        let mut row = vec![0.0f64; procs];
+        for &(s, comm) in &problem.succ[t] {
+            let elsewhere = best[s] + comm;
+            for (p, cell) in row.iter_mut().enumerate() {
+                *cell = cell.max(through[s][p].min(elsewhere));
+            }
         }
+        through[t] = row
+            .iter()
+            .zip(&problem.cost[t])
+            .map(|(o, c)| o + c)
+            .collect();
+        best[t] = through[t].iter().copied().fold(f64::INFINITY, f64::min);
+        oct[t] = row;
     }
     oct
 }
@@ -44,15 +59,14 @@ impl Scheduler for PeftScheduler {
     }
 
     fn schedule(&self, problem: &Problem) -> Schedule {
+        self.schedule_with_progress(problem, &Progress::silent())
+    }
+
+    fn schedule_with_progress(&self, problem: &Problem, progress: &Progress) -> Schedule {
         let oct = optimistic_cost_table(problem);
-        let rank: Vec<f64> = oct
-            .iter()
-            .map(|row| crate::sched::problem::finite_mean(row))
-            .collect();
-        list_schedule(problem, &rank, |timelines, placement, t| {
-            best_placement(problem, timelines, placement, t, |(p, _, finish)| {
-                finish + oct[t][p]
-            })
+        let rank: Vec<f64> = oct.iter().map(|row| finite_mean(row)).collect();
+        list_schedule(problem, &rank, progress, |partial, t| {
+            best_placement(problem, partial, t, |(p, _, finish)| finish + oct[t][p])
         })
     }
 }

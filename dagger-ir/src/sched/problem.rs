@@ -23,6 +23,7 @@
 //! transfer of that many bytes between two of its processors (the model
 //! has one cost per edge).
 
+use crate::cycle::walk_back;
 use crate::error::{IrError, Result};
 use crate::model::Platform;
 use serde::Deserialize;
@@ -233,27 +234,22 @@ impl Problem {
             return Ok(order);
         }
         // Walk predecessors among the leftovers until one repeats.
-        let mut path = vec![(0..self.len())
+        let start = (0..self.len())
             .find(|&t| indegree[t] > 0)
-            .expect("a task is left")];
-        loop {
-            let at = *path.last().expect("non-empty");
-            let prev = self.pred[at]
+            .expect("a task is left");
+        let cycle = walk_back(start, self.len(), |at| {
+            self.pred[at]
                 .iter()
                 .map(|p| p.0)
                 .find(|&p| indegree[p] > 0)
-                .expect("on a cycle");
-            if let Some(pos) = path.iter().position(|&t| t == prev) {
-                let mut cycle: Vec<String> = path[pos..]
-                    .iter()
-                    .rev()
-                    .map(|&t| format!("`{}`", self.ids[t]))
-                    .collect();
-                cycle.push(cycle[0].clone());
-                return Err(IrError::Cycle { path: cycle });
-            }
-            path.push(prev);
-        }
+                .expect("on a cycle")
+        });
+        Err(IrError::Cycle {
+            path: cycle
+                .into_iter()
+                .map(|t| format!("`{}`", self.ids[t]))
+                .collect(),
+        })
     }
 }
 

@@ -20,13 +20,20 @@
 //!   is expected to complete first, counting the work already queued there
 //!   and the transfers of its inputs.
 //! - `dmdas`: dmda whose queues run the task of highest upward rank first.
+//!
+//! Cost: `O(log)` bookkeeping a task for the queues, the idle processors
+//! and the fullest queue (work stealing), plus a pass over the processors
+//! for each task that dmda, dmdas or random places (and the inputs'
+//! transfers for dmda): `O((tasks + edges) x processors)` at most, never
+//! quadratic in the processors.
 
 use super::problem::Problem;
+use super::progress::Progress;
 use super::rank::upward_rank;
 use super::schedule::Schedule;
 use super::Scheduler;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 
 /// A dynamic policy, simulated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,7 +77,11 @@ impl Scheduler for DynamicScheduler {
     }
 
     fn schedule(&self, problem: &Problem) -> Schedule {
-        Simulation::new(problem, *self).run()
+        self.schedule_with_progress(problem, &Progress::silent())
+    }
+
+    fn schedule_with_progress(&self, problem: &Problem, progress: &Progress) -> Schedule {
+        Simulation::new(problem, *self).run(progress)
     }
 }
 
@@ -78,10 +89,21 @@ struct Simulation<'a> {
     problem: &'a Problem,
     policy: DynamicScheduler,
     rank: Vec<f64>,
-    /// One queue per processor, or one shared queue (eager).
+    /// One queue per processor, or one shared queue (eager); dmdas keeps
+    /// each sorted, highest upward rank first.
     queues: Vec<VecDeque<usize>>,
+    /// Tasks in all the queues.
+    queued: usize,
+    /// The non-empty queues, fullest first (ties: lower index).
+    by_length: BTreeSet<(Reverse<usize>, usize)>,
+    /// Work queued on each processor (dmda, dmdas).
+    queued_work: Vec<f64>,
     /// Time each processor is busy until.
     free_at: Vec<f64>,
+    /// Processors with nothing to run (free at or before the current time).
+    idle: BTreeSet<usize>,
+    /// The other processors, by the time they are free.
+    busy: BinaryHeap<Reverse<(u64, usize)>>,
     placement: Vec<Option<(usize, f64, f64)>>,
     missing_preds: Vec<usize>,
     events: BinaryHeap<Reverse<(u64, usize)>>,
@@ -101,7 +123,12 @@ impl<'a> Simulation<'a> {
             policy,
             rank: upward_rank(problem),
             queues: vec![VecDeque::new(); queues],
+            queued: 0,
+            by_length: BTreeSet::new(),
+            queued_work: vec![0.0; queues],
             free_at: vec![0.0; problem.processors],
+            idle: (0..problem.processors).collect(),
+            busy: BinaryHeap::new(),
             placement: vec![None; problem.len()],
             missing_preds: problem.pred.iter().map(Vec::len).collect(),
             events: BinaryHeap::new(),
@@ -139,12 +166,62 @@ impl<'a> Simulation<'a> {
         }
     }
 
+    /// Puts `t` in `queue`: at the back, or in rank order for dmdas.
+    fn enqueue(&mut self, queue: usize, t: usize) {
+        let before = self.queues[queue].len();
+        let q = &mut self.queues[queue];
+        if self.policy == DynamicScheduler::Dmdas {
+            let rank = &self.rank;
+            let at = q.partition_point(|&u| rank[t].total_cmp(&rank[u]).then(u.cmp(&t)).is_lt());
+            q.insert(at, t);
+        } else {
+            q.push_back(t);
+        }
+        if matches!(
+            self.policy,
+            DynamicScheduler::Dmda | DynamicScheduler::Dmdas
+        ) {
+            self.queued_work[queue] += self.problem.cost[t][queue];
+        }
+        self.resized(queue, before);
+    }
+
+    /// Takes the task at `at` out of `queue`.
+    fn dequeue(&mut self, queue: usize, at: usize) -> Option<usize> {
+        let before = self.queues[queue].len();
+        let t = self.queues[queue].remove(at)?;
+        if matches!(
+            self.policy,
+            DynamicScheduler::Dmda | DynamicScheduler::Dmdas
+        ) {
+            // An empty queue holds no work: no rounding left over.
+            self.queued_work[queue] = if before == 1 {
+                0.0
+            } else {
+                self.queued_work[queue] - self.problem.cost[t][queue]
+            };
+        }
+        self.resized(queue, before);
+        Some(t)
+    }
+
+    fn resized(&mut self, queue: usize, before: usize) {
+        let after = self.queues[queue].len();
+        self.queued = self.queued + after - before;
+        if before > 0 {
+            self.by_length.remove(&(Reverse(before), queue));
+        }
+        if after > 0 {
+            self.by_length.insert((Reverse(after), queue));
+        }
+    }
+
     /// The first task of `queue` that `proc` can run, taken out of it.
     fn take_runnable(&mut self, queue: usize, proc: usize) -> Option<usize> {
         let at = self.queues[queue]
             .iter()
             .position(|&t| self.problem.cost[t][proc].is_finite())?;
-        self.queues[queue].remove(at)
+        self.dequeue(queue, at)
     }
 
     /// The queue a newly ready task joins.
@@ -172,11 +249,7 @@ impl<'a> Simulation<'a> {
             }
             DynamicScheduler::Dmda | DynamicScheduler::Dmdas => (0..procs)
                 .map(|p| {
-                    let queued: f64 = self.queues[p]
-                        .iter()
-                        .map(|&q| self.problem.cost[q][p])
-                        .sum();
-                    let available = self.free_at[p].max(now) + queued;
+                    let available = self.free_at[p].max(now) + self.queued_work[p];
                     (
                         p,
                         available.max(self.inputs_at(t, p)) + self.problem.cost[t][p],
@@ -191,51 +264,72 @@ impl<'a> Simulation<'a> {
     fn take(&mut self, proc: usize) -> Option<usize> {
         match self.policy {
             DynamicScheduler::Eager => self.take_runnable(0, proc),
-            DynamicScheduler::Dmdas => {
-                let q = &mut self.queues[proc];
-                let rank = &self.rank;
-                let best = (0..q.len())
-                    .min_by(|&a, &b| rank[q[b]].total_cmp(&rank[q[a]]).then(q[a].cmp(&q[b])))?;
-                q.remove(best)
-            }
-            DynamicScheduler::WorkStealing => self.queues[proc].pop_front().or_else(|| {
-                let victim = (0..self.queues.len())
+            DynamicScheduler::WorkStealing => self.dequeue(proc, 0).or_else(|| {
+                // The fullest other queue holding a task `proc` can run.
+                let victim = self
+                    .by_length
+                    .iter()
+                    .map(|&(_, v)| v)
                     .filter(|&v| v != proc)
-                    .filter(|&v| self.queues[v].iter().any(|&t| self.can_run(t, proc)))
-                    .max_by(|&a, &b| {
-                        self.queues[a]
-                            .len()
-                            .cmp(&self.queues[b].len())
-                            .then(b.cmp(&a))
-                    })?;
+                    .find(|&v| self.queues[v].iter().any(|&t| self.can_run(t, proc)))?;
                 self.take_runnable(victim, proc)
             }),
-            _ => self.queues[proc].pop_front(),
+            _ => self.dequeue(proc, 0),
         }
     }
 
+    /// Starts a task on each idle processor that has one to run, in
+    /// processor order.
     fn start_idle(&mut self, now: f64) {
-        for proc in 0..self.problem.processors {
-            if self.free_at[proc] > now {
-                continue;
+        while let Some(&Reverse((bits, proc))) = self.busy.peek() {
+            if f64::from_bits(bits) > now {
+                break;
+            }
+            self.busy.pop();
+            self.idle.insert(proc);
+        }
+        // With one queue per processor and no stealing, only the idle ones
+        // with a non-empty queue can start, and they do not compete.
+        let own_queue_only = !matches!(
+            self.policy,
+            DynamicScheduler::Eager | DynamicScheduler::WorkStealing
+        );
+        let candidates: Vec<usize> = if own_queue_only && self.by_length.len() < self.idle.len() {
+            let mut c: Vec<usize> = self
+                .by_length
+                .iter()
+                .map(|&(_, q)| q)
+                .filter(|q| self.idle.contains(q))
+                .collect();
+            c.sort_unstable();
+            c
+        } else {
+            self.idle.iter().copied().collect()
+        };
+        for proc in candidates {
+            if self.queued == 0 {
+                break;
             }
             let Some(t) = self.take(proc) else { continue };
             let start = now.max(self.inputs_at(t, proc));
             let finish = start + self.problem.cost[t][proc];
             self.placement[t] = Some((proc, start, finish));
             self.free_at[proc] = finish;
+            self.idle.remove(&proc);
+            self.busy.push(Reverse((finish.to_bits(), proc)));
             self.events.push(Reverse((finish.to_bits(), t)));
         }
     }
 
-    fn run(mut self) -> Schedule {
+    fn run(mut self, progress: &Progress) -> Schedule {
         for t in 0..self.problem.len() {
             if self.missing_preds[t] == 0 {
                 let q = self.choose_queue(t, 0.0);
-                self.queues[q].push_back(t);
+                self.enqueue(q, t);
             }
         }
         self.start_idle(0.0);
+        let mut done = 0;
         // Finish times are non-negative, so their bit patterns order like the numbers.
         while let Some(Reverse((bits, t))) = self.events.pop() {
             let now = f64::from_bits(bits);
@@ -243,10 +337,12 @@ impl<'a> Simulation<'a> {
                 self.missing_preds[s] -= 1;
                 if self.missing_preds[s] == 0 {
                     let q = self.choose_queue(s, now);
-                    self.queues[q].push_back(s);
+                    self.enqueue(q, s);
                 }
             }
             self.start_idle(now);
+            done += 1;
+            progress.tick(done, self.problem.len());
         }
         Schedule {
             placement: self
