@@ -349,11 +349,14 @@ fn on_gpus_found(config: Config) -> Config {
         return config;
     }
     let none = match dagger::cuda::gpus() {
-        Ok(found) if found.is_empty() => "no GPU found; running on CPU".to_string(),
+        Ok(found) if found.is_empty() => "no GPU found".to_string(),
         Ok(_) => return config,
         Err(e) => e.to_string(),
     };
-    println!("{none} (--gpus {} asked for)", config.gpus);
+    println!(
+        "{none}; training on the CPU (--gpus {} asked for)",
+        config.gpus
+    );
     Config { gpus: 0, ..config }
 }
 

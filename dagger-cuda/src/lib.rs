@@ -4,7 +4,8 @@
 //! runs on machines without CUDA. Its calls that need the driver panic when
 //! `libcuda.so` is absent; every entry point here checks for the library
 //! first ([`gpus`] / [`GpuDevice::open`]) and answers
-//! [`CudaError::NoDriver`] instead: "no CUDA driver found; running on CPU".
+//! [`CudaError::NoDriver`] instead: "no CUDA driver found (libcuda.so is not
+//! on this machine)"; what to run instead is the caller's to say.
 //!
 //! What is here:
 //! - device discovery (name, memory) for the platform model ([`gpus`],
@@ -59,7 +60,7 @@ use std::time::Instant;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CudaError {
     /// No CUDA driver library on this machine.
-    #[error("no CUDA driver found; running on CPU")]
+    #[error("no CUDA driver found (libcuda.so is not on this machine)")]
     NoDriver,
     /// The driver is there but NVRTC (the runtime CUDA C compiler) is not.
     #[error("no NVRTC library found (libnvrtc); fused GPU kernels are unavailable")]
@@ -465,7 +466,7 @@ mod tests {
             assert!(gpu_processors(10.0).is_empty());
             assert_eq!(
                 GpuDevice::open(0, 1).err().map(|e| e.to_string()),
-                Some("no CUDA driver found; running on CPU".to_string())
+                Some("no CUDA driver found (libcuda.so is not on this machine)".to_string())
             );
         }
     }

@@ -308,3 +308,38 @@ fn gpu_gemm_without_a_gpu_says_it_skips() {
         "{said}"
     );
 }
+
+#[test]
+fn train_digits_without_a_gpu_says_so_once_and_trains_on_the_cpu() {
+    if dagger::cuda::gpus().is_ok_and(|found| !found.is_empty()) {
+        eprintln!("skipped: this machine has a GPU, so `--gpus 1` trains there");
+        return;
+    }
+    let dir = temp_dir("digits-no-gpu");
+    let data = write_lines(&dir, "digits.csv", &digits_csv(48));
+    let svg = dir.join("curves.svg");
+    let out = run_example(
+        "train_digits",
+        &[
+            "--data",
+            data.to_str().unwrap(),
+            "--svg",
+            svg.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--gpus",
+            "1",
+        ],
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}{}", stderr(&out));
+    let line = "; training on the CPU (--gpus 1 asked for)";
+    assert_eq!(said.matches(line).count(), 1, "{said}");
+    assert!(
+        said.contains("no CUDA driver found (libcuda.so is not on this machine)")
+            || said.contains("no GPU found"),
+        "{said}"
+    );
+    assert!(!said.contains("running on CPU;"), "{said}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
