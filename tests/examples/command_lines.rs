@@ -59,6 +59,18 @@ fn run_example(example: &str, args: &[&str]) -> Output {
     example_command(example, args).output().unwrap()
 }
 
+/// `train_digits --data DATA --svg SVG`, then `more`.
+fn train_digits_on(data: &Path, svg: &Path, more: &[&str]) -> Command {
+    let mut args = vec![
+        "--data",
+        data.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
+    ];
+    args.extend_from_slice(more);
+    example_command("train_digits", &args)
+}
+
 /// What a process printed on stderr.
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -162,15 +174,7 @@ fn train_digits_rejects_bad_data_naming_the_file_line_and_value() {
     for (name, lines, expected) in cases {
         let path = write_lines(&dir, name, &lines);
         let svg = dir.join("curves.svg");
-        let out = run_example(
-            "train_digits",
-            &[
-                "--data",
-                path.to_str().unwrap(),
-                "--svg",
-                svg.to_str().unwrap(),
-            ],
-        );
+        let out = train_digits_on(&path, &svg, &[]).output().unwrap();
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{name}: {err}");
         assert!(err.contains(&path.display().to_string()), "{name}: {err}");
@@ -187,21 +191,11 @@ fn train_digits_ends_quietly_when_its_output_pipe_closes() {
     let dir = temp_dir("digits-pipe");
     let data = write_lines(&dir, "digits.csv", &digits_csv(48));
     let svg = dir.join("curves.svg");
-    let mut child = example_command(
-        "train_digits",
-        &[
-            "--data",
-            data.to_str().unwrap(),
-            "--svg",
-            svg.to_str().unwrap(),
-            "--epochs",
-            "30",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let mut child = train_digits_on(&data, &svg, &["--epochs", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     // As `train_digits | head -n 1`: the first line of the example, then the
     // reader goes away while it trains.
     let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
@@ -318,19 +312,9 @@ fn train_digits_without_a_gpu_says_so_once_and_trains_on_the_cpu() {
     let dir = temp_dir("digits-no-gpu");
     let data = write_lines(&dir, "digits.csv", &digits_csv(48));
     let svg = dir.join("curves.svg");
-    let out = run_example(
-        "train_digits",
-        &[
-            "--data",
-            data.to_str().unwrap(),
-            "--svg",
-            svg.to_str().unwrap(),
-            "--epochs",
-            "1",
-            "--gpus",
-            "1",
-        ],
-    );
+    let out = train_digits_on(&data, &svg, &["--epochs", "1", "--gpus", "1"])
+        .output()
+        .unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{said}{}", stderr(&out));
     let line = "; training on the CPU (--gpus 1 asked for)";
