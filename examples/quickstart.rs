@@ -102,8 +102,24 @@ fn merge(a: Summary, b: Summary) -> Summary {
     }
 }
 
-pub fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// The quickstart takes no options: `--help` says what it does, anything
+/// else is refused.
+#[derive(clap::Parser)]
+#[command(
+    name = "quickstart",
+    about = "A sensor-data pipeline as a task graph on every local core: \
+             dag!{}, then the same graph through spawn, its IR and a trace"
+)]
+pub struct Cli {}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     dagger::pipe::end_quietly_on_closed_pipe();
+    <Cli as clap::Parser>::parse();
+    run()
+}
+
+/// The quickstart itself (what `main` runs once the command line is read).
+pub fn run() -> Result<(), Box<dyn std::error::Error>> {
     // Says once what it runs on (cores, GPUs, ranks); alone here.
     let session = dagger::Session::start()?;
     let rt = session.runtime();

@@ -35,8 +35,20 @@ fn nothing(x: u64) -> u64 {
     x
 }
 
+/// The benchmark takes no options: `--help` says what it does and how to
+/// start it, anything else is refused.
+#[derive(clap::Parser)]
+#[command(
+    name = "transport",
+    about = "UCX latency and bandwidth between two ranks against std TcpStream and \
+             ucx_perftest, then the cost of an empty task on another rank",
+    after_help = "Run as two ranks: dagger run -n 2 -- target/release/examples/transport"
+)]
+struct Cli {}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     dagger::pipe::end_quietly_on_closed_pipe();
+    <Cli as clap::Parser>::parse();
     let Some(cluster) = Cluster::from_env()? else {
         eprintln!(
             "run me as two ranks: dagger run -n 2 -- {}",

@@ -91,7 +91,7 @@ fn wordcount_graph_matches_a_sequential_count() {
 
 #[test]
 fn quickstart_runs_and_its_two_front_ends_agree() {
-    quickstart::main().expect("the quickstart succeeds");
+    quickstart::run().expect("the quickstart succeeds");
 }
 
 #[allow(dead_code)]

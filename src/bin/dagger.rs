@@ -13,9 +13,12 @@
 //!                                 start N processes of PROGRAM as one cluster
 //! dagger bench sched [--graphs N] [--csv]
 //!                                 the static schedulers on random graphs
+//! dagger pipeline --stages K --micro-batches M [--gantt p.svg]
+//!                                 GPipe and 1F1B simulated: step time, bubbles, peaks
 //! ```
 //!
-//! Later subcommands (scheduling, perf models, the cluster launcher) join here.
+//! Every subcommand takes `--help`; errors name the file, node or flag at
+//! fault and exit with status 1 (2 for a bad command line).
 
 use clap::{Parser, Subcommand};
 use dagger::ir::{self, sched, PassCtx, PassManager};

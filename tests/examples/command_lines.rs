@@ -6,7 +6,7 @@
 //! `DAGGER_EXAMPLE_ARGS`, one a line) and exits with its status; a panic
 //! exits 101, as it would in the example itself.
 
-use super::{cholesky, gpu_gemm, mergesort, temp_dir, train_digits, wordcount};
+use super::{cholesky, gpu_gemm, mergesort, quickstart, temp_dir, train_digits, wordcount};
 use std::io::BufRead;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -34,6 +34,10 @@ fn example_child() {
                 }
             }
         }
+        "quickstart" => match <quickstart::Cli as clap::Parser>::try_parse_from(args) {
+            Ok(_) => quickstart::run().map_or(1, |()| 0),
+            Err(e) => e.exit(),
+        },
         other => panic!("no example {other}"),
     };
     std::process::exit(code);
@@ -326,4 +330,15 @@ fn train_digits_without_a_gpu_says_so_once_and_trains_on_the_cpu() {
     );
     assert!(!said.contains("running on CPU;"), "{said}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn quickstart_takes_help_and_refuses_anything_else() {
+    let help = run_example("quickstart", &["--help"]);
+    let said = String::from_utf8_lossy(&help.stdout);
+    assert_eq!(help.status.code(), Some(0), "{}", stderr(&help));
+    assert!(said.contains("task graph on every local core"), "{said}");
+    let bad = run_example("quickstart", &["--epochs", "3"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("--epochs"), "{}", stderr(&bad));
 }
