@@ -7,20 +7,18 @@
 //! and does nothing otherwise; `DAGGER_TEST_SCENARIO` tells it what to do.
 //! Every test skips, saying why, where UCX is not installed.
 
+#[path = "common/cluster.rs"]
+mod cluster_common;
 mod common;
+
+use cluster_common::{join_or_exit, kill, run_sum_graph, serve_or_exit, sum_graph, text, RankEnv};
 use common::{launch_rank_main, rank_said, ucx_missing};
 use dagger::cluster::Cluster;
 use dagger::prelude::*;
+use std::io::BufRead;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::Arc;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-
-/// Adds two numbers (the graph of the run scenarios).
-#[task]
-fn add(a: u64, b: u64) -> u64 {
-    a + b
-}
 
 /// Sums a chunk, slowly enough that the run spreads over every rank.
 #[task]
@@ -29,32 +27,10 @@ fn chunk_sum(v: Vec<u64>) -> u64 {
     v.iter().sum()
 }
 
-/// 12 chunk sums and a tree of additions, and its expected total.
-fn sum_graph() -> (dagger::Dag<(), u64>, u64) {
-    let b = dagger::GraphBuilder::new();
-    let mut expected = 0;
-    let sums: Vec<_> = (0..12u64)
-        .map(|k| {
-            let chunk: Vec<u64> = (k * 100..(k + 1) * 100).collect();
-            expected += chunk.iter().sum::<u64>();
-            chunk_sum::on(&b).node(b.constant(chunk))
-        })
-        .collect();
-    let total = b.reduce_tree(sums, |x, y| add::on(&b).node(x, y));
-    (b.finish(total), expected)
-}
-
-/// Rank 0 runs the graph across the cluster and says what the run did.
+/// Rank 0 runs 12 chunk sums across the cluster and says what the run did.
 fn run_graph(cluster: &Cluster) {
-    let (dag, expected) = sum_graph();
-    let (total, report) = Runtime::new()
-        .run_on_cluster(&dag, (), cluster, &dagger::ir::sched::HeftScheduler)
-        .unwrap_or_else(|e| panic!("the run failed: {e}"));
-    assert_eq!(total, expected);
-    println!(
-        "rank 0: result right; tasks per rank {:?}; lost {:?}",
-        report.tasks_per_rank, report.lost
-    );
+    let (dag, expected) = sum_graph(12, 100, |b, chunk| chunk_sum::on(b).node(chunk));
+    run_sum_graph(&Runtime::new(), cluster, &dag, expected);
 }
 
 /// The body of every rank process (a no-op when run as a plain test).
@@ -68,79 +44,52 @@ fn rank_main() {
     if scenario == "die-before-join" && rank == "2" {
         std::process::exit(3);
     }
-    let cluster = match Cluster::from_env() {
-        Ok(c) => c.expect("started as a rank"),
-        Err(e) => {
-            eprintln!("rank cannot join: {e}");
-            std::process::exit(2);
-        }
-    };
+    let cluster = join_or_exit();
     match (scenario.as_str(), cluster.rank()) {
         ("die-after-join" | "die-after-join-noticed", 2) => std::process::exit(4),
         ("die-after-join-noticed", 0) => {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while cluster.dead_ranks().is_empty() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            wait_for_a_death(&cluster, Duration::from_secs(10));
             run_graph(&cluster);
         }
         ("hold", 0) => {
             println!("rank 0: joined");
             std::thread::sleep(Duration::from_secs(60));
         }
-        (_, 0) => run_graph(&cluster),
-        (_, r) => {
-            let outcome = Arc::new(cluster).serve(&Runtime::new());
-            match outcome {
-                Ok(()) => println!("rank {r}: served until shutdown"),
-                Err(e) => {
-                    eprintln!("rank {r} stops: {e}");
-                    std::process::exit(5);
-                }
+        ("watch", 0) => {
+            println!("rank 0: joined");
+            match wait_for_a_death(&cluster, Duration::from_secs(20)).first() {
+                Some((r, why)) => println!("rank 0: rank {r} declared dead: {why}"),
+                None => println!("rank 0: nobody declared dead in 20s"),
             }
         }
+        (_, 0) => run_graph(&cluster),
+        _ => serve_or_exit(cluster),
     }
 }
 
-/// Starts one rank of a `size`-rank cluster directly (no launcher).
-fn start_rank(
-    rank: u32,
-    coordinator: &str,
-    token: &str,
-    join_timeout: &str,
-    scenario: &str,
-) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["rank_main", "--exact", "--nocapture", "--test-threads=1"])
-        .env("DAGGER_RANK", rank.to_string())
-        .env("DAGGER_SIZE", "2")
-        .env("DAGGER_COORDINATOR", coordinator)
-        .env("DAGGER_CLUSTER_TOKEN", token)
-        .env("DAGGER_JOIN_TIMEOUT", join_timeout)
-        .env("DAGGER_TEST_SCENARIO", scenario)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+/// Waits up to `limit` for a rank to be declared dead; the dead ranks.
+fn wait_for_a_death(cluster: &Cluster, limit: Duration) -> Vec<(u32, String)> {
+    let deadline = Instant::now() + limit;
+    while cluster.dead_ranks().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cluster.dead_ranks()
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+/// `child`'s output, line by line as it comes.
+fn output_lines(child: &mut Child) -> impl Iterator<Item = String> {
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    stdout.lines().map_while(Result::ok)
 }
 
-fn free_port() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
-
-/// Kills a rank this test started, and reaps it.
-fn kill(mut child: Child) -> Output {
-    let _ = child.kill();
-    child.wait_with_output().unwrap()
+/// Stops (SIGSTOP) a process this test started: it answers nothing, but
+/// its kernel still takes in what is sent to its sockets.
+fn freeze(child: &Child) {
+    let stopped = Command::new("kill")
+        .args(["-STOP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
 }
 
 #[test]
@@ -148,12 +97,11 @@ fn a_refused_join_exits_with_its_error_every_time_never_with_a_signal() {
     if ucx_missing() {
         return;
     }
-    let coordinator = free_port();
-    let zero = start_rank(0, &coordinator, "right-token", "120", "serve");
+    let ranks = RankEnv::on_loopback(2, "right-token", "120", "serve");
+    let zero = ranks.start(0);
+    let wrong = ranks.with_token("wrong-token");
     for attempt in 0..40 {
-        let one = start_rank(1, &coordinator, "wrong-token", "120", "serve")
-            .wait_with_output()
-            .unwrap();
+        let one = wrong.start(1).wait_with_output().unwrap();
         let said = text(&one);
         assert_eq!(
             (one.status.code(), one.status.signal()),
@@ -178,7 +126,8 @@ fn rank_zero_alone_times_out_naming_dagger_join_timeout() {
     if ucx_missing() {
         return;
     }
-    let zero = start_rank(0, &free_port(), "tok", "1", "serve")
+    let zero = RankEnv::on_loopback(2, "tok", "1", "serve")
+        .start(0)
         .wait_with_output()
         .unwrap();
     let said = text(&zero);
@@ -233,23 +182,15 @@ fn a_rank_dead_between_the_join_and_the_run_is_lost_not_the_run() {
 
 #[test]
 fn a_serving_rank_whose_rank_zero_stops_answering_exits_with_why() {
-    use std::io::BufRead;
     if ucx_missing() {
         return;
     }
-    let coordinator = free_port();
-    let mut zero = start_rank(0, &coordinator, "tok", "10", "hold");
-    let one = start_rank(1, &coordinator, "tok", "10", "hold");
-    let mut lines = std::io::BufReader::new(zero.stdout.take().unwrap()).lines();
-    assert!(
-        lines.any(|l| l.is_ok_and(|l| l.contains("rank 0: joined"))),
-        "rank 0 joined"
-    );
-    let stopped = Command::new("kill")
-        .args(["-STOP", &zero.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
+    let ranks = RankEnv::on_loopback(2, "tok", "10", "hold");
+    let mut zero = ranks.start(0);
+    let one = ranks.start(1);
+    let mut said_by_zero = output_lines(&mut zero);
+    assert!(said_by_zero.any(|l| l.contains("rank 0: joined")));
+    freeze(&zero);
     let start = Instant::now();
     let one = one.wait_with_output().unwrap();
     let took = start.elapsed();
@@ -258,6 +199,33 @@ fn a_serving_rank_whose_rank_zero_stops_answering_exits_with_why() {
     assert_eq!(one.status.code(), Some(5), "{said}");
     assert!(
         said.contains("rank 0 is gone: rank 0 silent for 2s"),
+        "{said}"
+    );
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+}
+
+#[test]
+fn rank_zero_declares_a_serving_rank_that_stops_answering_dead_within_the_silence() {
+    // Rank 0's heartbeats still fit in the frozen rank's socket buffer: only
+    // its silence tells rank 0 that it is gone.
+    if ucx_missing() {
+        return;
+    }
+    let ranks = RankEnv::on_loopback(2, "tok", "10", "watch");
+    let mut zero = ranks.start(0);
+    let one = ranks.start(1);
+    let mut said_by_zero = output_lines(&mut zero);
+    assert!(said_by_zero.any(|l| l.contains("rank 0: joined")));
+    freeze(&one);
+    let start = Instant::now();
+    let rest: Vec<String> = said_by_zero.collect();
+    let zero = zero.wait_with_output().unwrap();
+    let took = start.elapsed();
+    kill(one);
+    let said = format!("{}\n{}", rest.join("\n"), text(&zero));
+    assert!(zero.status.success(), "{said}");
+    assert!(
+        said.contains("rank 0: rank 1 declared dead: silent for 2s"),
         "{said}"
     );
     assert!(took < Duration::from_secs(8), "took {took:?}");

@@ -337,49 +337,61 @@ async fn handshake(
     }))
 }
 
-/// Rank 0's watch over one member: heartbeats in, `Shutdown` out.
+/// Rank 0's watch over one member: heartbeats in, heartbeats, deaths and
+/// `Shutdown` out; the member is declared dead when its connection fails
+/// or it is silent for [`SILENCE`].
+///
+/// Hearing and speaking are two loops: a read raced against the heartbeat
+/// timer would start again (its silence clock reset) at every beat, so a
+/// member cut off, whose heartbeats stop while rank 0's still fit in the
+/// socket's buffer, would never be found silent.
 async fn watch_member(
     rank: u32,
     mut read: OwnedReadHalf,
-    mut write: OwnedWriteHalf,
+    write: OwnedWriteHalf,
     membership: Arc<Membership>,
+    shutdown: watch::Receiver<bool>,
+    notices: mpsc::UnboundedReceiver<Control>,
+) {
+    let mut speaking = tokio::spawn(speak_to_member(write, shutdown, notices));
+    tokio::select! {
+        why = hear_member(&mut read) => {
+            speaking.abort();
+            membership.mark_dead(rank, why);
+        }
+        spoke = &mut speaking => {
+            if let Ok(Err(e)) = spoke {
+                membership.mark_dead(rank, format!("connection lost: {e}"));
+            }
+        }
+    }
+}
+
+/// Reads a member's heartbeats until it breaks off; why it did.
+async fn hear_member(read: &mut OwnedReadHalf) -> String {
+    loop {
+        match timeout(SILENCE, wire::read(read)).await {
+            Ok(Ok(Control::Heartbeat)) => {}
+            Ok(Ok(other)) => return format!("sent {other:?} out of turn"),
+            Ok(Err(e)) => return format!("connection lost: {e}"),
+            Err(_) => return format!("silent for {SILENCE:?}"),
+        }
+    }
+}
+
+/// Sends a member a heartbeat every [`HEARTBEAT`] and the deaths of
+/// others as they come, until the cluster shuts down (then `Shutdown`).
+async fn speak_to_member(
+    mut write: OwnedWriteHalf,
     mut shutdown: watch::Receiver<bool>,
     mut notices: mpsc::UnboundedReceiver<Control>,
-) {
+) -> Result<(), ClusterError> {
     let mut beat = tokio::time::interval(HEARTBEAT);
     loop {
         tokio::select! {
-            _ = beat.tick() => {
-                if wire::write(&mut write, &Control::Heartbeat).await.is_err() {
-                    membership.mark_dead(rank, "connection lost".into());
-                    return;
-                }
-            }
-            Some(notice) = notices.recv() => {
-                if wire::write(&mut write, &notice).await.is_err() {
-                    membership.mark_dead(rank, "connection lost".into());
-                    return;
-                }
-            }
-            msg = timeout(SILENCE, wire::read(&mut read)) => match msg {
-                Ok(Ok(Control::Heartbeat)) => {}
-                Ok(Ok(other)) => {
-                    membership.mark_dead(rank, format!("sent {other:?} out of turn"));
-                    return;
-                }
-                Ok(Err(e)) => {
-                    membership.mark_dead(rank, format!("connection lost: {e}"));
-                    return;
-                }
-                Err(_) => {
-                    membership.mark_dead(rank, format!("silent for {SILENCE:?}"));
-                    return;
-                }
-            },
-            _ = shutdown.changed() => {
-                let _ = wire::write(&mut write, &Control::Shutdown).await;
-                return;
-            }
+            _ = beat.tick() => wire::write(&mut write, &Control::Heartbeat).await?,
+            Some(notice) = notices.recv() => wire::write(&mut write, &notice).await?,
+            _ = shutdown.changed() => return wire::write(&mut write, &Control::Shutdown).await,
         }
     }
 }
