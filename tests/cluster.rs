@@ -6,45 +6,30 @@
 //! and does nothing otherwise. `DAGGER_TEST_SCENARIO` tells it what to do.
 //! Every test skips, saying why, where UCX is not installed.
 
+#[path = "common/cluster.rs"]
+mod cluster_common;
 mod common;
-use common::{rank_said, ucx_missing};
+
+use cluster_common::{
+    free_port, join_or_exit, run_sum_graph, serve_or_exit, sum_graph, text, RankEnv,
+};
+use common::{launch_rank_main, rank_said, ucx_missing};
 use dagger::cluster::{Cluster, ClusterEnv, RemoteArg, RemoteError};
 use dagger::prelude::*;
 use dagger::SpanKind;
 use dagger::Task;
-use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Runs `dagger run -n ranks` on this test binary in `scenario`.
-fn dagger_run(ranks: u32, scenario: &str) -> Output {
-    let me = std::env::current_exe().unwrap();
-    Command::new(env!("CARGO_BIN_EXE_dagger"))
-        .args(["run", "-n", &ranks.to_string(), "--"])
-        .arg(me)
-        .args(["rank_main", "--exact", "--nocapture", "--test-threads=1"])
-        .env("DAGGER_TEST_SCENARIO", scenario)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Runs `scenario` on `ranks` ranks and returns everything they printed,
-/// after checking that rank 0 succeeded; `None` (skipped) without UCX.
+/// Runs `scenario` on `ranks` ranks with `dagger run` and returns
+/// everything they printed, after checking that they all succeeded;
+/// `None` (skipped) without UCX.
 fn run_ok(ranks: u32, scenario: &str) -> Option<String> {
     if ucx_missing() {
         return None;
     }
-    let out = dagger_run(ranks, scenario);
-    let all = text(&out);
-    assert!(out.status.success(), "{all}");
+    let (ok, all) = launch_rank_main(ranks, scenario);
+    assert!(ok, "{all}");
     Some(all)
 }
 
@@ -155,24 +140,9 @@ fn slow_sum(v: Vec<u64>) -> u64 {
     v.iter().sum()
 }
 
-#[task]
-fn add(a: u64, b: u64) -> u64 {
-    a + b
-}
-
-/// 24 chunk sums and a tree of additions.
-fn sum_graph() -> (dagger::Dag<(), u64>, u64) {
-    let b = dagger::GraphBuilder::new();
-    let mut expected = 0;
-    let sums: Vec<_> = (0..24u64)
-        .map(|k| {
-            let chunk: Vec<u64> = (k * 1000..(k + 1) * 1000).collect();
-            expected += chunk.iter().sum::<u64>();
-            slow_sum::on(&b).node(b.constant(chunk))
-        })
-        .collect();
-    let total = b.reduce_tree(sums, |x, y| add::on(&b).node(x, y));
-    (b.finish(total), expected)
+/// 24 slow chunk sums and a tree of additions, and its expected total.
+fn slow_sum_graph() -> (dagger::Dag<(), u64>, u64) {
+    sum_graph(24, 1000, |b, chunk| slow_sum::on(b).node(chunk))
 }
 
 /// Rank 0's side of the graph scenarios.
@@ -180,16 +150,10 @@ fn run_graph(cluster: &Cluster) {
     assert_eq!(cluster.workers().len(), 3, "every rank told its workers");
     assert!(cluster.workers().iter().all(|&w| w >= 1));
     let rt = Runtime::new();
-    let (dag, expected) = sum_graph();
+    let (dag, expected) = slow_sum_graph();
     let single = rt.run(&dag, ()).unwrap();
-    assert_eq!(single, expected);
-    let (total, report) = rt
-        .run_on_cluster(&dag, (), cluster, &dagger::ir::sched::HeftScheduler)
-        .unwrap();
-    assert_eq!(
-        total, single,
-        "the cluster run equals the single-process run"
-    );
+    assert_eq!(single, expected, "the single-process run's result");
+    let report = run_sum_graph(&rt, cluster, &dag, expected);
     let busy = report.tasks_per_rank.iter().filter(|&&n| n > 0).count();
     assert_eq!(busy, 3, "every rank ran tasks: {:?}", report.tasks_per_rank);
     let task_spans = report
@@ -220,11 +184,7 @@ fn run_graph(cluster: &Cluster) {
         "one trace event per span"
     );
     println!(
-        "rank 0: cluster result {total} = single-process result; tasks per rank {:?}; {between_servers} transfers between serving ranks; lost {:?}; redone {} {:?}",
-        report.tasks_per_rank,
-        report.lost,
-        report.redone.len(),
-        report.redone
+        "rank 0: cluster result = single-process result; {between_servers} transfers between serving ranks"
     );
 }
 
@@ -235,13 +195,7 @@ fn rank_main() {
         return;
     }
     let scenario = std::env::var("DAGGER_TEST_SCENARIO").unwrap_or_default();
-    let cluster = match Cluster::from_env() {
-        Ok(c) => c.expect("started as a rank"),
-        Err(e) => {
-            eprintln!("rank cannot join: {e}");
-            std::process::exit(2);
-        }
-    };
+    let cluster = join_or_exit();
     let (rank, size) = (cluster.rank(), cluster.size());
     match (scenario.as_str(), rank) {
         ("echo", 0) => {
@@ -282,13 +236,7 @@ fn rank_main() {
         }
         ("remote", 0) => remote_calls(&cluster),
         ("graph" | "graph-die", 0) => run_graph(&cluster),
-        ("remote" | "graph" | "graph-die", _) => {
-            let cluster = Arc::new(cluster);
-            cluster
-                .serve(&Runtime::new())
-                .expect("served until shutdown");
-            println!("rank {rank}: served until shutdown");
-        }
+        ("remote" | "graph" | "graph-die", _) => serve_or_exit(cluster),
         ("die", 2) => std::process::exit(3),
         ("die", _) => {
             cluster
@@ -357,25 +305,9 @@ fn rank_zero_notices_a_rank_that_dies() {
     assert!(all.contains("rank 2 ended early"), "{all}");
 }
 
-/// Starts one rank of a 2-rank cluster directly, with the given token.
-fn start_rank(rank: u32, coordinator: &str, token: &str) -> std::process::Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["rank_main", "--exact", "--nocapture", "--test-threads=1"])
-        .env("DAGGER_RANK", rank.to_string())
-        .env("DAGGER_SIZE", "2")
-        .env("DAGGER_COORDINATOR", coordinator)
-        .env("DAGGER_CLUSTER_TOKEN", token)
-        .env("DAGGER_JOIN_TIMEOUT", "3")
-        .env("DAGGER_TEST_SCENARIO", "echo")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn free_port() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
+/// Two ranks in the echo scenario, started directly with `token`.
+fn echo_pair(token: &str) -> RankEnv {
+    RankEnv::on_loopback(2, token, "3", "echo")
 }
 
 #[test]
@@ -383,9 +315,9 @@ fn a_rank_with_the_wrong_token_is_refused_and_the_refusal_is_logged() {
     if ucx_missing() {
         return;
     }
-    let coordinator = free_port();
-    let zero = start_rank(0, &coordinator, "right-token");
-    let one = start_rank(1, &coordinator, "wrong-token");
+    let ranks = echo_pair("right-token");
+    let zero = ranks.start(0);
+    let one = ranks.with_token("wrong-token").start(1);
     let (zero, one) = (
         zero.wait_with_output().unwrap(),
         one.wait_with_output().unwrap(),
@@ -414,8 +346,9 @@ fn a_malformed_message_is_refused_without_taking_rank_zero_down() {
     if ucx_missing() {
         return;
     }
-    let coordinator = free_port();
-    let zero = start_rank(0, &coordinator, "tok");
+    let ranks = echo_pair("tok");
+    let coordinator = ranks.coordinator.clone();
+    let zero = ranks.start(0);
     // Connect first, with garbage instead of a Join.
     let mut stream = loop {
         match std::net::TcpStream::connect(&coordinator) {
@@ -430,7 +363,7 @@ fn a_malformed_message_is_refused_without_taking_rank_zero_down() {
         .unwrap();
     drop(stream);
     // Then the real rank 1 joins and the exchange completes.
-    let one = start_rank(1, &coordinator, "tok");
+    let one = ranks.start(1);
     let (zero, one) = (
         zero.wait_with_output().unwrap(),
         one.wait_with_output().unwrap(),
@@ -471,7 +404,7 @@ fn an_in_process_cluster_runs_a_graph_and_its_ranks_forget_the_values_after() {
     });
     let zero = Cluster::join(env(0), Arc::new(InProcessTransport::new())).unwrap();
     let one = rx.recv().unwrap();
-    let (dag, expected) = sum_graph();
+    let (dag, expected) = slow_sum_graph();
     let rt = Runtime::builder().threads(1).build();
     let (total, report) = rt
         .run_on_cluster(&dag, (), &zero, &dagger::ir::sched::HeftScheduler)

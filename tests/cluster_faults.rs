@@ -17,7 +17,7 @@ use dagger::cluster::Cluster;
 use dagger::prelude::*;
 use std::io::BufRead;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, Command};
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 /// Sums a chunk, slowly enough that the run spreads over every rank.
@@ -180,23 +180,41 @@ fn a_rank_dead_between_the_join_and_the_run_is_lost_not_the_run() {
     assert!(rank_said(&all, 0, ", 0]; lost [2]"), "{all}");
 }
 
+/// Starts 2 ranks in `scenario`, freezes rank `frozen` once rank 0 has
+/// joined, and waits for the other rank to end: what it printed, its exit
+/// status, and how long after the freeze it ended.
+fn freeze_one_of_two(scenario: &str, frozen: usize) -> (String, ExitStatus, Duration) {
+    let ranks = RankEnv::on_loopback(2, "tok", "10", scenario);
+    let mut pair = [ranks.start(0), ranks.start(1)];
+    let mut said_by_zero = output_lines(&mut pair[0]);
+    assert!(said_by_zero.any(|l| l.contains("rank 0: joined")));
+    freeze(&pair[frozen]);
+    let start = Instant::now();
+    let rest_by_zero = std::thread::spawn(move || said_by_zero.collect::<Vec<_>>());
+    let [zero, one] = pair;
+    let (stopped, other) = if frozen == 0 {
+        (zero, one)
+    } else {
+        (one, zero)
+    };
+    let ended = other.wait_with_output().unwrap();
+    let took = start.elapsed();
+    kill(stopped);
+    let rest_by_zero = rest_by_zero.join().unwrap();
+    let said = match frozen {
+        0 => text(&ended),
+        _ => format!("{}\n{}", rest_by_zero.join("\n"), text(&ended)),
+    };
+    (said, ended.status, took)
+}
+
 #[test]
 fn a_serving_rank_whose_rank_zero_stops_answering_exits_with_why() {
     if ucx_missing() {
         return;
     }
-    let ranks = RankEnv::on_loopback(2, "tok", "10", "hold");
-    let mut zero = ranks.start(0);
-    let one = ranks.start(1);
-    let mut said_by_zero = output_lines(&mut zero);
-    assert!(said_by_zero.any(|l| l.contains("rank 0: joined")));
-    freeze(&zero);
-    let start = Instant::now();
-    let one = one.wait_with_output().unwrap();
-    let took = start.elapsed();
-    kill(zero);
-    let said = text(&one);
-    assert_eq!(one.status.code(), Some(5), "{said}");
+    let (said, status, took) = freeze_one_of_two("hold", 0);
+    assert_eq!(status.code(), Some(5), "{said}");
     assert!(
         said.contains("rank 0 is gone: rank 0 silent for 2s"),
         "{said}"
@@ -211,19 +229,8 @@ fn rank_zero_declares_a_serving_rank_that_stops_answering_dead_within_the_silenc
     if ucx_missing() {
         return;
     }
-    let ranks = RankEnv::on_loopback(2, "tok", "10", "watch");
-    let mut zero = ranks.start(0);
-    let one = ranks.start(1);
-    let mut said_by_zero = output_lines(&mut zero);
-    assert!(said_by_zero.any(|l| l.contains("rank 0: joined")));
-    freeze(&one);
-    let start = Instant::now();
-    let rest: Vec<String> = said_by_zero.collect();
-    let zero = zero.wait_with_output().unwrap();
-    let took = start.elapsed();
-    kill(one);
-    let said = format!("{}\n{}", rest.join("\n"), text(&zero));
-    assert!(zero.status.success(), "{said}");
+    let (said, status, took) = freeze_one_of_two("watch", 1);
+    assert!(status.success(), "{said}");
     assert!(
         said.contains("rank 0: rank 1 declared dead: silent for 2s"),
         "{said}"
