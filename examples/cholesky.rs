@@ -478,7 +478,7 @@ fn with_gpus(
     stage("calibrating every task on the cores and on the GPU, 2 rounds");
     for _ in 0..2 {
         rt.start_trace();
-        rt.run_with_policy(&dag, (), dagger::ExecPolicy::RoundRobin, &model)?;
+        rt.run_with_policy(&dag, (), dagger::DynamicPolicy::RoundRobin, &model)?;
         let on_cores = rt.stop_trace();
         rt.start_trace();
         rt.run_scheduled(&dag, (), &OnProcessor(gpu), &model)?;

@@ -47,7 +47,7 @@ pub use dagger_runtime::distributed::{ClusterReport, ClusterSpan, SpanKind};
 pub use dagger_runtime::task::registered as task_registry;
 pub use dagger_runtime::{cluster, device, net, size, tensor};
 pub use dagger_runtime::{
-    join, spawn, try_spawn, Dag, Data, Datum, ExecPolicy, GraphBuilder, Handle, Inputs, Outputs,
+    join, spawn, try_spawn, Dag, Data, Datum, DynamicPolicy, GraphBuilder, Handle, Inputs, Outputs,
     PolicyRun, RunError, Runtime, RuntimeBuilder, Task, TaskDef, Trace, Value,
 };
 

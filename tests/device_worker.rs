@@ -12,7 +12,7 @@ use dagger::ir::model::{HistoryModel, ProcKind, Processor};
 use dagger::ir::sched::HeftScheduler;
 use dagger::prelude::*;
 use dagger::Datum;
-use dagger::{Dag, ExecPolicy, GraphBuilder, RunError};
+use dagger::{Dag, DynamicPolicy, GraphBuilder, RunError};
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -213,13 +213,13 @@ fn dmda_sends_device_bodies_to_the_device_and_work_stealing_never_does() {
         .run_with_policy(
             &squares_graph(),
             (),
-            ExecPolicy::Dmda,
+            DynamicPolicy::Dmda,
             &HistoryModel::default(),
         )
         .unwrap();
     assert_eq!(out, expected());
     assert!(device.ran.load(Ordering::Relaxed) > 0);
-    for policy in ExecPolicy::ALL {
+    for policy in DynamicPolicy::ALL {
         let out = rt
             .run_with_policy(&squares_graph(), (), policy, &HistoryModel::default())
             .unwrap();
@@ -235,7 +235,7 @@ fn a_device_body_error_names_the_task() {
     let device = Arc::new(CountingDevice::default());
     let rt = runtime(&device);
     let on_device = |dag: &Dag<(), f64>| {
-        rt.run_with_policy(dag, (), ExecPolicy::Dmda, &HistoryModel::default())
+        rt.run_with_policy(dag, (), DynamicPolicy::Dmda, &HistoryModel::default())
     };
     let g = GraphBuilder::new();
     let x = negate::on(&g).node(g.constant(2.0));
@@ -258,7 +258,12 @@ fn a_device_body_error_names_the_task() {
     let g = GraphBuilder::new();
     let x = square::on(&g).node(g.constant(vec![3.0]));
     let err = rt
-        .run_with_policy(&g.finish(x), (), ExecPolicy::Dmda, &HistoryModel::default())
+        .run_with_policy(
+            &g.finish(x),
+            (),
+            DynamicPolicy::Dmda,
+            &HistoryModel::default(),
+        )
         .unwrap_err();
     assert!(
         matches!(&err, RunError::TaskFailed { task, message }
@@ -311,7 +316,12 @@ fn dmda_weighs_where_the_inputs_are() {
         let g = GraphBuilder::new();
         let x = double::on(&g).node(g.constant(Homed::new(1.0, 100 << 30, on_device)));
         let out = rt
-            .run_with_policy(&g.finish(x), (), ExecPolicy::Dmda, &HistoryModel::default())
+            .run_with_policy(
+                &g.finish(x),
+                (),
+                DynamicPolicy::Dmda,
+                &HistoryModel::default(),
+            )
             .unwrap();
         assert_eq!(out.value, 2.0);
         device.ran.load(Ordering::Relaxed)

@@ -50,7 +50,7 @@ pub use dag::{Dag, Inputs, Outputs};
 pub use datum::{Data, Datum};
 pub use error::RunError;
 pub use join::join;
-pub use placement::ExecPolicy;
+pub use dagger_ir::sched::DynamicPolicy;
 pub use plan::Plan;
 pub use policy_run::PolicyRun;
 pub use runtime::{spawn, try_spawn, Runtime, RuntimeBuilder};

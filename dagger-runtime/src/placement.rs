@@ -3,50 +3,21 @@
 //! By default ready tasks go to the deque of the worker that made them ready
 //! and idle workers steal. A static schedule fixes a worker per task (see
 //! [`Runtime::run_scheduled`](crate::Runtime::run_scheduled)). The dynamic
-//! policies decide when a task becomes ready ([`ExecPolicy`], see
+//! policies decide when a task becomes ready ([`DynamicPolicy`], see
 //! [`Runtime::run_with_policy`](crate::Runtime::run_with_policy)): one shared
 //! queue (eager), workers in turn, a random worker, or StarPU's dmda (the
-//! worker whose queued work, by the performance model, ends first).
-//! The same policies run in the discrete-event simulator of `dagger_ir::sched`.
+//! worker where, by the performance model, the task is expected to finish
+//! first: once its queued work and the copies of the task's inputs are
+//! done, whichever ends later). The policies are [`DynamicPolicy`]'s, and their decisions the same
+//! functions the discrete-event simulator of `dagger_ir::sched` calls
+//! ([`dagger_ir::sched::policy`]): what the two see differs (here queued
+//! work is the performance model's estimate, in nanoseconds from now), how
+//! they decide does not.
 
+use dagger_ir::sched::policy::{
+    dmda_choice, in_turn, random_able, xorshift64, DmdaEstimate, DynamicPolicy,
+};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
-/// A dynamic placement policy of the executor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExecPolicy {
-    /// One shared FIFO queue; any idle worker takes its head.
-    Eager,
-    /// Workers in turn.
-    RoundRobin,
-    /// A random worker (seeded).
-    Random,
-    /// The worker whose queued work (estimated) finishes first.
-    Dmda,
-    /// Dmda, each worker running its ready tasks highest upward rank first.
-    Dmdas,
-}
-
-impl ExecPolicy {
-    /// Every dynamic policy of the executor.
-    pub const ALL: [ExecPolicy; 5] = [
-        ExecPolicy::Eager,
-        ExecPolicy::RoundRobin,
-        ExecPolicy::Random,
-        ExecPolicy::Dmda,
-        ExecPolicy::Dmdas,
-    ];
-
-    /// The policy's name, as the simulator spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            ExecPolicy::Eager => "eager",
-            ExecPolicy::RoundRobin => "round-robin",
-            ExecPolicy::Random => "random",
-            ExecPolicy::Dmda => "dmda",
-            ExecPolicy::Dmdas => "dmdas",
-        }
-    }
-}
 
 /// Where a ready task goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,7 +48,7 @@ pub(crate) enum Placement {
     },
     /// Decided as tasks become ready.
     Dynamic {
-        policy: ExecPolicy,
+        policy: DynamicPolicy,
         /// Estimated nanoseconds of each plan node on each worker.
         costs: TaskCosts,
         /// Priority key per plan node (dmdas; zero otherwise: arrival order).
@@ -122,8 +93,8 @@ impl TaskCosts {
 impl Placement {
     /// A dynamic placement with per-node, per-worker cost estimates and
     /// priority keys (lower runs first; used by dmdas).
-    pub(crate) fn dynamic(policy: ExecPolicy, costs: TaskCosts, priority: Vec<u64>) -> Self {
-        let priority = if policy == ExecPolicy::Dmdas {
+    pub(crate) fn dynamic(policy: DynamicPolicy, costs: TaskCosts, priority: Vec<u64>) -> Self {
+        let priority = if policy == DynamicPolicy::Dmdas {
             priority
         } else {
             vec![0; costs.cpu_ns.len()]
@@ -159,32 +130,27 @@ impl Placement {
                 let workers = costs.workers();
                 let able = |w: usize| costs.on(i, w).is_some();
                 let worker = match policy {
-                    ExecPolicy::Eager => return Target::Shared,
-                    ExecPolicy::RoundRobin => loop {
-                        let w = turn.fetch_add(1, Ordering::Relaxed) % workers;
-                        if able(w) {
-                            break w;
-                        }
-                    },
-                    ExecPolicy::Random => loop {
-                        let mut x = rng.load(Ordering::Relaxed);
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
+                    DynamicPolicy::Eager => return Target::Shared,
+                    DynamicPolicy::WorkStealing => return Target::Local,
+                    DynamicPolicy::RoundRobin => {
+                        in_turn(|| turn.fetch_add(1, Ordering::Relaxed), workers, able)
+                    }
+                    DynamicPolicy::Random => {
+                        let x = xorshift64(rng.load(Ordering::Relaxed));
                         rng.store(x, Ordering::Relaxed);
-                        let w = (x % workers as u64) as usize;
-                        if able(w) {
-                            break w;
-                        }
-                    },
-                    ExecPolicy::Dmda | ExecPolicy::Dmdas => {
-                        let (w, cost) = (0..workers)
-                            .filter_map(|w| Some((w, costs.on(i, w)?)))
-                            .min_by_key(|&(w, cost)| {
-                                let queued = queued_ns[w].load(Ordering::Relaxed);
-                                (queued.saturating_add(cost).saturating_add(copies_ns(w)), w)
+                        random_able(x, workers, able)
+                    }
+                    DynamicPolicy::Dmda | DynamicPolicy::Dmdas => {
+                        let estimates = (0..workers).filter_map(|w| {
+                            Some(DmdaEstimate {
+                                worker: w,
+                                available: queued_ns[w].load(Ordering::Relaxed) as f64,
+                                inputs_ready: copies_ns(w) as f64,
+                                cost: costs.on(i, w)? as f64,
                             })
-                            .unwrap_or((0, costs.cpu_ns[i]));
+                        });
+                        let w = dmda_choice(estimates).map_or(0, |e| e.worker);
+                        let cost = costs.on(i, w).unwrap_or(costs.cpu_ns[i]);
                         queued_ns[w].fetch_add(cost, Ordering::Relaxed);
                         w
                     }
@@ -200,7 +166,7 @@ impl Placement {
     /// Node `i` finished on `worker`: its estimated work leaves that queue.
     pub(crate) fn finished(&self, i: usize, worker: usize) {
         if let Placement::Dynamic {
-            policy: ExecPolicy::Dmda | ExecPolicy::Dmdas,
+            policy: DynamicPolicy::Dmda | DynamicPolicy::Dmdas,
             costs,
             queued_ns,
             ..
@@ -245,7 +211,7 @@ mod tests {
             cpu_workers: 2,
             devices: 1,
         };
-        let dmda = Placement::dynamic(ExecPolicy::Dmda, costs(), vec![0; 3]);
+        let dmda = Placement::dynamic(DynamicPolicy::Dmda, costs(), vec![0; 3]);
         assert_eq!(dmda.target(0, none), w(2));
         assert_eq!(dmda.target(1, none), w(0));
         assert_eq!(
@@ -254,10 +220,10 @@ mod tests {
             "queued 10 + 10 on the device beats 100 on worker 1"
         );
         dmda.finished(0, 2);
-        let rr = Placement::dynamic(ExecPolicy::RoundRobin, costs(), vec![0; 3]);
+        let rr = Placement::dynamic(DynamicPolicy::RoundRobin, costs(), vec![0; 3]);
         let got: Vec<Target> = [0, 1, 1, 2].iter().map(|&i| rr.target(i, none)).collect();
         assert_eq!(got, vec![w(0), w(1), w(0), w(1)], "node 1 skips the device");
-        let random = Placement::dynamic(ExecPolicy::Random, costs(), vec![0; 3]);
+        let random = Placement::dynamic(DynamicPolicy::Random, costs(), vec![0; 3]);
         for _ in 0..50 {
             assert_ne!(random.target(1, none), w(2));
         }
@@ -269,13 +235,17 @@ mod tests {
             worker,
             priority: 0,
         };
-        let p = Placement::dynamic(ExecPolicy::Dmda, cpu(vec![100, 10, 10, 10], 2), vec![9; 4]);
+        let p = Placement::dynamic(
+            DynamicPolicy::Dmda,
+            cpu(vec![100, 10, 10, 10], 2),
+            vec![9; 4],
+        );
         assert_eq!(p.target(0, none), w(0));
         assert_eq!(p.target(1, none), w(1));
         assert_eq!(p.target(2, none), w(1));
         p.finished(0, 0);
         assert_eq!(p.target(3, none), w(0));
-        let rr = Placement::dynamic(ExecPolicy::RoundRobin, cpu(vec![0; 4], 3), vec![0; 4]);
+        let rr = Placement::dynamic(DynamicPolicy::RoundRobin, cpu(vec![0; 4], 3), vec![0; 4]);
         let got: Vec<Target> = (0..4).map(|i| rr.target(i, none)).collect();
         assert_eq!(got, vec![w(0), w(1), w(2), w(0)]);
         let fixed = Placement::Static {
@@ -307,12 +277,12 @@ mod tests {
             cpu_workers: 1,
             devices: 1,
         };
-        let far = Placement::dynamic(ExecPolicy::Dmda, costs(), vec![0]);
+        let far = Placement::dynamic(DynamicPolicy::Dmda, costs(), vec![0]);
         assert_eq!(
             far.target(0, |worker| if worker == 1 { 500 } else { 0 }),
             w(0)
         );
-        let near = Placement::dynamic(ExecPolicy::Dmda, costs(), vec![0]);
+        let near = Placement::dynamic(DynamicPolicy::Dmda, costs(), vec![0]);
         assert_eq!(
             near.target(0, |worker| if worker == 0 { 500 } else { 0 }),
             w(1)
@@ -321,7 +291,11 @@ mod tests {
 
     #[test]
     fn dmdas_places_like_dmda_and_keeps_the_rank_priority() {
-        let p = Placement::dynamic(ExecPolicy::Dmdas, cpu(vec![100, 10, 10], 2), vec![3, 1, 2]);
+        let p = Placement::dynamic(
+            DynamicPolicy::Dmdas,
+            cpu(vec![100, 10, 10], 2),
+            vec![3, 1, 2],
+        );
         assert_eq!(
             p.target(0, none),
             Target::Worker {

@@ -1,16 +1,16 @@
 //! Running one graph under every placement policy, for comparison tables.
 //!
 //! [`Runtime::run_under_every_policy`] runs a graph under work stealing,
-//! each dynamic policy ([`ExecPolicy`]) and each static list scheduler
+//! each other dynamic policy ([`DynamicPolicy`]) and each static list scheduler
 //! ([`dagger_ir::sched::static_schedulers`]), timing each run and, for the
 //! static ones, keeping the makespan the scheduler predicted. The examples'
 //! policy tables (`wordcount --policies`, `cholesky`) are built on it.
 
 use crate::dag::{Dag, Inputs};
 use crate::error::RunError;
-use crate::placement::ExecPolicy;
 use crate::runtime::Runtime;
 use dagger_ir::model::HistoryModel;
+use dagger_ir::sched::DynamicPolicy;
 use std::time::Instant;
 
 /// One run of a graph under one policy.
@@ -48,8 +48,8 @@ impl<O> PolicyRun<O> {
 }
 
 impl Runtime {
-    /// Runs `dag` on clones of `inputs` under work stealing, every dynamic
-    /// policy and every static scheduler, in that order, and hands each run
+    /// Runs `dag` on clones of `inputs` under work stealing, every other
+    /// dynamic policy and every static scheduler, in that order, and hands each run
     /// to `each` (to check its output and print a row). Task costs for the
     /// model-driven policies come from `model` (see
     /// [`run_scheduled`](Self::run_scheduled)). Stops at the first error of
@@ -68,7 +68,10 @@ impl Runtime {
             predicted: None,
             output,
         })?;
-        for policy in ExecPolicy::ALL {
+        let others = DynamicPolicy::ALL
+            .into_iter()
+            .filter(|&p| p != DynamicPolicy::WorkStealing);
+        for policy in others {
             let (seconds, output) =
                 timed(|| self.run_with_policy(dag, inputs.clone(), policy, model))?;
             each(PolicyRun {

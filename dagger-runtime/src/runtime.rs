@@ -3,11 +3,12 @@
 use crate::dag::{Dag, Inputs};
 use crate::device::Accelerator;
 use crate::error::RunError;
-use crate::placement::{ExecPolicy, Placement, TaskCosts};
+use crate::placement::{Placement, TaskCosts};
 use crate::pool::{with_current, Pool};
 use crate::run::PlanRun;
 use crate::spawn::{launch, Handle, SpawnFn, TrySpawnFn};
 use crate::trace::Trace;
+use dagger_ir::sched::DynamicPolicy;
 use dagger_ir::Graph;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
@@ -280,17 +281,21 @@ impl Runtime {
     }
 
     /// Runs `dag` placing each task, when it becomes ready, by a dynamic
-    /// policy ([`ExecPolicy`]: eager, round-robin, random, dmda, dmdas)
-    /// instead of work stealing; dmda and dmdas estimate task times (and
-    /// dmdas upward ranks) from `model` like
+    /// policy ([`DynamicPolicy`]: eager, round-robin, random, dmda, dmdas;
+    /// work stealing is [`run`](Self::run)), the same policies `dagger
+    /// sched` simulates, deciding alike; dmda and dmdas estimate task times
+    /// (and dmdas upward ranks) from `model` like
     /// [`run_scheduled`](Self::run_scheduled).
     pub fn run_with_policy<I: Inputs, O>(
         &self,
         dag: &Dag<I, O>,
         inputs: I,
-        policy: ExecPolicy,
+        policy: DynamicPolicy,
         model: &dagger_ir::model::HistoryModel,
     ) -> Result<O, RunError> {
+        if policy == DynamicPolicy::WorkStealing {
+            return self.run(dag, inputs);
+        }
         let plan = dag.plan()?;
         let (problem, nodes) = plan.problem(&self.platform()?, model);
         let rank = dagger_ir::sched::rank::upward_rank(&problem);

@@ -307,14 +307,14 @@ fn a_worker_runs_its_ready_tasks_in_the_schedules_order() {
 
 #[test]
 fn every_dynamic_policy_gives_the_same_result() {
-    use dagger_runtime::ExecPolicy;
+    use dagger_runtime::DynamicPolicy;
     let b = GraphBuilder::new();
     let x = b.input::<u64>("x");
     let sum = add_tree(&b, x.id(), 100);
     let dag = b.finish::<(u64,), _>(sum);
     let rt = Runtime::builder().threads(3).build();
     let model = dagger_ir::model::HistoryModel::new();
-    for policy in ExecPolicy::ALL {
+    for policy in DynamicPolicy::ALL {
         rt.start_trace();
         assert_eq!(
             rt.run_with_policy(&dag, (2,), policy, &model).unwrap(),
@@ -324,7 +324,7 @@ fn every_dynamic_policy_gives_the_same_result() {
         );
         let trace = rt.stop_trace();
         assert_eq!(trace.events.len(), 199, "{}", policy.name());
-        if policy == ExecPolicy::RoundRobin {
+        if policy == DynamicPolicy::RoundRobin {
             let mut per_worker = [0usize; 3];
             for e in &trace.events {
                 per_worker[e.worker] += 1;

@@ -6,7 +6,7 @@
 //! published list schedulers here are [`HeftScheduler`] and
 //! [`CpopScheduler`] (Topcuoglu, Hariri and Wu, 2002), [`PeftScheduler`]
 //! (Arabnejad and Barbosa, 2014) and [`LookaheadScheduler`] (Bittencourt,
-//! Sakellariou and Madeira, 2010); the dynamic policies ([`DynamicScheduler`]:
+//! Sakellariou and Madeira, 2010); the dynamic policies ([`DynamicPolicy`]:
 //! eager, random, round-robin, work stealing, StarPU's dmda and dmdas) run
 //! in the discrete-event [simulator](simulate). All are measured by
 //! makespan, [`slr`] and [`speedup`].
@@ -28,6 +28,7 @@ mod list;
 pub mod lookahead;
 pub mod peft;
 pub mod pipeline;
+pub mod policy;
 pub mod problem;
 pub mod progress;
 pub mod rank;
@@ -40,13 +41,13 @@ pub use heft::HeftScheduler;
 pub use lookahead::LookaheadScheduler;
 pub use peft::PeftScheduler;
 pub use pipeline::{balanced_stages, bubble_formula, PipelineKind, PipelineSchedule};
+pub use policy::DynamicPolicy;
 pub use problem::Problem;
 pub use progress::Progress;
 pub use schedule::{critical_path_min, slr, speedup, Schedule, Slot};
-pub use simulate::DynamicScheduler;
 
 /// A scheduling algorithm: a static one plans the whole graph ahead of time;
-/// a dynamic one ([`simulate::DynamicScheduler`]) decides as tasks become
+/// a dynamic one ([`DynamicPolicy`]) decides as tasks become
 /// ready, and its schedule here is what the discrete-event simulator makes.
 pub trait Scheduler {
     /// Short name, as the `dagger sched --algo` option spells it.
@@ -75,7 +76,7 @@ pub fn static_schedulers() -> Vec<Box<dyn Scheduler>> {
 /// Every scheduler, static ones first, in the order `--algo all` runs them.
 pub fn all() -> Vec<Box<dyn Scheduler>> {
     let mut all = static_schedulers();
-    all.extend(DynamicScheduler::ALL.map(|d| Box::new(d) as Box<dyn Scheduler>));
+    all.extend(DynamicPolicy::ALL.map(|d| Box::new(d) as Box<dyn Scheduler>));
     all
 }
 

@@ -27,6 +27,7 @@
 //! transfers for dmda): `O((tasks + edges) x processors)` at most, never
 //! quadratic in the processors.
 
+use super::policy::{dmda_choice, in_turn, random_able, xorshift64, DmdaEstimate, DynamicPolicy};
 use super::problem::Problem;
 use super::progress::Progress;
 use super::rank::upward_rank;
@@ -35,45 +36,9 @@ use super::Scheduler;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 
-/// A dynamic policy, simulated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DynamicScheduler {
-    /// One shared FIFO queue.
-    Eager,
-    /// A random processor's queue (seeded).
-    Random,
-    /// Processor queues in turn.
-    RoundRobin,
-    /// Locality-aware placement, idle processors steal.
-    WorkStealing,
-    /// Minimum expected completion time, transfers included.
-    Dmda,
-    /// Dmda with queues ordered by upward rank.
-    Dmdas,
-}
-
-impl DynamicScheduler {
-    /// Every dynamic policy.
-    pub const ALL: [DynamicScheduler; 6] = [
-        DynamicScheduler::Eager,
-        DynamicScheduler::Random,
-        DynamicScheduler::RoundRobin,
-        DynamicScheduler::WorkStealing,
-        DynamicScheduler::Dmda,
-        DynamicScheduler::Dmdas,
-    ];
-}
-
-impl Scheduler for DynamicScheduler {
+impl Scheduler for DynamicPolicy {
     fn name(&self) -> &'static str {
-        match self {
-            DynamicScheduler::Eager => "eager",
-            DynamicScheduler::Random => "random",
-            DynamicScheduler::RoundRobin => "round-robin",
-            DynamicScheduler::WorkStealing => "work-stealing",
-            DynamicScheduler::Dmda => "dmda",
-            DynamicScheduler::Dmdas => "dmdas",
-        }
+        DynamicPolicy::name(*self)
     }
 
     fn schedule(&self, problem: &Problem) -> Schedule {
@@ -87,7 +52,7 @@ impl Scheduler for DynamicScheduler {
 
 struct Simulation<'a> {
     problem: &'a Problem,
-    policy: DynamicScheduler,
+    policy: DynamicPolicy,
     rank: Vec<f64>,
     /// One queue per processor, or one shared queue (eager); dmdas keeps
     /// each sorted, highest upward rank first.
@@ -112,8 +77,8 @@ struct Simulation<'a> {
 }
 
 impl<'a> Simulation<'a> {
-    fn new(problem: &'a Problem, policy: DynamicScheduler) -> Self {
-        let queues = if policy == DynamicScheduler::Eager {
+    fn new(problem: &'a Problem, policy: DynamicPolicy) -> Self {
+        let queues = if policy == DynamicPolicy::Eager {
             1
         } else {
             problem.processors
@@ -156,31 +121,31 @@ impl<'a> Simulation<'a> {
 
     /// The next processor in turn that can run `t`.
     fn next_in_turn(&mut self, t: usize) -> usize {
-        let procs = self.problem.processors;
-        loop {
-            self.turn += 1;
-            let p = (self.turn - 1) % procs;
-            if self.can_run(t, p) {
-                return p;
-            }
-        }
+        let mut turn = self.turn;
+        let p = in_turn(
+            || {
+                turn += 1;
+                turn - 1
+            },
+            self.problem.processors,
+            |p| self.can_run(t, p),
+        );
+        self.turn = turn;
+        p
     }
 
     /// Puts `t` in `queue`: at the back, or in rank order for dmdas.
     fn enqueue(&mut self, queue: usize, t: usize) {
         let before = self.queues[queue].len();
         let q = &mut self.queues[queue];
-        if self.policy == DynamicScheduler::Dmdas {
+        if self.policy == DynamicPolicy::Dmdas {
             let rank = &self.rank;
             let at = q.partition_point(|&u| rank[t].total_cmp(&rank[u]).then(u.cmp(&t)).is_lt());
             q.insert(at, t);
         } else {
             q.push_back(t);
         }
-        if matches!(
-            self.policy,
-            DynamicScheduler::Dmda | DynamicScheduler::Dmdas
-        ) {
+        if self.policy.uses_costs() {
             self.queued_work[queue] += self.problem.cost[t][queue];
         }
         self.resized(queue, before);
@@ -190,10 +155,7 @@ impl<'a> Simulation<'a> {
     fn dequeue(&mut self, queue: usize, at: usize) -> Option<usize> {
         let before = self.queues[queue].len();
         let t = self.queues[queue].remove(at)?;
-        if matches!(
-            self.policy,
-            DynamicScheduler::Dmda | DynamicScheduler::Dmdas
-        ) {
+        if self.policy.uses_costs() {
             // An empty queue holds no work: no rounding left over.
             self.queued_work[queue] = if before == 1 {
                 0.0
@@ -228,16 +190,13 @@ impl<'a> Simulation<'a> {
     fn choose_queue(&mut self, t: usize, now: f64) -> usize {
         let procs = self.problem.processors;
         match self.policy {
-            DynamicScheduler::Eager => 0,
-            DynamicScheduler::RoundRobin => self.next_in_turn(t),
-            DynamicScheduler::Random => {
-                self.rng ^= self.rng << 13;
-                self.rng ^= self.rng >> 7;
-                self.rng ^= self.rng << 17;
-                let able: Vec<usize> = (0..procs).filter(|&p| self.can_run(t, p)).collect();
-                able[(self.rng % able.len() as u64) as usize]
+            DynamicPolicy::Eager => 0,
+            DynamicPolicy::RoundRobin => self.next_in_turn(t),
+            DynamicPolicy::Random => {
+                self.rng = xorshift64(self.rng);
+                random_able(self.rng, procs, |p| self.can_run(t, p))
             }
-            DynamicScheduler::WorkStealing => {
+            DynamicPolicy::WorkStealing => {
                 let last = self.problem.pred[t]
                     .iter()
                     .filter_map(|&(p, _)| self.placement[p])
@@ -247,24 +206,25 @@ impl<'a> Simulation<'a> {
                     _ => self.next_in_turn(t),
                 }
             }
-            DynamicScheduler::Dmda | DynamicScheduler::Dmdas => (0..procs)
-                .map(|p| {
-                    let available = self.free_at[p].max(now) + self.queued_work[p];
-                    (
-                        p,
-                        available.max(self.inputs_at(t, p)) + self.problem.cost[t][p],
-                    )
-                })
-                .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
-                .map_or(0, |(p, _)| p),
+            DynamicPolicy::Dmda | DynamicPolicy::Dmdas => {
+                let estimates = (0..procs)
+                    .filter(|&p| self.can_run(t, p))
+                    .map(|p| DmdaEstimate {
+                        worker: p,
+                        available: self.free_at[p].max(now) + self.queued_work[p],
+                        inputs_ready: self.inputs_at(t, p),
+                        cost: self.problem.cost[t][p],
+                    });
+                dmda_choice(estimates).map_or(0, |e| e.worker)
+            }
         }
     }
 
     /// The next task idle processor `proc` runs, if any.
     fn take(&mut self, proc: usize) -> Option<usize> {
         match self.policy {
-            DynamicScheduler::Eager => self.take_runnable(0, proc),
-            DynamicScheduler::WorkStealing => self.dequeue(proc, 0).or_else(|| {
+            DynamicPolicy::Eager => self.take_runnable(0, proc),
+            DynamicPolicy::WorkStealing => self.dequeue(proc, 0).or_else(|| {
                 // The fullest other queue holding a task `proc` can run.
                 let victim = self
                     .by_length
@@ -292,7 +252,7 @@ impl<'a> Simulation<'a> {
         // with a non-empty queue can start, and they do not compete.
         let own_queue_only = !matches!(
             self.policy,
-            DynamicScheduler::Eager | DynamicScheduler::WorkStealing
+            DynamicPolicy::Eager | DynamicPolicy::WorkStealing
         );
         let candidates: Vec<usize> = if own_queue_only && self.by_length.len() < self.idle.len() {
             let mut c: Vec<usize> = self
@@ -368,7 +328,7 @@ mod tests {
             r#"{"processors": 1, "tasks": [{"id": "a", "cost": [2]}, {"id": "b", "cost": [3]}, {"id": "c", "cost": [4]}],
                 "edges": [{"from": "a", "to": "c", "comm": 100}, {"from": "b", "to": "c", "comm": 100}]}"#,
         );
-        for policy in DynamicScheduler::ALL {
+        for policy in DynamicPolicy::ALL {
             assert_eq!(policy.schedule(&p).makespan(), 9.0, "{}", policy.name());
         }
     }
@@ -380,21 +340,21 @@ mod tests {
         let p = problem(
             r#"{"processors": 2, "tasks": [{"id": "a", "cost": [16, 4]}, {"id": "b", "cost": [16, 4]}]}"#,
         );
-        assert_eq!(DynamicScheduler::Dmda.schedule(&p).makespan(), 8.0);
-        assert_eq!(DynamicScheduler::RoundRobin.schedule(&p).makespan(), 16.0);
+        assert_eq!(DynamicPolicy::Dmda.schedule(&p).makespan(), 8.0);
+        assert_eq!(DynamicPolicy::RoundRobin.schedule(&p).makespan(), 16.0);
         // A child with an expensive edge stays with its parent under dmda.
         let q = problem(
             r#"{"processors": 2, "tasks": [{"id": "a", "cost": [1, 1]}, {"id": "b", "cost": [2, 1]}],
                 "edges": [{"from": "a", "to": "b", "comm": 50}]}"#,
         );
-        let s = DynamicScheduler::Dmda.schedule(&q);
+        let s = DynamicPolicy::Dmda.schedule(&q);
         assert_eq!(s.placement[1].0, s.placement[0].0);
     }
 
     #[test]
     fn dynamic_schedules_are_valid_on_the_papers_example() {
         let p = problem(crate::sched::tests::PAPER);
-        for policy in DynamicScheduler::ALL {
+        for policy in DynamicPolicy::ALL {
             let s = policy.schedule(&p);
             for t in 0..p.len() {
                 let (proc, start, finish) = s.placement[t];
