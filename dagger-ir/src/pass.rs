@@ -8,7 +8,6 @@
 
 use crate::error::Result;
 use crate::graph::Graph;
-use crate::passes;
 use std::sync::{Arc, Mutex};
 
 /// What a pass reports.
@@ -111,15 +110,6 @@ impl PassManager {
     /// No passes.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// verify, dce, cse, fuse.
-    pub fn standard() -> Self {
-        Self::new()
-            .with_pass("verify", passes::verify_pass)
-            .with_pass("dce", passes::dce)
-            .with_pass("cse", passes::cse)
-            .with_pass("fuse", passes::fuse)
     }
 
     /// Appends a pass.

@@ -16,10 +16,23 @@ pub use fuse::fuse;
 
 use crate::error::Result;
 use crate::graph::Graph;
-use crate::pass::{PassCtx, Report};
+use crate::pass::{PassCtx, PassManager, Report};
 
 /// The verifier as a pass.
 pub fn verify_pass(g: &mut Graph, _ctx: &PassCtx) -> Result<Report> {
     crate::verify(g)?;
     Ok(Report::new("verify", 0))
+}
+
+impl PassManager {
+    /// verify, dce, cse, fuse: the passes of this module, in that order.
+    /// (Defined here, beside the passes, so that the pass machinery in
+    /// [`crate::pass`] does not depend on the passes it runs.)
+    pub fn standard() -> Self {
+        Self::new()
+            .with_pass("verify", verify_pass)
+            .with_pass("dce", dce)
+            .with_pass("cse", cse)
+            .with_pass("fuse", fuse)
+    }
 }

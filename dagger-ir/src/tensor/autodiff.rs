@@ -8,9 +8,10 @@
 //! nothing. The result is an ordinary tensor graph: every later pass (fusion,
 //! memory planning) and back end treats the backward nodes like any others.
 
+use super::elementwise::{Binary, Unary};
 use super::error::{shape_error, TensorError, TensorResult};
 use super::graph::{Tensor, TensorGraph};
-use super::op::{Binary, CustomOp, ParallelGroup, TensorOp, Unary};
+use super::op::{CustomOp, ParallelGroup, TensorOp};
 
 /// A copy of `graph` that also computes the gradient of the scalar `loss`
 /// with respect to each of `params`; its outputs are `loss` then the

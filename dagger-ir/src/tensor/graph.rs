@@ -5,9 +5,10 @@
 //! Every builder method checks shapes ([`infer`]) and returns
 //! the new [`Tensor`], or an error naming the op and the shapes.
 
+use super::elementwise::{Binary, Unary};
 use super::error::{TensorError, TensorResult};
 use super::infer::infer;
-use super::op::{Binary, TensorOp, Unary};
+use super::op::TensorOp;
 use super::shape::Shape;
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -243,7 +243,7 @@ fn check_axes(name: &str, s: &Shape, axes: &[usize]) -> TensorResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tensor::op::Binary;
+    use crate::tensor::elementwise::Binary;
 
     #[test]
     fn errors_name_the_op_and_both_shapes() {

@@ -7,7 +7,7 @@
 //! last step is the result. Back ends compile the program (Cranelift on CPU,
 //! NVRTC on GPU); [`Kernel::eval`] is the reference they are tested against.
 
-use super::op::{Binary, Unary};
+use super::elementwise::{Binary, Unary};
 use super::shape::Shape;
 use serde::{Deserialize, Serialize};
 use std::fmt;

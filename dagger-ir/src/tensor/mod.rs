@@ -31,6 +31,7 @@ pub mod allreduce;
 pub mod autodiff;
 pub mod buckets;
 pub mod dce;
+pub mod elementwise;
 pub mod error;
 pub mod fuse;
 pub mod graph;
@@ -45,12 +46,13 @@ pub use allreduce::{all_reduce_sum, insert_all_reduce, next_bucket};
 pub use autodiff::grad;
 pub use buckets::{plan_buckets, BucketMember, BucketPlan, BucketPlans};
 pub use dce::dce;
+pub use elementwise::{Binary, Unary};
 pub use error::{TensorError, TensorResult};
 pub use fuse::{fuse, optimize, FuseOptions, FuseReport};
 pub use graph::{Tensor, TensorGraph, TensorNode};
 pub use kernel::{matrix_view, Broadcast, FusedLayout, Kernel, KernelStep, Reduce, Reduction};
 pub use memory::{plan_memory, unplanned_bytes, MemoryPlan};
-pub use op::{Binary, CustomOp, ParallelGroup, TensorOp, Unary};
+pub use op::{CustomOp, ParallelGroup, TensorOp};
 pub use partition::{
     equal_layers, evaluate, node_flops, partition, Device, OutOfMemory, Partition,
 };
