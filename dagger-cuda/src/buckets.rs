@@ -24,7 +24,7 @@
 //! already holds the answer.
 
 use crate::nccl::NcclRank;
-use crate::program::GpuProgramError;
+use crate::program_error::GpuProgramError;
 use crate::{call, CudaError, GpuDevice};
 use cudarc::driver::{CudaSlice, CudaView};
 use dagger_ir::tensor::{

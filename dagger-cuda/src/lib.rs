@@ -39,6 +39,7 @@ pub mod layout;
 pub mod nccl;
 pub mod pool;
 pub mod program;
+mod program_error;
 pub mod resident;
 pub mod softmax;
 pub mod solver;

@@ -30,7 +30,8 @@
 
 use crate::buckets::{GpuBuckets, GpuRing};
 use crate::nccl::NcclRank;
-use crate::{call, CudaError, GpuDevice};
+pub use crate::program_error::GpuProgramError;
+use crate::{call, GpuDevice};
 use cudarc::cublas::{sys::cublasOperation_t, Gemm, GemmConfig};
 use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DevicePtr};
 use dagger_ir::tensor::{
@@ -40,23 +41,6 @@ use dagger_ir::tensor::{
 };
 use dagger_runtime::tensor::kernels::MAX_RANK;
 use dagger_runtime::tensor::{ProgramStats, RingLink};
-
-/// Why a graph could not be compiled or run on the GPU.
-#[derive(Debug, thiserror::Error)]
-pub enum GpuProgramError {
-    /// The graph is wrong, or was fed wrong data.
-    #[error(transparent)]
-    Tensor(#[from] TensorError),
-    /// A CUDA call failed.
-    #[error(transparent)]
-    Cuda(#[from] CudaError),
-    /// An op with no GPU kernel (a custom op runs a CPU function).
-    #[error("`{op}` has no GPU kernel; run this graph with the CPU's Program")]
-    NoGpuKernel {
-        /// The op.
-        op: String,
-    },
-}
 
 /// An elementwise node's kernel: generated CUDA C over its operands, the
 /// ones that need it broadcast first into scratch buffers of the result's

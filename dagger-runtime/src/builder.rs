@@ -16,43 +16,9 @@
 use crate::dag::{Dag, Inputs, Outputs};
 use crate::datum::{Data, Datum};
 use crate::task::Task;
+pub use crate::value::Value;
 use dagger_ir::{ConstValue, Graph, NodeId};
 use std::cell::RefCell;
-use std::marker::PhantomData;
-
-/// A typed handle to the value a node of a graph under construction will hold.
-pub struct Value<T> {
-    id: NodeId,
-    _type: PhantomData<fn() -> T>,
-}
-
-impl<T> Value<T> {
-    /// Wraps a node id; the caller vouches that the node produces a `T`.
-    pub fn from_id(id: NodeId) -> Self {
-        Value {
-            id,
-            _type: PhantomData,
-        }
-    }
-
-    /// The IR node behind the handle.
-    pub fn id(self) -> NodeId {
-        self.id
-    }
-}
-
-impl<T> Clone for Value<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for Value<T> {}
-
-impl<T> std::fmt::Debug for Value<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Value<{}>({:?})", dagger_ir::type_name::<T>(), self.id)
-    }
-}
 
 /// Builds a [`Dag`]: inputs, constants and task calls, then [`finish`](Self::finish).
 #[derive(Default)]
@@ -141,7 +107,7 @@ impl GraphBuilder {
 
     /// Names the node behind `value` (the `let` binding in `dag!`).
     pub fn name<T>(&self, value: Value<T>, label: &str) -> Value<T> {
-        if let Some(node) = self.state.borrow_mut().graph.node_mut(value.id) {
+        if let Some(node) = self.state.borrow_mut().graph.node_mut(value.id()) {
             node.label = Some(label.into());
         }
         value

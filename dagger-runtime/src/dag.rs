@@ -1,9 +1,9 @@
 //! A typed, runnable graph: [`Dag<I, O>`] takes inputs `I` and yields `O`.
 
-use crate::builder::Value;
 use crate::datum::{Data, Datum};
 use crate::error::RunError;
 use crate::plan::Plan;
+use crate::value::Value;
 use dagger_ir::{Graph, NodeId};
 use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};

@@ -43,6 +43,7 @@ pub mod spawn;
 pub mod task;
 pub mod tensor;
 pub mod trace;
+mod value;
 pub mod wire;
 
 pub use builder::{GraphBuilder, Value};

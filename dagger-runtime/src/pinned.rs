@@ -9,52 +9,61 @@
 //! in the order the policy meant, not in the order they became ready.
 //!
 //! Only its own worker takes from a pinned queue; any thread may push.
+//! The queue holds any item (the pool's jobs), so that it needs nothing
+//! of the pool.
 
-use crate::pool::Job;
 use std::cmp::{Ordering as CmpOrdering, Reverse};
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// A job with its priority key (lower runs first) and arrival number.
-struct Entry {
+/// An item with its priority key (lower runs first) and arrival number.
+struct Entry<T> {
     key: u64,
     seq: u64,
-    job: Job,
+    job: T,
 }
 
-impl PartialEq for Entry {
+impl<T> PartialEq for Entry<T> {
     fn eq(&self, other: &Self) -> bool {
         (self.key, self.seq) == (other.key, other.seq)
     }
 }
 
-impl Eq for Entry {}
+impl<T> Eq for Entry<T> {}
 
-impl PartialOrd for Entry {
+impl<T> PartialOrd for Entry<T> {
     fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
         Some(self.cmp(other))
     }
 }
 
-impl Ord for Entry {
+impl<T> Ord for Entry<T> {
     fn cmp(&self, other: &Self) -> CmpOrdering {
         (self.key, self.seq).cmp(&(other.key, other.seq))
     }
 }
 
 /// The ready jobs placed on one worker, lowest priority key first.
-#[derive(Default)]
-pub(crate) struct PinnedQueue {
-    heap: Mutex<(BinaryHeap<Reverse<Entry>>, u64)>,
+pub(crate) struct PinnedQueue<T> {
+    heap: Mutex<(BinaryHeap<Reverse<Entry<T>>>, u64)>,
     /// Number of queued jobs, readable without the lock.
     len: AtomicUsize,
 }
 
-impl PinnedQueue {
+impl<T> Default for PinnedQueue<T> {
+    fn default() -> Self {
+        PinnedQueue {
+            heap: Mutex::new((BinaryHeap::new(), 0)),
+            len: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl<T> PinnedQueue<T> {
     /// Queues `job` with priority `key` (lower runs first; equal keys run in
     /// arrival order).
-    pub(crate) fn push(&self, job: Job, key: u64) {
+    pub(crate) fn push(&self, job: T, key: u64) {
         let mut guard = self.heap.lock().unwrap_or_else(|p| p.into_inner());
         let (heap, next_seq) = &mut *guard;
         heap.push(Reverse(Entry {
@@ -67,7 +76,7 @@ impl PinnedQueue {
     }
 
     /// Takes the job with the lowest key, if any.
-    pub(crate) fn pop(&self) -> Option<Job> {
+    pub(crate) fn pop(&self) -> Option<T> {
         if self.is_empty() {
             return None;
         }
@@ -86,32 +95,16 @@ impl PinnedQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::StackRef;
-
-    fn job(tag: usize) -> Job {
-        unsafe fn never(_: *const (), _: &crate::pool::WorkerCtx) {}
-        Job::Stack(StackRef {
-            data: tag as *const (),
-            run: never,
-        })
-    }
-
-    fn tag(job: Job) -> usize {
-        match job {
-            Job::Stack(r) => r.data as usize,
-            Job::Shared(..) => unreachable!("only stack jobs are queued here"),
-        }
-    }
 
     #[test]
     fn lowest_key_first_then_arrival_order() {
         let q = PinnedQueue::default();
         assert!(q.is_empty());
-        q.push(job(1), 30);
-        q.push(job(2), 10);
-        q.push(job(3), 20);
-        q.push(job(4), 10);
-        let order: Vec<usize> = std::iter::from_fn(|| q.pop()).map(tag).collect();
+        q.push(1, 30);
+        q.push(2, 10);
+        q.push(3, 20);
+        q.push(4, 10);
+        let order: Vec<usize> = std::iter::from_fn(|| q.pop()).collect();
         assert_eq!(order, vec![2, 4, 3, 1]);
         assert!(q.is_empty());
     }

@@ -107,7 +107,7 @@ impl Sleep {
 pub(crate) struct Pool {
     injector: Injector<Job>,
     /// Jobs placed on one worker by a policy: only that worker takes them.
-    pinned: Vec<PinnedQueue>,
+    pinned: Vec<PinnedQueue<Job>>,
     stealers: Vec<Stealer<Job>>,
     /// Where idle workers sleep.
     idle: Sleep,

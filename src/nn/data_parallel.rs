@@ -26,6 +26,8 @@
 //! ([`DataParallelError::PeerFailed`] marks those that gave up), and every
 //! later call says the trainer stopped ([`DataParallelError::Stopped`]).
 
+use super::error::DataParallelError;
+use super::io::NamedParams;
 use super::net::Net;
 use super::optim::Optimizer;
 use super::replica::{Link, NcclGate, Place, Replica, Start, WorkerPlan};
@@ -34,7 +36,7 @@ use crate::cluster::Cluster;
 use dagger_cuda::nccl::new_nccl_id;
 use dagger_cuda::program::GpuProgramError;
 use dagger_ir::tensor::{ParallelGroup, Tensor, TensorError};
-use dagger_runtime::tensor::{thread_ring, ClusterRing, ProgramError};
+use dagger_runtime::tensor::{thread_ring, ClusterRing};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -74,43 +76,6 @@ pub struct DataParallelOptions {
     /// Seed of the initial parameters (drawn on worker 0, then broadcast).
     pub seed: u64,
 }
-
-/// Why a data-parallel run failed.
-#[derive(Debug, thiserror::Error)]
-pub enum DataParallelError {
-    /// Building or running a replica failed.
-    #[error(transparent)]
-    Program(#[from] ProgramError),
-    /// Building or running a GPU replica failed.
-    #[error(transparent)]
-    Gpu(#[from] GpuProgramError),
-    /// Fewer GPUs than workers asked for.
-    #[error("{0}")]
-    Gpus(String),
-    /// The batch does not split over the workers.
-    #[error("{0}")]
-    Batch(String),
-    /// A worker thread stopped.
-    #[error("worker {0} stopped: {1}")]
-    WorkerLost(usize, String),
-    /// A worker gave up because another worker of its NCCL group failed
-    /// (that worker's error says why).
-    #[error("worker {0} stopped: another GPU worker of its NCCL group failed")]
-    PeerFailed(usize),
-    /// A worker was called after a step of it failed in the middle of its
-    /// run (its rings are out of step, so it trains no more).
-    #[error("worker {0} stopped at an earlier step: {1}")]
-    Stopped(usize, String),
-}
-
-impl From<TensorError> for DataParallelError {
-    fn from(e: TensorError) -> Self {
-        DataParallelError::Program(e.into())
-    }
-}
-
-/// Parameters by name, in graph order.
-pub type NamedParams = Vec<(String, Vec<f32>)>;
 
 /// One global batch: named inputs, each `global_batch` rows.
 type Batch = Arc<Vec<(String, Vec<f32>)>>;

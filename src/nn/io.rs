@@ -9,6 +9,9 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
 use std::path::Path;
 
+/// Parameters by name, in graph order.
+pub type NamedParams = Vec<(String, Vec<f32>)>;
+
 /// Why parameters could not be saved or loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ParamsError {

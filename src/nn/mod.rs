@@ -51,6 +51,7 @@
 
 pub mod array;
 pub mod data_parallel;
+pub mod error;
 pub mod init;
 pub mod io;
 pub mod lower;
@@ -63,18 +64,19 @@ mod replies;
 mod stage;
 mod stage_link;
 mod stage_model;
+mod step;
 pub mod tensor_parallel;
 
 pub use array::Array;
 pub use dagger_runtime::tensor::{CompileOptions, Program, ProgramError, ProgramStats};
-pub use data_parallel::{
-    DataParallel, DataParallelError, DataParallelOptions, NamedParams, Workers,
-};
+pub use data_parallel::{DataParallel, DataParallelOptions, Workers};
+pub use error::{DataParallelError, PipelineError};
 pub use init::{Init, SeededRng};
-pub use io::{load_params, save_params, ParamsError};
+pub use io::{load_params, save_params, NamedParams, ParamsError};
 pub use lower::{lower, LowerError};
 pub use net::{Activation, Net};
 pub use optim::{Adam, Momentum, Optimizer, Sgd};
-pub use pipeline::{MlpSpec, Pipeline, PipelineError, PipelineOptions};
+pub use pipeline::{Pipeline, PipelineOptions};
+pub use stage_model::MlpSpec;
 pub use stage_model::StageModel;
 pub use tensor_parallel::{BlockStack, TensorParallel};

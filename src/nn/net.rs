@@ -2,8 +2,7 @@
 //! with layer builders on top.
 
 use super::init::{Init, SeededRng};
-use super::optim::Optimizer;
-use dagger_ir::tensor::{insert_all_reduce, Shape, Tensor, TensorGraph, TensorResult, Unary};
+use dagger_ir::tensor::{Shape, Tensor, TensorGraph, TensorResult, Unary};
 use dagger_runtime::tensor::Program;
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
@@ -114,53 +113,6 @@ impl Net {
             }
         }
         Ok(h)
-    }
-
-    /// The training step: a net computing `loss`, the gradients of every
-    /// parameter, and `optimizer`'s updates of them (its state becomes
-    /// parameters too). Returns `loss` and `extra` as outputs.
-    pub fn train_step(
-        &self,
-        loss: Tensor,
-        extra: &[Tensor],
-        optimizer: &dyn Optimizer,
-    ) -> TensorResult<Net> {
-        self.build_step(loss, extra, optimizer, None)
-    }
-
-    /// The training step of one data-parallel worker: as
-    /// [`train_step`](Self::train_step), with each gradient averaged over
-    /// the workers (all-reduce, in buckets of about `bucket_bytes`) before
-    /// the update, and the loss averaged too.
-    pub fn data_parallel_step(
-        &self,
-        loss: Tensor,
-        optimizer: &dyn Optimizer,
-        bucket_bytes: usize,
-    ) -> TensorResult<Net> {
-        self.build_step(loss, &[], optimizer, Some(bucket_bytes))
-    }
-
-    fn build_step(
-        &self,
-        loss: Tensor,
-        extra: &[Tensor],
-        optimizer: &dyn Optimizer,
-        bucket_bytes: Option<usize>,
-    ) -> TensorResult<Net> {
-        let mut step = self.clone();
-        let params = step.graph.params();
-        let mut grads = dagger_ir::tensor::autodiff::append_grad(&mut step.graph, loss, &params)?;
-        let mut shown_loss = loss;
-        if let Some(bytes) = bucket_bytes {
-            grads = insert_all_reduce(&mut step.graph, &grads, bytes)?;
-            shown_loss = insert_all_reduce(&mut step.graph, &[loss], 0)?[0];
-        }
-        optimizer.apply(&mut step, &params, &grads)?;
-        let mut outputs = vec![shown_loss];
-        outputs.extend(extra);
-        step.graph.set_outputs(outputs)?;
-        Ok(step)
     }
 
     /// Sets every parameter of `program` that this net knows to its initial

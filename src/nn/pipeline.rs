@@ -13,34 +13,24 @@
 //! runs several copies of the pipeline, each stage averaging its gradients
 //! with its copies (data x pipeline parallelism).
 
-use super::data_parallel::NamedParams;
-use super::net::{Activation, Net};
+use super::error::PipelineError;
+use super::io::NamedParams;
+use super::net::Net;
 use super::optim::Optimizer;
 use super::replies::first_cause;
 use super::stage::{Stage, StepData};
 use super::stage_link::{channel_links, ClusterLinks, StageLinks};
-use super::stage_model::StageModel;
+use super::stage_model::{MlpSpec, StageModel};
 use super::tensor_parallel::{join_shards, shard as shard_of, BlockStack};
 use crate::cluster::Cluster;
 use crate::ir::sched::pipeline::{balanced_stages, PipelineKind, PipelineOp, PipelineSchedule};
-use dagger_ir::tensor::{Shape, TensorError};
-use dagger_runtime::tensor::{thread_ring, CompileOptions, Program, ProgramError, ThreadLink};
+use dagger_ir::tensor::Shape;
+use dagger_runtime::tensor::{thread_ring, CompileOptions, Program, ThreadLink};
 use std::ops::Range;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
-
-/// An MLP trained with softmax cross-entropy, as [`Net::mlp`] builds it.
-#[derive(Clone, Debug)]
-pub struct MlpSpec {
-    /// Input features.
-    pub inputs: usize,
-    /// Layer widths; the last is the number of classes.
-    pub widths: Vec<usize>,
-    /// Activation between layers.
-    pub activation: Activation,
-}
 
 /// Settings of a pipeline run.
 #[derive(Clone, Copy, Debug)]
@@ -56,26 +46,6 @@ pub struct PipelineOptions {
     /// Seed of the initial parameters (the same as [`Net::init_params`]'s
     /// on the whole model).
     pub seed: u64,
-}
-
-/// Why a pipeline run failed.
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    /// Building or running a stage's program failed.
-    #[error(transparent)]
-    Program(#[from] ProgramError),
-    /// The settings do not fit the model or the batch.
-    #[error("{0}")]
-    Settings(String),
-    /// A stage's thread stopped.
-    #[error("stage {0} stopped: {1}")]
-    StageLost(usize, String),
-}
-
-impl From<TensorError> for PipelineError {
-    fn from(e: TensorError) -> Self {
-        PipelineError::Program(e.into())
-    }
 }
 
 enum Command {
@@ -546,7 +516,7 @@ fn spawn_stage(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::{MlpSpec, Sgd};
+    use crate::nn::{Activation, MlpSpec, Sgd};
 
     #[test]
     fn a_stage_whose_step_fails_lets_its_neighbours_go_and_says_why_later() {

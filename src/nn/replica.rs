@@ -17,7 +17,8 @@
 //!   same way, which aborts their stuck collectives: the run ends with the
 //!   first worker's error, and nobody hangs.
 
-use super::data_parallel::{DataParallelError, NamedParams};
+use super::error::DataParallelError;
+use super::io::NamedParams;
 use super::net::Net;
 use dagger_cuda::nccl::{NcclId, NcclRank};
 use dagger_cuda::program::{GpuProgram, GpuProgramError};

@@ -2,10 +2,10 @@
 //! recomputes from the stored input activation, update) and the step that
 //! runs its passes in the schedule's order (see [`super::pipeline`]).
 
-use super::data_parallel::NamedParams;
+use super::error::PipelineError;
+use super::io::NamedParams;
 use super::net::Net;
 use super::optim::Optimizer;
-use super::pipeline::PipelineError;
 use super::stage_link::StageLinks;
 use super::stage_model::StageModel;
 use crate::ir::sched::pipeline::{stage_order, Pass, PipelineKind, PipelineOp};

@@ -2,11 +2,21 @@
 //! (an MLP's layers, a stack's Megatron blocks), each stage a range of
 //! them, each unit possibly split over tensor-parallel shards.
 
-use super::net::Net;
-use super::pipeline::MlpSpec;
+use super::net::{Activation, Net};
 use super::tensor_parallel::BlockStack;
 use dagger_ir::tensor::{Tensor, TensorResult};
 use std::ops::Range;
+
+/// An MLP trained with softmax cross-entropy, as [`Net::mlp`] builds it.
+#[derive(Clone, Debug)]
+pub struct MlpSpec {
+    /// Input features.
+    pub inputs: usize,
+    /// Layer widths; the last is the number of classes.
+    pub widths: Vec<usize>,
+    /// Activation between layers.
+    pub activation: Activation,
+}
 
 /// A model a [`Pipeline`](super::Pipeline) can cut into stages.
 pub trait StageModel: Send + Sync {

@@ -12,10 +12,10 @@
 //! alike. Workers are threads sharing a ring (the same machinery as
 //! [`DataParallel`]); every worker trains on the whole batch.
 
-use super::data_parallel::{
-    DataParallel, DataParallelError, DataParallelOptions, NamedParams, Workers,
-};
+use super::data_parallel::{DataParallel, DataParallelOptions, Workers};
+use super::error::DataParallelError;
 use super::init::Init;
+use super::io::NamedParams;
 use super::net::{Activation, Net};
 use super::optim::Optimizer;
 use super::replica::{Link, Place, Start, WorkerPlan};
