@@ -487,11 +487,9 @@ mod tests {
             .env("DAGGER_UCX_DROPS_CHILD", "1")
             .output()
             .unwrap();
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&child.stdout),
-            String::from_utf8_lossy(&child.stderr)
-        );
+        let said: String = [&child.stdout, &child.stderr]
+            .map(|bytes| String::from_utf8_lossy(bytes))
+            .concat();
         assert!(child.status.success(), "{:?}: {said}", child.status);
         // UCX's complaint (on stdout) when the signalled worker's event fd
         // is closed.
