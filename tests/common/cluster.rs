@@ -85,10 +85,14 @@ pub fn join_or_exit() -> Cluster {
 
 /// A serving rank: serves until rank 0 shuts the cluster down (then says
 /// `rank r: served until shutdown`), or exits with status 5 saying why it
-/// stopped (`rank r stops: ..`).
+/// stopped (`rank r stops: ..`); lets go of the cluster first.
 pub fn serve_or_exit(cluster: Cluster) {
     let rank = cluster.rank();
-    match Arc::new(cluster).serve(&Runtime::new()) {
+    let cluster = Arc::new(cluster);
+    let outcome = cluster.serve(&Runtime::new());
+    // As `dagger::Session` does: the cluster (its transport) closes first.
+    drop(cluster);
+    match outcome {
         Ok(()) => println!("rank {rank}: served until shutdown"),
         Err(e) => {
             eprintln!("rank {rank} stops: {e}");
