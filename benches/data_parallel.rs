@@ -16,7 +16,8 @@ use dagger::ir::tensor::{Tensor, TensorError};
 use dagger::nn::{
     Activation, DataParallel, DataParallelOptions, Momentum, Net, SeededRng, Workers,
 };
-use dagger::tensor::{ring_all_reduce_mean, ClusterRing};
+use dagger::ring::ClusterRing;
+use dagger::tensor::ring_all_reduce_mean;
 use std::sync::Arc;
 use std::time::Instant;
 

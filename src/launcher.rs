@@ -6,7 +6,7 @@
 //! started by `ssh -o BatchMode=yes host env VARS PROGRAM ARGS`, so the
 //! program must be at the same path on every host), and starts `N` copies of the program with
 //! `DAGGER_RANK`, `DAGGER_SIZE`, `DAGGER_COORDINATOR` and
-//! `DAGGER_CLUSTER_TOKEN` set (see [`dagger_runtime::cluster::ClusterEnv`]).
+//! `DAGGER_CLUSTER_TOKEN` set (see [`dagger_cluster::cluster::ClusterEnv`]).
 //! Each line a rank prints is passed on prefixed with `[rank r]`. The run's
 //! result is rank 0's: when rank 0 exits, the others get [`GRACE`] to finish
 //! (they see rank 0's shutdown) and are then killed. A serving rank that
@@ -14,7 +14,7 @@
 //! wait for it to join, nor for its heartbeats to stop), but does not end
 //! the run: rank 0 carries on without it.
 
-use dagger_runtime::cluster::{new_token, report_gone};
+use dagger_cluster::cluster::{new_token, report_gone};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::Path;

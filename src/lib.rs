@@ -40,12 +40,13 @@
 // The `#[task]`s of `nn::ops` expand to `::dagger::...` paths.
 extern crate self as dagger;
 
+pub use dagger_cluster::distributed::{ClusterReport, ClusterSpan, SpanKind};
+pub use dagger_cluster::{cluster, distributed, net, ring};
 pub use dagger_cuda as cuda;
 pub use dagger_ir as ir;
 pub use dagger_macros::{dag, task};
-pub use dagger_runtime::distributed::{ClusterReport, ClusterSpan, SpanKind};
 pub use dagger_runtime::task::registered as task_registry;
-pub use dagger_runtime::{cluster, device, net, size, tensor};
+pub use dagger_runtime::{device, size, tensor};
 pub use dagger_runtime::{
     join, spawn, try_spawn, Dag, Data, Datum, DynamicPolicy, GraphBuilder, Handle, Inputs, Outputs,
     PolicyRun, RunError, Runtime, RuntimeBuilder, Task, TaskDef, Trace, Value,

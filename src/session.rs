@@ -6,7 +6,7 @@
 //! every rank but 0 it serves remote tasks until rank 0 is done and then
 //! exits the process, so only rank 0 goes on past it. [`Session::run`] then
 //! runs a graph on every local core, or across every rank (placed by HEFT,
-//! surviving the loss of ranks; see [`dagger_runtime::distributed`]).
+//! surviving the loss of ranks; see [`dagger_cluster::distributed`]).
 //!
 //! ```no_run
 //! use dagger::Session;
@@ -14,8 +14,8 @@
 //! println!("running on {} rank(s)", session.ranks());
 //! ```
 
-use dagger_runtime::cluster::{Cluster, ClusterError};
-use dagger_runtime::distributed::ClusterReport;
+use dagger_cluster::cluster::{Cluster, ClusterError};
+use dagger_cluster::distributed::ClusterReport;
 use dagger_runtime::{Dag, Inputs, RunError, Runtime};
 use std::sync::Arc;
 
@@ -101,12 +101,8 @@ impl Session {
         match &self.cluster {
             None => Ok((self.runtime.run(dag, inputs)?, None)),
             Some(c) => {
-                let (out, report) = self.runtime.run_on_cluster(
-                    dag,
-                    inputs,
-                    c,
-                    &dagger_ir::sched::HeftScheduler,
-                )?;
+                let (out, report) =
+                    c.run(&self.runtime, dag, inputs, &dagger_ir::sched::HeftScheduler)?;
                 if let Some(path) = std::env::var_os("DAGGER_CLUSTER_TRACE") {
                     match std::fs::write(&path, report.to_chrome_json()) {
                         Ok(()) => eprintln!(

@@ -406,8 +406,8 @@ fn an_in_process_cluster_runs_a_graph_and_its_ranks_forget_the_values_after() {
     let one = rx.recv().unwrap();
     let (dag, expected) = slow_sum_graph();
     let rt = Runtime::builder().threads(1).build();
-    let (total, report) = rt
-        .run_on_cluster(&dag, (), &zero, &dagger::ir::sched::HeftScheduler)
+    let (total, report) = zero
+        .run(&rt, &dag, (), &dagger::ir::sched::HeftScheduler)
         .unwrap();
     assert_eq!(total, expected);
     assert!(report.tasks_per_rank[1] > 0, "{:?}", report.tasks_per_rank);

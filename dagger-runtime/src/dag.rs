@@ -35,7 +35,7 @@ impl<I, O> Dag<I, O> {
     }
 
     /// Turns a run's output values into `O`.
-    pub(crate) fn unbox(&self, outputs: Vec<Datum>) -> Result<O, RunError> {
+    pub fn unbox(&self, outputs: Vec<Datum>) -> Result<O, RunError> {
         (self.unbox)(outputs)
     }
 

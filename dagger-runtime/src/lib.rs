@@ -16,18 +16,19 @@
 //! shared otherwise. A task that panics or returns `Err` ends its run with
 //! [`RunError::TaskFailed`]; the runtime stays usable. Any run can be traced
 //! ([`Trace`], Chrome trace JSON).
+//!
+//! Several processes joined into a cluster (UCX transport, bootstrap,
+//! remote tasks, runs across ranks) are the `dagger-cluster` crate's, built
+//! on this one.
 
 #![warn(missing_docs)]
 
 pub mod builder;
-pub mod cluster;
 pub mod dag;
 pub mod datum;
 pub mod device;
-pub mod distributed;
 pub mod error;
 pub mod join;
-pub mod net;
 mod pinned;
 pub mod placement;
 pub mod plan;
@@ -48,12 +49,13 @@ pub mod wire;
 
 pub use builder::{GraphBuilder, Value};
 pub use dag::{Dag, Inputs, Outputs};
+pub use dagger_ir::sched::DynamicPolicy;
 pub use datum::{Data, Datum};
 pub use error::RunError;
 pub use join::join;
-pub use dagger_ir::sched::DynamicPolicy;
-pub use plan::Plan;
+pub use plan::{Kernel, Plan};
 pub use policy_run::PolicyRun;
+pub use run::call as call_task;
 pub use runtime::{spawn, try_spawn, Runtime, RuntimeBuilder};
 pub use spawn::{Handle, SpawnArg, SpawnFn, TrySpawnFn};
 pub use task::{Task, TaskDef};

@@ -21,21 +21,26 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// What one node of a plan does.
-pub(crate) enum Kernel {
+pub enum Kernel {
     /// Graph input `i`.
     Input(usize),
     /// A constant value.
     Const(Datum),
     /// One task call, with the task's device body if it has one.
     Call {
+        /// The task's registered name.
         name: &'static str,
+        /// Its CPU body.
         invoke: Invoke,
+        /// Its device body, if it has one.
         device: Option<DeviceInvoke>,
     },
     /// A fused chain of calls, applied in order (on CPU workers: fused
     /// chains have no device body).
     Fused {
+        /// The chain's name (its tasks' names joined).
         name: Arc<str>,
+        /// Each task of the chain: name and CPU body.
         steps: Vec<(&'static str, Invoke)>,
     },
 }
@@ -45,7 +50,8 @@ impl Kernel {
         matches!(self, Kernel::Call { .. } | Kernel::Fused { .. })
     }
 
-    pub(crate) fn trace_name(&self) -> TaskName {
+    /// The name a trace shows for this node.
+    pub fn trace_name(&self) -> TaskName {
         match self {
             Kernel::Call { name, .. } => TaskName::Static(name),
             Kernel::Fused { name, .. } => TaskName::Shared(name.clone()),
@@ -56,6 +62,9 @@ impl Kernel {
 }
 
 /// A compiled graph: kernels in topological order and the edges between them.
+///
+/// Its nodes are read by other executors too (the cluster's runs across
+/// ranks): [`Plan::kernels`], [`Plan::args_of`].
 pub struct Plan {
     pub(crate) kernels: Vec<Kernel>,
     /// `args[arg_start[i]..arg_start[i+1]]`: producers of node i's arguments, in port order.
@@ -367,11 +376,23 @@ impl Plan {
             .sum()
     }
 
-    pub(crate) fn args_of(&self, i: usize) -> &[u32] {
+    /// The nodes whose values are the graph's outputs, in order.
+    pub fn outputs(&self) -> &[u32] {
+        &self.outputs
+    }
+
+    /// Every node's kernel, in topological order (node `i` is `kernels()[i]`).
+    pub fn kernels(&self) -> &[Kernel] {
+        &self.kernels
+    }
+
+    /// The nodes whose values are node `i`'s arguments, in port order.
+    pub fn args_of(&self, i: usize) -> &[u32] {
         &self.args[self.arg_start[i] as usize..self.arg_start[i + 1] as usize]
     }
 
-    pub(crate) fn users_of(&self, i: usize) -> &[u32] {
+    /// The nodes that take node `i`'s value as an argument.
+    pub fn users_of(&self, i: usize) -> &[u32] {
         &self.users[self.user_start[i] as usize..self.user_start[i + 1] as usize]
     }
 }

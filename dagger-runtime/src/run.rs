@@ -265,8 +265,9 @@ impl PlanRun {
     }
 }
 
-/// Calls one task, turning a panic or an `Err` into [`RunError::TaskFailed`].
-pub(crate) fn call(
+/// Calls one task, turning a panic or an `Err` into [`RunError::TaskFailed`]
+/// (`call_task` at the crate root, for executors outside this crate).
+pub fn call(
     name: &str,
     invoke: crate::task::Invoke,
     args: &mut [Option<Datum>],

@@ -57,8 +57,8 @@ pub fn run_sum_graph(
     dag: &dagger::Dag<(), u64>,
     expected: u64,
 ) -> ClusterReport {
-    let (total, report) = rt
-        .run_on_cluster(dag, (), cluster, &dagger::ir::sched::HeftScheduler)
+    let (total, report) = cluster
+        .run(rt, dag, (), &dagger::ir::sched::HeftScheduler)
         .unwrap_or_else(|e| panic!("the run failed: {e}"));
     assert_eq!(total, expected, "the cluster run's result");
     println!(

@@ -33,8 +33,8 @@ pub mod reducer;
 
 pub use array::Array;
 pub use collective::{
-    ring_all_reduce_mean, ring_all_reduce_sum, ring_broadcast, thread_ring, ClusterRing,
-    CollectiveError, RingLink, ThreadLink,
+    ring_all_reduce_mean, ring_all_reduce_sum, ring_broadcast, thread_ring, CollectiveError,
+    RingLink, ThreadLink,
 };
 pub use custom::call_custom;
 pub use program::{CompileOptions, Program, ProgramError, ProgramStats};

@@ -1,6 +1,6 @@
 //! Running a graph across the ranks of a cluster, surviving the loss of ranks.
 //!
-//! [`Runtime::run_on_cluster`] (on rank 0, while the other ranks
+//! [`Cluster::run`] (on rank 0, while the other ranks
 //! [`serve`](crate::cluster::Cluster::serve)) compiles the graph, places its
 //! tasks with a static scheduler on the processors of every rank (as many
 //! as the rank has workers, as it told at join time; each edge costs the
@@ -27,15 +27,14 @@
 //! per rank, then one row of transfers into each rank.
 
 use crate::cluster::{Cluster, RemoteArg, RemoteError, RemoteFetch, RemoteValue};
-use crate::dag::{Dag, Inputs};
-use crate::datum::Datum;
-use crate::error::RunError;
-use crate::plan::{Kernel, Plan};
-use crate::run::call;
-use crate::runtime::Runtime;
-use crate::task::lookup;
 use dagger_ir::model::{HistoryModel, Platform, ProcKind};
 use dagger_ir::sched::{Problem, Scheduler};
+use dagger_runtime::dag::{Dag, Inputs};
+use dagger_runtime::datum::Datum;
+use dagger_runtime::error::RunError;
+use dagger_runtime::runtime::Runtime;
+use dagger_runtime::task::lookup;
+use dagger_runtime::{call_task as call, Kernel, Plan};
 use std::sync::mpsc::channel;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -259,21 +258,22 @@ struct Execution<'a> {
     max_in_flight: usize,
 }
 
-impl Runtime {
-    /// Runs `dag` across `cluster` (from rank 0), placing tasks with
-    /// `scheduler`, and returns its outputs and what the run did. See the
-    /// [module docs](crate::distributed).
-    pub fn run_on_cluster<I: Inputs, O>(
+impl Cluster {
+    /// Runs `dag` across this cluster (from rank 0, with `runtime`'s
+    /// workers as rank 0's), placing tasks with `scheduler`, and returns its
+    /// outputs and what the run did. See the [module docs](crate::distributed).
+    pub fn run<I: Inputs, O>(
         &self,
+        runtime: &Runtime,
         dag: &Dag<I, O>,
         inputs: I,
-        cluster: &Cluster,
         scheduler: &dyn Scheduler,
     ) -> Result<(O, ClusterReport), RunError> {
+        let cluster = self;
         let plan = dag.plan()?;
         let dead: Vec<u32> = cluster.dead_ranks().into_iter().map(|(r, _)| r).collect();
         let mut workers = cluster.workers().to_vec();
-        workers[0] = self.threads() as u32;
+        workers[0] = runtime.threads() as u32;
         for &r in &dead {
             workers[r as usize] = 0;
         }
@@ -288,10 +288,10 @@ impl Runtime {
             &platform,
         );
         let schedule = scheduler.schedule(&problem);
-        let n = plan.kernels.len();
+        let n = plan.kernels().len();
         let mut rank_of = vec![0u32; n];
         for (k, &i) in nodes.iter().enumerate() {
-            if matches!(plan.kernels[i], Kernel::Call { .. }) {
+            if matches!(plan.kernels()[i], Kernel::Call { .. }) {
                 rank_of[i] = platform.processors[schedule.placement[k].0].node as u32;
             }
         }
@@ -319,7 +319,7 @@ impl Runtime {
             max_in_flight: 2 * platform.processors.len().max(2),
         };
         let inputs = inputs.into_data();
-        for (i, k) in plan.kernels.iter().enumerate() {
+        for (i, k) in plan.kernels().iter().enumerate() {
             let value = match k {
                 Kernel::Input(index) => inputs[*index].clone(),
                 Kernel::Const(d) => d.clone(),
@@ -362,7 +362,7 @@ impl Execution<'_> {
             let mut failure = None;
             loop {
                 if failure.is_none() {
-                    for i in 0..plan.kernels.len() {
+                    for i in 0..plan.kernels().len() {
                         if running >= self.max_in_flight {
                             break;
                         }
@@ -380,7 +380,7 @@ impl Execution<'_> {
                             .collect();
                         let tx = tx.clone();
                         scope.spawn(move || {
-                            let kernel = &plan.kernels[i];
+                            let kernel = &plan.kernels()[i];
                             let label = || kernel.trace_name().as_str().to_string();
                             let result = log.time(label, SpanKind::Task { rank }, || {
                                 run_task(cluster, log, kernel, rank, args)
@@ -423,7 +423,7 @@ impl Execution<'_> {
     /// Brings the outputs to rank 0.
     fn fetch_outputs(&self) -> Result<Vec<Datum>, Failure> {
         self.plan
-            .outputs
+            .outputs()
             .iter()
             .map(|&o| match self.slots[o as usize].clone() {
                 Some(Slot::Here(d)) => Ok(d),
@@ -450,14 +450,14 @@ impl Execution<'_> {
         let mut changed = true;
         while changed {
             changed = false;
-            for i in 0..self.plan.kernels.len() {
+            for i in 0..self.plan.kernels().len() {
                 let lost_value = matches!(&self.slots[i], Some(Slot::There(v)) if v.rank == rank);
                 if lost_value && self.state[i] == State::Done && self.needed(i) {
                     self.slots[i] = None;
                     self.state[i] = State::Waiting;
                     self.report
                         .redone
-                        .push(self.plan.kernels[i].trace_name().as_str().to_string());
+                        .push(self.plan.kernels()[i].trace_name().as_str().to_string());
                     changed = true;
                 }
                 if self.state[i] == State::Waiting && self.rank_of[i] == rank {
@@ -471,7 +471,7 @@ impl Execution<'_> {
     /// Whether node `i`'s value is still to be used: an output, or an
     /// input of a task not done.
     fn needed(&self, i: usize) -> bool {
-        self.plan.outputs.contains(&(i as u32))
+        self.plan.outputs().contains(&(i as u32))
             || self
                 .plan
                 .users_of(i)

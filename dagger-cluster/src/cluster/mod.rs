@@ -10,7 +10,7 @@
 //! gone ([`Cluster::dead_ranks`]).
 //!
 //! ```no_run
-//! use dagger_runtime::cluster::Cluster;
+//! use dagger_cluster::Cluster;
 //! let cluster = Cluster::from_env().expect("joined").expect("started by `dagger run`");
 //! if cluster.rank() == 0 {
 //!     for r in 1..cluster.size() {
@@ -144,7 +144,7 @@ fn join_timeout() -> Duration {
 /// signatures), so that ranks running different binaries are refused.
 pub fn task_fingerprint() -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325u64; // FNV-1a
-    for def in crate::task::registered() {
+    for def in dagger_runtime::task::registered() {
         let (params, output) = (def.signature)();
         let text = format!("{}({})->{};", def.name, params.join(","), output);
         for b in text.bytes() {

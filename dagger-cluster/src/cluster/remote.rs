@@ -2,7 +2,7 @@
 //!
 //! Rank 0 asks rank `r` to run a task by its registered name
 //! ([`Cluster::call`]); each argument travels either as bytes (the
-//! parameter's [codec](crate::wire)) or as a reference to a value already
+//! parameter's [codec](dagger_runtime::wire)) or as a reference to a value already
 //! living on some rank. The result stays on `r` (its *home*); the caller gets
 //! a [`RemoteValue`] naming it, passes it to later calls (on `r` itself no
 //! bytes move; another rank fetches it straight from `r`), fetches the
@@ -16,11 +16,11 @@
 //! carries on.
 
 use super::Cluster;
-use crate::datum::Datum;
 use crate::net::{Completion, Message, NetError};
-use crate::runtime::Runtime;
-use crate::task::{lookup, TaskDef};
-use crate::wire::Codec;
+use dagger_runtime::datum::Datum;
+use dagger_runtime::runtime::Runtime;
+use dagger_runtime::task::{lookup, TaskDef};
+use dagger_runtime::wire::Codec;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
