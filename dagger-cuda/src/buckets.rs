@@ -30,7 +30,7 @@ use cudarc::driver::{CudaSlice, CudaView};
 use dagger_ir::tensor::{
     plan_buckets, BucketPlans, ParallelGroup, Tensor, TensorError, TensorGraph,
 };
-use dagger_runtime::tensor::reducer::Reducer;
+use dagger_runtime::tensor::Reducer;
 use dagger_runtime::tensor::RingLink;
 
 /// How a group's buckets reach the other workers (see the

@@ -41,7 +41,7 @@ use crate::{call, CudaError, GpuDevice};
 use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr, LaunchConfig, PushKernelArg};
 use dagger_ir::tensor::shape::broadcasts_to;
 use dagger_ir::tensor::Shape;
-use dagger_runtime::tensor::kernels::MAX_RANK;
+use dagger_ir::tensor::MAX_RANK;
 
 /// The kernels' CUDA C.
 pub const SOURCE: &str = r#"

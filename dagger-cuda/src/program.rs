@@ -37,9 +37,8 @@ use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DevicePtr};
 use dagger_ir::tensor::{
     matrix_view, optimize, plan_memory, unplanned_bytes, Broadcast, FuseOptions, FusedLayout,
     Kernel, KernelStep, MemoryPlan, ParallelGroup, Shape, Tensor, TensorError, TensorGraph,
-    TensorOp,
+    TensorOp, MAX_RANK,
 };
-use dagger_runtime::tensor::kernels::MAX_RANK;
 use dagger_runtime::tensor::{ProgramStats, RingLink};
 
 /// An elementwise node's kernel: generated CUDA C over its operands, the

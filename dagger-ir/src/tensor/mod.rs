@@ -56,4 +56,4 @@ pub use op::{CustomOp, ParallelGroup, TensorOp};
 pub use partition::{
     equal_layers, evaluate, node_flops, partition, Device, OutOfMemory, Partition,
 };
-pub use shape::Shape;
+pub use shape::{Shape, MAX_RANK};

@@ -8,6 +8,12 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// The most axes a tensor may have for the backends' kernels (CPU and
+/// GPU), which index with fixed-size arrays of this length so that a run
+/// allocates nothing. Compiling a graph with a larger rank is an error
+/// naming the node.
+pub const MAX_RANK: usize = 8;
+
 /// The extents of a tensor's axes, outermost first (`[]` is a scalar).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Shape(pub Vec<usize>);

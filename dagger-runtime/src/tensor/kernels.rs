@@ -54,9 +54,7 @@ fn product(out: MatMut<'_, f32>, a: MatRef<'_, f32>, b: MatRef<'_, f32>) {
     }
 }
 
-/// Highest tensor rank the CPU kernels take (index arithmetic stays on the
-/// stack, so a run allocates nothing).
-pub const MAX_RANK: usize = 8;
+use dagger_ir::tensor::MAX_RANK;
 
 /// Calls `f(i, j)` for every element of a tensor of extents `dims` in
 /// row-major order, where `i` is its index and `j` its offset in a tensor

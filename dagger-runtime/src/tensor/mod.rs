@@ -29,7 +29,7 @@ pub mod custom;
 pub mod jit;
 pub mod kernels;
 pub mod program;
-pub mod reducer;
+mod reducer;
 
 pub use array::Array;
 pub use collective::{
@@ -38,3 +38,4 @@ pub use collective::{
 };
 pub use custom::call_custom;
 pub use program::{CompileOptions, Program, ProgramError, ProgramStats};
+pub use reducer::Reducer;

@@ -84,14 +84,14 @@ impl Program {
         if let Some(node) = g
             .nodes()
             .iter()
-            .find(|n| n.shape.rank() > kernels::MAX_RANK)
+            .find(|n| n.shape.rank() > dagger_ir::tensor::MAX_RANK)
         {
             return Err(TensorError::Shape {
                 op: node.op.to_string(),
                 detail: format!(
                     "shape {} has more than {} axes, the most the CPU kernels take",
                     node.shape,
-                    kernels::MAX_RANK
+                    dagger_ir::tensor::MAX_RANK
                 ),
             }
             .into());
