@@ -188,17 +188,6 @@ impl Scope {
             .map(|a| self.value(a))
             .collect::<syn::Result<Vec<_>>>()?;
         let b = &self.builder;
-        // `<path<'_>>::on` names the task's generated struct as a type, so an
-        // unknown task reads "cannot find type `name`" (with rustc's "a struct
-        // with a similar name exists" hint) rather than an unresolved module.
-        let mut ty = path.clone();
-        if let Some(last) = ty.segments.last_mut() {
-            if last.arguments.is_empty() {
-                last.arguments = PathArguments::AngleBracketed(
-                    syn::parse_quote_spanned!(last.ident.span()=> <'_>),
-                );
-            }
-        }
         let span = path.span();
         // `.node` carries the task path's span and its parentheses the
         // user's, so arity and type errors point at the call as written.
@@ -206,7 +195,20 @@ impl Scope {
         let mut args_group =
             proc_macro2::Group::new(proc_macro2::Delimiter::Parenthesis, quote!(#(#args),*));
         args_group.set_span(call.paren_token.span.join());
-        Ok(quote_spanned!(span=> <#ty>::on(&#b).#node #args_group))
+        let fallback = not_a_task(path, args.len());
+        let mut import = path.clone();
+        if let Some(last) = import.segments.last_mut() {
+            last.arguments = PathArguments::None;
+        }
+        let alias = Ident::new("__dagger_task", span);
+        Ok(quote_spanned! {span=> {
+            #fallback
+            #[allow(unused_imports)]
+            use __dagger_not_a_task::*;
+            #[allow(unused_imports)]
+            use #import as #alias;
+            <#alias<'_>>::on(&#b).#node #args_group
+        }})
     }
 
     /// Rejects a constant expression that mentions a dag name bound later.
@@ -227,6 +229,48 @@ impl Scope {
             }
         }
         Ok(())
+    }
+}
+
+/// The stand-in that a task call falls back on when its path names no
+/// `#[task]`. The call imports the path as `__dagger_task` over a glob
+/// import of this module's `__dagger_task`: a `use` imports each namespace
+/// the path has, so a task's generated type shadows the stand-in, while a
+/// plain function (a value only) leaves it, and calling the stand-in fails
+/// a bound whose `on_unimplemented` message names the function.
+fn not_a_task(path: &syn::Path, arity: usize) -> TokenStream {
+    let name = path
+        .segments
+        .last()
+        .map(|s| s.ident.to_string())
+        .unwrap_or_default();
+    let message = format!("`{name}` is not a `#[task]`");
+    let note = format!(
+        "a dag calls `#[task]` functions: add `#[task]` to the definition of `{name}`, \
+         or, if no task or function `{name}` is in scope, check the name and its imports"
+    );
+    let span = path.span();
+    let params: Vec<Ident> = (0..arity)
+        .map(|i| Ident::new(&format!("A{i}"), span))
+        .collect();
+    quote_spanned! {span=>
+        #[allow(non_camel_case_types, dead_code, private_bounds, unreachable_pub)]
+        mod __dagger_not_a_task {
+            #[diagnostic::on_unimplemented(message = #message, label = "not a `#[task]`", note = #note)]
+            trait Task {}
+            pub struct __dagger_task<'a, M = ()>(::core::marker::PhantomData<&'a M>);
+            impl<'a, M> __dagger_task<'a, M> {
+                pub fn on(_: &::dagger::__private::GraphBuilder) -> Self
+                where
+                    Self: Task,
+                {
+                    ::core::unreachable!()
+                }
+                pub fn node<#(#params,)* T>(self, #(_: #params),*) -> ::dagger::__private::Value<T> {
+                    ::core::unreachable!()
+                }
+            }
+        }
     }
 }
 
@@ -256,10 +300,11 @@ mod tests {
         assert!(out.contains(
             "letdoc:::dagger::__private::Value<String>=__dagger_builder.input::<String>(\"doc\");"
         ));
-        assert!(out.contains(
-            "letw=__dagger_builder.name(<tokenize<'_>>::on(&__dagger_builder).node(doc),\"w\");"
-        ));
-        assert!(out.contains("<scale<'_>>::on(&__dagger_builder).node(<count<'_>>::on(&__dagger_builder).node(w),__dagger_builder.constant_labeled(3,\"3\"))"));
+        assert!(out.contains("letw=__dagger_builder.name({#[allow("));
+        assert!(out.contains("usetokenizeas__dagger_task;<__dagger_task<'_>>::on(&__dagger_builder).node(doc)},\"w\");"));
+        assert!(out
+            .contains("usescaleas__dagger_task;<__dagger_task<'_>>::on(&__dagger_builder).node({"));
+        assert!(out.contains("usecountas__dagger_task;<__dagger_task<'_>>::on(&__dagger_builder).node(w)},__dagger_builder.constant_labeled(3,\"3\"))"));
         assert!(out.contains("let__dagger_outputs=(w,n,);"));
         assert!(out.contains("__dagger_builder.finish::<(String,),_>(__dagger_outputs)"));
     }
@@ -267,9 +312,18 @@ mod tests {
     #[test]
     fn other_expressions_are_constants_and_paths_name_tasks() {
         let out = expand_str("let a = m::shout({ f(x) }); let b = count(v); (a, b)").unwrap();
-        assert!(out.contains("<m::shout<'_>>::on(&__dagger_builder).node({#[allow(unused_braces)]let__dagger_constant={f(x)};__dagger_builder.constant(__dagger_constant)})"));
+        assert!(out.contains("usem::shoutas__dagger_task;<__dagger_task<'_>>::on(&__dagger_builder).node({#[allow(unused_braces)]let__dagger_constant={f(x)};__dagger_builder.constant(__dagger_constant)})"));
         assert!(out.contains("let__dagger_constant=v;"));
         assert!(out.contains("finish::<(),_>"));
+    }
+
+    #[test]
+    fn a_call_falls_back_on_a_stand_in_naming_the_function() {
+        let out = expand_str("let a = stats::mean(xs, 2); a").unwrap();
+        assert!(out.contains("use__dagger_not_a_task::*;"));
+        assert!(out.contains("#[diagnostic::on_unimplemented(message=\"`mean`isnota`#[task]`\""));
+        assert!(out.contains("pubfnnode<A0,A1,T>(self,_:A0,_:A1)->::dagger::__private::Value<T>"));
+        assert!(out.contains("usestats::meanas__dagger_task;"));
     }
 
     #[test]

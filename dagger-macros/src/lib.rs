@@ -98,15 +98,17 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// constant, write it in braces: `{ load_config() }`.
 ///
 /// A task is called by its name or path (`stats::mean(xs)`); a call
-/// `t(a, b)` expands to `<t<'_>>::on(&builder).node(a, b)`, the type of the
-/// same name that `#[task]` generates.
+/// `t(a, b)` imports `t` as `__dagger_task` and expands to
+/// `<__dagger_task<'_>>::on(&builder).node(a, b)`, the type of the same
+/// name that `#[task]` generates.
 ///
-/// Wiring is checked by the Rust compiler at the user's code: an unknown
-/// task ("cannot find type `t`": the task's generated type), a plain
-/// function that is not a task ("expected type, found function"), a wrong
-/// number of arguments, an argument of the wrong type (`Value<u32>` where
-/// `Value<String>` is wanted), a name used before its binding, a name bound
-/// twice and a missing output are compile errors.
+/// Wiring is checked by the Rust compiler at the user's code: a plain
+/// function that is not a task ("`helper` is not a `#[task]`", with a note
+/// to add `#[task]` to its definition), an unknown name ("unresolved import
+/// `t`", then "`t` is not a `#[task]`"), a wrong number of arguments, an
+/// argument of the wrong type (`Value<u32>` where `Value<String>` is
+/// wanted), a name used before its binding, a name bound twice and a
+/// missing output are compile errors.
 #[proc_macro]
 pub fn dag(input: TokenStream) -> TokenStream {
     let body = syn::parse_macro_input!(input as dag::DagBody);
