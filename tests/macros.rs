@@ -169,6 +169,46 @@ fn the_ir_names_tasks_and_bindings() {
 }
 
 #[test]
+fn a_spawned_fallible_task_feeds_later_spawns_its_ok_value() {
+    let rt = Runtime::new();
+    let a = rt.spawn(parse, ("40".to_string(),));
+    let b = rt.spawn(parse, ("2".to_string(),));
+    // `plus` takes `u64`: each handle of a `Result<u64, _>` gives its `Ok` value.
+    assert_eq!(rt.spawn(plus, (a, b)).wait().unwrap(), 42);
+    // `try_spawn` gives the `Ok` value itself, as a `dag!` node does.
+    assert_eq!(rt.try_spawn(parse, ("7".to_string(),)).wait().unwrap(), 7);
+    // Waiting on a `spawn` keeps the `Result`, for a caller who wants it.
+    let kept = rt.spawn(parse, ("x".to_string(),)).wait().unwrap();
+    assert_eq!(
+        kept.unwrap_err().to_string(),
+        "invalid digit found in string"
+    );
+}
+
+#[test]
+fn err_from_a_spawned_task_fails_its_dependents_naming_the_task() {
+    let rt = Runtime::new();
+    let a = rt.spawn(parse, ("40".to_string(),));
+    let b = rt.spawn(parse, ("two".to_string(),));
+    let sum = rt.spawn(plus, (a, b));
+    let later = rt.spawn(plus, (sum, 1u64));
+    match later.wait() {
+        Err(RunError::TaskFailed { task, message }) => {
+            assert_eq!(task, "macros::parse");
+            assert_eq!(message, "invalid digit found in string");
+        }
+        other => panic!("expected TaskFailed, got {other:?}"),
+    }
+    match rt.try_spawn(parse, ("two".to_string(),)).wait() {
+        Err(RunError::TaskFailed { task, message }) => {
+            assert_eq!(task, "macros::parse");
+            assert_eq!(message, "invalid digit found in string");
+        }
+        other => panic!("expected TaskFailed, got {other:?}"),
+    }
+}
+
+#[test]
 fn spawn_records_the_same_ir_as_dag() {
     let g = dag! {
         let w = tokenize({ "a b c".to_string() });

@@ -58,7 +58,22 @@ use proc_macro::TokenStream;
 /// A function returning `Result<T, E>` (with `E: Display`; any type whose
 /// path ends in `Result`, so `io::Result<T>` too) is a task of output `T`;
 /// returning `Err` fails the run with `RunError::TaskFailed { task, message }`,
-/// the message being the error's `Display`.
+/// the message being the error's `Display`. Spawned (`spawn(parse, (s,))`),
+/// its handle feeds later spawns that take `T` with the `Ok` value, and an
+/// `Err` cancels them with the same `TaskFailed`, naming the task;
+/// `try_spawn` gives a handle of `T` whose `wait` fails that way, while
+/// waiting on a plain `spawn`'s handle gives the `Result` itself
+/// (see the module docs of `dagger_runtime::spawn`):
+///
+/// ```text
+/// #[task]
+/// fn parse(text: String) -> Result<u64, ParseIntError> { text.trim().parse() }
+///
+/// let n = spawn(parse, ("40".to_string(),));          // Handle<Result<u64, _>>
+/// let sum = spawn(plus, (n, 2u64));                    // plus(a: u64, b: u64)
+/// assert_eq!(sum.wait()?, 42);                         // an Err: TaskFailed { task: "..::parse", .. }
+/// assert_eq!(try_spawn(parse, ("7".to_string(),)).wait()?, 7);
+/// ```
 ///
 /// The function must be free, synchronous, safe and not generic; parameters
 /// must be plain names; parameter and result types must be owned

@@ -14,6 +14,47 @@
 //!
 //! A spawned task that panics fails its handle with [`RunError::TaskFailed`];
 //! tasks given that handle are cancelled with the same error.
+//!
+//! # Fallible tasks
+//!
+//! A task returning `Result<T, E>` (`E: Display`) is a task of output `T`
+//! in both front ends. In a `dag!` its node is a `T`, and an `Err` fails the
+//! run with [`RunError::TaskFailed`] `{ task, message }` (the error's
+//! `Display`). Spawned, its handle feeds a later spawn whose parameter is
+//! `T` with the `Ok` value, and an `Err` cancels that spawn and everything
+//! after it with the same `TaskFailed`, naming the fallible task.
+//! [`try_spawn`](crate::try_spawn) gives a `Handle<T>` whose `wait` fails
+//! the same way. Only waiting on a plain `spawn`'s handle gives the
+//! `Result` itself, for a caller who wants to handle the `Err` (stable Rust
+//! cannot tell a `Result` apart from any other return type there).
+//!
+//! # Examples
+//!
+//! ```
+//! use dagger_runtime::{RunError, Runtime};
+//!
+//! fn parse(s: String) -> Result<u64, std::num::ParseIntError> {
+//!     s.trim().parse()
+//! }
+//! fn plus(a: u64, b: u64) -> u64 {
+//!     a + b
+//! }
+//!
+//! let rt = Runtime::new();
+//! let (a, b) = (rt.spawn(parse, ("40".to_string(),)), rt.spawn(parse, ("2".to_string(),)));
+//! assert_eq!(rt.spawn(plus, (a, b)).wait().unwrap(), 42);
+//!
+//! let bad = rt.spawn(parse, ("two".to_string(),));
+//! match rt.spawn(plus, (bad, 1u64)).wait() {
+//!     Err(RunError::TaskFailed { task, message }) => {
+//!         assert!(task.ends_with("parse"));
+//!         assert_eq!(message, "invalid digit found in string");
+//!     }
+//!     other => panic!("expected TaskFailed, got {other:?}"),
+//! }
+//! assert!(rt.try_spawn(parse, ("two".to_string(),)).wait().is_err());
+//! assert!(rt.spawn(parse, ("two".to_string(),)).wait().unwrap().is_err());
+//! ```
 
 use crate::datum::{Data, Datum};
 use crate::error::RunError;
@@ -29,6 +70,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 type Body = Box<dyn FnOnce(Vec<Option<Datum>>) -> Result<Datum, String> + Send>;
+
+/// Turns a producer's result into the argument its dependent takes: the
+/// `Ok` value of a fallible task's `Result`, or the `Err`'s message.
+type Unwrap = fn(Datum) -> Result<Datum, String>;
 
 /// A spawned task: its body, the arguments still to come, its result and
 /// who is waiting for it.
@@ -55,7 +100,7 @@ pub struct SpawnNode {
 #[derive(Default)]
 struct Shared {
     result: Option<Result<Datum, RunError>>,
-    dependents: Vec<(Arc<SpawnNode>, u32)>,
+    dependents: Vec<(Arc<SpawnNode>, u32, Option<Unwrap>)>,
     wakers: Vec<Waker>,
     threads: Vec<std::thread::Thread>,
 }
@@ -83,6 +128,20 @@ impl SpawnNode {
                 self.name
             )))
         })
+    }
+
+    /// Reads the result as one of its readers, through `unwrap` when the
+    /// reader takes the `Ok` value of a fallible task: an `Err` is this
+    /// task's failure, [`RunError::TaskFailed`] naming it.
+    fn read_for(&self, unwrap: Option<Unwrap>) -> Result<Datum, RunError> {
+        let value = self.read()?;
+        match unwrap {
+            None => Ok(value),
+            Some(unwrap) => unwrap(value).map_err(|message| RunError::TaskFailed {
+                task: self.name.to_string(),
+                message,
+            }),
+        }
     }
 
     /// A reader leaves without reading.
@@ -128,8 +187,8 @@ impl SpawnNode {
                 std::mem::take(&mut shared.threads),
             )
         };
-        for (node, port) in dependents {
-            SpawnNode::deliver(node, port, self.read(), pool);
+        for (node, port, unwrap) in dependents {
+            SpawnNode::deliver(node, port, self.read_for(unwrap), pool);
         }
         for w in wakers {
             w.wake();
@@ -146,16 +205,23 @@ impl SpawnNode {
         }
     }
 
-    /// Makes `node`'s argument `port` come from this node's result.
-    fn subscribe(self: &Arc<Self>, node: &Arc<SpawnNode>, port: u32, pool: &Arc<Pool>) {
+    /// Makes `node`'s argument `port` come from this node's result (its
+    /// `Ok` value through `unwrap`, for a fallible task's handle).
+    fn subscribe(
+        self: &Arc<Self>,
+        node: &Arc<SpawnNode>,
+        port: u32,
+        unwrap: Option<Unwrap>,
+        pool: &Arc<Pool>,
+    ) {
         {
             let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
             if !self.done.load(Ordering::Acquire) {
-                shared.dependents.push((node.clone(), port));
+                shared.dependents.push((node.clone(), port, unwrap));
                 return;
             }
         }
-        SpawnNode::deliver(node.clone(), port, self.read(), pool);
+        SpawnNode::deliver(node.clone(), port, self.read_for(unwrap), pool);
     }
 }
 
@@ -331,8 +397,9 @@ pub trait SpawnArg<T> {
 pub enum ArgSource<T> {
     /// Given now.
     Ready(T),
-    /// Made by this spawned task.
-    Pending(Arc<SpawnNode>),
+    /// Made by this spawned task (its `Ok` value through the function, for
+    /// a fallible task's handle).
+    Pending(Arc<SpawnNode>, Option<Unwrap>),
 }
 
 impl<T> SpawnArg<T> for T {
@@ -345,7 +412,27 @@ impl<T: Data> SpawnArg<T> for Handle<T> {
     fn into_source(mut self) -> ArgSource<T> {
         // The subscription this becomes inherits the handle's read.
         self.spent = true;
-        ArgSource::Pending(self.node.clone())
+        ArgSource::Pending(self.node.clone(), None)
+    }
+}
+
+/// The handle of a fallible task (one returning `Result<T, E>`) feeds a
+/// parameter of type `T`: the dependent gets the `Ok` value, and an `Err`
+/// cancels it with [`RunError::TaskFailed`] naming the fallible task, as a
+/// `dag!` run fails.
+impl<T: Data, E: Data + std::fmt::Display> SpawnArg<T> for Handle<Result<T, E>> {
+    fn into_source(mut self) -> ArgSource<T> {
+        self.spent = true;
+        ArgSource::Pending(self.node.clone(), Some(ok_value::<T, E>))
+    }
+}
+
+/// The `Ok` value of a `Result<T, E>` datum, or the `Err`'s message.
+fn ok_value<T: Data, E: Data + std::fmt::Display>(datum: Datum) -> Result<Datum, String> {
+    match datum.take::<Result<T, E>>() {
+        Ok(Ok(value)) => Ok(Datum::new(value)),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(d) => Err(format!("unexpected result type {}", d.type_name())),
     }
 }
 
@@ -353,14 +440,14 @@ impl<T: Data> ArgSource<T> {
     fn resolve(self, slot: Option<Datum>, task: &str, port: usize) -> Result<T, String> {
         match self {
             ArgSource::Ready(v) => Ok(v),
-            ArgSource::Pending(_) => crate::task::take_arg(slot, task, port),
+            ArgSource::Pending(..) => crate::task::take_arg(slot, task, port),
         }
     }
 
-    fn producer(&self) -> Option<Arc<SpawnNode>> {
+    fn producer(&self) -> Option<(Arc<SpawnNode>, Option<Unwrap>)> {
         match self {
             ArgSource::Ready(_) => None,
-            ArgSource::Pending(n) => Some(n.clone()),
+            ArgSource::Pending(n, unwrap) => Some((n.clone(), *unwrap)),
         }
     }
 }
@@ -379,7 +466,7 @@ pub trait SpawnFn<Params, Args>: Send + 'static {
 /// A spawn ready to be wired: body, producers of its handle arguments, IR signature.
 pub struct Prepared {
     body: Body,
-    producers: Vec<(u32, Arc<SpawnNode>)>,
+    producers: Vec<(u32, Arc<SpawnNode>, Option<Unwrap>)>,
     arity: usize,
     params: fn() -> Vec<String>,
 }
@@ -407,7 +494,7 @@ macro_rules! spawn_impls {
                 let ($($A,)*) = args;
                 $(let $A = $A.into_source();)*
                 let mut producers = Vec::new();
-                $(if let Some(p) = $A.producer() { producers.push(($i, p)); })*
+                $(if let Some((p, unwrap)) = $A.producer() { producers.push(($i, p, unwrap)); })*
                 let name = std::any::type_name::<Func>();
                 Prepared {
                     body: Box::new(move |slots: Vec<Option<Datum>>| {
@@ -476,8 +563,8 @@ pub(crate) fn launch<F, T: Data>(pool: &Arc<Pool>, prepared: Prepared) -> Handle
             .map(|i| {
                 producers
                     .iter()
-                    .find(|(port, _)| *port as usize == i)
-                    .and_then(|(_, p)| p.ir_node)
+                    .find(|(port, ..)| *port as usize == i)
+                    .and_then(|(_, p, _)| p.ir_node)
             })
             .collect();
         r.record_call(name, params(), dagger_ir::type_name::<T>(), &args)
@@ -499,8 +586,8 @@ pub(crate) fn launch<F, T: Data>(pool: &Arc<Pool>, prepared: Prepared) -> Handle
         shared: Mutex::new(Shared::default()),
         ir_node,
     });
-    for (port, producer) in producers {
-        producer.subscribe(&node, port, pool);
+    for (port, producer, unwrap) in producers {
+        producer.subscribe(&node, port, unwrap, pool);
     }
     if node.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
         pool.submit(Job::Shared(node.clone(), 0));
