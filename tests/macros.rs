@@ -169,6 +169,26 @@ fn the_ir_names_tasks_and_bindings() {
 }
 
 #[test]
+fn dag_calls_tasks_imported_renamed_or_local_to_a_function() {
+    use nested::shout as yell;
+    /// A task defined inside the function that builds the dag.
+    #[task]
+    fn twice(n: u64) -> u64 {
+        n * 2
+    }
+    // A local variable of a task's name does not hide the task.
+    let count = 5u64;
+    let g = dag! {
+        input s: String;
+        let a = yell(s);
+        let b = twice(count);
+        (a, b)
+    };
+    let (a, b) = Runtime::new().run(&g, ("hi".to_string(),)).unwrap();
+    assert_eq!((a.as_str(), b), ("HI", 10));
+}
+
+#[test]
 fn a_spawned_fallible_task_feeds_later_spawns_its_ok_value() {
     let rt = Runtime::new();
     let a = rt.spawn(parse, ("40".to_string(),));
