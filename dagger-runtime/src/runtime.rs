@@ -324,7 +324,10 @@ impl Runtime {
     }
 
     /// Spawns `f(args)` and returns a handle to its result. `args` is a tuple
-    /// whose elements are values or [`Handle`]s of earlier spawns.
+    /// whose elements are values or [`Handle`]s of earlier spawns. A handle
+    /// of a task returning `Result<T, E>` feeds parameters of type `T`; an
+    /// `Err` fails them with [`RunError::TaskFailed`] (see the
+    /// [`spawn`](mod@crate::spawn) module docs).
     pub fn spawn<F: SpawnFn<P, A>, P, A>(&self, f: F, args: A) -> Handle<F::Output> {
         launch::<F, _>(&self.inner.pool, f.prepare(args))
     }
@@ -367,7 +370,8 @@ impl Runtime {
 }
 
 /// Spawns `f(args)` on the runtime of the calling task, or on
-/// [`Runtime::global`] when called outside any task.
+/// [`Runtime::global`] when called outside any task (fallible tasks as
+/// [`Runtime::spawn`] says).
 pub fn spawn<F: SpawnFn<P, A>, P, A>(f: F, args: A) -> Handle<F::Output> {
     let prepared = f.prepare(args);
     on_current_pool(|pool| launch::<F, _>(pool, prepared))
