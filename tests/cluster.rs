@@ -426,3 +426,29 @@ fn an_in_process_cluster_runs_a_graph_and_its_ranks_forget_the_values_after() {
         .unwrap()
         .expect("rank 1 served until shutdown");
 }
+
+#[test]
+fn the_watchdog_ends_a_hung_run_and_says_where_each_process_was() {
+    use std::process::{Command, Stdio};
+    // A shell and the sleep it waits for: a "run" that never ends.
+    let child = Command::new("sh")
+        // (`fin""ished` prints as `finished` but is not in the command line the dump shows.)
+        .args(["-c", "echo started; sleep 60; echo fin\"\"ished"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (status, said) = common::wait_or_dump_stacks(child, Duration::from_millis(300));
+    assert_eq!(status, None, "{said}");
+    assert!(started.elapsed() < Duration::from_secs(30), "{said}");
+    assert!(
+        said.contains("started") && !said.contains("finished"),
+        "{said}"
+    );
+    assert!(said.contains("still running after 300ms"), "{said}");
+    assert!(
+        said.contains("=== pid") && said.contains("sleep 60"),
+        "{said}"
+    );
+}

@@ -136,8 +136,8 @@ fn tiled_cholesky_factors_the_matrix_under_every_policy() {
         [
             "work-stealing",
             "eager",
-            "round-robin",
             "random",
+            "round-robin",
             "dmda",
             "dmdas",
             "heft",
