@@ -114,8 +114,18 @@ impl Membership {
         self.changed.notify_all();
     }
 
-    /// Rank 0: passes future deaths on through `notice`.
+    /// Rank 0: passes the deaths declared so far and every later one on
+    /// through `notice` (under the state's lock, as [`mark_dead`](Self::mark_dead)
+    /// sends, so that none is missed: a member subscribed just after a death
+    /// would otherwise wait forever on a rank it thinks alive).
     pub(crate) fn subscribe(&self, notice: tokio::sync::mpsc::UnboundedSender<wire::Control>) {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        for (rank, why) in &s.dead {
+            let _ = notice.send(wire::Control::Dead {
+                rank: *rank,
+                why: why.clone(),
+            });
+        }
         self.notices
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -362,4 +372,24 @@ fn failed<T>(e: NetError) -> Completion<T> {
     let (c, done) = crate::net::completion_pair();
     done.complete(Err(e));
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_subscribed_after_a_death_still_hears_of_it() {
+        let membership = Membership::default();
+        membership.mark_dead(2, "killed".into());
+        let (notice, mut notices) = tokio::sync::mpsc::unbounded_channel();
+        membership.subscribe(notice);
+        membership.mark_dead(3, "silent".into());
+        membership.mark_dead(2, "again".into());
+        let mut heard = Vec::new();
+        while let Ok(wire::Control::Dead { rank, why }) = notices.try_recv() {
+            heard.push((rank, why));
+        }
+        assert_eq!(heard, [(2, "killed".into()), (3, "silent".into())]);
+    }
 }

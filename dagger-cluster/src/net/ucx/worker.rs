@@ -143,18 +143,16 @@ impl Progress {
         }
     }
 
-    /// Makes all the progress there is: UCX's, then the receives whose
-    /// messages have arrived. Whether anything happened.
+    /// Makes progress: UCX's (at most [`PROGRESS_ROUNDS`] rounds), then the
+    /// receives whose messages have arrived. Whether anything happened.
     pub(super) fn progress(&mut self) -> bool {
         if self.closed {
             // A completion outliving its transport may still try to drive it.
             return false;
         }
-        let mut busy = false;
+        let (lib, worker) = (self.lib, self.endpoint.worker);
         // SAFETY: called holding the worker's lock, on a live worker.
-        while unsafe { self.lib.ucp_worker_progress(self.endpoint.worker) } != 0 {
-            busy = true;
-        }
+        let busy = progress_rounds(|| unsafe { lib.ucp_worker_progress(worker) } != 0);
         busy | self.match_receives()
     }
 
@@ -305,5 +303,49 @@ impl Progress {
             lib.ucp_worker_destroy(self.endpoint.worker);
             lib.ucp_cleanup(self.endpoint.context);
         }
+    }
+}
+
+/// The most rounds of `ucp_worker_progress` one [`Progress::progress`]
+/// makes before it matches the waiting receives and lets go of the lock.
+const PROGRESS_ROUNDS: usize = 64;
+
+/// Calls `round` until it reports no progress, at most [`PROGRESS_ROUNDS`]
+/// times; whether any round made progress.
+///
+/// Bounded because UCX may report progress at every call for as long as
+/// something keeps it busy (an endpoint to a dead peer, say): an unbounded
+/// loop then holds the worker's lock forever and never reaches
+/// `match_receives`, so no reply is delivered and every waiter hangs.
+fn progress_rounds(mut round: impl FnMut() -> bool) -> bool {
+    let mut busy = false;
+    for _ in 0..PROGRESS_ROUNDS {
+        if !round() {
+            break;
+        }
+        busy = true;
+    }
+    busy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_ends_even_when_ucx_always_reports_some() {
+        let mut calls = 0;
+        assert!(progress_rounds(|| {
+            calls += 1;
+            true
+        }));
+        assert_eq!(calls, PROGRESS_ROUNDS);
+        let mut calls = 0;
+        assert!(progress_rounds(|| {
+            calls += 1;
+            calls < 3
+        }));
+        assert_eq!(calls, 3, "stops at the first round without progress");
+        assert!(!progress_rounds(|| false));
     }
 }
