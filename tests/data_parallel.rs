@@ -8,7 +8,7 @@
 
 mod common;
 use common::{
-    gpu, launch_rank_main, max_relative_difference, rank_said, run_rank_main, ucx_missing, Feed,
+    gpu, launch_rank_main, max_relative_difference, rank_said, run_rank_main, ucx_missing,
 };
 use dagger::cuda::program::GpuProgram;
 use dagger::cuda::GpuDevice;
@@ -18,6 +18,7 @@ use dagger::nn::{
     Net, Optimizer, Program, SeededRng, Workers,
 };
 use dagger::tensor::thread_ring;
+use dagger::tensor::Executable;
 use std::sync::Arc;
 
 const FEATURES: usize = 10;
@@ -49,16 +50,16 @@ fn batch(k: usize) -> (Vec<f32>, Vec<f32>) {
 
 /// Runs `STEPS` steps of `program` on its share `(index, parts)` of each
 /// global batch.
-fn train(program: &mut dyn Feed, (index, parts): (usize, usize)) {
+fn train(program: &mut dyn Executable, (index, parts): (usize, usize)) {
     for k in 0..STEPS {
         let (x, y) = batch(k);
         let share = |v: &[f32]| {
             let len = v.len() / parts;
             v[index * len..(index + 1) * len].to_vec()
         };
-        program.feed("x", &share(&x));
-        program.feed("y", &share(&y));
-        program.step();
+        program.set("x", &share(&x)).unwrap();
+        program.set("y", &share(&y)).unwrap();
+        program.run().unwrap();
     }
 }
 

@@ -3,11 +3,12 @@
 //! machine without a GPU.
 
 mod common;
-use common::{gpu as device, max_relative_difference, Feed};
+use common::{gpu as device, max_relative_difference};
 use dagger::cuda::program::GpuProgram;
 use dagger::cuda::GpuDevice;
 use dagger::ir::tensor::{Binary, FuseOptions, Tensor, TensorGraph};
 use dagger::nn::{Activation, Adam, CompileOptions, NamedParams, Net, Program, SeededRng};
+use dagger::tensor::Executable;
 
 fn values(n: usize, seed: u64) -> Vec<f32> {
     let mut rng = SeededRng::new(seed);
@@ -163,11 +164,11 @@ fn training_steps_on_the_gpu_match_the_cpu() {
             (xs, ys)
         })
         .collect();
-    let train = |p: &mut dyn Feed| {
+    let train = |p: &mut dyn Executable| {
         for (xs, ys) in &batches {
-            p.feed("x", xs);
-            p.feed("y", ys);
-            p.step();
+            p.set("x", xs).unwrap();
+            p.set("y", ys).unwrap();
+            p.run().unwrap();
         }
     };
     train(&mut cpu);

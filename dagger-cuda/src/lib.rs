@@ -21,7 +21,8 @@
 //!   NVRTC and launched ([`GpuDevice::launch_fused`]); softmax, log-softmax,
 //!   cross-entropy and MSE as hand-written CUDA C ([`softmax`]);
 //! - collectives across GPUs with NCCL ([`nccl`]);
-//! - tensor graphs (training steps) compiled for a GPU ([`program`]), their
+//! - tensor graphs (training steps) compiled for a GPU ([`program`]) behind
+//!   the runtime's backend seam ([`backend::CudaBackend`]), their
 //!   gradient buckets reduced data-parallel with NCCL or over a host ring
 //!   ([`buckets`]);
 //! - a GPU as a worker of a dagger runtime ([`GpuWorker`]): tasks with a
@@ -32,6 +33,7 @@
 //! `examples/gpu_gemm.rs` measures GEMM and copies against PyTorch on the
 //! same GPU; `examples/cholesky.rs` factors a matrix on cores and GPUs together.
 
+pub mod backend;
 pub mod buckets;
 pub mod codegen;
 pub mod fused;

@@ -35,7 +35,6 @@ use super::replies::first_cause;
 use crate::cluster::Cluster;
 use dagger_cluster::ClusterRing;
 use dagger_cuda::nccl::new_nccl_id;
-use dagger_cuda::program::GpuProgramError;
 use dagger_ir::tensor::{ParallelGroup, Tensor, TensorError};
 use dagger_runtime::tensor::thread_ring;
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -163,7 +162,7 @@ impl DataParallel {
             Workers::Cluster(cluster) | Workers::ClusterGpus(cluster) => {
                 let (r, n) = (cluster.rank() as usize, cluster.size() as usize);
                 let place = if on_gpus {
-                    let found = dagger_cuda::gpus().map_err(GpuProgramError::from)?;
+                    let found = dagger_cuda::gpus()?;
                     if found.is_empty() {
                         return Err(DataParallelError::Gpus(format!(
                             "rank {r} was to train on a GPU, but its machine has none"
@@ -190,14 +189,14 @@ impl DataParallel {
                 Self::on_threads(plans, options)
             }
             Workers::Gpus(n) => {
-                let found = dagger_cuda::gpus().map_err(GpuProgramError::from)?;
+                let found = dagger_cuda::gpus()?;
                 if found.len() < n {
                     return Err(DataParallelError::Gpus(format!(
                         "{n} GPU workers asked for, but this machine has {} GPU(s)",
                         found.len()
                     )));
                 }
-                let id = new_nccl_id().map_err(GpuProgramError::from)?;
+                let id = new_nccl_id()?;
                 let gate = NcclGate::new(n);
                 let plans = (0..n)
                     .map(|r| {

@@ -2,19 +2,19 @@
 //! replicate a step over workers (data parallelism; the pipeline's and
 //! tensor parallelism's own errors wrap them).
 
-use dagger_cuda::program::GpuProgramError;
+use dagger_cuda::CudaError;
 use dagger_ir::tensor::TensorError;
-use dagger_runtime::tensor::ProgramError;
+use dagger_runtime::tensor::{BackendError, ProgramError};
 
 /// Why a data-parallel run failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DataParallelError {
-    /// Building or running a replica failed.
+    /// Building or running a replica failed, on whichever backend.
     #[error(transparent)]
-    Program(#[from] ProgramError),
-    /// Building or running a GPU replica failed.
+    Backend(#[from] BackendError),
+    /// Finding GPUs or joining an NCCL group failed.
     #[error(transparent)]
-    Gpu(#[from] GpuProgramError),
+    Cuda(#[from] CudaError),
     /// Fewer GPUs than workers asked for.
     #[error("{0}")]
     Gpus(String),
@@ -36,7 +36,13 @@ pub enum DataParallelError {
 
 impl From<TensorError> for DataParallelError {
     fn from(e: TensorError) -> Self {
-        DataParallelError::Program(e.into())
+        DataParallelError::Backend(e.into())
+    }
+}
+
+impl From<ProgramError> for DataParallelError {
+    fn from(e: ProgramError) -> Self {
+        DataParallelError::Backend(e.into())
     }
 }
 

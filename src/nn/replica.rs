@@ -1,6 +1,6 @@
-//! One worker of a parallel trainer: its training step compiled for the
-//! cores ([`Program`]) or for a GPU ([`GpuProgram`]), its rings, and its
-//! share of each batch.
+//! One worker of a parallel trainer: its training step compiled by a
+//! [`Backend`] (the cores' [`CpuBackend`] or a GPU's [`CudaBackend`]) into
+//! an [`Executable`], its rings, and its share of each batch.
 //!
 //! A GPU worker's rings are NCCL groups, and an NCCL collective waits for
 //! every rank without a time limit: a rank that fails leaves the others
@@ -13,18 +13,18 @@
 //!   its program, which aborts its communicators (`ncclCommAbort`), and
 //!   answers every later call with why it stopped. The others wait for
 //!   their steps polling the alarm
-//!   ([`GpuProgram::wait_or`]), give up when it is raised and stop the
+//!   ([`Executable::finish_or`]), give up when it is raised and stop the
 //!   same way, which aborts their stuck collectives: the run ends with the
 //!   first worker's error, and nobody hangs.
 
 use super::error::DataParallelError;
 use super::io::NamedParams;
 use super::net::Net;
+use dagger_cuda::backend::CudaBackend;
 use dagger_cuda::nccl::{NcclId, NcclRank};
-use dagger_cuda::program::{GpuProgram, GpuProgramError};
-use dagger_cuda::GpuDevice;
-use dagger_ir::tensor::{FuseOptions, ParallelGroup};
-use dagger_runtime::tensor::{CompileOptions, Program, RingLink};
+use dagger_cuda::program::GpuProgram;
+use dagger_ir::tensor::ParallelGroup;
+use dagger_runtime::tensor::{Backend, CpuBackend, Executable, RingLink};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -124,68 +124,39 @@ impl NcclGate {
     }
 }
 
-/// The step compiled for where it runs.
-enum Compiled {
-    Cores(Box<Program>),
-    Gpu(Box<GpuProgram>),
+/// Compiles `step` for `place`, behind the backend seam.
+fn compile(step: &Net, place: Place) -> Result<Box<dyn Executable>, DataParallelError> {
+    Ok(match place {
+        Place::Cores => Box::new(CpuBackend::default().compile(step)?),
+        Place::Gpu(ordinal) => Box::new(CudaBackend::open(ordinal)?.compile(step)?),
+    })
 }
 
-impl Compiled {
-    fn new(step: &Net, place: Place) -> Result<Compiled, DataParallelError> {
-        Ok(match place {
-            Place::Cores => {
-                Compiled::Cores(Box::new(Program::compile(step, CompileOptions::default())?))
-            }
-            Place::Gpu(ordinal) => {
-                // Streams: compute, host copies, collectives.
-                let gpu = GpuDevice::open(ordinal, 3).map_err(GpuProgramError::from)?;
-                Compiled::Gpu(Box::new(GpuProgram::compile(
-                    step,
-                    &gpu,
-                    FuseOptions::default(),
-                )?))
-            }
-        })
-    }
-
-    fn set(&mut self, name: &str, data: &[f32]) -> Result<(), DataParallelError> {
-        match self {
-            Compiled::Cores(p) => p.set(name, data)?,
-            Compiled::Gpu(p) => p.set(name, data)?,
+/// Joins `compiled` to its group by `link`.
+fn connect(
+    compiled: &mut dyn Executable,
+    group: ParallelGroup,
+    link: Link,
+) -> Result<(), DataParallelError> {
+    match link {
+        Link::Ring(ring) => compiled.set_ring(group, ring),
+        Link::Nccl { id, rank, size, .. } => {
+            let gpu = compiled
+                .as_any_mut()
+                .downcast_mut::<GpuProgram>()
+                .expect("NCCL groups are made for GPU workers only");
+            let nccl = NcclRank::join(&gpu.device().clone(), rank, size, id)?;
+            gpu.set_nccl(group, nccl);
         }
-        Ok(())
     }
-
-    fn connect(&mut self, group: ParallelGroup, link: Link) -> Result<(), DataParallelError> {
-        match (self, link) {
-            (Compiled::Cores(p), Link::Ring(ring)) => p.set_ring(group, ring),
-            (Compiled::Gpu(p), Link::Ring(ring)) => p.set_ring(group, ring),
-            (Compiled::Gpu(p), Link::Nccl { id, rank, size, .. }) => {
-                let gpu = p.device().clone();
-                let nccl = NcclRank::join(&gpu, rank, size, id).map_err(GpuProgramError::from)?;
-                p.set_nccl(group, nccl);
-            }
-            (Compiled::Cores(_), Link::Nccl { .. }) => {
-                unreachable!("NCCL groups are made for GPU workers only")
-            }
-        }
-        Ok(())
-    }
-
-    fn broadcast_params(&mut self) -> Result<(), DataParallelError> {
-        match self {
-            Compiled::Cores(p) => p.broadcast_params()?,
-            Compiled::Gpu(p) => p.broadcast_params()?,
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// A worker's compiled step and its share of each batch.
 pub(crate) struct Replica {
     /// The step; once a step failed in the middle of its run, why (the
     /// program is dropped then, which aborts its NCCL communicators).
-    compiled: Result<Compiled, String>,
+    compiled: Result<Box<dyn Executable>, String>,
     share: Option<(usize, usize)>,
     /// The gates of the NCCL groups it is in.
     gates: Vec<Arc<NcclGate>>,
@@ -205,7 +176,7 @@ impl Replica {
             share,
             place,
         } = plan;
-        let built = Compiled::new(&step, place).and_then(|mut compiled| {
+        let built = compile(&step, place).and_then(|mut compiled| {
             // A shard's own values replace those of the parameters it has.
             let (seed, own) = match &start {
                 Start::Broadcast(seed) => (*seed, &[][..]),
@@ -234,7 +205,7 @@ impl Replica {
         };
         let compiled = replica.compiled.as_mut().expect("just built");
         for (group, link) in rings {
-            compiled.connect(group, link)?;
+            connect(compiled.as_mut(), group, link)?;
         }
         if let Start::Broadcast(_) = start {
             compiled.broadcast_params()?;
@@ -258,17 +229,14 @@ impl Replica {
             };
             compiled.set(name, mine)?;
         }
-        let gates = &self.gates;
-        let ran = match self.compiled.as_mut().expect("checked above") {
-            Compiled::Cores(p) => p.run().map(|()| p.output(0)[0]).map_err(Into::into),
-            Compiled::Gpu(p) => {
-                let alarmed = || gates.iter().any(|g| g.alarmed());
-                match p.run().and_then(|()| p.wait_or(alarmed)) {
-                    Ok(true) => p.output(0).map(|out| out[0]).map_err(Into::into),
-                    Ok(false) => Err(DataParallelError::PeerFailed(self.worker)),
-                    Err(e) => Err(e.into()),
-                }
-            }
+        let alarmed = || self.gates.iter().any(|g| g.alarmed());
+        let ran = match compiled.run().and_then(|()| compiled.finish_or(&alarmed)) {
+            Ok(true) => compiled
+                .read_output(0)
+                .map(|out| out[0])
+                .map_err(Into::into),
+            Ok(false) => Err(DataParallelError::PeerFailed(self.worker)),
+            Err(e) => Err(e.into()),
         };
         ran.inspect_err(|e| self.stop(e.to_string()))
     }
@@ -285,14 +253,7 @@ impl Replica {
     /// The parameters by name, in graph order.
     pub(crate) fn params(&self) -> Result<NamedParams, DataParallelError> {
         let compiled = self.compiled.as_ref().map_err(stopped(self.worker))?;
-        match compiled {
-            Compiled::Cores(p) => Ok(p
-                .params()
-                .into_iter()
-                .map(|(n, _, d)| (n.to_string(), d.to_vec()))
-                .collect()),
-            Compiled::Gpu(p) => Ok(p.params()?),
-        }
+        Ok(compiled.params()?)
     }
 }
 

@@ -2,9 +2,8 @@
 
 #![allow(dead_code)] // each test binary uses some of them
 
-use dagger::cuda::program::GpuProgram;
 use dagger::cuda::GpuDevice;
-use dagger::nn::{NamedParams, Program};
+use dagger::nn::NamedParams;
 
 /// GPU 0 (with a copy stream), or `None` and why, printed.
 pub fn gpu() -> Option<GpuDevice> {
@@ -14,32 +13,6 @@ pub fn gpu() -> Option<GpuDevice> {
             println!("skipping: {e}");
             None
         }
-    }
-}
-
-/// The CPU's and the GPU's programs, fed and run alike.
-pub trait Feed {
-    /// Sets an input or parameter.
-    fn feed(&mut self, name: &str, data: &[f32]);
-    /// Runs one step.
-    fn step(&mut self);
-}
-
-impl Feed for Program {
-    fn feed(&mut self, name: &str, data: &[f32]) {
-        self.set(name, data).unwrap();
-    }
-    fn step(&mut self) {
-        self.run().unwrap();
-    }
-}
-
-impl Feed for GpuProgram {
-    fn feed(&mut self, name: &str, data: &[f32]) {
-        self.set(name, data).unwrap();
-    }
-    fn step(&mut self) {
-        self.run().unwrap();
     }
 }
 

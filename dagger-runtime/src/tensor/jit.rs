@@ -36,7 +36,7 @@ pub struct Jit {
 /// Why a kernel could not be compiled.
 #[derive(Debug, thiserror::Error)]
 #[error("Cranelift could not compile a fused kernel: {0}")]
-pub struct JitError(String);
+pub struct JitError(pub(crate) String);
 
 impl Jit {
     /// A JIT for the host CPU.

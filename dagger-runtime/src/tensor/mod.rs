@@ -24,6 +24,7 @@
 //! ```
 
 pub mod array;
+pub mod backend;
 pub mod collective;
 pub mod custom;
 pub mod jit;
@@ -32,6 +33,7 @@ pub mod program;
 mod reducer;
 
 pub use array::Array;
+pub use backend::{Backend, BackendError, CpuBackend, Executable};
 pub use collective::{
     ring_all_reduce_mean, ring_all_reduce_sum, ring_broadcast, thread_ring, CollectiveError,
     RingLink, ThreadLink,
