@@ -37,9 +37,6 @@
 
 #![warn(missing_docs)]
 
-// The `#[task]`s of `nn::ops` expand to `::dagger::...` paths.
-extern crate self as dagger;
-
 pub use dagger_cluster::distributed::{ClusterReport, ClusterSpan, SpanKind};
 pub use dagger_cluster::{cluster, distributed, net, ring};
 pub use dagger_cuda as cuda;

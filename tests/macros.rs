@@ -60,6 +60,27 @@ mod nested {
     }
 }
 
+/// Tasks reaching the `dagger` crate under other names (`crate = path`).
+mod renamed {
+    /// A re-export of the facade, as a crate wrapping `dagger` offers.
+    pub mod reexport {
+        pub use dagger::*;
+    }
+    use dagger as dg;
+
+    /// Generated code reaching `dagger` as `dg`, next to other options.
+    #[dg::task(pure, crate = dg, device = "cpu")]
+    pub fn double(x: u64) -> u64 {
+        x * 2
+    }
+
+    /// The option's string form, through a re-export.
+    #[reexport::task(cost = 1e-6 * *x as f64, crate = "reexport")]
+    pub fn inc(x: u64) -> u64 {
+        x + 1
+    }
+}
+
 #[test]
 fn a_dag_with_inputs_nested_calls_and_tuple_outputs_runs() {
     let g = dag! {
@@ -186,6 +207,27 @@ fn dag_calls_tasks_imported_renamed_or_local_to_a_function() {
     };
     let (a, b) = Runtime::new().run(&g, ("hi".to_string(),)).unwrap();
     assert_eq!((a.as_str(), b), ("HI", 10));
+}
+
+#[test]
+fn the_crate_option_roots_the_generated_code_at_another_path() {
+    // An import in a block: the generated items and the dag's stand-in see it.
+    use dagger as dg2;
+    use renamed::{double, inc};
+    #[dg2::task(crate = dg2)]
+    fn square(x: u64) -> u64 {
+        x * x
+    }
+    let g = dg2::dag!(crate = dg2; input x: u64; let y = inc(double(x)); square(y));
+    let rt = Runtime::new();
+    assert_eq!(rt.run(&g, (3,)).unwrap(), 49);
+    let g = renamed::reexport::dag!(crate = "renamed::reexport"; input x: u64; inc(x));
+    assert_eq!(rt.run(&g, (1,)).unwrap(), 2);
+    let def = <double<'static> as Task>::def();
+    assert_eq!(def.name, "macros::renamed::double");
+    assert!(def.pure);
+    assert_eq!(def.device, ir::Device::Cpu);
+    assert_eq!(<inc<'static> as Task>::def().sig().cost, ir::Cost::Dynamic);
 }
 
 #[test]

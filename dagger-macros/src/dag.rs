@@ -7,8 +7,11 @@ use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
 use syn::{Expr, ExprCall, ExprPath, Ident, PathArguments, Token, Type};
 
+use crate::root::Root;
+
 /// A parsed `dag!{}` body.
 pub struct DagBody {
+    root: Root,
     stmts: Vec<Stmt>,
     output: Expr,
 }
@@ -28,6 +31,15 @@ impl Stmt {
 
 impl Parse for DagBody {
     fn parse(input: ParseStream) -> syn::Result<Self> {
+        let root = if Root::peek(input) {
+            let root: Root = input.parse()?;
+            input.parse::<Token![;]>().map_err(|e| {
+                syn::Error::new(e.span(), "expected `;` after the dag's `crate = <path>`")
+            })?;
+            root
+        } else {
+            Root::default()
+        };
         let mut stmts: Vec<Stmt> = Vec::new();
         loop {
             if input.is_empty() {
@@ -65,7 +77,11 @@ impl Parse for DagBody {
                 if !input.is_empty() {
                     return Err(input.error("unexpected tokens after the dag's output expression"));
                 }
-                return Ok(DagBody { stmts, output });
+                return Ok(DagBody {
+                    root,
+                    stmts,
+                    output,
+                });
             }
         }
     }
@@ -80,6 +96,7 @@ struct Scope {
 
 /// Expands a `dag!{}` body.
 pub fn expand(body: DagBody) -> syn::Result<TokenStream> {
+    let p = body.root.private();
     let builder = Ident::new("__dagger_builder", Span::mixed_site());
     let mut scope = Scope {
         builder: builder.clone(),
@@ -95,7 +112,7 @@ pub fn expand(body: DagBody) -> syn::Result<TokenStream> {
         match stmt {
             Stmt::Input { ty, .. } => {
                 lines.push(quote_spanned! {name.span()=>
-                    let #name: ::dagger::__private::Value<#ty> = #builder.input::<#ty>(#label);
+                    let #name: #p::Value<#ty> = #builder.input::<#ty>(#label);
                 });
                 input_types.push(ty.clone());
             }
@@ -124,7 +141,7 @@ pub fn expand(body: DagBody) -> syn::Result<TokenStream> {
     };
     let out = Ident::new("__dagger_outputs", Span::mixed_site());
     Ok(quote! {{
-        let #builder = ::dagger::__private::GraphBuilder::new();
+        let #builder = #p::GraphBuilder::new();
         #(#lines)*
         let #out = #output;
         #builder.finish::<(#(#input_types,)*), _>(#out)
@@ -237,7 +254,9 @@ impl Scope {
 /// import of this module's `__dagger_task`: a `use` imports each namespace
 /// the path has, so a task's generated type shadows the stand-in, while a
 /// plain function (a value only) leaves it, and calling the stand-in fails
-/// a bound whose `on_unimplemented` message names the function.
+/// a bound whose `on_unimplemented` message names the function. The
+/// stand-in names no `dagger` item (its builder and result are generic): a
+/// module cannot see a `crate = path` root imported in the enclosing block.
 fn not_a_task(path: &syn::Path, arity: usize) -> TokenStream {
     let name = path
         .segments
@@ -260,13 +279,13 @@ fn not_a_task(path: &syn::Path, arity: usize) -> TokenStream {
             trait Task {}
             pub struct __dagger_task<'a, M = ()>(::core::marker::PhantomData<&'a M>);
             impl<'a, M> __dagger_task<'a, M> {
-                pub fn on(_: &::dagger::__private::GraphBuilder) -> Self
+                pub fn on<B>(_: &B) -> Self
                 where
                     Self: Task,
                 {
                     ::core::unreachable!()
                 }
-                pub fn node<#(#params,)* T>(self, #(_: #params),*) -> ::dagger::__private::Value<T> {
+                pub fn node<#(#params,)* V>(self, #(_: #params),*) -> V {
                     ::core::unreachable!()
                 }
             }
@@ -322,8 +341,33 @@ mod tests {
         let out = expand_str("let a = stats::mean(xs, 2); a").unwrap();
         assert!(out.contains("use__dagger_not_a_task::*;"));
         assert!(out.contains("#[diagnostic::on_unimplemented(message=\"`mean`isnota`#[task]`\""));
-        assert!(out.contains("pubfnnode<A0,A1,T>(self,_:A0,_:A1)->::dagger::__private::Value<T>"));
+        assert!(out.contains("pubfnon<B>(_:&B)->SelfwhereSelf:Task"));
+        assert!(out.contains("pubfnnode<A0,A1,V>(self,_:A0,_:A1)->V"));
         assert!(out.contains("usestats::meanas__dagger_task;"));
+    }
+
+    #[test]
+    fn a_leading_crate_option_roots_the_generated_paths() {
+        let out = expand_str("crate = dg; input n: u8; let a = f(n); a").unwrap();
+        assert!(out.contains("let__dagger_builder=dg::__private::GraphBuilder::new();"));
+        assert!(out.contains("letn:dg::__private::Value<u8>="));
+        assert!(!out.contains("::dagger"), "{out}");
+        let out = expand_str("crate = \"crate\"; let a = f(1); a").unwrap();
+        assert!(out.contains("let__dagger_builder=crate::__private::GraphBuilder::new();"));
+        // A path starting with `crate::` is the output, not the option.
+        let out = expand_str("crate::f(1)").unwrap();
+        assert!(out.contains("usecrate::fas__dagger_task;"));
+        assert!(out.contains("::dagger::__private::GraphBuilder::new()"));
+    }
+
+    #[test]
+    fn a_malformed_crate_option_is_an_error() {
+        assert!(error("crate = 3; let a = f(1); a")
+            .starts_with("expected the path of the `dagger` crate"));
+        assert_eq!(
+            error("crate = dg let a = f(1); a"),
+            "expected `;` after the dag's `crate = <path>`"
+        );
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Procedural macros of Dagger for Rust: [`macro@task`] and [`dag!`].
 //!
 //! Use them through the `dagger` crate (`use dagger::prelude::*;`): the code
-//! they generate refers to `::dagger::...`.
+//! they generate refers to `::dagger::...`, or to the path given by their
+//! `crate = path` option (`#[task(crate = dg)]`, `dag!(crate = dg; ...)`).
 
 #![warn(missing_docs)]
 
 mod dag;
+mod root;
 mod task;
 
 use proc_macro::TokenStream;
@@ -53,6 +55,17 @@ use proc_macro::TokenStream;
 /// #[task(gpu = gemm_gpu)]
 /// fn gemm(c: Tile, a: Tile, b: Tile) -> Tile { .. }           // faer on a core
 /// fn gemm_gpu(gpu: &GpuDevice, c: Tile, a: Tile, b: Tile) -> Result<Tile, CudaError> { .. }
+/// ```
+/// - `crate = <path>` (or the path as a string, `crate = "my::reexport"`):
+///   where the generated code finds the `dagger` crate, `::dagger` by
+///   default. For a crate that reaches `dagger` under another name (a
+///   renamed dependency, a re-export), and for `dagger` itself (`crate = crate`):
+///
+/// ```text
+/// use dagger as dg;                // or `pub use dagger::*` in some module
+///
+/// #[task(pure, crate = dg)]
+/// fn double(x: u64) -> u64 { x * 2 }
 /// ```
 ///
 /// A function returning `Result<T, E>` (with `E: Display`; any type whose
@@ -111,6 +124,16 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// of the enclosing scope, `{ block }`) is a constant evaluated once when
 /// the graph is built. To pass the result of an ordinary function call as a
 /// constant, write it in braces: `{ load_config() }`.
+///
+/// A leading `crate = <path>;` (or `crate = "path";`) says where the
+/// generated code finds the `dagger` crate, `::dagger` by default, as
+/// `#[task(crate = ...)]` does:
+///
+/// ```text
+/// use dagger as dg;
+///
+/// let g = dg::dag!(crate = dg; input x: u64; let y = double(x); y);
+/// ```
 ///
 /// A task is called by its name or path (`stats::mean(xs)`); a call
 /// `t(a, b)` imports `t` as `__dagger_task` and expands to

@@ -43,79 +43,79 @@ fn run(name: &str, args: &[&Array]) -> Array {
 }
 
 /// Matrix product.
-#[task(pure)]
+#[task(pure, crate = crate)]
 pub fn matmul(a: Array, b: Array) -> Array {
     run("matmul", &[&a, &b])
 }
 
 /// `a + b`, broadcast.
-#[task(pure)]
+#[task(pure, crate = crate)]
 pub fn add(a: Array, b: Array) -> Array {
     run("add", &[&a, &b])
 }
 
 /// `a - b`, broadcast.
-#[task(pure)]
+#[task(pure, crate = crate)]
 pub fn sub(a: Array, b: Array) -> Array {
     run("sub", &[&a, &b])
 }
 
 /// `a * b`, broadcast.
-#[task(pure)]
+#[task(pure, crate = crate)]
 pub fn mul(a: Array, b: Array) -> Array {
     run("mul", &[&a, &b])
 }
 
 /// `a / b`, broadcast.
-#[task(pure)]
+#[task(pure, crate = crate)]
 pub fn div(a: Array, b: Array) -> Array {
     run("div", &[&a, &b])
 }
 
 /// `max(a, 0)`.
-#[task(pure)]
+#[task(pure, crate = crate)]
 pub fn relu(a: Array) -> Array {
     run("relu", &[&a])
 }
 
 /// GELU (tanh approximation).
-#[task(pure)]
+#[task(pure, crate = crate)]
 pub fn gelu(a: Array) -> Array {
     run("gelu", &[&a])
 }
 
 /// `tanh(a)`.
-#[task(pure)]
+#[task(pure, crate = crate)]
 pub fn tanh(a: Array) -> Array {
     run("tanh", &[&a])
 }
 
 /// `exp(a)`.
-#[task(pure)]
+#[task(pure, crate = crate)]
 pub fn exp(a: Array) -> Array {
     run("exp", &[&a])
 }
 
 /// Softmax along the last axis.
-#[task(pure)]
+#[task(pure, crate = crate)]
 pub fn softmax(a: Array) -> Array {
     run("softmax", &[&a])
 }
 
 /// Mean cross-entropy of logits against target probabilities (scalar).
-#[task(pure)]
+#[task(pure, crate = crate)]
 pub fn cross_entropy(logits: Array, target: Array) -> Array {
     run("cross_entropy", &[&logits, &target])
 }
 
 /// Mean squared error (scalar).
-#[task(pure)]
+#[task(pure, crate = crate)]
 pub fn mse(prediction: Array, target: Array) -> Array {
     run("mse", &[&prediction, &target])
 }
 
 /// Transpose of a matrix.
-#[task(pure)]
+#[task(pure, crate = crate)]
 pub fn transpose(a: Array) -> Array {
     run("transpose", &[&a])
 }
