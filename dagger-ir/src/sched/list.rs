@@ -1,6 +1,7 @@
-//! The machinery of list scheduling shared by HEFT, CPOP, PEFT and
-//! lookahead: processor timelines with the insertion policy, the partial
-//! schedule a placement decision sees, and the list-scheduling loop.
+//! The machinery of list scheduling shared by HEFT, CPOP, PEFT, lookahead
+//! and the tensor partitioner: processor timelines with the insertion
+//! policy, the partial schedule a placement decision sees, and the
+//! list-scheduling loop.
 //!
 //! Costs, for `n` tasks, `e` edges and `p` processors:
 //! - the ready list is a binary heap: `O(log n)` a task;

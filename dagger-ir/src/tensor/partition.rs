@@ -10,20 +10,29 @@
 //! that uses it (its bytes count there, and towards the cut when it is
 //! used on more than one).
 //!
-//! [`partition`] is HEFT (Topcuoglu et al.) with a memory limit: nodes in
-//! decreasing upward rank, each placed on the device where it finishes
-//! first among those with room for its result. Two other placements are
-//! tried beside it, and the fastest that fits wins: the same order with
-//! the device with the most room first, and filling (nodes in graph
-//! order on one device until it is full, then the next: a pipeline's cut,
-//! which fits where spreading the work runs a device out of memory). [`equal_layers`] is the
-//! naive split it is compared with: consecutive layers (by parameter order)
-//! in equal numbers per device. [`evaluate`] gives any placement's cut,
-//! predicted step time and memory by list-scheduling it.
+//! [`partition`] is the scheduling module's HEFT ([`HeftScheduler`]:
+//! the graph as a [`Problem`], a task per node, nodes in decreasing
+//! [`upward_rank`], each in the earliest idle gap it fits on its device)
+//! with a memory limit: a node goes only where its result, and the
+//! parameters it uses that are not there yet, fit beside what is live
+//! (a result lives until its last user is placed; parameters, outputs
+//! and updates stay). Among the devices with room, the one where it
+//! finishes first; beside that placement, the same list schedule picking
+//! the device with the most room, and earliest finish among the devices
+//! under a share of their memory (95% down to 40%) are tried, and the
+//! fastest that fits wins. [`equal_layers`] is the naive split it is
+//! compared with: consecutive layers (by parameter order) in equal
+//! numbers per device. [`evaluate`] gives any placement's cut, predicted
+//! step time and memory by the same list schedule.
+//!
+//! [`HeftScheduler`]: crate::sched::HeftScheduler
 
 use super::graph::{Tensor, TensorGraph};
 use super::op::TensorOp;
 use crate::model::{Link, Platform};
+use crate::sched::list::{earliest_finish, list_schedule, lowest_score, Placed};
+use crate::sched::rank::upward_rank;
+use crate::sched::{Problem, Progress};
 use std::fmt;
 
 /// A device that can run part of a model.
@@ -71,7 +80,8 @@ pub struct Partition {
     /// Predicted time of one run (the list schedule's makespan).
     pub predicted_seconds: f64,
     /// Most bytes of parameters and live results held on each device at
-    /// once (a result lives until its last user is placed).
+    /// once (a result lives until its last user is placed, in the list
+    /// schedule's order: decreasing upward rank).
     pub memory: Vec<u64>,
 }
 
@@ -129,134 +139,236 @@ fn everywhere(g: &TensorGraph, v: Tensor) -> bool {
     )
 }
 
+/// Whether a node is a leaf held by every device that uses it: a data
+/// input or constant (available everywhere) or a parameter (replicated).
+/// Its uses cost nothing to move.
+fn resident(g: &TensorGraph, v: Tensor) -> bool {
+    everywhere(g, v) || is_param(g, v)
+}
+
 fn is_param(g: &TensorGraph, v: Tensor) -> bool {
     matches!(g.node(v).op, TensorOp::Param { .. })
 }
 
-/// The list schedule of a placement: nodes in index order (a topological
-/// order), each starting when its device is free and its operands have
-/// arrived. `choose(node, finish_on)` picks the device of each computed
-/// node given its finish time on every device (`None`: no room).
-fn schedule(
+/// The scheduling problem of `g` on `devices`: a task per node, costing
+/// its [`node_flops`] over each device's speed, and an edge per use of a
+/// value, costing the link's latency plus its bytes over the bandwidth
+/// (nothing out of a [`resident`] leaf).
+fn problem(g: &TensorGraph, devices: &[Device], link: Link) -> Problem {
+    let n = g.nodes().len();
+    let (mut succ, mut pred) = (vec![Vec::new(); n], vec![Vec::new(); n]);
+    for (i, node) in g.nodes().iter().enumerate() {
+        for &a in &node.inputs {
+            let comm = if resident(g, a) {
+                0.0
+            } else {
+                link.latency + bytes(g, a) as f64 / link.bandwidth
+            };
+            succ[a.index()].push((i, comm));
+            pred[i].push((a.index(), comm));
+        }
+    }
+    Problem {
+        processors: devices.len(),
+        ids: (g.nodes().iter().enumerate())
+            .map(|(i, node)| format!("%{i} ({})", node.op))
+            .collect(),
+        cost: (0..n)
+            .map(|i| {
+                let flops = node_flops(g, Tensor(i as u32));
+                devices.iter().map(|d| flops / d.flops_per_second).collect()
+            })
+            .collect(),
+        succ,
+        pred,
+    }
+}
+
+/// The memory accounts of a placement being built, node by node in the
+/// list scheduler's order: bytes held on each device now (a result is
+/// freed once its last user is placed; parameters, outputs and updates
+/// stay) and at most, which devices hold each parameter, and the cut.
+struct Accounts {
+    device_of: Vec<usize>,
+    held: Vec<u64>,
+    peak: Vec<u64>,
+    /// Uses of each value not placed yet.
+    remaining: Vec<usize>,
+    pinned: Vec<bool>,
+    holders: Vec<Vec<usize>>,
+    cut_bytes: u64,
+}
+
+impl Accounts {
+    fn new(g: &TensorGraph, devices: usize) -> Self {
+        let n = g.nodes().len();
+        let mut remaining = vec![0usize; n];
+        for node in g.nodes() {
+            for a in &node.inputs {
+                remaining[a.index()] += 1;
+            }
+        }
+        let mut pinned = vec![false; n];
+        for &v in g.outputs().iter().chain(g.updates().iter().map(|(_, v)| v)) {
+            pinned[v.index()] = true;
+        }
+        Accounts {
+            device_of: vec![0; n],
+            held: vec![0; devices],
+            peak: vec![0; devices],
+            remaining,
+            pinned,
+            holders: vec![Vec::new(); n],
+            cut_bytes: 0,
+        }
+    }
+
+    /// Bytes computed node `v` needs on device `d`: its result and the
+    /// parameters it uses that are not there yet.
+    fn need(&self, g: &TensorGraph, v: Tensor, d: usize) -> u64 {
+        let params: u64 = (g.node(v).inputs.iter())
+            .filter(|a| is_param(g, **a) && !self.holders[a.index()].contains(&d))
+            .map(|&a| bytes(g, a))
+            .sum();
+        bytes(g, v) + params
+    }
+
+    /// Places computed node `v` on device `d`.
+    fn commit(&mut self, g: &TensorGraph, v: Tensor, d: usize) {
+        let inputs = &g.node(v).inputs;
+        for &a in inputs {
+            if is_param(g, a) {
+                if !self.holders[a.index()].contains(&d) {
+                    if !self.holders[a.index()].is_empty() {
+                        self.cut_bytes += bytes(g, a);
+                    }
+                    self.holders[a.index()].push(d);
+                    self.held[d] += bytes(g, a);
+                }
+            } else if !everywhere(g, a) && self.device_of[a.index()] != d {
+                self.cut_bytes += bytes(g, a);
+            }
+        }
+        self.device_of[v.index()] = d;
+        self.held[d] += bytes(g, v);
+        self.peak[d] = self.peak[d].max(self.held[d]);
+        for &a in inputs {
+            if !resident(g, a) {
+                self.remaining[a.index()] -= 1;
+                if self.remaining[a.index()] == 0 && !self.pinned[a.index()] {
+                    self.held[self.device_of[a.index()]] -= bytes(g, a);
+                }
+            }
+        }
+        if self.remaining[v.index()] == 0 && !self.pinned[v.index()] {
+            self.held[d] -= bytes(g, v);
+        }
+    }
+}
+
+/// How a computed node's device is picked among those with room for it.
+#[derive(Clone, Copy)]
+enum Strategy<'a> {
+    /// The given device of each node, room or not ([`evaluate`]).
+    Given(&'a [usize]),
+    /// Earliest finish: HEFT.
+    EarliestFinish,
+    /// The most free memory.
+    Roomiest,
+    /// Earliest finish among the devices that have used at most this
+    /// share of their memory (among all with room when none has).
+    Budget(f64),
+}
+
+impl Strategy<'_> {
+    /// The placement of node `t` among the devices in `fit` (index
+    /// order), given each device's `free` bytes and `place(d)`, the
+    /// earliest slot on `d`; `None` when nothing fits.
+    fn pick(
+        self,
+        t: usize,
+        fit: &[usize],
+        free: &[u64],
+        devices: &[Device],
+        place: impl Fn(usize) -> Placed,
+    ) -> Option<Placed> {
+        let earliest = |among: &mut dyn Iterator<Item = usize>| {
+            let placed: Vec<Placed> = among.map(&place).collect();
+            (!placed.is_empty()).then(|| lowest_score(placed, |(_, _, finish)| finish))
+        };
+        match self {
+            Strategy::Given(device_of) => Some(place(device_of[t])),
+            Strategy::EarliestFinish => earliest(&mut fit.iter().copied()),
+            Strategy::Roomiest => fit.iter().max_by_key(|&&d| free[d]).map(|&d| place(d)),
+            Strategy::Budget(share) => earliest(&mut fit.iter().copied().filter(|&d| {
+                let used = devices[d].memory_bytes - free[d];
+                used as f64 <= share * devices[d].memory_bytes as f64
+            }))
+            .or_else(|| earliest(&mut fit.iter().copied())),
+        }
+    }
+}
+
+/// The list schedule of `g` by the scheduling module's HEFT machinery:
+/// nodes in decreasing upward rank, each computed node placed (insertion
+/// policy) on the device `strategy` picks among those with room for it,
+/// the memory accounts kept as it goes.
+fn place(
     g: &TensorGraph,
     devices: &[Device],
     link: Link,
-    order: &[usize],
-    mut choose: impl FnMut(usize, &[Option<f64>], &[u64]) -> Option<usize>,
+    strategy: Strategy,
 ) -> Result<Partition, OutOfMemory> {
-    let n = g.nodes().len();
-    let mut device_of = vec![0usize; n];
-    let mut finish = vec![0.0f64; n];
-    let mut free_at = vec![0.0f64; devices.len()];
-    // Bytes held on each device now (a result is freed after its last
-    // user is placed; parameters, outputs and updates stay) and at most.
-    let mut memory = vec![0u64; devices.len()];
-    let mut peak = vec![0u64; devices.len()];
-    let mut remaining = vec![0usize; n];
-    for node in g.nodes() {
-        for a in &node.inputs {
-            remaining[a.index()] += 1;
+    assert!(!devices.is_empty(), "partition: no devices");
+    let problem = problem(g, devices, link);
+    let rank = upward_rank(&problem);
+    let mut accounts = Accounts::new(g, devices.len());
+    // `choose` must place every task, and the list scheduler calls it once
+    // per task in its final order, so it commits its accounts as it
+    // returns. The first node that fits nowhere is recorded here and the
+    // rest go to device 0 unaccounted; that schedule is then dropped and
+    // the record returned.
+    let mut failed: Option<OutOfMemory> = None;
+    let schedule = list_schedule(&problem, &rank, &Progress::silent(), |partial, t| {
+        let place = |d| earliest_finish(&problem, partial, t, d);
+        let v = Tensor(t as u32);
+        if failed.is_some() || resident(g, v) {
+            return place(0);
         }
-    }
-    let mut pinned = vec![false; n];
-    for &v in g.outputs().iter().chain(g.updates().iter().map(|(_, v)| v)) {
-        pinned[v.index()] = true;
-    }
-    // Which devices hold each parameter.
-    let mut holders: Vec<Vec<usize>> = vec![Vec::new(); n];
-    let mut cut_bytes = 0u64;
-    for &i in order {
-        let v = Tensor(i as u32);
-        let node = g.node(v);
-        if everywhere(g, v) || is_param(g, v) {
-            continue;
-        }
-        // Bytes the node needs on each device: its result and the
-        // parameters it uses that are not there yet.
-        let need_on: Vec<u64> = (0..devices.len())
-            .map(|d| {
-                let params: u64 = node
-                    .inputs
-                    .iter()
-                    .filter(|a| is_param(g, **a) && !holders[a.index()].contains(&d))
-                    .map(|&a| bytes(g, a))
-                    .sum();
-                bytes(g, v) + params
-            })
+        let need: Vec<u64> = (0..devices.len()).map(|d| accounts.need(g, v, d)).collect();
+        let free: Vec<u64> = (devices.iter().zip(&accounts.held))
+            .map(|(dev, held)| dev.memory_bytes.saturating_sub(*held))
             .collect();
-        let finish_on: Vec<Option<f64>> = (0..devices.len())
-            .map(|d| {
-                let mut ready = free_at[d];
-                for &a in &node.inputs {
-                    if !is_param(g, a) && !everywhere(g, a) {
-                        let transfer = if device_of[a.index()] == d {
-                            0.0
-                        } else {
-                            link.latency + bytes(g, a) as f64 / link.bandwidth
-                        };
-                        ready = ready.max(finish[a.index()] + transfer);
-                    }
-                }
-                (memory[d] + need_on[d] <= devices[d].memory_bytes)
-                    .then(|| ready + node_flops(g, v) / devices[d].flops_per_second)
-            })
-            .collect();
-        let free: Vec<u64> = devices
-            .iter()
-            .zip(&memory)
-            .map(|(dev, m)| dev.memory_bytes.saturating_sub(*m))
-            .collect();
-        let chosen = choose(i, &finish_on, &free).and_then(|d| finish_on[d].map(|end| (d, end)));
-        let (d, end) = chosen.ok_or_else(|| OutOfMemory {
-            node: format!("%{i} ({})", node.op),
-            needed: need_on.iter().copied().min().unwrap_or(0),
-            free: devices
-                .iter()
-                .zip(&memory)
-                .map(|(dev, m)| dev.memory_bytes.saturating_sub(*m))
-                .collect(),
-        })?;
-        for &a in &node.inputs {
-            if is_param(g, a) {
-                if !holders[a.index()].contains(&d) {
-                    if !holders[a.index()].is_empty() {
-                        cut_bytes += bytes(g, a);
-                    }
-                    holders[a.index()].push(d);
-                    memory[d] += bytes(g, a);
-                }
-            } else if !everywhere(g, a) && device_of[a.index()] != d {
-                cut_bytes += bytes(g, a);
+        let fit: Vec<usize> = (0..devices.len()).filter(|&d| need[d] <= free[d]).collect();
+        match strategy.pick(t, &fit, &free, devices, place) {
+            Some(placed) => {
+                accounts.commit(g, v, placed.0);
+                placed
+            }
+            None => {
+                failed = Some(OutOfMemory {
+                    node: problem.ids[t].clone(),
+                    needed: need.iter().copied().min().unwrap_or(0),
+                    free,
+                });
+                place(0)
             }
         }
-        device_of[i] = d;
-        finish[i] = end;
-        free_at[d] = end;
-        memory[d] += bytes(g, v);
-        peak[d] = peak[d].max(memory[d]);
-        for &a in &node.inputs {
-            if !is_param(g, a) && !everywhere(g, a) {
-                remaining[a.index()] -= 1;
-                if remaining[a.index()] == 0 && !pinned[a.index()] {
-                    memory[device_of[a.index()]] -= bytes(g, a);
-                }
-            }
-        }
-        if remaining[i] == 0 && !pinned[i] {
-            memory[d] -= bytes(g, v);
-        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
     }
-    for (i, h) in holders.iter().enumerate() {
+    let mut device_of = accounts.device_of;
+    for (i, h) in accounts.holders.iter().enumerate() {
         if let Some(&d) = h.first() {
             device_of[i] = d;
         }
     }
-    let predicted_seconds = finish.iter().copied().fold(0.0, f64::max);
     Ok(Partition {
         device_of,
-        cut_bytes,
-        predicted_seconds,
-        memory: peak,
+        cut_bytes: accounts.cut_bytes,
+        predicted_seconds: schedule.makespan(),
+        memory: accounts.peak,
     })
 }
 
@@ -264,15 +376,7 @@ fn schedule(
 /// index per node; leaves' entries are ignored). Memory limits are not
 /// enforced here: compare [`Partition::memory`] with the devices'.
 pub fn evaluate(g: &TensorGraph, device_of: &[usize], devices: &[Device], link: Link) -> Partition {
-    let unlimited: Vec<Device> = devices
-        .iter()
-        .map(|d| Device {
-            memory_bytes: u64::MAX / 4,
-            ..d.clone()
-        })
-        .collect();
-    let order: Vec<usize> = (0..g.nodes().len()).collect();
-    schedule(g, &unlimited, link, &order, |i, _, _| Some(device_of[i])).expect("no limits")
+    place(g, devices, link, Strategy::Given(device_of)).expect("a given placement has no limits")
 }
 
 /// HEFT with memory limits (see the [module docs](self)).
@@ -281,74 +385,19 @@ pub fn partition(
     devices: &[Device],
     link: Link,
 ) -> Result<Partition, OutOfMemory> {
-    let n = g.nodes().len();
-    let mean_speed =
-        devices.iter().map(|d| d.flops_per_second).sum::<f64>() / devices.len().max(1) as f64;
-    let comm = |v: Tensor| link.latency + bytes(g, v) as f64 / link.bandwidth;
-    // Upward rank: the longest path to an exit, at mean speed.
-    let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (i, node) in g.nodes().iter().enumerate() {
-        for a in &node.inputs {
-            users[a.index()].push(i);
-        }
-    }
-    let mut rank = vec![0.0f64; n];
-    for i in (0..n).rev() {
-        let v = Tensor(i as u32);
-        let tail = users[i].iter().map(|&u| rank[u]).fold(0.0, f64::max);
-        rank[i] =
-            node_flops(g, v) / mean_speed + if users[i].is_empty() { 0.0 } else { comm(v) } + tail;
-    }
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| rank[b].total_cmp(&rank[a]).then(a.cmp(&b)));
-    // Earliest finish first (HEFT); when that runs out of memory, or as a
-    // second opinion, the device with the most room first. The faster
-    // placement that fits wins.
-    let earliest = schedule(g, devices, link, &order, |_, finish_on, _| {
-        finish_on
-            .iter()
-            .enumerate()
-            .filter_map(|(d, f)| f.map(|f| (d, f)))
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|(d, _)| d)
-    });
-    let roomiest = schedule(g, devices, link, &order, |_, finish_on, free| {
-        finish_on
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| f.is_some())
-            .max_by_key(|(d, _)| free[*d])
-            .map(|(d, _)| d)
-    });
-    // Budgeted: earliest finish among the devices that have used at most
-    // a share of their memory (any device with room when none has), for
-    // shares from 95% down to 40%: keeping room on every device
-    // leaves space for what comes later (a training step's backward pass
-    // next to its forward activations).
-    let budgeted: Vec<Result<Partition, OutOfMemory>> = (1..=12)
-        .map(|k| 1.0 - 0.05 * k as f64)
-        .map(|share| {
-            schedule(g, devices, link, &order, |_, finish_on, free| {
-                let under = |d: usize| {
-                    let used = devices[d].memory_bytes - free[d];
-                    used as f64 <= share * devices[d].memory_bytes as f64
-                };
-                let pick = |within: &dyn Fn(usize) -> bool| {
-                    finish_on
-                        .iter()
-                        .enumerate()
-                        .filter(|(d, f)| f.is_some() && within(*d))
-                        .min_by(|a, b| a.1.unwrap().total_cmp(&b.1.unwrap()))
-                        .map(|(d, _)| d)
-                };
-                pick(&under).or_else(|| pick(&|_| true))
-            })
-        })
-        .collect();
+    // Earliest finish first (HEFT); beside it the device with the most
+    // room, and earliest finish under a budget of 95% down to 40% of each
+    // device's memory: keeping room on every device leaves space for what
+    // comes later (a training step's backward pass next to its forward
+    // activations). The fastest placement that fits wins.
+    let budgets = (1..=12).map(|k| Strategy::Budget(1.0 - 0.05 * k as f64));
     let mut best: Option<Partition> = None;
     let mut first_error = None;
-    for candidate in [earliest, roomiest].into_iter().chain(budgeted) {
-        match candidate {
+    for strategy in [Strategy::EarliestFinish, Strategy::Roomiest]
+        .into_iter()
+        .chain(budgets)
+    {
+        match place(g, devices, link, strategy) {
             Ok(p)
                 if best
                     .as_ref()
@@ -401,6 +450,7 @@ impl fmt::Display for Partition {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sched::{HeftScheduler, Scheduler};
 
     /// A 4-layer MLP forward pass, batch 64, width 512.
     fn mlp() -> TensorGraph {
@@ -463,6 +513,41 @@ mod tests {
         assert_eq!(p.cut_bytes, 0, "{p}");
         let naive = evaluate(&g, &equal_layers(&g, 2), &devices(2, 1 << 30), LINK);
         assert!(p.predicted_seconds < naive.predicted_seconds);
+    }
+
+    #[test]
+    fn without_memory_limits_the_earliest_finish_candidate_is_sched_heft() {
+        // Three branches off one input, joined: on a fast and a slow
+        // device, HEFT runs some branches on each.
+        let mut g = TensorGraph::new();
+        let x = g.input("x", [64, 512]);
+        let branches: Vec<Tensor> = (0..3)
+            .map(|b| {
+                let w = g.param(&format!("w{b}"), [512, 512]);
+                let h = g.matmul(x, w).unwrap();
+                g.relu(h).unwrap()
+            })
+            .collect();
+        let joined = g.add(branches[0], branches[1]).unwrap();
+        let out = g.add(joined, branches[2]).unwrap();
+        g.set_outputs(vec![out]).unwrap();
+        let mut devs = devices(2, u64::MAX / 4);
+        devs[1].flops_per_second = 2e11;
+        // The earliest-finish candidate is sched's HEFT of the graph's
+        // problem: same devices, same makespan.
+        let p = place(&g, &devs, LINK, Strategy::EarliestFinish).unwrap();
+        let heft = HeftScheduler.schedule(&problem(&g, &devs, LINK));
+        assert_eq!(p.predicted_seconds, heft.makespan(), "{p}");
+        for (i, &(proc, _, _)) in heft.placement.iter().enumerate() {
+            if !resident(&g, Tensor(i as u32)) {
+                assert_eq!(p.device_of[i], proc, "%{i}: {p}");
+            }
+        }
+        assert!(p.device_of.contains(&0) && p.device_of.contains(&1), "{p}");
+        assert!(p.cut_bytes > 0, "{p}");
+        // The pass keeps the fastest candidate: never slower than HEFT.
+        let best = partition(&g, &devs, LINK).unwrap();
+        assert!(best.predicted_seconds <= heft.makespan(), "{best}");
     }
 
     #[test]
