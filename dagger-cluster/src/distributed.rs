@@ -323,7 +323,7 @@ impl Cluster {
             let value = match k {
                 Kernel::Input(index) => inputs[*index].clone(),
                 Kernel::Const(d) => d.clone(),
-                Kernel::Call { .. } | Kernel::Fused { .. } => continue,
+                Kernel::Call { .. } | Kernel::Fused { .. } | Kernel::Body { .. } => continue,
             };
             exec.slots[i] = Some(Slot::Here(value));
             exec.state[i] = State::Done;
@@ -521,6 +521,8 @@ fn run_task(
     }
     let value = match kernel {
         Kernel::Call { name, invoke, .. } => call(name, *invoke, &mut values),
+        // Made at run time in this process: it runs here, on rank 0.
+        Kernel::Body { name, body, .. } => dagger_runtime::call_task_body(name, body, &mut values),
         Kernel::Fused { steps, .. } => steps[1..].iter().try_fold(
             call(steps[0].0, steps[0].1, &mut values).map_err(Failure::Failed)?,
             |value, &(name, invoke)| call(name, invoke, &mut [Some(value)]),

@@ -15,9 +15,9 @@
 
 use crate::dag::{Dag, Inputs, Outputs};
 use crate::datum::{Data, Datum};
-use crate::task::Task;
+use crate::task::{Bodies, Task, TaskBody};
 pub use crate::value::Value;
-use dagger_ir::{ConstValue, Graph, NodeId};
+use dagger_ir::{ConstValue, Graph, NodeId, TaskSig};
 use std::cell::RefCell;
 
 /// Builds a [`Dag`]: inputs, constants and task calls, then [`finish`](Self::finish).
@@ -30,6 +30,7 @@ pub struct GraphBuilder {
 struct State {
     graph: Graph,
     consts: Vec<Datum>,
+    bodies: Bodies,
 }
 
 impl GraphBuilder {
@@ -80,6 +81,37 @@ impl GraphBuilder {
         Value::from_id(st.graph.add_call(task, args, None))
     }
 
+    /// Adds a call of a task made at run time: `made` runs it, `sig` (whose
+    /// output type must be `T`'s) names and types it, `args` are its
+    /// arguments in parameter order. Code that builds graphs from other IRs
+    /// (the tensor lowering) adds its kernel groups so; one name stands for
+    /// one body, and a later call of the same name calls the first one's.
+    ///
+    /// # Panics
+    /// If `sig`'s output type is not `T`'s, or its parameter count is not
+    /// `args`'s: a wiring error of the graph-building code.
+    pub fn call_body<T: Data>(&self, sig: TaskSig, made: TaskBody, args: &[NodeId]) -> Value<T> {
+        assert_eq!(
+            sig.output,
+            dagger_ir::type_name::<T>(),
+            "task `{}` returns its signature's type",
+            sig.name
+        );
+        assert_eq!(
+            sig.params.len(),
+            args.len(),
+            "task `{}` takes as many arguments as its signature lists",
+            sig.name
+        );
+        let mut st = self.state.borrow_mut();
+        st.bodies.entry(sig.name.clone()).or_insert(made);
+        let task = match st.graph.task_by_name(&sig.name) {
+            Some(t) => t,
+            None => st.graph.intern_task(sig),
+        };
+        Value::from_id(st.graph.add_call(task, args, None))
+    }
+
     /// Combines `values` pairwise, level by level, into one value: a
     /// balanced reduction tree of depth `ceil(log2(n))` (MapReduce's reduce
     /// phase, merge sort's merges). An odd value out moves up a level
@@ -116,8 +148,74 @@ impl GraphBuilder {
     /// Ends construction: `outputs` (a handle or a tuple of handles) become the
     /// graph's results. `I` is the tuple of input types, in the order added.
     pub fn finish<I: Inputs, O: Outputs>(self, outputs: O) -> Dag<I, O::Output> {
-        let State { mut graph, consts } = self.state.into_inner();
+        let State {
+            mut graph,
+            consts,
+            bodies,
+        } = self.state.into_inner();
         graph.set_outputs(outputs.ids());
-        Dag::new(graph, consts, O::from_data)
+        Dag::new(graph, consts, bodies, O::from_data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{RunError, Runtime};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// A body adding `k` to its one `u64` argument, counting its calls.
+    fn add(k: u64, calls: &Arc<AtomicUsize>) -> TaskBody {
+        let calls = calls.clone();
+        TaskBody {
+            body: Arc::new(move |args: &mut [Option<Datum>]| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let x = args[0].take().and_then(|d| d.take::<u64>().ok());
+                let x = x.ok_or("expected a u64")?;
+                if x > 100 {
+                    return Err(format!("{x} is too large"));
+                }
+                Ok(Datum::new(x + k))
+            }),
+            seconds: Some(1e-3),
+        }
+    }
+
+    #[test]
+    fn tasks_made_at_run_time_run_in_order_and_fail_by_name() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let sig = |name: &str| TaskSig::new(name, &["u64"], "u64");
+        let b = GraphBuilder::new();
+        let x = b.input::<u64>("x");
+        let y: Value<u64> = b.call_body(sig("add.1"), add(1, &calls), &[x.id()]);
+        let z: Value<u64> = b.call_body(sig("add.10"), add(10, &calls), &[y.id()]);
+        // The same name calls the first body: +1 again, not +1000.
+        let w: Value<u64> = b.call_body(sig("add.1"), add(1000, &calls), &[z.id()]);
+        let dag: Dag<(u64,), u64> = b.finish(w);
+        let rt = Runtime::builder().threads(2).build();
+        assert_eq!(rt.run(&dag, (5,)).unwrap(), 17);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        let plan = dag.plan().unwrap();
+        let names: Vec<String> = plan
+            .kernels()
+            .iter()
+            .filter(|k| k.is_task())
+            .map(|k| k.trace_name().as_str().to_string())
+            .collect();
+        assert_eq!(names, ["add.1", "add.10", "add.1"]);
+        // The schedulers see the bodies' predicted seconds.
+        let platform = dagger_ir::model::Platform::local(2);
+        let (problem, _) = plan.problem(&platform, &Default::default());
+        assert_eq!(problem.cost, vec![vec![1e-3, 1e-3]; 3]);
+        match rt.run(&dag, (95,)) {
+            Err(RunError::TaskFailed { task, message }) => {
+                assert_eq!(
+                    (task.as_str(), message.as_str()),
+                    ("add.1", "106 is too large")
+                );
+            }
+            other => panic!("expected the last add.1 to fail, got {other:?}"),
+        }
     }
 }

@@ -3,6 +3,7 @@
 use crate::datum::{Data, Datum};
 use crate::error::RunError;
 use crate::plan::Plan;
+use crate::task::Bodies;
 use crate::value::Value;
 use dagger_ir::{Graph, NodeId};
 use std::marker::PhantomData;
@@ -14,6 +15,8 @@ use std::sync::{Arc, OnceLock};
 pub struct Dag<I, O> {
     graph: Graph,
     consts: Vec<Datum>,
+    /// The bodies of its tasks made at run time, by name.
+    bodies: Bodies,
     plan: OnceLock<Result<Arc<Plan>, RunError>>,
     unbox: fn(Vec<Datum>) -> Result<O, RunError>,
     _inputs: PhantomData<fn(I)>,
@@ -23,11 +26,13 @@ impl<I, O> Dag<I, O> {
     pub(crate) fn new(
         graph: Graph,
         consts: Vec<Datum>,
+        bodies: Bodies,
         unbox: fn(Vec<Datum>) -> Result<O, RunError>,
     ) -> Self {
         Dag {
             graph,
             consts,
+            bodies,
             plan: OnceLock::new(),
             unbox,
             _inputs: PhantomData,
@@ -52,7 +57,9 @@ impl<I, O> Dag<I, O> {
     /// The compiled plan (passes run, kernels resolved), compiling on first use.
     pub fn plan(&self) -> Result<Arc<Plan>, RunError> {
         self.plan
-            .get_or_init(|| Plan::compile(&self.graph, &self.consts).map(Arc::new))
+            .get_or_init(|| {
+                Plan::compile_with(&self.graph, &self.consts, &self.bodies).map(Arc::new)
+            })
             .clone()
     }
 }

@@ -11,7 +11,7 @@ use crate::datum::Datum;
 use crate::device::DeviceInvoke;
 use crate::error::RunError;
 use crate::size::SizeFn;
-use crate::task::{lookup, CostHint, Invoke, TaskDef};
+use crate::task::{lookup, Bodies, Body, CostHint, Invoke, TaskDef};
 use crate::trace::TaskName;
 use dagger_ir::model::{HistoryModel, Platform, ProcKind, Processor};
 use dagger_ir::sched::Problem;
@@ -43,18 +43,50 @@ pub enum Kernel {
         /// Each task of the chain: name and CPU body.
         steps: Vec<(&'static str, Invoke)>,
     },
+    /// A task made at run time (a closure, e.g. a lowered tensor kernel
+    /// group), with the seconds its maker predicts for it on a CPU worker.
+    Body {
+        /// Its name, as the graph's signature gives it.
+        name: Arc<str>,
+        /// What it runs.
+        body: Body,
+        /// Predicted seconds, used until the cost model has measured it.
+        seconds: Option<f64>,
+    },
 }
 
 impl Kernel {
     pub(crate) fn is_task(&self) -> bool {
-        matches!(self, Kernel::Call { .. } | Kernel::Fused { .. })
+        !matches!(self, Kernel::Input(_) | Kernel::Const(_))
+    }
+
+    /// The name of the task that takes this node's arguments (the first of
+    /// a fused chain), or `None` for inputs and constants.
+    fn first_name(&self) -> Option<&str> {
+        match self {
+            Kernel::Call { name, .. } => Some(name),
+            Kernel::Fused { steps, .. } => Some(steps[0].0),
+            Kernel::Body { name, .. } => Some(name),
+            Kernel::Input(_) | Kernel::Const(_) => None,
+        }
+    }
+
+    /// The name of the task that makes this node's result (the last of a
+    /// fused chain), or `None` for inputs and constants.
+    fn last_name(&self) -> Option<&str> {
+        match self {
+            Kernel::Fused { steps, .. } => Some(steps[steps.len() - 1].0),
+            other => other.first_name(),
+        }
     }
 
     /// The name a trace shows for this node.
     pub fn trace_name(&self) -> TaskName {
         match self {
             Kernel::Call { name, .. } => TaskName::Static(name),
-            Kernel::Fused { name, .. } => TaskName::Shared(name.clone()),
+            Kernel::Fused { name, .. } | Kernel::Body { name, .. } => {
+                TaskName::Shared(name.clone())
+            }
             Kernel::Input(_) => TaskName::Static("input"),
             Kernel::Const(_) => TaskName::Static("const"),
         }
@@ -90,6 +122,16 @@ pub struct Plan {
 impl Plan {
     /// Optimises `graph` with the standard passes and resolves its tasks.
     pub fn compile(graph: &Graph, consts: &[Datum]) -> Result<Plan, RunError> {
+        Self::compile_with(graph, consts, &Bodies::default())
+    }
+
+    /// [`compile`](Self::compile), resolving the tasks named in `bodies` to
+    /// those bodies (tasks made at run time) and the others by the registry.
+    pub fn compile_with(
+        graph: &Graph,
+        consts: &[Datum],
+        bodies: &Bodies,
+    ) -> Result<Plan, RunError> {
         let mut graph = graph.clone();
         PassManager::standard().run(&mut graph, &PassCtx::from_env())?;
         let order = topo_order(&graph)?;
@@ -145,14 +187,21 @@ impl Plan {
                         "the constant {v} : {ty} comes from a graph file; only constants made in Rust can run"
                     )))
                 }
-                Op::Call(t) => {
-                    let def = resolve(*t)?;
-                    Kernel::Call {
-                        name: def.name,
-                        invoke: def.invoke,
-                        device: def.device_body,
+                Op::Call(t) => match bodies.get(&graph.task(*t).name) {
+                    Some(made) => Kernel::Body {
+                        name: graph.task(*t).name.as_str().into(),
+                        body: made.body.clone(),
+                        seconds: made.seconds,
+                    },
+                    None => {
+                        let def = resolve(*t)?;
+                        Kernel::Call {
+                            name: def.name,
+                            invoke: def.invoke,
+                            device: def.device_body,
+                        }
                     }
-                }
+                },
                 Op::Fused(ts) => {
                     let steps = ts
                         .iter()
@@ -254,6 +303,10 @@ impl Plan {
                 let bytes = in_bytes[i];
                 let seconds = |kind| match &self.kernels[i] {
                     Kernel::Call { name, .. } => estimate(name, kind, bytes),
+                    Kernel::Body { name, seconds, .. } => model
+                        .estimate(name, kind, bytes)
+                        .or(*seconds)
+                        .unwrap_or(10e-6),
                     Kernel::Fused { steps, .. } => steps
                         .iter()
                         .map(|(name, _)| estimate(name, kind, bytes))
@@ -319,10 +372,8 @@ impl Plan {
         let n = self.kernels.len();
         let (mut input, mut output) = (vec![0u64; n], vec![0u64; n]);
         for i in 0..n {
-            let name = match &self.kernels[i] {
-                Kernel::Call { name, .. } => *name,
-                Kernel::Fused { steps, .. } => steps[0].0,
-                Kernel::Input(_) | Kernel::Const(_) => continue,
+            let Some(name) = self.kernels[i].first_name() else {
+                continue;
             };
             let sizes = self.sizes.get(name);
             for (port, &p) in self.args_of(i).iter().enumerate() {
@@ -331,7 +382,9 @@ impl Plan {
                         .and_then(|s| s.get(port).copied().flatten())
                         .map_or(0, |f| f(d)),
                     Kernel::Input(_) => 0,
-                    Kernel::Call { .. } | Kernel::Fused { .. } => output[p as usize],
+                    Kernel::Call { .. } | Kernel::Fused { .. } | Kernel::Body { .. } => {
+                        output[p as usize]
+                    }
                 };
                 input[i] += bytes;
                 output[i] = output[i].max(bytes);
@@ -348,10 +401,8 @@ impl Plan {
     /// Bytes of task node `i`'s result `value` (0 for types that do not
     /// tell their size).
     pub(crate) fn output_bytes(&self, i: usize, value: &Datum) -> u64 {
-        let name = match &self.kernels[i] {
-            Kernel::Call { name, .. } => *name,
-            Kernel::Fused { steps, .. } => steps[steps.len() - 1].0,
-            Kernel::Input(_) | Kernel::Const(_) => return 0,
+        let Some(name) = self.kernels[i].last_name() else {
+            return 0;
         };
         self.output_sizes.get(name).map_or(0, |f| f(value))
     }
@@ -359,12 +410,7 @@ impl Plan {
     /// Bytes of the arguments of task node `i` (0 for types that do not
     /// tell their size).
     pub(crate) fn input_bytes(&self, i: usize, args: &[Option<Datum>]) -> u64 {
-        let name = match &self.kernels[i] {
-            Kernel::Call { name, .. } => *name,
-            Kernel::Fused { steps, .. } => steps[0].0,
-            Kernel::Input(_) | Kernel::Const(_) => return 0,
-        };
-        let Some(sizes) = self.sizes.get(name) else {
+        let Some(sizes) = self.kernels[i].first_name().and_then(|n| self.sizes.get(n)) else {
             return 0;
         };
         args.iter()

@@ -90,7 +90,7 @@ impl PlanRun {
                 Slot(UnsafeCell::new(match k {
                     Kernel::Input(i) => inputs[*i].take(),
                     Kernel::Const(d) => Some(d.clone()),
-                    Kernel::Call { .. } | Kernel::Fused { .. } => None,
+                    Kernel::Call { .. } | Kernel::Fused { .. } | Kernel::Body { .. } => None,
                 }))
             })
             .collect();
@@ -240,6 +240,7 @@ impl PlanRun {
                     })
                 }
                 Kernel::Call { name, invoke, .. } => call(name, *invoke, args),
+                Kernel::Body { name, body, .. } => call_body(name, body, args),
                 Kernel::Fused { steps, .. } => {
                     let mut value = call(steps[0].0, steps[0].1, args)?;
                     for &(name, invoke) in &steps[1..] {
@@ -273,6 +274,16 @@ pub fn call(
     args: &mut [Option<Datum>],
 ) -> Result<Datum, RunError> {
     guarded(name, || invoke(args))
+}
+
+/// Calls a task made at run time, as [`call`] does a registered one
+/// (`call_task_body` at the crate root).
+pub fn call_body(
+    name: &str,
+    body: &crate::task::Body,
+    args: &mut [Option<Datum>],
+) -> Result<Datum, RunError> {
+    guarded(name, || body(args))
 }
 
 /// Runs the body of task `name`, turning a panic or an `Err` into [`RunError::TaskFailed`].

@@ -10,11 +10,31 @@
 use crate::datum::Datum;
 use dagger_ir::{Cost, Device, TaskSig};
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// The erased entry point of a task: it takes its arguments out of the
 /// slots (in parameter order) and returns its result or an error message.
 pub type Invoke = fn(&mut [Option<Datum>]) -> Result<Datum, String>;
+
+/// The entry point of a task made at run time (a closure), in the form of
+/// [`Invoke`]: graphs built by code, such as a lowered tensor step, give
+/// their kernel groups these instead of registered `#[task]`s.
+pub type Body = Arc<dyn Fn(&mut [Option<Datum>]) -> Result<Datum, String> + Send + Sync>;
+
+/// A task made at run time: its body, and the seconds its maker predicts
+/// for one call on a CPU worker (what schedulers use until the cost model
+/// has measured it).
+#[derive(Clone)]
+pub struct TaskBody {
+    /// What a call runs.
+    pub body: Body,
+    /// Predicted seconds of one call.
+    pub seconds: Option<f64>,
+}
+
+/// The tasks of a graph that are made at run time, by the name their
+/// signatures carry; every other task is found in the registry.
+pub type Bodies = HashMap<String, TaskBody>;
 
 /// A cost hint as written in `#[task(cost = ...)]`.
 #[derive(Clone, Copy, Debug)]

@@ -31,6 +31,7 @@ pub mod jit;
 pub mod kernels;
 pub mod program;
 mod reducer;
+pub mod task_step;
 
 pub use array::Array;
 pub use backend::{Backend, BackendError, CpuBackend, Executable};

@@ -1,0 +1,325 @@
+//! A tensor step lowered to a task graph: the runtime's executor, policies,
+//! traces and cost model run a training step like any other graph.
+//!
+//! [`lower_step`] takes a tensor graph (a training step: forward, backward
+//! and the optimizer's updates, or any tensor program), runs the tensor
+//! passes on it (dead nodes, fusion), places its nodes on devices (all on
+//! one, or by the [partitioner](dagger_ir::tensor::partition) under memory
+//! limits) and cuts it into *segments*: runs of consecutive nodes, in the
+//! graph's topological order, on one device and at most
+//! [`LowerOptions::max_nodes`] long (`1`: every fused kernel, product or op
+//! its own task). Runs of a topological order cannot form a cycle, so the
+//! segments, with an edge wherever one uses another's value, are a DAG.
+//!
+//! Each segment becomes a task made at run time
+//! ([`TaskBody`]): its nodes, as a tensor graph of their own, compiled once
+//! by a [`Backend`] into an [`Executable`]; its operands from other
+//! segments are that graph's inputs, the values other segments (or the
+//! step's results) use are its outputs. A call feeds the operands, runs,
+//! and passes its outputs on as one [`Tensors`] value. The tasks' names say
+//! where they come from (`step.s3:matmul+fused`), so a trace shows each
+//! kernel group as a span and the history model learns their times by
+//! name; until it has, schedulers use the segment's floating-point work
+//! over [`LowerOptions::flops_per_second`].
+//!
+//! Parameters are state. A parameter used, and updated, by one segment only
+//! stays in that segment's executable, updated in place as in a
+//! [`Program`](super::Program). One that several segments use travels:
+//! the step holds its value, feeds it to the segments that read it, and
+//! takes the updated value from the step's results for the next step.
+//!
+//! What is not lowered yet: all-reduce nodes (data parallelism becomes a
+//! pass over this graph, its collectives tasks of their own), and devices
+//! other than the cores (every segment compiles with [`CpuBackend`]; the
+//! device a segment was placed on is reported in [`TaskStep::segments`]).
+//!
+//! # Examples
+//!
+//! ```
+//! use dagger_ir::tensor::TensorGraph;
+//! use dagger_runtime::tensor::task_step::{lower_step, LowerOptions, StepPlacement};
+//! use dagger_runtime::Runtime;
+//!
+//! // y = relu(x W), one update of W: W <- W - 0.5 * W.
+//! let mut g = TensorGraph::new();
+//! let x = g.input("x", [1, 2]);
+//! let w = g.param("w", [2, 2]);
+//! let xw = g.matmul(x, w).unwrap();
+//! let y = g.relu(xw).unwrap();
+//! let step = g.scale(w, 0.5).unwrap();
+//! g.set_outputs(vec![y]).unwrap();
+//! g.add_update(w, step).unwrap();
+//! let options = LowerOptions { max_nodes: 1, ..LowerOptions::default() };
+//! let mut lowered = lower_step(&g, &StepPlacement::OneDevice, options).unwrap();
+//! lowered.set_param("w", &[1.0, 0.0, 0.0, 1.0]).unwrap();
+//! let rt = Runtime::builder().threads(2).build();
+//! let out = lowered.run(&rt, &[("x", &[3.0, -4.0])]).unwrap();
+//! assert_eq!(out, [vec![3.0, 0.0]]);
+//! assert_eq!(lowered.param("w").unwrap(), [0.5, 0.0, 0.0, 0.5]);
+//! ```
+
+mod lowering;
+
+use crate::dag::Dag;
+use crate::error::RunError;
+use crate::runtime::Runtime;
+use crate::tensor::backend::BackendError;
+use dagger_ir::tensor::{
+    optimize, partition, Device, FuseOptions, OutOfMemory, TensorError, TensorGraph, TensorOp,
+};
+use lowering::{cut, Compiled, Lowering, ParamHome};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Values passed between the tasks of a lowered step: a segment's outputs,
+/// in its output order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Tensors(pub Vec<Vec<f32>>);
+
+/// What one step is given: its inputs and the parameters that travel, by
+/// name.
+#[derive(Clone, Debug, Default)]
+pub struct StepFeed(pub HashMap<String, Vec<f32>>);
+
+/// Where a step's nodes run.
+#[derive(Clone, Debug)]
+pub enum StepPlacement {
+    /// All on one device.
+    OneDevice,
+    /// Placed by the partitioner (HEFT under each device's memory limit) on
+    /// `devices`, joined by `link`.
+    Partition {
+        /// The devices.
+        devices: Vec<Device>,
+        /// The link between any two of them.
+        link: dagger_ir::model::Link,
+    },
+}
+
+/// How a step is lowered.
+#[derive(Clone, Copy, Debug)]
+pub struct LowerOptions {
+    /// The most nodes one task holds (at least 1).
+    pub max_nodes: usize,
+    /// The fusion pass's options.
+    pub fuse: FuseOptions,
+    /// The floating-point rate a segment's predicted time assumes, until
+    /// the cost model has measured it.
+    pub flops_per_second: f64,
+}
+
+impl Default for LowerOptions {
+    /// Segments as long as placement allows; 5 GFLOP/s a task.
+    fn default() -> Self {
+        LowerOptions {
+            max_nodes: usize::MAX,
+            fuse: FuseOptions::default(),
+            flops_per_second: 5e9,
+        }
+    }
+}
+
+/// Why a step could not be lowered or run.
+#[derive(Debug, thiserror::Error)]
+pub enum LowerError {
+    /// The graph holds what lowering does not take yet (all-reduce nodes).
+    #[error("lowering a step to tasks: {0}")]
+    Unsupported(String),
+    /// No placement fits the devices' memory.
+    #[error(transparent)]
+    OutOfMemory(#[from] OutOfMemory),
+    /// A segment did not compile, or a name or size fed was wrong.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The task graph failed to run.
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+/// One task of a lowered step, for reports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SegmentInfo {
+    /// The task's name.
+    pub name: String,
+    /// The device it was placed on (an index into the placement's devices).
+    pub device: usize,
+    /// Its nodes, in the optimized graph.
+    pub nodes: Vec<usize>,
+    /// Its predicted seconds.
+    pub seconds: f64,
+}
+
+/// A training step lowered to a task graph (see the [module docs](self)).
+pub struct TaskStep {
+    dag: Dag<(StepFeed,), Tensors>,
+    segments: Vec<SegmentInfo>,
+    /// Executables by segment, shared with their tasks.
+    compiled: Vec<Arc<Compiled>>,
+    /// Each parameter: its name and where it lives.
+    params: Vec<(String, ParamHome)>,
+    /// The values of the travelling parameters.
+    travelling: HashMap<String, Vec<f32>>,
+    /// The step's results: graph outputs, then travelling parameters'
+    /// updated values (by name).
+    outputs: usize,
+    updated: Vec<String>,
+}
+
+/// Lowers `graph` to a task graph placed by `placement` (see the
+/// [module docs](self)).
+pub fn lower_step(
+    graph: &TensorGraph,
+    placement: &StepPlacement,
+    options: LowerOptions,
+) -> Result<TaskStep, LowerError> {
+    let (g, _) = optimize(graph, options.fuse);
+    if let Some(node) = g
+        .nodes()
+        .iter()
+        .find(|n| matches!(n.op, TensorOp::AllReduce { .. }))
+    {
+        return Err(LowerError::Unsupported(format!(
+            "`{}` nodes (data-parallel steps) are not lowered yet",
+            node.op
+        )));
+    }
+    let device_of = match placement {
+        StepPlacement::OneDevice => vec![0; g.nodes().len()],
+        StepPlacement::Partition { devices, link } => partition(&g, devices, *link)?.device_of,
+    };
+    let segment_of = cut(&g, &device_of, options.max_nodes.max(1));
+    Lowering::new(&g, &device_of, segment_of, options).build()
+}
+
+impl TaskStep {
+    /// The task graph, to run under any of the runtime's placements
+    /// (`run_scheduled`, `run_with_policy`) with [`feed`](Self::feed) and
+    /// [`finish`](Self::finish) around it.
+    pub fn dag(&self) -> &Dag<(StepFeed,), Tensors> {
+        &self.dag
+    }
+
+    /// Its tasks, in graph order.
+    pub fn segments(&self) -> &[SegmentInfo] {
+        &self.segments
+    }
+
+    /// The parameters that travel between tasks (used or updated by more
+    /// than one segment), in graph order; the others stay in their segment.
+    pub fn travelling_params(&self) -> Vec<&str> {
+        self.params
+            .iter()
+            .filter(|(_, home)| matches!(home, ParamHome::Travelling))
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+
+    /// Sets parameter `name` (where it lives: its segment's executable, or
+    /// the step's travelling values).
+    pub fn set_param(&mut self, name: &str, data: &[f32]) -> Result<(), LowerError> {
+        match self.home_of(name)? {
+            ParamHome::Resident(s) => {
+                let mut exe = self.compiled[s]
+                    .exe
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                exe.set(name, data)?;
+            }
+            ParamHome::Travelling => {
+                self.travelling.insert(name.to_string(), data.to_vec());
+            }
+        }
+        Ok(())
+    }
+
+    /// The current value of parameter `name`.
+    pub fn param(&self, name: &str) -> Result<Vec<f32>, LowerError> {
+        match self.home_of(name)? {
+            ParamHome::Resident(s) => {
+                let exe = self.compiled[s]
+                    .exe
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                Ok(exe.read(name)?)
+            }
+            ParamHome::Travelling => self
+                .travelling
+                .get(name)
+                .cloned()
+                .ok_or_else(|| BackendError::from(TensorError::NotFed(name.to_string())).into()),
+        }
+    }
+
+    /// Every parameter and its value, in graph order.
+    pub fn params(&self) -> Result<Vec<(String, Vec<f32>)>, LowerError> {
+        self.params
+            .iter()
+            .map(|(name, _)| Ok((name.clone(), self.param(name)?)))
+            .collect()
+    }
+
+    fn home_of(&self, name: &str) -> Result<ParamHome, LowerError> {
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, home)| *home)
+            .ok_or_else(|| BackendError::from(TensorError::UnknownName(name.to_string())).into())
+    }
+
+    /// The feed of one step: `inputs` and the travelling parameters.
+    pub fn feed(&self, inputs: &[(&str, &[f32])]) -> StepFeed {
+        let mut feed: HashMap<String, Vec<f32>> = self.travelling.clone();
+        for (name, data) in inputs {
+            feed.insert(name.to_string(), data.to_vec());
+        }
+        StepFeed(feed)
+    }
+
+    /// Takes a step's results: keeps the travelling parameters' new values
+    /// and returns the graph's outputs.
+    pub fn finish(&mut self, mut results: Tensors) -> Vec<Vec<f32>> {
+        let updated = results.0.split_off(self.outputs);
+        for (name, value) in self.updated.iter().zip(updated) {
+            self.travelling.insert(name.clone(), value);
+        }
+        results.0
+    }
+
+    /// One step on `rt`'s workers (work stealing): returns the graph's
+    /// outputs.
+    pub fn run(
+        &mut self,
+        rt: &Runtime,
+        inputs: &[(&str, &[f32])],
+    ) -> Result<Vec<Vec<f32>>, LowerError> {
+        let results = rt.run(&self.dag, (self.feed(inputs),))?;
+        Ok(self.finish(results))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_reduce_nodes_are_refused_by_name() {
+        let mut g = TensorGraph::new();
+        let x = g.param("x", [2]);
+        let r = g
+            .apply(
+                TensorOp::AllReduce {
+                    bucket: 0,
+                    group: dagger_ir::tensor::ParallelGroup::Data,
+                },
+                &[x],
+                None,
+            )
+            .unwrap();
+        g.set_outputs(vec![r]).unwrap();
+        let err = lower_step(&g, &StepPlacement::OneDevice, LowerOptions::default())
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains("not lowered yet"), "{err}");
+    }
+}

@@ -1,0 +1,249 @@
+//! A training step lowered to a task graph trains exactly as the compiled
+//! `Program` does, however it is cut and placed, under every policy.
+
+use dagger::ir::model::{HistoryModel, Link};
+use dagger::ir::sched::{DynamicPolicy, HeftScheduler};
+use dagger::ir::tensor::{Device, Tensor, TensorError};
+use dagger::nn::{Activation, CompileOptions, Momentum, Net, Program, SeededRng};
+use dagger::tensor::task_step::{lower_step, LowerOptions, StepPlacement, TaskStep};
+use dagger::Runtime;
+
+const BATCH: usize = 16;
+const FEATURES: usize = 8;
+const CLASSES: usize = 3;
+const STEPS: usize = 4;
+const SEED: u64 = 5;
+
+/// An MLP's training step (momentum, so that state other than the
+/// weights travels too).
+fn step() -> Net {
+    let build = || -> Result<(Net, Tensor), TensorError> {
+        let mut net = Net::new();
+        let x = net.input("x", [BATCH, FEATURES]);
+        let y = net.input("y", [BATCH, CLASSES]);
+        let logits = net.mlp(x, &[12, 10, CLASSES], Activation::Tanh)?;
+        let loss = net.cross_entropy(logits, y)?;
+        Ok((net, loss))
+    };
+    let (net, loss) = build().unwrap();
+    net.train_step(loss, &[], &Momentum { lr: 0.2, mu: 0.9 })
+        .unwrap()
+}
+
+/// The batch every step trains on (one batch, so that the loss must fall).
+fn batch() -> (Vec<f32>, Vec<f32>) {
+    let mut rng = SeededRng::new(40);
+    let x = (0..BATCH * FEATURES).map(|_| rng.normal()).collect();
+    let mut y = vec![0.0; BATCH * CLASSES];
+    for row in 0..BATCH {
+        y[row * CLASSES + rng.below(CLASSES)] = 1.0;
+    }
+    (x, y)
+}
+
+/// Losses and parameters after `STEPS` steps of the compiled program.
+fn reference(step: &Net) -> (Vec<f32>, Vec<(String, Vec<f32>)>) {
+    let mut p = Program::compile(step, CompileOptions::default()).unwrap();
+    step.init_params(&mut p, SEED).unwrap();
+    let mut losses = Vec::new();
+    for _ in 0..STEPS {
+        let (x, y) = batch();
+        p.set("x", &x).unwrap();
+        p.set("y", &y).unwrap();
+        p.run().unwrap();
+        losses.push(p.output(0)[0]);
+    }
+    let params = p
+        .params()
+        .into_iter()
+        .map(|(n, _, d)| (n.to_string(), d.to_vec()))
+        .collect();
+    (losses, params)
+}
+
+/// The same through `lowered`, each step run by `run`.
+fn lowered_training(
+    step: &Net,
+    lowered: &mut TaskStep,
+    mut run: impl FnMut(&mut TaskStep, &[(&str, &[f32])]) -> Vec<Vec<f32>>,
+) -> (Vec<f32>, Vec<(String, Vec<f32>)>) {
+    for (name, values) in step.initial_params(SEED) {
+        lowered.set_param(&name, &values).unwrap();
+    }
+    let mut losses = Vec::new();
+    for _ in 0..STEPS {
+        let (x, y) = batch();
+        let out = run(lowered, &[("x", &x), ("y", &y)]);
+        losses.push(out[0][0]);
+    }
+    (losses, lowered.params().unwrap())
+}
+
+fn assert_same(
+    what: &str,
+    got: &(Vec<f32>, Vec<(String, Vec<f32>)>),
+    want: &(Vec<f32>, Vec<(String, Vec<f32>)>),
+) {
+    for (a, b) in got.0.iter().zip(&want.0) {
+        assert!(
+            (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+            "{what}: losses {:?} vs {:?}",
+            got.0,
+            want.0
+        );
+    }
+    assert_eq!(got.1.len(), want.1.len(), "{what}: parameter count");
+    for ((n, a), (m, b)) in got.1.iter().zip(&want.1) {
+        assert_eq!(n, m, "{what}: parameter order");
+        let diff = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(diff <= 1e-6, "{what}: `{n}` differs by {diff}");
+    }
+}
+
+#[test]
+fn a_lowered_step_trains_as_the_program_does_however_it_is_cut() {
+    let step = step();
+    let want = reference(&step);
+    assert!(
+        want.0[STEPS - 1] < want.0[0],
+        "the reference learns: {:?}",
+        want.0
+    );
+    let rt = Runtime::builder().threads(2).build();
+    for max_nodes in [usize::MAX, 5, 1] {
+        let options = LowerOptions {
+            max_nodes,
+            ..LowerOptions::default()
+        };
+        let mut lowered = lower_step(&step, &StepPlacement::OneDevice, options).unwrap();
+        let tasks = lowered.segments().len();
+        if max_nodes == usize::MAX {
+            assert_eq!(tasks, 1, "one device, no limit: one task");
+            assert!(
+                lowered.travelling_params().is_empty(),
+                "all stay in the one task"
+            );
+        } else {
+            assert!(tasks > 5, "{max_nodes} nodes a task: {tasks} tasks");
+        }
+        let got = lowered_training(&step, &mut lowered, |l, inputs| l.run(&rt, inputs).unwrap());
+        assert_same(&format!("{max_nodes} nodes a task"), &got, &want);
+    }
+}
+
+#[test]
+fn a_step_partitioned_over_two_devices_moves_its_parameters_and_trains_alike() {
+    let step = step();
+    let want = reference(&step);
+    let devices = vec![
+        Device {
+            name: "cpu0".into(),
+            flops_per_second: 1e9,
+            memory_bytes: 1 << 30,
+        },
+        Device {
+            name: "cpu1".into(),
+            flops_per_second: 1e9,
+            memory_bytes: 1 << 30,
+        },
+    ];
+    // A slow link would keep everything on one device; this one is free.
+    let link = Link {
+        latency: 0.0,
+        bandwidth: 1e15,
+    };
+    let placement = StepPlacement::Partition { devices, link };
+    let options = LowerOptions {
+        max_nodes: 4,
+        ..LowerOptions::default()
+    };
+    let mut lowered = lower_step(&step, &placement, options).unwrap();
+    let used: std::collections::BTreeSet<usize> =
+        lowered.segments().iter().map(|s| s.device).collect();
+    assert_eq!(
+        used.len(),
+        2,
+        "both devices hold segments: {:?}",
+        lowered.segments()
+    );
+    assert!(
+        !lowered.travelling_params().is_empty(),
+        "some parameters are used on both devices and travel"
+    );
+    let rt = Runtime::builder().threads(2).build();
+    let model = HistoryModel::new();
+    // Under HEFT's static placement, and under each dynamic policy.
+    let got = lowered_training(&step, &mut lowered, |l, inputs| {
+        let feed = l.feed(inputs);
+        let (results, _) = rt
+            .run_scheduled(l.dag(), (feed,), &HeftScheduler, &model)
+            .unwrap();
+        l.finish(results)
+    });
+    assert_same("HEFT", &got, &want);
+    for policy in [DynamicPolicy::Eager, DynamicPolicy::Dmda] {
+        let mut lowered = lower_step(&step, &placement, options).unwrap();
+        let got = lowered_training(&step, &mut lowered, |l, inputs| {
+            let feed = l.feed(inputs);
+            let results = rt
+                .run_with_policy(l.dag(), (feed,), policy, &model)
+                .unwrap();
+            l.finish(results)
+        });
+        assert_same(policy.name(), &got, &want);
+    }
+}
+
+#[test]
+fn a_trace_shows_each_segment_as_a_span_under_its_name() {
+    let step = step();
+    let options = LowerOptions {
+        max_nodes: 3,
+        ..LowerOptions::default()
+    };
+    let mut lowered = lower_step(&step, &StepPlacement::OneDevice, options).unwrap();
+    for (name, values) in step.initial_params(SEED) {
+        lowered.set_param(&name, &values).unwrap();
+    }
+    let rt = Runtime::builder().threads(2).build();
+    let (x, y) = batch();
+    rt.start_trace();
+    lowered.run(&rt, &[("x", &x), ("y", &y)]).unwrap();
+    let trace = rt.stop_trace();
+    let mut spans: Vec<String> = trace
+        .events
+        .iter()
+        .map(|e| e.name.as_str().to_string())
+        .collect();
+    spans.sort();
+    let mut names: Vec<String> = lowered.segments().iter().map(|s| s.name.clone()).collect();
+    names.push("step.results".into());
+    names.sort();
+    assert_eq!(spans, names);
+    assert!(names.iter().any(|n| n.contains("matmul")), "{names:?}");
+}
+
+#[test]
+fn feeding_a_step_wrongly_fails_naming_what_is_wrong() {
+    let step = step();
+    let mut lowered =
+        lower_step(&step, &StepPlacement::OneDevice, LowerOptions::default()).unwrap();
+    let err = lowered.set_param("nope", &[1.0]).unwrap_err().to_string();
+    assert!(err.contains("`nope`"), "{err}");
+    for (name, values) in step.initial_params(SEED) {
+        lowered.set_param(&name, &values).unwrap();
+    }
+    let rt = Runtime::builder().threads(2).build();
+    let (x, _) = batch();
+    let err = lowered.run(&rt, &[("x", &x)]).unwrap_err().to_string();
+    assert!(err.contains("`y` was not fed"), "{err}");
+    let err = lowered
+        .run(&rt, &[("x", &x[..3]), ("y", &x[..3])])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`x` needs"), "{err}");
+}
