@@ -2,7 +2,9 @@
 //! trained on one device, data-parallel, pipeline-parallel (GPipe, 1F1B)
 //! and tensor-parallel, each on 2 workers (threads), data x tensor on
 //! 2 x 2 and data x pipeline x tensor on 2 x 2 x 2, with the pipeline's
-//! bubble formula beside its measured time.
+//! bubble formula beside its measured time; and the one-device step
+//! lowered to a task graph (`dagger::tensor::task_step`), whole and a task
+//! per op, against the `Program` path in the same run.
 //!
 //! ```text
 //! cargo bench --bench model_parallel
@@ -27,7 +29,9 @@ use dagger::nn::{
     Activation, BlockStack, CompileOptions, DataParallel, DataParallelOptions, MlpSpec, Momentum,
     Net, Pipeline, PipelineOptions, Program, SeededRng, TensorParallel, Workers,
 };
+use dagger::tensor::task_step::{lower_step, LowerOptions, StepPlacement};
 use dagger::tensor::{ring_all_reduce_mean, thread_ring};
+use dagger::Runtime;
 use std::time::Instant;
 
 const INPUTS: usize = 256;
@@ -136,6 +140,40 @@ impl AllReduceModel {
     }
 }
 
+/// The one-device step lowered to a task graph (one task; a task per
+/// fused kernel or op), run by the runtime's executor, against the
+/// `Program` path's `program_ms` of this run.
+fn lowered_rows(step: &Net, program_ms: f64, rate: f64, x: &[f32], y: &[f32]) {
+    let rt = Runtime::global();
+    for (max_nodes, what) in [(usize::MAX, "1 task"), (1, "a task per op")] {
+        let options = LowerOptions {
+            max_nodes,
+            ..LowerOptions::default()
+        };
+        let mut lowered = lower_step(step, &StepPlacement::OneDevice, options).expect("lowers");
+        for (name, values) in step.initial_params(1) {
+            lowered.set_param(&name, &values).expect("parameter");
+        }
+        let ms = time(|| {
+            lowered
+                .run(rt, &[("x", x), ("y", y)])
+                .expect("lowered step");
+        });
+        let tasks = lowered.segments().len();
+        row(
+            &format!("one device, lowered to tasks ({what})"),
+            ms,
+            flops(step) / rate,
+            &[planned(step)],
+            &format!(
+                "{tasks} task(s), {} parameter(s) travelling; {:.2}x the Program path's speed (target >= 0.95 for 1 task)",
+                lowered.travelling_params().len(),
+                program_ms / ms
+            ),
+        );
+    }
+}
+
 fn main() {
     let (x, y) = data();
     println!("MLP {INPUTS}-{WIDTHS:?} tanh, batch {BATCH}, momentum SGD, {STEPS} steps timed; 2 workers are threads\n");
@@ -166,6 +204,7 @@ fn main() {
         &[planned(&step)],
         &format!("calibrates the model: {:.1} GFLOP/s", rate / 1e9),
     );
+    lowered_rows(&step, one_ms, rate, &x, &y);
 
     let build = |b: usize| {
         let mut net = Net::new();
