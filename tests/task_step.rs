@@ -14,20 +14,23 @@ const CLASSES: usize = 3;
 const STEPS: usize = 4;
 const SEED: u64 = 5;
 
-/// An MLP's training step (momentum, so that state other than the
-/// weights travels too).
+const OPTIMIZER: Momentum = Momentum { lr: 0.2, mu: 0.9 };
+
+/// An MLP on `batch` rows and its mean cross-entropy.
+fn model(batch: usize) -> Result<(Net, Tensor), TensorError> {
+    let mut net = Net::new();
+    let x = net.input("x", [batch, FEATURES]);
+    let y = net.input("y", [batch, CLASSES]);
+    let logits = net.mlp(x, &[12, 10, CLASSES], Activation::Tanh)?;
+    let loss = net.cross_entropy(logits, y)?;
+    Ok((net, loss))
+}
+
+/// Its training step (momentum, so that state other than the weights
+/// travels too).
 fn step() -> Net {
-    let build = || -> Result<(Net, Tensor), TensorError> {
-        let mut net = Net::new();
-        let x = net.input("x", [BATCH, FEATURES]);
-        let y = net.input("y", [BATCH, CLASSES]);
-        let logits = net.mlp(x, &[12, 10, CLASSES], Activation::Tanh)?;
-        let loss = net.cross_entropy(logits, y)?;
-        Ok((net, loss))
-    };
-    let (net, loss) = build().unwrap();
-    net.train_step(loss, &[], &Momentum { lr: 0.2, mu: 0.9 })
-        .unwrap()
+    let (net, loss) = model(BATCH).unwrap();
+    net.train_step(loss, &[], &OPTIMIZER).unwrap()
 }
 
 /// The batch every step trains on (one batch, so that the loss must fall).
@@ -178,7 +181,7 @@ fn a_step_partitioned_over_two_devices_moves_its_parameters_and_trains_alike() {
     let model = HistoryModel::new();
     // Under HEFT's static placement, and under each dynamic policy.
     let got = lowered_training(&step, &mut lowered, |l, inputs| {
-        let feed = l.feed(inputs);
+        let feed = l.feed(inputs).unwrap();
         let (results, _) = rt
             .run_scheduled(l.dag(), (feed,), &HeftScheduler, &model)
             .unwrap();
@@ -188,7 +191,7 @@ fn a_step_partitioned_over_two_devices_moves_its_parameters_and_trains_alike() {
     for policy in [DynamicPolicy::Eager, DynamicPolicy::Dmda] {
         let mut lowered = lower_step(&step, &placement, options).unwrap();
         let got = lowered_training(&step, &mut lowered, |l, inputs| {
-            let feed = l.feed(inputs);
+            let feed = l.feed(inputs).unwrap();
             let results = rt
                 .run_with_policy(l.dag(), (feed,), policy, &model)
                 .unwrap();
@@ -246,4 +249,68 @@ fn feeding_a_step_wrongly_fails_naming_what_is_wrong() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("`x` needs"), "{err}");
+}
+
+#[test]
+fn data_parallel_replicas_average_their_gradients_and_train_as_one_worker() {
+    let want = reference(&step());
+    let rt = Runtime::builder().threads(2).build();
+    for replicas in [2, 4] {
+        let (net, loss) = model(BATCH / replicas).unwrap();
+        // Small buckets; the lowering reduces each gradient as it comes.
+        let replica = net.data_parallel_step(loss, &OPTIMIZER, 256).unwrap();
+        let options = LowerOptions {
+            replicas,
+            max_nodes: 6,
+            ..LowerOptions::default()
+        };
+        let mut lowered = lower_step(&replica, &StepPlacement::OneDevice, options).unwrap();
+        let names: Vec<&str> = lowered.segments().iter().map(|s| s.name.as_str()).collect();
+        assert!(names.iter().all(|n| n.starts_with("step.r0.")), "{names:?}");
+        let all_reduces = lowered
+            .dag()
+            .graph()
+            .tasks()
+            .iter()
+            .filter(|t| t.name.starts_with("step.all_reduce"))
+            .count();
+        assert_eq!(all_reduces, 7, "6 gradients and the loss");
+        let got = lowered_training(&replica, &mut lowered, |l, inputs| {
+            l.run(&rt, inputs).unwrap()
+        });
+        for (a, b) in got.0.iter().zip(&want.0) {
+            assert!(
+                (a - b).abs() <= 1e-5,
+                "{replicas} replicas: losses {:?} vs {:?}",
+                got.0,
+                want.0
+            );
+        }
+        for ((n, a), (_, b)) in got.1.iter().zip(&want.1) {
+            let diff = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max);
+            assert!(diff <= 1e-5, "{replicas} replicas: `{n}` differs by {diff}");
+        }
+    }
+}
+
+#[test]
+fn inputs_that_do_not_split_over_the_replicas_or_do_not_exist_are_refused() {
+    let (net, loss) = model(BATCH / 2).unwrap();
+    let replica = net.data_parallel_step(loss, &OPTIMIZER, 1 << 20).unwrap();
+    let options = LowerOptions {
+        replicas: 2,
+        ..LowerOptions::default()
+    };
+    let lowered = lower_step(&replica, &StepPlacement::OneDevice, options).unwrap();
+    let err = lowered.feed(&[("x", &[1.0; 5])]).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "input `x` has 5 elements, which do not split into 2 equal shares"
+    );
+    let err = lowered.feed(&[("z", &[1.0; 4])]).unwrap_err().to_string();
+    assert!(err.contains("`z`"), "{err}");
 }

@@ -1,51 +1,42 @@
 //! The lowering itself: cutting the optimized graph into segments, each
-//! segment's own tensor graph and task body, and the task graph joining
-//! them (see the [module docs](super)).
+//! segment's own tensor graph (once per replica), the all-reduce tasks
+//! between replicas, and the task graph joining them (see the
+//! [module docs](super)).
 
+use super::bodies::{self, Compiled, Source};
 use super::{LowerError, LowerOptions, SegmentInfo, StepFeed, TaskStep, Tensors};
 use crate::builder::{GraphBuilder, Value};
-use crate::datum::Datum;
 use crate::task::{Body, TaskBody};
-use crate::tensor::backend::{Backend, BackendError, CpuBackend, Executable};
+use crate::tensor::backend::{Backend, BackendError, CpuBackend};
 use crate::tensor::program::CompileOptions;
-use dagger_ir::tensor::{node_flops, Tensor, TensorGraph, TensorOp};
-use dagger_ir::TaskSig;
+use dagger_ir::tensor::{node_flops, ParallelGroup, Tensor, TensorGraph, TensorOp};
+use dagger_ir::{NodeId, TaskSig};
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Where a segment input comes from.
-#[derive(Clone, Debug)]
-enum Source {
-    /// The step's feed, by name (an input, or a travelling parameter).
-    Feed(String),
-    /// Output `slot` of the segment passed as task argument `arg`.
-    Segment { arg: usize, slot: usize },
-}
-
-/// A segment compiled: its executable and what feeds each of its inputs.
-pub(super) struct Compiled {
-    pub(super) exe: Mutex<Box<dyn Executable + Send>>,
-    sources: Vec<(String, Source)>,
-    outputs: usize,
-}
-
 /// Where a parameter's value lives between steps.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum ParamHome {
-    /// In this segment's executable.
+    /// In this segment's executable (in each replica).
     Resident(usize),
     /// In the step (it travels).
     Travelling,
 }
 
-/// The segment of each computed node (`None` for inputs, constants and
-/// parameters): runs of consecutive nodes on one device, at most `max` long.
+/// The segment of each computed node (`None` for inputs, constants,
+/// parameters and all-reduces): runs of consecutive nodes on one device,
+/// at most `max` long, cut at every all-reduce (its operand must be ready
+/// before it, its users wait for it).
 pub(super) fn cut(g: &TensorGraph, device_of: &[usize], max: usize) -> Vec<Option<usize>> {
     let mut segment_of = vec![None; g.nodes().len()];
     let (mut current, mut len, mut device) = (None::<usize>, 0, usize::MAX);
     let mut next = 0;
     for (i, node) in g.nodes().iter().enumerate() {
+        if is_all_reduce(&node.op) {
+            current = None;
+            continue;
+        }
         if is_leaf(&node.op) {
             continue;
         }
@@ -69,13 +60,27 @@ fn is_leaf(op: &TensorOp) -> bool {
     )
 }
 
+fn is_all_reduce(op: &TensorOp) -> bool {
+    matches!(op, TensorOp::AllReduce { .. })
+}
+
+/// What is built in topological order: a segment (in every replica), or an
+/// all-reduce node.
+enum Unit {
+    Segment(usize),
+    AllReduce(usize),
+}
+
+/// A value's task and output slot, by replica and node.
+type Produced = HashMap<(usize, usize), (Value<Tensors>, usize)>;
+
 /// The lowering of one optimized graph, cut into segments.
 pub(super) struct Lowering<'a> {
     g: &'a TensorGraph,
     device_of: &'a [usize],
     segment_of: Vec<Option<usize>>,
     options: LowerOptions,
-    /// Nodes needed outside their own segment (by other segments or as the
+    /// Nodes needed outside their own segment (by other tasks or as the
     /// step's results).
     escapes: Vec<bool>,
     /// Where each parameter lives.
@@ -141,62 +146,39 @@ impl<'a> Lowering<'a> {
         let g = self.g;
         let count = self.segment_of.iter().flatten().max().map_or(0, |s| s + 1);
         let mut members = vec![Vec::new(); count];
-        for (i, s) in self.segment_of.iter().enumerate() {
-            if let Some(s) = s {
-                members[*s].push(i);
+        let mut units = Vec::new();
+        for (i, node) in g.nodes().iter().enumerate() {
+            match self.segment_of[i] {
+                Some(s) => {
+                    if members[s].is_empty() {
+                        units.push(Unit::Segment(s));
+                    }
+                    members[s].push(i);
+                }
+                None if is_all_reduce(&node.op) => units.push(Unit::AllReduce(i)),
+                None => {}
             }
         }
         let b = GraphBuilder::new();
         let feed = b.input::<StepFeed>("feed");
-        // Each escaping node: its segment's task and its output slot there.
-        let mut produced: HashMap<usize, (Value<Tensors>, usize)> = HashMap::new();
-        let (mut segments, mut compiled) = (Vec::new(), Vec::new());
-        for (k, nodes) in members.iter().enumerate() {
-            let (sub, sources, producers, outs) = self.subgraph(k, nodes, &produced)?;
-            let exe = CpuBackend {
-                options: CompileOptions {
-                    fuse: self.options.fuse,
-                },
+        let mut produced = Produced::new();
+        let replicas = self.options.replicas;
+        let mut segments = Vec::new();
+        let mut compiled = vec![Vec::new(); replicas];
+        for unit in units {
+            match unit {
+                Unit::Segment(k) => {
+                    for (r, of_replica) in compiled.iter_mut().enumerate() {
+                        let (info, segment) =
+                            self.segment(&b, feed.id(), k, r, &members[k], &mut produced)?;
+                        if r == 0 {
+                            segments.push(info);
+                        }
+                        of_replica.push(segment);
+                    }
+                }
+                Unit::AllReduce(v) => self.all_reduce(&b, v, &mut produced)?,
             }
-            .compile(&sub)?;
-            let seconds = nodes
-                .iter()
-                .map(|&i| node_flops(g, Tensor(i as u32)))
-                .sum::<f64>()
-                / self.options.flops_per_second;
-            let name = segment_name(g, k, nodes);
-            let segment = Arc::new(Compiled {
-                exe: Mutex::new(Box::new(exe)),
-                sources,
-                outputs: outs.len(),
-            });
-            let mut args = vec![feed.id()];
-            args.extend(producers.iter().map(|v| v.id()));
-            let types = vec![dagger_ir::type_name::<Tensors>(); producers.len()];
-            let mut params = vec![dagger_ir::type_name::<StepFeed>()];
-            params.extend(types);
-            let sig = TaskSig {
-                params,
-                ..TaskSig::new(&name, &[], dagger_ir::type_name::<Tensors>())
-            };
-            let task: Value<Tensors> = b.call_body(
-                sig,
-                TaskBody {
-                    body: segment_body(segment.clone()),
-                    seconds: Some(seconds),
-                },
-                &args,
-            );
-            for (slot, &v) in outs.iter().enumerate() {
-                produced.insert(v, (task, slot));
-            }
-            segments.push(SegmentInfo {
-                name,
-                device: self.device_of[nodes[0]],
-                nodes: nodes.clone(),
-                seconds,
-            });
-            compiled.push(segment);
         }
         let updated: Vec<(String, usize)> = g
             .updates()
@@ -204,6 +186,7 @@ impl<'a> Lowering<'a> {
             .filter(|(p, _)| matches!(self.home[&p.index()], ParamHome::Travelling))
             .map(|(p, v)| (param_name(g, *p), v.index()))
             .collect();
+        // Replica 0's results (the replicas' are equal after the all-reduces).
         let results: Vec<usize> = g
             .outputs()
             .iter()
@@ -216,26 +199,131 @@ impl<'a> Lowering<'a> {
             .into_iter()
             .map(|p| (param_name(g, p), self.home[&p.index()]))
             .collect();
+        let inputs = g
+            .nodes()
+            .iter()
+            .filter_map(|n| match &n.op {
+                TensorOp::Input { name } => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
         Ok(TaskStep {
             dag: b.finish(result),
             segments,
             compiled,
             params,
+            inputs,
             travelling: HashMap::new(),
             outputs: g.outputs().len(),
             updated: updated.into_iter().map(|(name, _)| name).collect(),
         })
     }
 
-    /// Segment `k`'s own tensor graph, where each of its inputs comes from,
-    /// the tasks it takes values from (in argument order after the feed),
-    /// and the nodes it outputs.
+    /// Segment `k` of replica `r`: compiled, and added to the task graph.
+    fn segment(
+        &self,
+        b: &GraphBuilder,
+        feed: NodeId,
+        k: usize,
+        r: usize,
+        nodes: &[usize],
+        produced: &mut Produced,
+    ) -> Result<(SegmentInfo, Arc<Compiled>), LowerError> {
+        let g = self.g;
+        let (sub, sources, producers, outs) = self.subgraph(k, r, nodes, produced)?;
+        let exe = CpuBackend {
+            options: CompileOptions {
+                fuse: self.options.fuse,
+            },
+        }
+        .compile(&sub)?;
+        let seconds = nodes
+            .iter()
+            .map(|&i| node_flops(g, Tensor(i as u32)))
+            .sum::<f64>()
+            / self.options.flops_per_second;
+        let name = self.segment_name(k, r, nodes);
+        let segment = Arc::new(Compiled {
+            exe: Mutex::new(Box::new(exe)),
+            sources,
+            outputs: outs.len(),
+        });
+        let mut args = vec![feed];
+        args.extend(producers.iter().map(|v| v.id()));
+        let task = call(
+            b,
+            &name,
+            Some(dagger_ir::type_name::<StepFeed>()),
+            bodies::segment(segment.clone()),
+            seconds,
+            &args,
+        );
+        for (slot, &v) in outs.iter().enumerate() {
+            produced.insert((r, v), (task, slot));
+        }
+        let info = SegmentInfo {
+            name,
+            device: self.device_of[nodes[0]],
+            nodes: nodes.to_vec(),
+            seconds,
+        };
+        Ok((info, segment))
+    }
+
+    /// All-reduce node `v`: one task averaging its operand over the
+    /// replicas, whose result every replica's users read.
+    fn all_reduce(
+        &self,
+        b: &GraphBuilder,
+        v: usize,
+        produced: &mut Produced,
+    ) -> Result<(), LowerError> {
+        let node = self.g.node(Tensor(v as u32));
+        if let TensorOp::AllReduce {
+            group: ParallelGroup::Tensor,
+            ..
+        } = node.op
+        {
+            return Err(LowerError::Unsupported(format!(
+                "%{v} ({}): tensor-parallel all-reduces are not lowered yet",
+                node.op
+            )));
+        }
+        let operand = node.inputs[0].index();
+        let mut args = Vec::new();
+        let mut picks = Vec::new();
+        for r in 0..self.options.replicas {
+            let (task, slot) = *produced
+                .get(&(r, operand))
+                .ok_or_else(|| not_computed(operand))?;
+            args.push(task.id());
+            picks.push(slot);
+        }
+        let seconds = node.shape.numel() as f64 * args.len() as f64 / self.options.flops_per_second;
+        let task = call(
+            b,
+            &format!("step.all_reduce%{v}"),
+            None,
+            bodies::mean_over_replicas(picks),
+            seconds,
+            &args,
+        );
+        for r in 0..self.options.replicas {
+            produced.insert((r, v), (task, 0));
+        }
+        Ok(())
+    }
+
+    /// Segment `k`'s own tensor graph in replica `r`, where each of its
+    /// inputs comes from, the tasks it takes values from (in argument order
+    /// after the feed), and the nodes it outputs.
     #[allow(clippy::type_complexity)]
     fn subgraph(
         &self,
         k: usize,
+        r: usize,
         nodes: &[usize],
-        produced: &HashMap<usize, (Value<Tensors>, usize)>,
+        produced: &Produced,
     ) -> Result<
         (
             TensorGraph,
@@ -256,14 +344,10 @@ impl<'a> Lowering<'a> {
             for a in &node.inputs {
                 let v = match map.entry(a.index()) {
                     Entry::Occupied(known) => *known.get(),
-                    Entry::Vacant(new) => *new.insert(self.operand(
-                        &mut sub,
-                        k,
-                        *a,
-                        produced,
-                        &mut sources,
-                        &mut producers,
-                    )?),
+                    Entry::Vacant(new) => {
+                        let operand = Operand { k, r, produced };
+                        *new.insert(operand.of(self, &mut sub, *a, &mut sources, &mut producers)?)
+                    }
                 };
                 inputs.push(v);
             }
@@ -284,33 +368,68 @@ impl<'a> Lowering<'a> {
         Ok((sub, sources, producers, outs))
     }
 
-    /// Operand `a` of a node of segment `k`, as a value of `sub`.
-    fn operand(
+    /// `step.s<k>:` (`step.r<r>.s<k>:` with several replicas) and the
+    /// segment's first ops.
+    fn segment_name(&self, k: usize, r: usize, nodes: &[usize]) -> String {
+        let ops: Vec<String> = nodes
+            .iter()
+            .take(3)
+            .map(|&i| {
+                let op = self.g.node(Tensor(i as u32)).op.to_string();
+                op.split(['(', ' ']).next().unwrap_or("op").to_string()
+            })
+            .collect();
+        let more = if nodes.len() > 3 { "+..." } else { "" };
+        let replica = if self.options.replicas > 1 {
+            format!("r{r}.")
+        } else {
+            String::new()
+        };
+        format!("step.{replica}s{k}:{}{more}", ops.join("+"))
+    }
+}
+
+/// Where the operands of segment `k` of replica `r` come from.
+struct Operand<'p> {
+    k: usize,
+    r: usize,
+    produced: &'p Produced,
+}
+
+impl Operand<'_> {
+    /// Operand `a`, as a value of `sub`: an input of it fed from the step
+    /// or from another task, a resident parameter, or a constant.
+    fn of(
         &self,
+        lowering: &Lowering,
         sub: &mut TensorGraph,
-        k: usize,
         a: Tensor,
-        produced: &HashMap<usize, (Value<Tensors>, usize)>,
         sources: &mut Vec<(String, Source)>,
         producers: &mut Vec<Value<Tensors>>,
     ) -> Result<Tensor, LowerError> {
-        let node = self.g.node(a);
+        let node = lowering.g.node(a);
         let shape = node.shape.clone();
         let mut fed = |name: String, source: Source, sub: &mut TensorGraph| {
             sources.push((name.clone(), source));
             sub.input(&name, shape.clone())
         };
         Ok(match &node.op {
-            TensorOp::Input { name } => fed(name.clone(), Source::Feed(name.clone()), sub),
-            TensorOp::Param { name } => match self.home[&a.index()] {
-                ParamHome::Resident(s) if s == k => sub.param(name, shape.clone()),
+            TensorOp::Input { name } => {
+                let key = share_key(name, self.r, lowering.options.replicas);
+                fed(name.clone(), Source::Feed(key), sub)
+            }
+            TensorOp::Param { name } => match lowering.home[&a.index()] {
+                ParamHome::Resident(s) if s == self.k => sub.param(name, shape.clone()),
                 _ => fed(name.clone(), Source::Feed(name.clone()), sub),
             },
             TensorOp::Const { .. } => sub
                 .apply(node.op.clone(), &[], Some(&shape))
                 .map_err(BackendError::from)?,
             _ => {
-                let (task, slot) = produced[&a.index()];
+                let (task, slot) = *self
+                    .produced
+                    .get(&(self.r, a.index()))
+                    .ok_or_else(|| not_computed(a.index()))?;
                 let arg = match producers.iter().position(|p| p.id() == task.id()) {
                     Some(at) => at,
                     None => {
@@ -318,28 +437,26 @@ impl<'a> Lowering<'a> {
                         producers.len() - 1
                     }
                 } + 1;
-                fed(
-                    format!("%{}", a.index()),
-                    Source::Segment { arg, slot },
-                    sub,
-                )
+                fed(format!("%{}", a.index()), Source::Task { arg, slot }, sub)
             }
         })
     }
 }
 
-/// `step.s<k>:` and the segment's first ops.
-fn segment_name(g: &TensorGraph, k: usize, nodes: &[usize]) -> String {
-    let ops: Vec<String> = nodes
-        .iter()
-        .take(3)
-        .map(|&i| {
-            let op = g.node(Tensor(i as u32)).op.to_string();
-            op.split(['(', ' ']).next().unwrap_or("op").to_string()
-        })
-        .collect();
-    let more = if nodes.len() > 3 { "+..." } else { "" };
-    format!("step.s{k}:{}{more}", ops.join("+"))
+/// The feed's key of input `name` in replica `r`: the name itself with one
+/// replica, else `name#r` (the replica's share).
+pub(super) fn share_key(name: &str, r: usize, replicas: usize) -> String {
+    if replicas == 1 {
+        name.to_string()
+    } else {
+        format!("{name}#{r}")
+    }
+}
+
+fn not_computed(v: usize) -> LowerError {
+    LowerError::Unsupported(format!(
+        "%{v} is an input or parameter, or computed after its user: no task makes it"
+    ))
 }
 
 fn param_name(g: &TensorGraph, p: Tensor) -> String {
@@ -349,51 +466,45 @@ fn param_name(g: &TensorGraph, p: Tensor) -> String {
     }
 }
 
-/// The task body of a segment: feed, run, pass the outputs on.
-fn segment_body(segment: Arc<Compiled>) -> Body {
-    Arc::new(move |args: &mut [Option<Datum>]| {
-        let read = |arg: usize| args[arg].as_ref();
-        let feed = read(0)
-            .and_then(|d| d.downcast_ref::<StepFeed>())
-            .ok_or("the step's feed is missing")?;
-        let mut exe = segment.exe.lock().unwrap_or_else(|p| p.into_inner());
-        for (name, source) in &segment.sources {
-            let data = match source {
-                Source::Feed(key) => feed
-                    .0
-                    .get(key)
-                    .ok_or_else(|| format!("`{key}` was not fed before the run"))?,
-                Source::Segment { arg, slot } => read(*arg)
-                    .and_then(|d| d.downcast_ref::<Tensors>())
-                    .and_then(|t| t.0.get(*slot))
-                    .ok_or("a segment's operand is missing")?,
-            };
-            exe.set(name, data).map_err(|e| e.to_string())?;
-        }
-        exe.run().map_err(|e| e.to_string())?;
-        let outputs = (0..segment.outputs)
-            .map(|k| exe.read_output(k))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
-        Ok(Datum::new(Tensors(outputs)))
-    })
+/// Adds a task made at run time named `name` on `args`: the first of type
+/// `first` (the step's feed) when given, the others `Tensors`; it returns
+/// `Tensors`.
+fn call(
+    b: &GraphBuilder,
+    name: &str,
+    first: Option<String>,
+    body: Body,
+    seconds: f64,
+    args: &[NodeId],
+) -> Value<Tensors> {
+    let tensors = dagger_ir::type_name::<Tensors>();
+    let mut params: Vec<String> = first.into_iter().collect();
+    params.resize(args.len(), tensors.clone());
+    let sig = TaskSig {
+        params,
+        ..TaskSig::new(name, &[], tensors)
+    };
+    b.call_body(
+        sig,
+        TaskBody {
+            body,
+            seconds: Some(seconds),
+        },
+        args,
+    )
 }
 
-/// The step's last task: gathers the values of `results` from the tasks
-/// that produced them, in order.
+/// The step's last task: gathers replica 0's values of `results` from the
+/// tasks that produced them, in order.
 fn gather(
     b: &GraphBuilder,
     results: &[usize],
-    produced: &HashMap<usize, (Value<Tensors>, usize)>,
+    produced: &Produced,
 ) -> Result<Value<Tensors>, LowerError> {
     let mut args: Vec<Value<Tensors>> = Vec::new();
     let mut picks = Vec::new();
-    for v in results {
-        let (task, slot) = *produced.get(v).ok_or_else(|| {
-            LowerError::Unsupported(format!(
-                "result %{v} is an input or parameter, not computed by the step"
-            ))
-        })?;
+    for &v in results {
+        let (task, slot) = *produced.get(&(0, v)).ok_or_else(|| not_computed(v))?;
         let arg = match args.iter().position(|a| a.id() == task.id()) {
             Some(at) => at,
             None => {
@@ -403,28 +514,13 @@ fn gather(
         };
         picks.push((arg, slot));
     }
-    let body: Body = Arc::new(move |inputs: &mut [Option<Datum>]| {
-        let mut out = Vec::with_capacity(picks.len());
-        for &(arg, slot) in &picks {
-            let t = inputs[arg]
-                .as_ref()
-                .and_then(|d| d.downcast_ref::<Tensors>())
-                .ok_or("a result is missing")?;
-            out.push(t.0[slot].clone());
-        }
-        Ok(Datum::new(Tensors(out)))
-    });
-    let sig = TaskSig {
-        params: vec![dagger_ir::type_name::<Tensors>(); args.len()],
-        ..TaskSig::new("step.results", &[], dagger_ir::type_name::<Tensors>())
-    };
-    let ids: Vec<_> = args.iter().map(|a| a.id()).collect();
-    Ok(b.call_body(
-        sig,
-        TaskBody {
-            body,
-            seconds: Some(0.0),
-        },
+    let ids: Vec<NodeId> = args.iter().map(|a| a.id()).collect();
+    Ok(call(
+        b,
+        "step.results",
+        None,
+        bodies::gather(picks),
+        0.0,
         &ids,
     ))
 }

@@ -28,10 +28,19 @@
 //! the step holds its value, feeds it to the segments that read it, and
 //! takes the updated value from the step's results for the next step.
 //!
-//! What is not lowered yet: all-reduce nodes (data parallelism becomes a
-//! pass over this graph, its collectives tasks of their own), and devices
-//! other than the cores (every segment compiles with [`CpuBackend`]; the
-//! device a segment was placed on is reported in [`TaskStep::segments`]).
+//! Data parallelism is a pass over this graph: with
+//! [`LowerOptions::replicas`] `R`, every segment is made `R` times (each
+//! replica its own executables), each input is split into `R` shares by
+//! rows, and each all-reduce node of the step (what
+//! `Net::data_parallel_step` adds after the gradients and the loss)
+//! becomes one task averaging its operand over the replicas, which every
+//! replica's next segments read: the executor overlaps the all-reduces
+//! with the backward pass still running, as bucketed DDP does.
+//!
+//! What is not lowered yet: tensor-parallel all-reduces, pipeline stages,
+//! and devices other than the cores (every segment compiles with
+//! [`CpuBackend`](crate::tensor::CpuBackend); the device a segment was
+//! placed on is reported in [`TaskStep::segments`]).
 //!
 //! # Examples
 //!
@@ -58,16 +67,18 @@
 //! assert_eq!(lowered.param("w").unwrap(), [0.5, 0.0, 0.0, 0.5]);
 //! ```
 
+mod bodies;
 mod lowering;
 
 use crate::dag::Dag;
 use crate::error::RunError;
 use crate::runtime::Runtime;
 use crate::tensor::backend::BackendError;
+use bodies::Compiled;
 use dagger_ir::tensor::{
-    optimize, partition, Device, FuseOptions, OutOfMemory, TensorError, TensorGraph, TensorOp,
+    optimize, partition, Device, FuseOptions, OutOfMemory, TensorError, TensorGraph,
 };
-use lowering::{cut, Compiled, Lowering, ParamHome};
+use lowering::{cut, share_key, Lowering, ParamHome};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -106,6 +117,12 @@ pub struct LowerOptions {
     /// The floating-point rate a segment's predicted time assumes, until
     /// the cost model has measured it.
     pub flops_per_second: f64,
+    /// Data-parallel replicas (at least 1): the step's tasks are made once
+    /// per replica, each input is split into that many equal shares along
+    /// its rows, and each all-reduce node (`Net::data_parallel_step` puts
+    /// them after the gradients and the loss) becomes one task averaging
+    /// its operand over the replicas.
+    pub replicas: usize,
 }
 
 impl Default for LowerOptions {
@@ -115,6 +132,7 @@ impl Default for LowerOptions {
             max_nodes: usize::MAX,
             fuse: FuseOptions::default(),
             flops_per_second: 5e9,
+            replicas: 1,
         }
     }
 }
@@ -122,9 +140,22 @@ impl Default for LowerOptions {
 /// Why a step could not be lowered or run.
 #[derive(Debug, thiserror::Error)]
 pub enum LowerError {
-    /// The graph holds what lowering does not take yet (all-reduce nodes).
+    /// The graph holds what lowering does not take yet (tensor-parallel
+    /// all-reduces), or the options do not fit it.
     #[error("lowering a step to tasks: {0}")]
     Unsupported(String),
+    /// An input does not split into the replicas' equal shares.
+    #[error(
+        "input `{name}` has {elements} elements, which do not split into {replicas} equal shares"
+    )]
+    Uneven {
+        /// The input.
+        name: String,
+        /// Its elements.
+        elements: usize,
+        /// The replicas.
+        replicas: usize,
+    },
     /// No placement fits the devices' memory.
     #[error(transparent)]
     OutOfMemory(#[from] OutOfMemory),
@@ -153,10 +184,12 @@ pub struct SegmentInfo {
 pub struct TaskStep {
     dag: Dag<(StepFeed,), Tensors>,
     segments: Vec<SegmentInfo>,
-    /// Executables by segment, shared with their tasks.
-    compiled: Vec<Arc<Compiled>>,
+    /// Executables by replica and segment, shared with their tasks.
+    compiled: Vec<Vec<Arc<Compiled>>>,
     /// Each parameter: its name and where it lives.
     params: Vec<(String, ParamHome)>,
+    /// The step's inputs, by name.
+    inputs: Vec<String>,
     /// The values of the travelling parameters.
     travelling: HashMap<String, Vec<f32>>,
     /// The step's results: graph outputs, then travelling parameters'
@@ -172,17 +205,12 @@ pub fn lower_step(
     placement: &StepPlacement,
     options: LowerOptions,
 ) -> Result<TaskStep, LowerError> {
-    let (g, _) = optimize(graph, options.fuse);
-    if let Some(node) = g
-        .nodes()
-        .iter()
-        .find(|n| matches!(n.op, TensorOp::AllReduce { .. }))
-    {
-        return Err(LowerError::Unsupported(format!(
-            "`{}` nodes (data-parallel steps) are not lowered yet",
-            node.op
-        )));
+    if options.replicas == 0 {
+        return Err(LowerError::Unsupported(
+            "0 replicas: a step needs at least one".into(),
+        ));
     }
+    let (g, _) = optimize(graph, options.fuse);
     let device_of = match placement {
         StepPlacement::OneDevice => vec![0; g.nodes().len()],
         StepPlacement::Partition { devices, link } => partition(&g, devices, *link)?.device_of,
@@ -219,11 +247,10 @@ impl TaskStep {
     pub fn set_param(&mut self, name: &str, data: &[f32]) -> Result<(), LowerError> {
         match self.home_of(name)? {
             ParamHome::Resident(s) => {
-                let mut exe = self.compiled[s]
-                    .exe
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                exe.set(name, data)?;
+                for replica in &self.compiled {
+                    let mut exe = replica[s].exe.lock().unwrap_or_else(|p| p.into_inner());
+                    exe.set(name, data)?;
+                }
             }
             ParamHome::Travelling => {
                 self.travelling.insert(name.to_string(), data.to_vec());
@@ -232,11 +259,12 @@ impl TaskStep {
         Ok(())
     }
 
-    /// The current value of parameter `name`.
+    /// The current value of parameter `name` (replica 0's: the replicas'
+    /// are equal).
     pub fn param(&self, name: &str) -> Result<Vec<f32>, LowerError> {
         match self.home_of(name)? {
             ParamHome::Resident(s) => {
-                let exe = self.compiled[s]
+                let exe = self.compiled[0][s]
                     .exe
                     .lock()
                     .unwrap_or_else(|p| p.into_inner());
@@ -266,13 +294,29 @@ impl TaskStep {
             .ok_or_else(|| BackendError::from(TensorError::UnknownName(name.to_string())).into())
     }
 
-    /// The feed of one step: `inputs` and the travelling parameters.
-    pub fn feed(&self, inputs: &[(&str, &[f32])]) -> StepFeed {
+    /// The feed of one step: `inputs` (with several replicas, each split
+    /// into their shares, in row order) and the travelling parameters.
+    pub fn feed(&self, inputs: &[(&str, &[f32])]) -> Result<StepFeed, LowerError> {
         let mut feed: HashMap<String, Vec<f32>> = self.travelling.clone();
-        for (name, data) in inputs {
-            feed.insert(name.to_string(), data.to_vec());
+        let replicas = self.compiled.len();
+        for &(name, data) in inputs {
+            if !self.inputs.iter().any(|i| i == name) {
+                return Err(BackendError::from(TensorError::UnknownName(name.to_string())).into());
+            }
+            if data.len() % replicas != 0 {
+                return Err(LowerError::Uneven {
+                    name: name.to_string(),
+                    elements: data.len(),
+                    replicas,
+                });
+            }
+            let share = data.len() / replicas;
+            for r in 0..replicas {
+                let part = data[r * share..(r + 1) * share].to_vec();
+                feed.insert(share_key(name, r, replicas), part);
+            }
         }
-        StepFeed(feed)
+        Ok(StepFeed(feed))
     }
 
     /// Takes a step's results: keeps the travelling parameters' new values
@@ -292,7 +336,7 @@ impl TaskStep {
         rt: &Runtime,
         inputs: &[(&str, &[f32])],
     ) -> Result<Vec<Vec<f32>>, LowerError> {
-        let results = rt.run(&self.dag, (self.feed(inputs),))?;
+        let results = rt.run(&self.dag, (self.feed(inputs)?,))?;
         Ok(self.finish(results))
     }
 }
@@ -302,24 +346,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn all_reduce_nodes_are_refused_by_name() {
+    fn zero_replicas_and_tensor_parallel_all_reduces_are_refused() {
         let mut g = TensorGraph::new();
         let x = g.param("x", [2]);
         let r = g
             .apply(
-                TensorOp::AllReduce {
+                dagger_ir::tensor::TensorOp::AllReduce {
                     bucket: 0,
-                    group: dagger_ir::tensor::ParallelGroup::Data,
+                    group: dagger_ir::tensor::ParallelGroup::Tensor,
                 },
                 &[x],
                 None,
             )
             .unwrap();
-        g.set_outputs(vec![r]).unwrap();
+        let y = g.scale(r, 2.0).unwrap();
+        g.set_outputs(vec![y]).unwrap();
+        let none = LowerOptions {
+            replicas: 0,
+            ..LowerOptions::default()
+        };
+        let err = lower_step(&g, &StepPlacement::OneDevice, none)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("0 replicas"), "{err}");
         let err = lower_step(&g, &StepPlacement::OneDevice, LowerOptions::default())
             .err()
-            .expect("refused")
+            .unwrap()
             .to_string();
-        assert!(err.contains("not lowered yet"), "{err}");
+        assert!(
+            err.contains("tensor-parallel all-reduces are not lowered yet"),
+            "{err}"
+        );
     }
 }
