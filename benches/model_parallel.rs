@@ -174,6 +174,44 @@ fn lowered_rows(step: &Net, program_ms: f64, rate: f64, x: &[f32], y: &[f32]) {
     }
 }
 
+/// Data parallelism as a pass of the lowering: 2 replicas of the step's
+/// tasks, each all-reduce a task, on the runtime's executor, against the
+/// `DataParallel` trainer's `trainer_ms` of this run.
+fn lowered_data_parallel_row(trainer_ms: f64, simulated: f64, x: &[f32], y: &[f32]) {
+    let mut net = Net::new();
+    let xi = net.input("x", [BATCH / 2, INPUTS]);
+    let yi = net.input("y", [BATCH / 2, 10]);
+    let logits = net.mlp(xi, &WIDTHS, Activation::Tanh).expect("shapes");
+    let loss = net.cross_entropy(logits, yi).expect("shapes");
+    let replica = net.data_parallel_step(loss, &OPT, 0).expect("autodiff");
+    // Each gradient all-reduced as soon as it is computed (buckets of one):
+    // the all-reduce tasks overlap the rest of backward.
+    let options = LowerOptions {
+        replicas: 2,
+        ..LowerOptions::default()
+    };
+    let mut lowered = lower_step(&replica, &StepPlacement::OneDevice, options).expect("lowers");
+    for (name, values) in replica.initial_params(1) {
+        lowered.set_param(&name, &values).expect("parameter");
+    }
+    let ms = time(|| {
+        lowered
+            .run(Runtime::global(), &[("x", x), ("y", y)])
+            .expect("lowered step");
+    });
+    row(
+        "data parallel, lowered to tasks (2 replicas)",
+        ms,
+        simulated,
+        &[planned(&replica); 2],
+        &format!(
+            "{} tasks a replica, an all-reduce task per gradient; {:.2}x the DataParallel trainer's speed",
+            lowered.segments().len(),
+            trainer_ms / ms
+        ),
+    );
+}
+
 fn main() {
     let (x, y) = data();
     println!("MLP {INPUTS}-{WIDTHS:?} tanh, batch {BATCH}, momentum SGD, {STEPS} steps timed; 2 workers are threads\n");
@@ -232,6 +270,7 @@ fn main() {
         &[planned(&replica); 2],
         "each worker half the batch; gradients all-reduced",
     );
+    lowered_data_parallel_row(ms, simulated, &x, &y);
 
     let spec = MlpSpec {
         inputs: INPUTS,

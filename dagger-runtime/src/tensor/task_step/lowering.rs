@@ -24,15 +24,35 @@ pub(super) enum ParamHome {
     Travelling,
 }
 
+/// The order the segments are cut in: the graph's, except that each
+/// all-reduce comes right after its operand (the graph appends them after
+/// the whole backward pass), so that the segments before it can end there
+/// and its task overlap the rest of backward. Still topological: an
+/// all-reduce needs only its operand, and its users come after it.
+pub(super) fn cut_order(g: &TensorGraph) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..g.nodes().len()).collect();
+    order.sort_by_key(|&i| match g.nodes()[i].op {
+        TensorOp::AllReduce { .. } => (g.nodes()[i].inputs[0].index(), 1, i),
+        _ => (i, 0, i),
+    });
+    order
+}
+
 /// The segment of each computed node (`None` for inputs, constants,
-/// parameters and all-reduces): runs of consecutive nodes on one device,
-/// at most `max` long, cut at every all-reduce (its operand must be ready
-/// before it, its users wait for it).
-pub(super) fn cut(g: &TensorGraph, device_of: &[usize], max: usize) -> Vec<Option<usize>> {
+/// parameters and all-reduces): runs of consecutive nodes of `order` on one
+/// device, at most `max` long, cut at every all-reduce (its operand must be
+/// ready before it, its users wait for it).
+pub(super) fn cut(
+    g: &TensorGraph,
+    order: &[usize],
+    device_of: &[usize],
+    max: usize,
+) -> Vec<Option<usize>> {
     let mut segment_of = vec![None; g.nodes().len()];
     let (mut current, mut len, mut device) = (None::<usize>, 0, usize::MAX);
     let mut next = 0;
-    for (i, node) in g.nodes().iter().enumerate() {
+    for &i in order {
+        let node = &g.nodes()[i];
         if is_all_reduce(&node.op) {
             current = None;
             continue;
@@ -77,6 +97,8 @@ type Produced = HashMap<(usize, usize), (Value<Tensors>, usize)>;
 /// The lowering of one optimized graph, cut into segments.
 pub(super) struct Lowering<'a> {
     g: &'a TensorGraph,
+    /// The order segments were cut in (see [`cut_order`]).
+    order: &'a [usize],
     device_of: &'a [usize],
     segment_of: Vec<Option<usize>>,
     options: LowerOptions,
@@ -90,6 +112,7 @@ pub(super) struct Lowering<'a> {
 impl<'a> Lowering<'a> {
     pub(super) fn new(
         g: &'a TensorGraph,
+        order: &'a [usize],
         device_of: &'a [usize],
         segment_of: Vec<Option<usize>>,
         options: LowerOptions,
@@ -134,6 +157,7 @@ impl<'a> Lowering<'a> {
         }
         Lowering {
             g,
+            order,
             device_of,
             segment_of,
             options,
@@ -147,7 +171,7 @@ impl<'a> Lowering<'a> {
         let count = self.segment_of.iter().flatten().max().map_or(0, |s| s + 1);
         let mut members = vec![Vec::new(); count];
         let mut units = Vec::new();
-        for (i, node) in g.nodes().iter().enumerate() {
+        for &i in self.order {
             match self.segment_of[i] {
                 Some(s) => {
                     if members[s].is_empty() {
@@ -155,7 +179,7 @@ impl<'a> Lowering<'a> {
                     }
                     members[s].push(i);
                 }
-                None if is_all_reduce(&node.op) => units.push(Unit::AllReduce(i)),
+                None if is_all_reduce(&g.nodes()[i].op) => units.push(Unit::AllReduce(i)),
                 None => {}
             }
         }
@@ -556,14 +580,15 @@ mod tests {
         let g = two_layer_step();
         let (opt, _) = optimize(&g, FuseOptions::default());
         let devices = vec![0; opt.nodes().len()];
-        let per_node = cut(&opt, &devices, 1);
+        let order = cut_order(&opt);
+        let per_node = cut(&opt, &order, &devices, 1);
         let computed = opt.nodes().iter().filter(|n| !is_leaf(&n.op)).count();
         assert_eq!(per_node.iter().flatten().max(), Some(&(computed - 1)));
-        let whole = cut(&opt, &devices, usize::MAX);
+        let whole = cut(&opt, &order, &devices, usize::MAX);
         assert!(whole.iter().flatten().all(|&s| s == 0));
         // A change of device starts a segment.
         let alternating: Vec<usize> = (0..opt.nodes().len()).map(|i| i % 2).collect();
-        let cut_by_device = cut(&opt, &alternating, usize::MAX);
+        let cut_by_device = cut(&opt, &order, &alternating, usize::MAX);
         for (i, s) in cut_by_device.iter().enumerate() {
             if let Some(s) = s {
                 let same = (0..i).filter(|&j| cut_by_device[j] == Some(*s));

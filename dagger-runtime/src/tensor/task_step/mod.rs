@@ -78,7 +78,7 @@ use bodies::Compiled;
 use dagger_ir::tensor::{
     optimize, partition, Device, FuseOptions, OutOfMemory, TensorError, TensorGraph,
 };
-use lowering::{cut, share_key, Lowering, ParamHome};
+use lowering::{cut, cut_order, share_key, Lowering, ParamHome};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -215,8 +215,9 @@ pub fn lower_step(
         StepPlacement::OneDevice => vec![0; g.nodes().len()],
         StepPlacement::Partition { devices, link } => partition(&g, devices, *link)?.device_of,
     };
-    let segment_of = cut(&g, &device_of, options.max_nodes.max(1));
-    Lowering::new(&g, &device_of, segment_of, options).build()
+    let order = cut_order(&g);
+    let segment_of = cut(&g, &order, &device_of, options.max_nodes.max(1));
+    Lowering::new(&g, &order, &device_of, segment_of, options).build()
 }
 
 impl TaskStep {
