@@ -183,9 +183,11 @@ fn lowered_data_parallel_row(trainer_ms: f64, simulated: f64, x: &[f32], y: &[f3
     let yi = net.input("y", [BATCH / 2, 10]);
     let logits = net.mlp(xi, &WIDTHS, Activation::Tanh).expect("shapes");
     let loss = net.cross_entropy(logits, yi).expect("shapes");
-    let replica = net.data_parallel_step(loss, &OPT, 0).expect("autodiff");
-    // Each gradient all-reduced as soon as it is computed (buckets of one):
-    // the all-reduce tasks overlap the rest of backward.
+    let replica = net
+        .data_parallel_step(loss, &OPT, 1 << 20)
+        .expect("autodiff");
+    // The lowering cuts each gradient's all-reduce right after it: the
+    // all-reduce tasks overlap the rest of backward.
     let options = LowerOptions {
         replicas: 2,
         ..LowerOptions::default()
