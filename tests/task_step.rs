@@ -82,14 +82,16 @@ fn lowered_training(
     (losses, lowered.params().unwrap())
 }
 
-fn assert_same(
+/// Losses and parameters within `tolerance` (absolute), names in order.
+fn assert_close(
     what: &str,
     got: &(Vec<f32>, Vec<(String, Vec<f32>)>),
     want: &(Vec<f32>, Vec<(String, Vec<f32>)>),
+    tolerance: f32,
 ) {
     for (a, b) in got.0.iter().zip(&want.0) {
         assert!(
-            (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+            (a - b).abs() <= tolerance * b.abs().max(1.0),
             "{what}: losses {:?} vs {:?}",
             got.0,
             want.0
@@ -103,7 +105,7 @@ fn assert_same(
             .zip(b)
             .map(|(x, y)| (x - y).abs())
             .fold(0.0, f32::max);
-        assert!(diff <= 1e-6, "{what}: `{n}` differs by {diff}");
+        assert!(diff <= tolerance, "{what}: `{n}` differs by {diff}");
     }
 }
 
@@ -134,7 +136,7 @@ fn a_lowered_step_trains_as_the_program_does_however_it_is_cut() {
             assert!(tasks > 5, "{max_nodes} nodes a task: {tasks} tasks");
         }
         let got = lowered_training(&step, &mut lowered, |l, inputs| l.run(&rt, inputs).unwrap());
-        assert_same(&format!("{max_nodes} nodes a task"), &got, &want);
+        assert_close(&format!("{max_nodes} nodes a task"), &got, &want, 1e-6);
     }
 }
 
@@ -187,7 +189,7 @@ fn a_step_partitioned_over_two_devices_moves_its_parameters_and_trains_alike() {
             .unwrap();
         l.finish(results)
     });
-    assert_same("HEFT", &got, &want);
+    assert_close("HEFT", &got, &want, 1e-6);
     for policy in [DynamicPolicy::Eager, DynamicPolicy::Dmda] {
         let mut lowered = lower_step(&step, &placement, options).unwrap();
         let got = lowered_training(&step, &mut lowered, |l, inputs| {
@@ -197,7 +199,7 @@ fn a_step_partitioned_over_two_devices_moves_its_parameters_and_trains_alike() {
                 .unwrap();
             l.finish(results)
         });
-        assert_same(policy.name(), &got, &want);
+        assert_close(policy.name(), &got, &want, 1e-6);
     }
 }
 
@@ -278,22 +280,7 @@ fn data_parallel_replicas_average_their_gradients_and_train_as_one_worker() {
         let got = lowered_training(&replica, &mut lowered, |l, inputs| {
             l.run(&rt, inputs).unwrap()
         });
-        for (a, b) in got.0.iter().zip(&want.0) {
-            assert!(
-                (a - b).abs() <= 1e-5,
-                "{replicas} replicas: losses {:?} vs {:?}",
-                got.0,
-                want.0
-            );
-        }
-        for ((n, a), (_, b)) in got.1.iter().zip(&want.1) {
-            let diff = a
-                .iter()
-                .zip(b)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0, f32::max);
-            assert!(diff <= 1e-5, "{replicas} replicas: `{n}` differs by {diff}");
-        }
+        assert_close(&format!("{replicas} replicas"), &got, &want, 1e-5);
     }
 }
 
@@ -313,4 +300,43 @@ fn inputs_that_do_not_split_over_the_replicas_or_do_not_exist_are_refused() {
     );
     let err = lowered.feed(&[("z", &[1.0; 4])]).unwrap_err().to_string();
     assert!(err.contains("`z`"), "{err}");
+}
+
+#[test]
+fn micro_batches_placed_over_two_devices_pipeline_and_train_as_the_whole_batch() {
+    let want = reference(&step());
+    let micro = 4;
+    let (net, loss) = model(BATCH / micro).unwrap();
+    let (whole, total) = net.micro_batched(loss, micro).unwrap();
+    let step = whole.train_step(total, &[], &OPTIMIZER).unwrap();
+    let devices = (0..2)
+        .map(|d| Device {
+            name: format!("cpu{d}"),
+            flops_per_second: 1e9,
+            memory_bytes: 1 << 30,
+        })
+        .collect();
+    let link = Link {
+        latency: 0.0,
+        bandwidth: 1e15,
+    };
+    let placement = StepPlacement::Partition { devices, link };
+    let options = LowerOptions {
+        max_nodes: 8,
+        ..LowerOptions::default()
+    };
+    let mut lowered = lower_step(&step, &placement, options).unwrap();
+    let used: std::collections::BTreeSet<usize> =
+        lowered.segments().iter().map(|s| s.device).collect();
+    assert_eq!(used.len(), 2, "{:?}", lowered.segments());
+    let rt = Runtime::builder().threads(2).build();
+    let model = HistoryModel::new();
+    let got = lowered_training(&step, &mut lowered, |l, inputs| {
+        let feed = l.feed(inputs).unwrap();
+        let (results, _) = rt
+            .run_scheduled(l.dag(), (feed,), &HeftScheduler, &model)
+            .unwrap();
+        l.finish(results)
+    });
+    assert_close("4 micro-batches on 2 devices", &got, &want, 1e-5);
 }

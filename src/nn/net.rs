@@ -115,6 +115,20 @@ impl Net {
         Ok(h)
     }
 
+    /// This net, built for one micro-batch with `loss` a mean over its rows,
+    /// unrolled over `micro` micro-batches sharing its parameters (see
+    /// [`micro_batches`](dagger_ir::tensor::micro_batches)): the net of the
+    /// whole batch and its loss, to build a training step on. Placed over
+    /// devices and lowered to tasks, its stages pipeline.
+    pub fn micro_batched(&self, loss: Tensor, micro: usize) -> TensorResult<(Net, Tensor)> {
+        let (graph, total) = dagger_ir::tensor::micro_batches(&self.graph, loss, micro)?;
+        let net = Net {
+            graph,
+            inits: self.inits.clone(),
+        };
+        Ok((net, total))
+    }
+
     /// Sets every parameter of `program` that this net knows to its initial
     /// values, drawn in name order from a generator seeded with `seed`.
     pub fn init_params(&self, program: &mut Program, seed: u64) -> TensorResult<()> {

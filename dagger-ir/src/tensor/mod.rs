@@ -25,7 +25,9 @@
 //!
 //! Passes: [`autodiff`] (reverse mode), [`fuse`](mod@fuse) (elementwise trees become
 //! one [`Kernel`]), [`dce`](mod@dce) (drops what no output needs) and [`memory`]
-//! (buffers reused by liveness). The runtime compiles the result.
+//! (buffers reused by liveness), [`microbatch`] (a batch as micro-batches
+//! sharing parameters: pipelining as a graph property). The runtime
+//! compiles the result.
 
 pub mod allreduce;
 pub mod autodiff;
@@ -38,6 +40,7 @@ pub mod graph;
 pub mod infer;
 pub mod kernel;
 pub mod memory;
+pub mod microbatch;
 pub mod op;
 pub mod partition;
 pub mod shape;
@@ -52,6 +55,7 @@ pub use fuse::{fuse, optimize, FuseOptions, FuseReport};
 pub use graph::{Tensor, TensorGraph, TensorNode};
 pub use kernel::{matrix_view, Broadcast, FusedLayout, Kernel, KernelStep, Reduce, Reduction};
 pub use memory::{plan_memory, unplanned_bytes, MemoryPlan};
+pub use microbatch::micro_batches;
 pub use op::{CustomOp, ParallelGroup, TensorOp};
 pub use partition::{
     equal_layers, evaluate, node_flops, partition, Device, OutOfMemory, Partition,
