@@ -82,6 +82,52 @@ fn lowered_training(
     (losses, lowered.params().unwrap())
 }
 
+/// `step` lowered over two equal devices joined by a free link (a slow one
+/// would keep everything on one), in tasks of at most `max_nodes` nodes;
+/// both devices hold some.
+fn lowered_on_two_devices(step: &Net, max_nodes: usize) -> TaskStep {
+    let devices = (0..2)
+        .map(|d| Device {
+            name: format!("cpu{d}"),
+            flops_per_second: 1e9,
+            memory_bytes: 1 << 30,
+        })
+        .collect();
+    let link = Link {
+        latency: 0.0,
+        bandwidth: 1e15,
+    };
+    let placement = StepPlacement::Partition { devices, link };
+    let options = LowerOptions {
+        max_nodes,
+        ..LowerOptions::default()
+    };
+    let lowered = lower_step(step, &placement, options).unwrap();
+    let used: std::collections::BTreeSet<usize> =
+        lowered.segments().iter().map(|s| s.device).collect();
+    assert_eq!(
+        used.len(),
+        2,
+        "both devices hold tasks: {:?}",
+        lowered.segments()
+    );
+    lowered
+}
+
+/// One step under HEFT's static placement on `rt`'s workers.
+fn heft_step<'a>(
+    rt: &'a Runtime,
+    model: &'a HistoryModel,
+) -> impl FnMut(&mut TaskStep, &[(&str, &[f32])]) -> Vec<Vec<f32>> + 'a {
+    move |l, inputs| {
+        let feed = l.feed(inputs).unwrap();
+        let (results, _) = rt
+            .run_scheduled(l.dag(), (feed,), &HeftScheduler, model)
+            .unwrap();
+        l.finish(results)
+    }
+}
+
 /// Losses and parameters within `tolerance` (absolute), names in order.
 fn assert_close(
     what: &str,
@@ -144,37 +190,7 @@ fn a_lowered_step_trains_as_the_program_does_however_it_is_cut() {
 fn a_step_partitioned_over_two_devices_moves_its_parameters_and_trains_alike() {
     let step = step();
     let want = reference(&step);
-    let devices = vec![
-        Device {
-            name: "cpu0".into(),
-            flops_per_second: 1e9,
-            memory_bytes: 1 << 30,
-        },
-        Device {
-            name: "cpu1".into(),
-            flops_per_second: 1e9,
-            memory_bytes: 1 << 30,
-        },
-    ];
-    // A slow link would keep everything on one device; this one is free.
-    let link = Link {
-        latency: 0.0,
-        bandwidth: 1e15,
-    };
-    let placement = StepPlacement::Partition { devices, link };
-    let options = LowerOptions {
-        max_nodes: 4,
-        ..LowerOptions::default()
-    };
-    let mut lowered = lower_step(&step, &placement, options).unwrap();
-    let used: std::collections::BTreeSet<usize> =
-        lowered.segments().iter().map(|s| s.device).collect();
-    assert_eq!(
-        used.len(),
-        2,
-        "both devices hold segments: {:?}",
-        lowered.segments()
-    );
+    let mut lowered = lowered_on_two_devices(&step, 4);
     assert!(
         !lowered.travelling_params().is_empty(),
         "some parameters are used on both devices and travel"
@@ -182,16 +198,10 @@ fn a_step_partitioned_over_two_devices_moves_its_parameters_and_trains_alike() {
     let rt = Runtime::builder().threads(2).build();
     let model = HistoryModel::new();
     // Under HEFT's static placement, and under each dynamic policy.
-    let got = lowered_training(&step, &mut lowered, |l, inputs| {
-        let feed = l.feed(inputs).unwrap();
-        let (results, _) = rt
-            .run_scheduled(l.dag(), (feed,), &HeftScheduler, &model)
-            .unwrap();
-        l.finish(results)
-    });
+    let got = lowered_training(&step, &mut lowered, heft_step(&rt, &model));
     assert_close("HEFT", &got, &want, 1e-6);
     for policy in [DynamicPolicy::Eager, DynamicPolicy::Dmda] {
-        let mut lowered = lower_step(&step, &placement, options).unwrap();
+        let mut lowered = lowered_on_two_devices(&step, 4);
         let got = lowered_training(&step, &mut lowered, |l, inputs| {
             let feed = l.feed(inputs).unwrap();
             let results = rt
@@ -309,34 +319,9 @@ fn micro_batches_placed_over_two_devices_pipeline_and_train_as_the_whole_batch()
     let (net, loss) = model(BATCH / micro).unwrap();
     let (whole, total) = net.micro_batched(loss, micro).unwrap();
     let step = whole.train_step(total, &[], &OPTIMIZER).unwrap();
-    let devices = (0..2)
-        .map(|d| Device {
-            name: format!("cpu{d}"),
-            flops_per_second: 1e9,
-            memory_bytes: 1 << 30,
-        })
-        .collect();
-    let link = Link {
-        latency: 0.0,
-        bandwidth: 1e15,
-    };
-    let placement = StepPlacement::Partition { devices, link };
-    let options = LowerOptions {
-        max_nodes: 8,
-        ..LowerOptions::default()
-    };
-    let mut lowered = lower_step(&step, &placement, options).unwrap();
-    let used: std::collections::BTreeSet<usize> =
-        lowered.segments().iter().map(|s| s.device).collect();
-    assert_eq!(used.len(), 2, "{:?}", lowered.segments());
+    let mut lowered = lowered_on_two_devices(&step, 8);
     let rt = Runtime::builder().threads(2).build();
     let model = HistoryModel::new();
-    let got = lowered_training(&step, &mut lowered, |l, inputs| {
-        let feed = l.feed(inputs).unwrap();
-        let (results, _) = rt
-            .run_scheduled(l.dag(), (feed,), &HeftScheduler, &model)
-            .unwrap();
-        l.finish(results)
-    });
+    let got = lowered_training(&step, &mut lowered, heft_step(&rt, &model));
     assert_close("4 micro-batches on 2 devices", &got, &want, 1e-5);
 }
