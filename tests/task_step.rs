@@ -68,7 +68,7 @@ fn reference(step: &Net) -> (Vec<f32>, Vec<(String, Vec<f32>)>) {
 fn lowered_training(
     step: &Net,
     lowered: &mut TaskStep,
-    mut run: impl FnMut(&mut TaskStep, &[(&str, &[f32])]) -> Vec<Vec<f32>>,
+    mut run: impl FnMut(&mut TaskStep, &Batch<'_>) -> Vec<Vec<f32>>,
 ) -> (Vec<f32>, Vec<(String, Vec<f32>)>) {
     for (name, values) in step.initial_params(SEED) {
         lowered.set_param(&name, &values).unwrap();
@@ -114,11 +114,14 @@ fn lowered_on_two_devices(step: &Net, max_nodes: usize) -> TaskStep {
     lowered
 }
 
+/// A step's inputs by name.
+type Batch<'a> = [(&'a str, &'a [f32])];
+
 /// One step under HEFT's static placement on `rt`'s workers.
 fn heft_step<'a>(
     rt: &'a Runtime,
     model: &'a HistoryModel,
-) -> impl FnMut(&mut TaskStep, &[(&str, &[f32])]) -> Vec<Vec<f32>> + 'a {
+) -> impl FnMut(&mut TaskStep, &Batch<'_>) -> Vec<Vec<f32>> + 'a {
     move |l, inputs| {
         let feed = l.feed(inputs).unwrap();
         let (results, _) = rt
