@@ -32,13 +32,46 @@
 //!
 //! The crates behind the facade: [`dagger_ir`] (IR, verifier, passes),
 //! [`dagger_runtime`] (executor, CPU pool, traces, transports, cluster),
-//! `dagger_macros` (`#[task]`, `dag!`). Several processes form a cluster with
-//! [`launcher`] (`dagger run -n N`) and [`cluster::Cluster`].
+//! `dagger_macros` (`#[task]`, `dag!`), and, behind features,
+//! `dagger_cuda` and `dagger_cluster`. Several processes form a cluster with
+//! `launcher` (`dagger run -n N`) and `cluster::Cluster`.
+//!
+//! # Feature flags
+//!
+//! As tokio does, the facade puts its heavy parts behind cargo features, so
+//! that a program links what it uses. All are on by default; the task-graph
+//! core (`#[task]`, `dag!`, [`Runtime`], [`ir`], [`tensor`], [`platform`] on
+//! the CPU workers) builds with `default-features = false`.
+//!
+//! - `cuda`: CUDA GPUs (`dagger-cuda`): the `cuda` module, GPU workers
+//!   (`platform::gpu_workers`, GPUs in [`platform::local_platform`]) and, with
+//!   `nn`, training on GPUs (`nn::Workers::Gpus`). Without it a program runs
+//!   on its CPU workers and says it was built without `cuda` where it would
+//!   list GPUs.
+//! - `cluster`: several processes as one machine (`dagger-cluster`): the
+//!   `cluster`, `distributed`, `net` and `ring` modules, `Session`,
+//!   `launcher` and the `dagger` command-line tool; with `nn`, training
+//!   across ranks (`nn::Workers::Cluster`, `Pipeline::on_cluster`).
+//! - `nn`: neural networks on tensor graphs (the `nn` module: layers,
+//!   optimizers, safetensors, data/pipeline/tensor-parallel training on
+//!   threads, and on GPUs and ranks with `cuda` and `cluster`).
+//!
+//! ```toml
+//! # The runtime and the networks on CPU threads, without CUDA or a cluster:
+//! dagger = { version = "0.1", default-features = false, features = ["nn"] }
+//! ```
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
 pub use dagger_cluster::distributed::{ClusterReport, ClusterSpan, SpanKind};
+#[cfg(feature = "cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
 pub use dagger_cluster::{cluster, distributed, net, ring};
+#[cfg(feature = "cuda")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cuda")))]
 pub use dagger_cuda as cuda;
 pub use dagger_ir as ir;
 pub use dagger_macros::{dag, task};
@@ -49,12 +82,20 @@ pub use dagger_runtime::{
     PolicyRun, RunError, Runtime, RuntimeBuilder, Task, TaskDef, Trace, Value,
 };
 
+#[cfg(feature = "cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
 pub mod launcher;
+#[cfg(feature = "nn")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nn")))]
 pub mod nn;
 pub mod pipe;
 pub mod platform;
+#[cfg(feature = "cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
 pub mod session;
 
+#[cfg(feature = "cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
 pub use session::Session;
 
 /// The names most programs need: `use dagger::prelude::*;`.
@@ -75,7 +116,7 @@ pub mod __private {
     pub use inventory;
 }
 
-/// The README's code, compiled and run as a doctest.
+/// The README's code, compiled and run as a doctest (it uses `nn`).
 #[doc = include_str!("../README.md")]
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "nn"))]
 pub struct ReadmeDoctests;

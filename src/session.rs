@@ -21,14 +21,7 @@ use std::sync::Arc;
 
 /// What this program runs on, in one line (said once, at start).
 fn hardware_line(runtime: &Runtime, ranks: u32) -> String {
-    let gpus = match crate::cuda::gpus() {
-        Ok(g) if g.is_empty() => "no GPU found".to_string(),
-        Ok(g) => {
-            let names: Vec<&str> = g.iter().map(|d| d.name.as_str()).collect();
-            format!("{} GPU(s) seen: {}", g.len(), names.join(", "))
-        }
-        Err(e) => e.to_string(),
-    };
+    let gpus = crate::platform::gpus_seen();
     let ranks = match ranks {
         1 => "a single process".to_string(),
         n => format!("{n} ranks"),

@@ -293,6 +293,9 @@ fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Platform => {
+            if !cfg!(feature = "cuda") {
+                eprintln!("dagger: built without the `cuda` feature: the platform has no GPU");
+            }
             let platform = dagger::platform::local_platform(&dagger::Runtime::new());
             let json = serde_json::to_string_pretty(&platform).map_err(|e| e.to_string())?;
             println!("{json}");

@@ -11,13 +11,13 @@
 //! matches one worker up to floating-point summation order.
 //!
 //! Workers are threads of this process ([`Workers::Threads`]), the GPUs of
-//! this machine ([`Workers::Gpus`]: one thread and one
-//! [`GpuProgram`](dagger_cuda::program::GpuProgram) per GPU, gradients
-//! averaged GPU to GPU by NCCL on a stream of their own, overlapping
-//! backward), or the ranks of a [`Cluster`] started by `dagger run -n N`
-//! ([`Workers::Cluster`]: each process is one worker and calls
-//! [`DataParallel::step`] with the same global batch; with
-//! [`Workers::ClusterGpus`] each trains on a GPU of its machine).
+//! this machine (`Workers::Gpus`, with the `cuda` feature: one thread and
+//! one `GpuProgram` per GPU, gradients averaged GPU to GPU by NCCL on a
+//! stream of their own, overlapping backward), or the ranks of a cluster
+//! started by `dagger run -n N` (`Workers::Cluster`, with the `cluster`
+//! feature: each process is one worker and calls [`DataParallel::step`]
+//! with the same global batch; with `Workers::ClusterGpus`, and both
+//! features, each trains on a GPU of its machine).
 //!
 //! A worker whose step fails once its run started stops, and no other
 //! worker waits for it: rings report it gone, and GPU workers of an NCCL
@@ -30,10 +30,15 @@ use super::error::DataParallelError;
 use super::io::NamedParams;
 use super::net::Net;
 use super::optim::Optimizer;
-use super::replica::{Link, NcclGate, Place, Replica, Start, WorkerPlan};
+#[cfg(feature = "cuda")]
+use super::replica::NcclGate;
+use super::replica::{Link, Place, Replica, Start, WorkerPlan};
 use super::replies::first_cause;
+#[cfg(feature = "cluster")]
 use crate::cluster::Cluster;
+#[cfg(feature = "cluster")]
 use dagger_cluster::ClusterRing;
+#[cfg(feature = "cuda")]
 use dagger_cuda::nccl::new_nccl_id;
 use dagger_ir::tensor::{ParallelGroup, Tensor, TensorError};
 use dagger_runtime::tensor::thread_ring;
@@ -47,12 +52,18 @@ pub enum Workers {
     /// This many threads of this process.
     Threads(usize),
     /// The first this many GPUs of this machine, reduced with NCCL.
+    #[cfg(feature = "cuda")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cuda")))]
     Gpus(usize),
     /// The ranks of a cluster; this process is its rank's worker.
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
     Cluster(Arc<Cluster>),
     /// The ranks of a cluster, each training on a GPU of its machine (GPU
     /// `rank % GPUs`), gradients reduced over the cluster's ring through
     /// host memory.
+    #[cfg(all(feature = "cluster", feature = "cuda"))]
+    #[cfg_attr(docsrs, doc(cfg(all(feature = "cluster", feature = "cuda"))))]
     ClusterGpus(Arc<Cluster>),
 }
 
@@ -60,8 +71,13 @@ impl Workers {
     /// How many workers.
     pub fn count(&self) -> usize {
         match self {
-            Workers::Threads(n) | Workers::Gpus(n) => *n,
-            Workers::Cluster(c) | Workers::ClusterGpus(c) => c.size() as usize,
+            Workers::Threads(n) => *n,
+            #[cfg(feature = "cuda")]
+            Workers::Gpus(n) => *n,
+            #[cfg(feature = "cluster")]
+            Workers::Cluster(c) => c.size() as usize,
+            #[cfg(all(feature = "cluster", feature = "cuda"))]
+            Workers::ClusterGpus(c) => c.size() as usize,
         }
     }
 }
@@ -98,6 +114,8 @@ struct WorkerThread {
 
 enum Engine {
     Threads(Vec<WorkerThread>),
+    /// This process's worker, a rank of a cluster.
+    #[cfg(feature = "cluster")]
     Local(Box<Replica>),
 }
 
@@ -157,28 +175,31 @@ impl DataParallel {
                 place,
             })
         };
-        let on_gpus = matches!(workers, Workers::ClusterGpus(_));
+        // This process as rank `r` of a cluster, working at `place`.
+        #[cfg(feature = "cluster")]
+        let on_rank = |cluster: Arc<Cluster>, place: Place| {
+            let (r, n) = (cluster.rank() as usize, cluster.size() as usize);
+            let link = Link::Ring(Box::new(ClusterRing::new(cluster)));
+            let replica = Replica::new(plan(r, n, link, place)?, r)?;
+            Ok(DataParallel {
+                options,
+                workers: n,
+                engine: Engine::Local(Box::new(replica)),
+            })
+        };
         match workers {
-            Workers::Cluster(cluster) | Workers::ClusterGpus(cluster) => {
-                let (r, n) = (cluster.rank() as usize, cluster.size() as usize);
-                let place = if on_gpus {
-                    let found = dagger_cuda::gpus()?;
-                    if found.is_empty() {
-                        return Err(DataParallelError::Gpus(format!(
-                            "rank {r} was to train on a GPU, but its machine has none"
-                        )));
-                    }
-                    Place::Gpu(r % found.len())
-                } else {
-                    Place::Cores
-                };
-                let link = Link::Ring(Box::new(ClusterRing::new(cluster)));
-                let replica = Replica::new(plan(r, n, link, place)?, r)?;
-                Ok(DataParallel {
-                    options,
-                    workers: n,
-                    engine: Engine::Local(Box::new(replica)),
-                })
+            #[cfg(feature = "cluster")]
+            Workers::Cluster(cluster) => on_rank(cluster, Place::Cores),
+            #[cfg(all(feature = "cluster", feature = "cuda"))]
+            Workers::ClusterGpus(cluster) => {
+                let r = cluster.rank() as usize;
+                let found = dagger_cuda::gpus()?;
+                if found.is_empty() {
+                    return Err(DataParallelError::Gpus(format!(
+                        "rank {r} was to train on a GPU, but its machine has none"
+                    )));
+                }
+                on_rank(cluster, Place::Gpu(r % found.len()))
             }
             Workers::Threads(n) => {
                 let plans = thread_ring(n)
@@ -188,6 +209,7 @@ impl DataParallel {
                     .collect::<Result<Vec<_>, _>>()?;
                 Self::on_threads(plans, options)
             }
+            #[cfg(feature = "cuda")]
             Workers::Gpus(n) => {
                 let found = dagger_cuda::gpus()?;
                 if found.len() < n {
@@ -251,6 +273,7 @@ impl DataParallel {
             }
         }
         match &mut self.engine {
+            #[cfg(feature = "cluster")]
             Engine::Local(replica) => {
                 let owned: Vec<(String, Vec<f32>)> = batch
                     .iter()
@@ -296,12 +319,17 @@ impl DataParallel {
 
     /// Whether this process is one worker of a cluster (not all of them).
     pub(crate) fn is_local(&self) -> bool {
-        matches!(self.engine, Engine::Local(_))
+        match self.engine {
+            Engine::Threads(_) => false,
+            #[cfg(feature = "cluster")]
+            Engine::Local(_) => true,
+        }
     }
 
     /// Worker `r`'s parameters (this process's, for a cluster).
     pub(crate) fn worker_params(&self, r: usize) -> Result<NamedParams, DataParallelError> {
         match &self.engine {
+            #[cfg(feature = "cluster")]
             Engine::Local(replica) => replica.params(),
             Engine::Threads(threads) => {
                 let lost = |why: &str| DataParallelError::WorkerLost(r, why.into());

@@ -2,6 +2,7 @@
 //! replicate a step over workers (data parallelism; the pipeline's and
 //! tensor parallelism's own errors wrap them).
 
+#[cfg(feature = "cuda")]
 use dagger_cuda::CudaError;
 use dagger_ir::tensor::TensorError;
 use dagger_runtime::tensor::{BackendError, ProgramError};
@@ -13,9 +14,13 @@ pub enum DataParallelError {
     #[error(transparent)]
     Backend(#[from] BackendError),
     /// Finding GPUs or joining an NCCL group failed.
+    #[cfg(feature = "cuda")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cuda")))]
     #[error(transparent)]
     Cuda(#[from] CudaError),
     /// Fewer GPUs than workers asked for.
+    #[cfg(feature = "cuda")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cuda")))]
     #[error("{0}")]
     Gpus(String),
     /// The batch does not split over the workers.

@@ -50,6 +50,8 @@
 //! ```
 
 pub mod array;
+#[cfg(feature = "cluster")]
+mod cluster_links;
 pub mod data_parallel;
 pub mod error;
 pub mod init;

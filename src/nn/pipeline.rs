@@ -7,21 +7,25 @@
 //! the stored input activation (as GPipe does) and returns the gradients of
 //! its parameters and of its input, and the optimizer's update. Stage `s`
 //! sends activations to stage `s + 1` and gradients to stage `s - 1` over
-//! channels (or, on a cluster, over UCX: [`Pipeline::on_cluster`]);
+//! channels (or, on a cluster, over UCX: `Pipeline::on_cluster`, with the
+//! `cluster` feature);
 //! gradients of the micro-batches are summed and scaled by `1 / M`, so one
 //! step equals a step on the whole batch. [`Pipeline::with_data_parallel`]
 //! runs several copies of the pipeline, each stage averaging its gradients
 //! with its copies (data x pipeline parallelism).
 
+#[cfg(feature = "cluster")]
+use super::cluster_links::ClusterLinks;
 use super::error::PipelineError;
 use super::io::NamedParams;
 use super::net::Net;
 use super::optim::Optimizer;
 use super::replies::first_cause;
 use super::stage::{Stage, StepData};
-use super::stage_link::{channel_links, ClusterLinks, StageLinks};
+use super::stage_link::{channel_links, StageLinks};
 use super::stage_model::{MlpSpec, StageModel};
 use super::tensor_parallel::{join_shards, shard as shard_of, BlockStack};
+#[cfg(feature = "cluster")]
 use crate::cluster::Cluster;
 use crate::ir::sched::pipeline::{balanced_stages, PipelineKind, PipelineOp, PipelineSchedule};
 use dagger_ir::tensor::Shape;
@@ -80,6 +84,7 @@ enum Stages {
     /// One thread per stage, in this process.
     Threads(Vec<StageThread>),
     /// This rank's stage of a cluster (rank `s` runs stage `s`).
+    #[cfg(feature = "cluster")]
     Local {
         stage: Box<Stage>,
         links: ClusterLinks,
@@ -234,6 +239,8 @@ impl Pipeline {
     /// As [`new`](Self::new), for the ranks of `cluster`: this process runs
     /// stage `rank` (`options.stages` must be the cluster's size) and
     /// every rank calls [`step`](Self::step) with the same batch.
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
     pub fn on_cluster(
         spec: MlpSpec,
         options: PipelineOptions,
@@ -366,6 +373,7 @@ impl Pipeline {
         };
         let mut ops = Vec::new();
         let loss = match &mut self.stages {
+            #[cfg(feature = "cluster")]
             Stages::Local { stage, links } => {
                 let data = data_for(0, stage.index);
                 let (loss, mine) = stage.step(self.options.kind, k, data, links)?;
@@ -428,10 +436,15 @@ impl Pipeline {
     /// of this rank's stage), by name. With tensor parallelism, the model's
     /// parameters with their shards joined (optimizer state excluded).
     pub fn params(&self) -> Result<NamedParams, PipelineError> {
-        let threads = match &self.stages {
-            Stages::Local { stage, .. } => return Ok(stage.named_params()),
-            Stages::Threads(threads) => threads,
-        };
+        match &self.stages {
+            #[cfg(feature = "cluster")]
+            Stages::Local { stage, .. } => Ok(stage.named_params()),
+            Stages::Threads(threads) => self.threads_params(threads),
+        }
+    }
+
+    /// [`params`](Self::params) of stages on `threads`.
+    fn threads_params(&self, threads: &[StageThread]) -> Result<NamedParams, PipelineError> {
         // Copy 0's stages (every copy holds the same), shard by shard.
         let k = self.options.stages;
         let mut per_shard: Vec<NamedParams> = Vec::with_capacity(self.shards);

@@ -1,6 +1,7 @@
 //! One worker of a parallel trainer: its training step compiled by a
-//! [`Backend`] (the cores' [`CpuBackend`] or a GPU's [`CudaBackend`]) into
-//! an [`Executable`], its rings, and its share of each batch.
+//! [`Backend`] (the cores' [`CpuBackend`] or, with the `cuda` feature, a
+//! GPU's `CudaBackend`) into an [`Executable`], its rings, and its share of
+//! each batch.
 //!
 //! A GPU worker's rings are NCCL groups, and an NCCL collective waits for
 //! every rank without a time limit: a rank that fails leaves the others
@@ -20,13 +21,19 @@
 use super::error::DataParallelError;
 use super::io::NamedParams;
 use super::net::Net;
-use dagger_cuda::backend::CudaBackend;
-use dagger_cuda::nccl::{NcclId, NcclRank};
-use dagger_cuda::program::GpuProgram;
+#[cfg(feature = "cuda")]
+use dagger_cuda::{
+    backend::CudaBackend,
+    nccl::{NcclId, NcclRank},
+    program::GpuProgram,
+};
 use dagger_ir::tensor::ParallelGroup;
 use dagger_runtime::tensor::{Backend, CpuBackend, Executable, RingLink};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+#[cfg(feature = "cuda")]
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc, Condvar, Mutex,
+};
 
 /// How a replica's parameters start.
 #[derive(Clone)]
@@ -42,6 +49,7 @@ pub(crate) enum Link {
     /// A ring of host workers (threads, cluster ranks).
     Ring(Box<dyn RingLink>),
     /// Rank `rank` of an NCCL group of `size` GPUs named `id`.
+    #[cfg(feature = "cuda")]
     Nccl {
         id: NcclId,
         rank: usize,
@@ -56,6 +64,7 @@ pub(crate) enum Place {
     /// The cores of this process.
     Cores,
     /// The GPU of this ordinal.
+    #[cfg(feature = "cuda")]
     Gpu(usize),
 }
 
@@ -78,6 +87,7 @@ pub(crate) struct WorkerPlan {
 /// What the workers of one NCCL group share: where they say whether they
 /// built their programs, and the alarm one raises when it stops (see the
 /// [module docs](self)).
+#[cfg(feature = "cuda")]
 pub(crate) struct NcclGate {
     workers: usize,
     /// How many arrived, and whether one failed to build.
@@ -87,6 +97,7 @@ pub(crate) struct NcclGate {
     alarm: AtomicBool,
 }
 
+#[cfg(feature = "cuda")]
 impl NcclGate {
     /// A gate for `workers` workers.
     pub(crate) fn new(workers: usize) -> Arc<NcclGate> {
@@ -124,10 +135,65 @@ impl NcclGate {
     }
 }
 
+/// The gates of the NCCL groups a worker is in (none without the `cuda`
+/// feature, where there are no NCCL groups).
+struct Gates(#[cfg(feature = "cuda")] Vec<Arc<NcclGate>>);
+
+impl Gates {
+    /// Reports at the gate of each NCCL group in `rings` whether this
+    /// worker `built`; fails when it built but another worker did not.
+    fn arrive(
+        rings: &[(ParallelGroup, Link)],
+        built: bool,
+        worker: usize,
+    ) -> Result<Gates, DataParallelError> {
+        #[cfg(feature = "cuda")]
+        {
+            let mut gates = Vec::new();
+            for (_, link) in rings {
+                if let Link::Nccl { gate, .. } = link {
+                    if !gate.arrive(built) && built {
+                        return Err(DataParallelError::PeerFailed(worker));
+                    }
+                    gates.push(gate.clone());
+                }
+            }
+            Ok(Gates(gates))
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            // Every link is a host ring: nobody to wait for.
+            let _ = (rings, built, worker);
+            Ok(Gates())
+        }
+    }
+
+    /// Whether a worker of one of the groups stopped.
+    fn alarmed(&self) -> bool {
+        #[cfg(feature = "cuda")]
+        {
+            self.0.iter().any(|g| g.alarmed())
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            false
+        }
+    }
+
+    /// Tells the other workers of every group that this one stopped.
+    fn raise_alarms(&self) {
+        #[cfg(feature = "cuda")]
+        for gate in &self.0 {
+            gate.raise_alarm();
+        }
+    }
+}
+
 /// Compiles `step` for `place`, behind the backend seam.
 fn compile(step: &Net, place: Place) -> Result<Box<dyn Executable>, DataParallelError> {
     Ok(match place {
         Place::Cores => Box::new(CpuBackend::default().compile(step)?),
+        #[cfg(feature = "cuda")]
         Place::Gpu(ordinal) => Box::new(CudaBackend::open(ordinal)?.compile(step)?),
     })
 }
@@ -140,6 +206,7 @@ fn connect(
 ) -> Result<(), DataParallelError> {
     match link {
         Link::Ring(ring) => compiled.set_ring(group, ring),
+        #[cfg(feature = "cuda")]
         Link::Nccl { id, rank, size, .. } => {
             let gpu = compiled
                 .as_any_mut()
@@ -159,7 +226,7 @@ pub(crate) struct Replica {
     compiled: Result<Box<dyn Executable>, String>,
     share: Option<(usize, usize)>,
     /// The gates of the NCCL groups it is in.
-    gates: Vec<Arc<NcclGate>>,
+    gates: Gates,
     /// Its index among the trainer's workers.
     worker: usize,
 }
@@ -187,15 +254,7 @@ impl Replica {
             }
             Ok(compiled)
         });
-        let mut gates = Vec::new();
-        for (_, link) in &rings {
-            if let Link::Nccl { gate, .. } = link {
-                if !gate.arrive(built.is_ok()) && built.is_ok() {
-                    return Err(DataParallelError::PeerFailed(worker));
-                }
-                gates.push(gate.clone());
-            }
-        }
+        let gates = Gates::arrive(&rings, built.is_ok(), worker)?;
         // From here on, dropping the replica raises its gates' alarms.
         let mut replica = Replica {
             compiled: Ok(built?),
@@ -229,7 +288,7 @@ impl Replica {
             };
             compiled.set(name, mine)?;
         }
-        let alarmed = || self.gates.iter().any(|g| g.alarmed());
+        let alarmed = || self.gates.alarmed();
         let ran = match compiled.run().and_then(|()| compiled.finish_or(&alarmed)) {
             Ok(true) => compiled
                 .read_output(0)
@@ -244,9 +303,7 @@ impl Replica {
     /// Stops the replica after a failed step: raises its gates' alarms and
     /// drops its program.
     fn stop(&mut self, why: String) {
-        for gate in &self.gates {
-            gate.raise_alarm();
-        }
+        self.gates.raise_alarms();
         self.compiled = Err(why);
     }
 
@@ -268,9 +325,7 @@ impl Drop for Replica {
     /// A replica dropped (at the end, or by a panic) no longer answers its
     /// group's collectives: its peers must not wait for it.
     fn drop(&mut self) {
-        for gate in &self.gates {
-            gate.raise_alarm();
-        }
+        self.gates.raise_alarms();
     }
 }
 
@@ -278,6 +333,7 @@ impl Drop for Replica {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "cuda")]
     fn arrive_all(built: [bool; 3]) -> Vec<bool> {
         let gate = NcclGate::new(3);
         let threads: Vec<_> = built
@@ -291,6 +347,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "cuda")]
     fn the_gate_opens_when_every_worker_built_and_tells_all_when_one_did_not() {
         assert_eq!(arrive_all([true; 3]), [true; 3]);
         assert_eq!(arrive_all([true, false, true]), [false; 3]);
@@ -354,12 +411,13 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "cuda")]
     fn a_dropped_replica_raises_its_nccl_groups_alarm() {
         let gate = NcclGate::new(2);
         let replica = Replica {
             compiled: Err("a CUDA fault".into()),
             share: None,
-            gates: vec![gate.clone()],
+            gates: Gates(vec![gate.clone()]),
             worker: 1,
         };
         assert!(!gate.alarmed());
