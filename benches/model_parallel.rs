@@ -22,14 +22,16 @@
 //! no overlap. Measured and simulated differ most where workers here share
 //! the same 2 cores.
 
+use dagger::ir::model::HistoryModel;
 use dagger::ir::sched::gantt;
 use dagger::ir::sched::pipeline::{bubble_formula, simulate, PipelineKind};
+use dagger::ir::sched::HeftScheduler;
 use dagger::ir::tensor::{node_flops, Tensor, TensorOp};
 use dagger::nn::{
     Activation, BlockStack, CompileOptions, DataParallel, DataParallelOptions, MlpSpec, Momentum,
     Net, Pipeline, PipelineOptions, Program, SeededRng, TensorParallel, Workers,
 };
-use dagger::tensor::task_step::{lower_step, LowerOptions, StepPlacement};
+use dagger::tensor::task_step::{lower_step, LowerOptions, StepPlacement, TaskStep};
 use dagger::tensor::{ring_all_reduce_mean, thread_ring};
 use dagger::Runtime;
 use std::time::Instant;
@@ -140,11 +142,44 @@ impl AllReduceModel {
     }
 }
 
+/// What the simulated column holds for the lowered rows.
+const PREDICTED: &str =
+    "predicted: HEFT's makespan on the history model of 5 traced steps after 2 warm-up steps";
+
+/// Milliseconds per step of `lowered` on the global runtime, each step
+/// placed by HEFT on a cost model calibrated by 5 traced steps (after 2
+/// warm-up steps), and the
+/// makespan HEFT predicted, in seconds (the simulated column's unit).
+fn time_lowered(lowered: &mut TaskStep, x: &[f32], y: &[f32]) -> (f64, f64) {
+    let rt = Runtime::global();
+    let batch = [("x", x), ("y", y)];
+    let mut model = HistoryModel::new();
+    for _ in 0..2 {
+        lowered.run(rt, &batch).expect("warm-up step");
+    }
+    rt.start_trace();
+    for _ in 0..5 {
+        lowered.run(rt, &batch).expect("lowered step");
+    }
+    for m in rt.stop_trace().measurements() {
+        model.record(&m);
+    }
+    let mut predicted = 0.0;
+    let ms = time(|| {
+        let feed = lowered.feed(&batch).expect("feed");
+        let (results, schedule) = rt
+            .run_scheduled(lowered.dag(), (feed,), &HeftScheduler, &model)
+            .expect("lowered step");
+        lowered.finish(results);
+        predicted = schedule.makespan();
+    });
+    (ms, predicted)
+}
+
 /// The one-device step lowered to a task graph (one task; a task per
 /// fused kernel or op), run by the runtime's executor, against the
 /// `Program` path's `program_ms` of this run.
-fn lowered_rows(step: &Net, program_ms: f64, rate: f64, x: &[f32], y: &[f32]) {
-    let rt = Runtime::global();
+fn lowered_rows(step: &Net, program_ms: f64, x: &[f32], y: &[f32]) {
     for (max_nodes, what) in [(usize::MAX, "1 task"), (1, "a task per op")] {
         let options = LowerOptions {
             max_nodes,
@@ -154,19 +189,15 @@ fn lowered_rows(step: &Net, program_ms: f64, rate: f64, x: &[f32], y: &[f32]) {
         for (name, values) in step.initial_params(1) {
             lowered.set_param(&name, &values).expect("parameter");
         }
-        let ms = time(|| {
-            lowered
-                .run(rt, &[("x", x), ("y", y)])
-                .expect("lowered step");
-        });
+        let (ms, predicted) = time_lowered(&mut lowered, x, y);
         let tasks = lowered.segments().len();
         row(
             &format!("one device, lowered to tasks ({what})"),
             ms,
-            flops(step) / rate,
+            predicted,
             &[planned(step)],
             &format!(
-                "{tasks} task(s), {} parameter(s) travelling; {:.2}x the Program path's speed (target >= 0.95 for 1 task)",
+                "{tasks} task(s), {} parameter(s) travelling; {:.2}x the Program path's speed (target >= 0.95 for 1 task); {PREDICTED}",
                 lowered.travelling_params().len(),
                 program_ms / ms
             ),
@@ -177,7 +208,7 @@ fn lowered_rows(step: &Net, program_ms: f64, rate: f64, x: &[f32], y: &[f32]) {
 /// Data parallelism as a pass of the lowering: 2 replicas of the step's
 /// tasks, each all-reduce a task, on the runtime's executor, against the
 /// `DataParallel` trainer's `trainer_ms` of this run.
-fn lowered_data_parallel_row(trainer_ms: f64, simulated: f64, x: &[f32], y: &[f32]) {
+fn lowered_data_parallel_row(trainer_ms: f64, x: &[f32], y: &[f32]) {
     let mut net = Net::new();
     let xi = net.input("x", [BATCH / 2, INPUTS]);
     let yi = net.input("y", [BATCH / 2, 10]);
@@ -196,18 +227,14 @@ fn lowered_data_parallel_row(trainer_ms: f64, simulated: f64, x: &[f32], y: &[f3
     for (name, values) in replica.initial_params(1) {
         lowered.set_param(&name, &values).expect("parameter");
     }
-    let ms = time(|| {
-        lowered
-            .run(Runtime::global(), &[("x", x), ("y", y)])
-            .expect("lowered step");
-    });
+    let (ms, predicted) = time_lowered(&mut lowered, x, y);
     row(
         "data parallel, lowered to tasks (2 replicas)",
         ms,
-        simulated,
+        predicted,
         &[planned(&replica); 2],
         &format!(
-            "{} tasks a replica, an all-reduce task per gradient; {:.2}x the DataParallel trainer's speed",
+            "{} tasks a replica, an all-reduce task per gradient; {:.2}x the DataParallel trainer's speed; {PREDICTED}",
             lowered.segments().len(),
             trainer_ms / ms
         ),
@@ -244,7 +271,7 @@ fn main() {
         &[planned(&step)],
         &format!("calibrates the model: {:.1} GFLOP/s", rate / 1e9),
     );
-    lowered_rows(&step, one_ms, rate, &x, &y);
+    lowered_rows(&step, one_ms, &x, &y);
 
     let build = |b: usize| {
         let mut net = Net::new();
@@ -272,7 +299,7 @@ fn main() {
         &[planned(&replica); 2],
         "each worker half the batch; gradients all-reduced",
     );
-    lowered_data_parallel_row(ms, simulated, &x, &y);
+    lowered_data_parallel_row(ms, &x, &y);
 
     let spec = MlpSpec {
         inputs: INPUTS,
