@@ -188,8 +188,10 @@ fn run_graph(cluster: &Cluster) {
     );
 }
 
-/// The body of every rank process (a no-op when run as a plain test).
+/// The body of every rank process (ignored in a plain run: the launchers
+/// run it with `--ignored`; without a cluster it does nothing).
 #[test]
+#[ignore = "a rank's entry point, run in each rank process by the tests that launch ranks"]
 fn rank_main() {
     if std::env::var_os("DAGGER_RANK").is_none() {
         return;

@@ -265,8 +265,10 @@ fn a_rank_that_dies_fails_the_step_naming_it() {
     assert!(rank_said(&all, 0, "rank 1"), "{all}");
 }
 
-/// A rank of `processes_match_one_worker`; does nothing outside a cluster.
+/// A rank of `processes_match_one_worker`; ignored in a plain run (the
+/// launcher runs it with `--ignored`), it does nothing outside a cluster.
 #[test]
+#[ignore = "a rank's entry point, run in each rank process by the tests that launch ranks"]
 fn rank_main() {
     let Some(cluster) = dagger::cluster::Cluster::from_env().unwrap() else {
         return;

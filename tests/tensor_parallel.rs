@@ -108,8 +108,10 @@ fn processes_match_one_device() {
     every_rank_says_on_2_and_3_processes("shards match one device");
 }
 
-/// A rank of `processes_match_one_device`; does nothing outside a cluster.
+/// A rank of `processes_match_one_device`; ignored in a plain run (the
+/// launcher runs it with `--ignored`), it does nothing outside a cluster.
 #[test]
+#[ignore = "a rank's entry point, run in each rank process by the tests that launch ranks"]
 fn rank_main() {
     let Some(cluster) = dagger::cluster::Cluster::from_env().unwrap() else {
         return;

@@ -142,7 +142,13 @@ impl RankEnv {
             None => Command::new(me),
         };
         command
-            .args(["rank_main", "--exact", "--nocapture", "--test-threads=1"])
+            .args([
+                "rank_main",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("DAGGER_RANK", rank.to_string())
             .env("DAGGER_SIZE", self.size.to_string())
             .env("DAGGER_COORDINATOR", &self.coordinator)

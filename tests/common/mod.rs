@@ -61,7 +61,13 @@ pub fn launch_rank_main(ranks: u32, scenario: &str) -> (bool, String) {
     let child = std::process::Command::new(launcher)
         .args(["run", "-n", &ranks.to_string(), "--"])
         .arg(me)
-        .args(["rank_main", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "rank_main",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("DAGGER_TEST_SCENARIO", scenario)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 #[test]
+#[ignore = "the child-process entry point of the command-line tests, run by them"]
 fn example_child() {
     let Ok(name) = std::env::var("DAGGER_EXAMPLE_CHILD") else {
         return;
@@ -50,6 +51,7 @@ fn example_command(example: &str, args: &[&str]) -> Command {
         .args([
             "command_lines::example_child",
             "--exact",
+            "--ignored",
             "--nocapture",
             "--test-threads=1",
         ])
