@@ -1,6 +1,6 @@
 //! A GPU as a tensor backend: [`CudaBackend`] compiles tensor graphs into
 //! [`GpuProgram`]s, which implement the runtime's
-//! [`Executable`](dagger_runtime::tensor::Executable), so code written
+//! [`Executable`], so code written
 //! against the [`Backend`] seam runs a graph on the cores or on a GPU alike.
 //!
 //! # Examples

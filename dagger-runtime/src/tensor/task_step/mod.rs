@@ -4,7 +4,7 @@
 //! [`lower_step`] takes a tensor graph (a training step: forward, backward
 //! and the optimizer's updates, or any tensor program), runs the tensor
 //! passes on it (dead nodes, fusion), places its nodes on devices (all on
-//! one, or by the [partitioner](dagger_ir::tensor::partition) under memory
+//! one, or by the [partitioner](mod@dagger_ir::tensor::partition) under memory
 //! limits) and cuts it into *segments*: runs of consecutive nodes, in the
 //! graph's topological order, on one device and at most
 //! [`LowerOptions::max_nodes`] long (`1`: every fused kernel, product or op
@@ -12,8 +12,9 @@
 //! segments, with an edge wherever one uses another's value, are a DAG.
 //!
 //! Each segment becomes a task made at run time
-//! ([`TaskBody`]): its nodes, as a tensor graph of their own, compiled once
-//! by a [`Backend`] into an [`Executable`]; its operands from other
+//! ([`TaskBody`](crate::task::TaskBody)): its nodes, as a tensor graph of their own, compiled once
+//! by a [`Backend`](crate::tensor::Backend) into an
+//! [`Executable`](crate::tensor::Executable); its operands from other
 //! segments are that graph's inputs, the values other segments (or the
 //! step's results) use are its outputs. A call feeds the operands, runs,
 //! and passes its outputs on as one [`Tensors`] value. The tasks' names say
