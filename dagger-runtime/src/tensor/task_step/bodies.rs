@@ -27,13 +27,13 @@ pub(super) struct Compiled {
     pub(super) outputs: usize,
 }
 
-/// Output `slot` of task argument `arg`, or an error naming what is missing.
-fn operand(args: &[Option<Datum>], arg: usize, slot: usize) -> Result<&[f32], String> {
+/// Output `slot` of task argument `arg` (shared, not copied), or an error
+/// naming what is missing.
+fn operand(args: &[Option<Datum>], arg: usize, slot: usize) -> Result<&Arc<[f32]>, String> {
     args.get(arg)
         .and_then(Option::as_ref)
         .and_then(|d| d.downcast_ref::<Tensors>())
         .and_then(|t| t.0.get(slot))
-        .map(Vec::as_slice)
         .ok_or_else(|| format!("operand {slot} of argument {arg} is missing"))
 }
 
@@ -51,7 +51,6 @@ pub(super) fn segment(segment: Arc<Compiled>) -> Body {
                 Source::Feed(key) => feed
                     .0
                     .get(key)
-                    .map(Vec::as_slice)
                     .ok_or_else(|| format!("`{key}` was not fed before the run"))?,
                 Source::Task { arg, slot } => operand(args, *arg, *slot)?,
             };
@@ -59,7 +58,7 @@ pub(super) fn segment(segment: Arc<Compiled>) -> Body {
         }
         exe.run().map_err(|e| e.to_string())?;
         let outputs = (0..segment.outputs)
-            .map(|k| exe.read_output(k))
+            .map(|k| exe.read_output(k).map(Arc::from))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
         Ok(Datum::new(Tensors(outputs)))
@@ -80,23 +79,23 @@ pub(super) fn mean_over_replicas(picks: Vec<usize>) -> Body {
                     sum.len()
                 ));
             }
-            for (s, p) in sum.iter_mut().zip(part) {
+            for (s, p) in sum.iter_mut().zip(part.iter()) {
                 *s += p;
             }
         }
         let scale = 1.0 / picks.len() as f32;
         sum.iter_mut().for_each(|s| *s *= scale);
-        Ok(Datum::new(Tensors(vec![sum])))
+        Ok(Datum::new(Tensors(vec![sum.into()])))
     })
 }
 
 /// The step's last task: the values at `picks` (`(argument, slot)`), in
-/// order.
+/// order (shared with the tasks that made them, not copied).
 pub(super) fn gather(picks: Vec<(usize, usize)>) -> Body {
     Arc::new(move |args: &mut [Option<Datum>]| {
         let values = picks
             .iter()
-            .map(|&(arg, slot)| operand(args, arg, slot).map(<[f32]>::to_vec))
+            .map(|&(arg, slot)| operand(args, arg, slot).cloned())
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Datum::new(Tensors(values)))
     })
@@ -108,7 +107,7 @@ mod tests {
 
     fn tensors(values: &[&[f32]]) -> Option<Datum> {
         Some(Datum::new(Tensors(
-            values.iter().map(|v| v.to_vec()).collect(),
+            values.iter().map(|&v| Arc::from(v)).collect(),
         )))
     }
 
@@ -117,7 +116,7 @@ mod tests {
         let mean = mean_over_replicas(vec![1, 0]);
         let mut args = [tensors(&[&[9.0], &[1.0, 2.0]]), tensors(&[&[3.0, 6.0]])];
         let out = mean(&mut args).unwrap();
-        assert_eq!(out.downcast_ref::<Tensors>().unwrap().0, [vec![2.0, 4.0]]);
+        assert_eq!(*out.downcast_ref::<Tensors>().unwrap().0[0], [2.0, 4.0]);
         let mut uneven = [tensors(&[&[9.0], &[1.0, 2.0]]), tensors(&[&[3.0]])];
         let err = mean(&mut uneven).err().unwrap();
         assert_eq!(err, "replica 1 reduces 1 elements, replica 0 2");

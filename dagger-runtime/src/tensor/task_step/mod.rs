@@ -84,14 +84,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Values passed between the tasks of a lowered step: a segment's outputs,
-/// in its output order.
+/// in its output order, reference-counted so that every task that reads
+/// one shares it instead of copying it.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Tensors(pub Vec<Vec<f32>>);
+pub struct Tensors(pub Vec<Arc<[f32]>>);
 
 /// What one step is given: its inputs and the parameters that travel, by
-/// name.
+/// name (shared with the step's own copies, not copied).
 #[derive(Clone, Debug, Default)]
-pub struct StepFeed(pub HashMap<String, Vec<f32>>);
+pub struct StepFeed(pub HashMap<String, Arc<[f32]>>);
 
 /// Where a step's nodes run.
 #[derive(Clone, Debug)]
@@ -192,7 +193,7 @@ pub struct TaskStep {
     /// The step's inputs, by name.
     inputs: Vec<String>,
     /// The values of the travelling parameters.
-    travelling: HashMap<String, Vec<f32>>,
+    travelling: HashMap<String, Arc<[f32]>>,
     /// The step's results: graph outputs, then travelling parameters'
     /// updated values (by name).
     outputs: usize,
@@ -255,7 +256,7 @@ impl TaskStep {
                 }
             }
             ParamHome::Travelling => {
-                self.travelling.insert(name.to_string(), data.to_vec());
+                self.travelling.insert(name.to_string(), data.into());
             }
         }
         Ok(())
@@ -275,7 +276,7 @@ impl TaskStep {
             ParamHome::Travelling => self
                 .travelling
                 .get(name)
-                .cloned()
+                .map(|v| v.to_vec())
                 .ok_or_else(|| BackendError::from(TensorError::NotFed(name.to_string())).into()),
         }
     }
@@ -299,7 +300,7 @@ impl TaskStep {
     /// The feed of one step: `inputs` (with several replicas, each split
     /// into their shares, in row order) and the travelling parameters.
     pub fn feed(&self, inputs: &[(&str, &[f32])]) -> Result<StepFeed, LowerError> {
-        let mut feed: HashMap<String, Vec<f32>> = self.travelling.clone();
+        let mut feed: HashMap<String, Arc<[f32]>> = self.travelling.clone();
         let replicas = self.compiled.len();
         for &(name, data) in inputs {
             if !self.inputs.iter().any(|i| i == name) {
@@ -314,7 +315,7 @@ impl TaskStep {
             }
             let share = data.len() / replicas;
             for r in 0..replicas {
-                let part = data[r * share..(r + 1) * share].to_vec();
+                let part: Arc<[f32]> = data[r * share..(r + 1) * share].into();
                 feed.insert(share_key(name, r, replicas), part);
             }
         }
@@ -328,7 +329,7 @@ impl TaskStep {
         for (name, value) in self.updated.iter().zip(updated) {
             self.travelling.insert(name.clone(), value);
         }
-        results.0
+        results.0.iter().map(|v| v.to_vec()).collect()
     }
 
     /// One step on `rt`'s workers (work stealing): returns the graph's
