@@ -220,7 +220,7 @@ fn lowered_data_parallel_row(trainer_ms: f64, x: &[f32], y: &[f32]) {
     // The lowering cuts each gradient's all-reduce right after it: the
     // all-reduce tasks overlap the rest of backward.
     let options = LowerOptions {
-        replicas: 2,
+        data: 2,
         ..LowerOptions::default()
     };
     let mut lowered = lower_step(&replica, &StepPlacement::OneDevice, options).expect("lowers");

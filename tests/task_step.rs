@@ -275,13 +275,13 @@ fn data_parallel_replicas_average_their_gradients_and_train_as_one_worker() {
         // Small buckets; the lowering reduces each gradient as it comes.
         let replica = net.data_parallel_step(loss, &OPTIMIZER, 256).unwrap();
         let options = LowerOptions {
-            replicas,
+            data: replicas,
             max_nodes: 6,
             ..LowerOptions::default()
         };
         let mut lowered = lower_step(&replica, &StepPlacement::OneDevice, options).unwrap();
         let names: Vec<&str> = lowered.segments().iter().map(|s| s.name.as_str()).collect();
-        assert!(names.iter().all(|n| n.starts_with("step.r0.")), "{names:?}");
+        assert!(names.iter().all(|n| n.starts_with("step.w0.")), "{names:?}");
         let all_reduces = lowered
             .dag()
             .graph()
@@ -302,7 +302,7 @@ fn inputs_that_do_not_split_over_the_replicas_or_do_not_exist_are_refused() {
     let (net, loss) = model(BATCH / 2).unwrap();
     let replica = net.data_parallel_step(loss, &OPTIMIZER, 1 << 20).unwrap();
     let options = LowerOptions {
-        replicas: 2,
+        data: 2,
         ..LowerOptions::default()
     };
     let lowered = lower_step(&replica, &StepPlacement::OneDevice, options).unwrap();
@@ -327,4 +327,118 @@ fn micro_batches_placed_over_two_devices_pipeline_and_train_as_the_whole_batch()
     let model = HistoryModel::new();
     let got = lowered_training(&step, &mut lowered, heft_step(&rt, &model));
     assert_close("4 micro-batches on 2 devices", &got, &want, 1e-5);
+}
+
+/// A Megatron block stack, its one-device training (losses, and the
+/// blocks' parameters), and its nets split `tp` ways.
+mod megatron {
+    use super::*;
+    use dagger::nn::BlockStack;
+
+    pub fn model() -> BlockStack {
+        BlockStack {
+            inputs: FEATURES,
+            blocks: vec![(12, 6), (8, CLASSES)],
+            activation: Activation::Tanh,
+        }
+    }
+
+    /// `STEPS` steps of the whole model on one device.
+    pub fn one_device() -> (Vec<f32>, Vec<(String, Vec<f32>)>) {
+        let (net, loss) = model().net(BATCH, 1).unwrap();
+        let step = net.train_step(loss, &[], &OPTIMIZER).unwrap();
+        let (losses, params) = reference(&step);
+        (losses, blocks_only(params))
+    }
+
+    /// The model's parameters (not the optimizer's state).
+    pub fn blocks_only(params: Vec<(String, Vec<f32>)>) -> Vec<(String, Vec<f32>)> {
+        params
+            .into_iter()
+            .filter(|(n, _)| n.starts_with("block"))
+            .collect()
+    }
+}
+
+#[test]
+fn tensor_parallel_shards_sum_their_partials_and_train_as_one_device() {
+    let want = megatron::one_device();
+    let rt = Runtime::builder().threads(2).build();
+    // (data, tensor): shards of one replica, then 2 replicas of 2 shards.
+    for (data, tensor) in [(1, 2), (2, 2)] {
+        let model = megatron::model();
+        let (net, loss) = model.net(BATCH / data, tensor).unwrap();
+        let step = if data > 1 {
+            net.data_parallel_step(loss, &OPTIMIZER, 1 << 20).unwrap()
+        } else {
+            net.train_step(loss, &[], &OPTIMIZER).unwrap()
+        };
+        let options = LowerOptions {
+            data,
+            tensor,
+            max_nodes: 6,
+            ..LowerOptions::default()
+        };
+        let mut lowered = lower_step(&step, &StepPlacement::OneDevice, options).unwrap();
+        // The optimizer's state from the net, then each shard's values.
+        for (name, values) in step.initial_params(SEED) {
+            if !name.starts_with("block") {
+                lowered.set_param(&name, &values).unwrap();
+            }
+        }
+        let (shards, full) = model.initial_shards(tensor, BATCH, SEED).unwrap();
+        for w in 0..data * tensor {
+            for (name, values) in &shards[w % tensor] {
+                lowered.set_worker_param(w, name, values).unwrap();
+            }
+        }
+        let sums = lowered
+            .dag()
+            .graph()
+            .tasks()
+            .iter()
+            .filter(|t| t.name.starts_with("step.all_reduce"))
+            .count();
+        // Per replica: each block's forward sum, and the second block's
+        // backward one (the first block's input needs no gradient); per
+        // shard, with replicas, the data-parallel means.
+        assert!(sums >= 3 * data, "{sums} all-reduce tasks");
+        let mut losses = Vec::new();
+        for _ in 0..STEPS {
+            let (x, y) = batch();
+            losses.push(lowered.run(&rt, &[("x", &x), ("y", &y)]).unwrap()[0][0]);
+        }
+        // Join worker 0..tensor's shards back into whole parameters.
+        let joined: Vec<(String, Vec<f32>)> = full
+            .iter()
+            .map(|(name, shape)| {
+                let parts: Vec<Vec<f32>> = (0..tensor)
+                    .map(|t| lowered.worker_param(t, name).unwrap())
+                    .collect();
+                (name.clone(), join(&parts, shape.dims(), name))
+            })
+            .collect();
+        let got = (losses, joined);
+        assert_close(&format!("{data} x {tensor}"), &got, &want, 1e-5);
+    }
+}
+
+/// The whole tensor of `parts` (shards of a parameter named `name`, whose
+/// whole shape is `dims`): first weights split by columns, first biases and
+/// second weights by rows, the rest replicated.
+fn join(parts: &[Vec<f32>], dims: &[usize], name: &str) -> Vec<f32> {
+    if name.ends_with("fc1.weight") {
+        let (rows, cols) = (dims[0], dims[1] / parts.len());
+        (0..rows)
+            .flat_map(|r| {
+                parts
+                    .iter()
+                    .flat_map(move |p| p[r * cols..(r + 1) * cols].to_vec())
+            })
+            .collect()
+    } else if name.ends_with("fc1.bias") || name.ends_with("fc2.weight") {
+        parts.concat()
+    } else {
+        parts[0].clone()
+    }
 }

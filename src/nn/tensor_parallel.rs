@@ -92,6 +92,45 @@ impl BlockStack {
         Ok(h)
     }
 
+    /// Each of `n` shards' values of the whole model's initial parameters
+    /// from `seed` (shard `t`'s columns or rows, as its net
+    /// [`net(batch, n)`](Self::net) holds them), and the whole parameters'
+    /// names and shapes; checks that the hidden widths split `n` ways.
+    pub fn initial_shards(
+        &self,
+        n: usize,
+        batch: usize,
+        seed: u64,
+    ) -> Result<(Vec<NamedParams>, FullShapes), DataParallelError> {
+        if let Some(&(hidden, _)) = self.blocks.iter().find(|(h, _)| n == 0 || h % n != 0) {
+            return Err(DataParallelError::Batch(format!(
+                "a hidden width of {hidden} does not split over {n} workers"
+            )));
+        }
+        let (whole, _) = self.net(batch, 1)?;
+        let mut init = Program::compile(&whole, CompileOptions::default())?;
+        whole.init_params(&mut init, seed)?;
+        let full: Vec<(String, Shape, Vec<f32>)> = init
+            .params()
+            .into_iter()
+            .map(|(name, s, d)| (name.to_string(), s.clone(), d.to_vec()))
+            .collect();
+        let per_rank = (0..n)
+            .map(|rank| {
+                full.iter()
+                    .map(|(name, shape, v)| {
+                        let mine = match BlockStack::shard_axis(name) {
+                            Some(axis) => shard(v, shape, axis, rank, n),
+                            None => v.clone(),
+                        };
+                        (name.clone(), mine)
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok((per_rank, full.into_iter().map(|(n, s, _)| (n, s)).collect()))
+    }
+
     /// How a parameter is split: the axis its shards cut (`None`: replicated).
     pub(crate) fn shard_axis(name: &str) -> Option<usize> {
         if name.ends_with("fc1.weight") {
@@ -134,7 +173,7 @@ fn unshard(shards: &[&[f32]], shape: &Shape, axis: usize) -> Vec<f32> {
 }
 
 /// The whole model's parameter names and shapes.
-type FullShapes = Vec<(String, Shape)>;
+pub type FullShapes = Vec<(String, Shape)>;
 
 /// A tensor-parallel trainer (see the [module docs](self)).
 pub struct TensorParallel {
@@ -156,7 +195,7 @@ impl TensorParallel {
         optimizer: &dyn Optimizer,
     ) -> Result<TensorParallel, DataParallelError> {
         let n = workers.count();
-        let (values, full_shapes) = Self::shards(model, n, batch, seed)?;
+        let (values, full_shapes) = model.initial_shards(n, batch, seed)?;
         let (net, loss) = model.net(batch, n)?;
         let step = net.train_step(loss, &[], optimizer)?;
         let shards = |rank: usize| Ok((step.clone(), Start::Values(values[rank].clone())));
@@ -192,7 +231,7 @@ impl TensorParallel {
                 "a global batch of {global_batch} does not split evenly over {dp} replicas"
             )));
         }
-        let (shards, full_shapes) = Self::shards(model, tp, global_batch, seed)?;
+        let (shards, full_shapes) = model.initial_shards(tp, global_batch, seed)?;
         let (net, loss) = model.net(global_batch / dp, tp)?;
         let step = net.data_parallel_step(loss, optimizer, bucket_bytes)?;
         // One ring per shard across replicas, one per replica across shards.
@@ -237,44 +276,6 @@ impl TensorParallel {
     /// One training step on the whole batch (every worker sees all of it).
     pub fn step(&mut self, x: &[f32], y: &[f32]) -> Result<f32, DataParallelError> {
         self.inner.step(&[("x", x), ("y", y)])
-    }
-
-    /// Every rank's shards of the whole model's initial parameters from
-    /// `seed`, and the whole parameters' shapes; checks that the hidden
-    /// widths split `n` ways.
-    fn shards(
-        model: &BlockStack,
-        n: usize,
-        batch: usize,
-        seed: u64,
-    ) -> Result<(Vec<NamedParams>, FullShapes), DataParallelError> {
-        if let Some(&(hidden, _)) = model.blocks.iter().find(|(h, _)| n == 0 || h % n != 0) {
-            return Err(DataParallelError::Batch(format!(
-                "a hidden width of {hidden} does not split over {n} workers"
-            )));
-        }
-        let (whole, _) = model.net(batch, 1)?;
-        let mut init = Program::compile(&whole, CompileOptions::default())?;
-        whole.init_params(&mut init, seed)?;
-        let full: Vec<(String, Shape, Vec<f32>)> = init
-            .params()
-            .into_iter()
-            .map(|(name, s, d)| (name.to_string(), s.clone(), d.to_vec()))
-            .collect();
-        let per_rank = (0..n)
-            .map(|rank| {
-                full.iter()
-                    .map(|(name, shape, v)| {
-                        let mine = match BlockStack::shard_axis(name) {
-                            Some(axis) => shard(v, shape, axis, rank, n),
-                            None => v.clone(),
-                        };
-                        (name.clone(), mine)
-                    })
-                    .collect()
-            })
-            .collect();
-        Ok((per_rank, full.into_iter().map(|(n, s, _)| (n, s)).collect()))
     }
 
     /// This process's shards (a cluster's rank), or worker 0's (threads),

@@ -65,16 +65,17 @@ pub(super) fn segment(segment: Arc<Compiled>) -> Body {
     })
 }
 
-/// An all-reduce's task: the mean of one value over the replicas, each
-/// replica's copy being output `slot` of argument `r` (`picks[r]`).
-pub(super) fn mean_over_replicas(picks: Vec<usize>) -> Body {
+/// An all-reduce's task: the sum (or, with `mean`, the mean) of one value
+/// over a group's workers, worker `r`'s copy being output `picks[r]` of
+/// argument `r`.
+pub(super) fn reduce_over_workers(picks: Vec<usize>, mean: bool) -> Body {
     Arc::new(move |args: &mut [Option<Datum>]| {
         let mut sum = operand(args, 0, picks[0])?.to_vec();
         for (r, &slot) in picks.iter().enumerate().skip(1) {
             let part = operand(args, r, slot)?;
             if part.len() != sum.len() {
                 return Err(format!(
-                    "replica {r} reduces {} elements, replica 0 {}",
+                    "worker {r} of the group reduces {} elements, worker 0 {}",
                     part.len(),
                     sum.len()
                 ));
@@ -83,8 +84,10 @@ pub(super) fn mean_over_replicas(picks: Vec<usize>) -> Body {
                 *s += p;
             }
         }
-        let scale = 1.0 / picks.len() as f32;
-        sum.iter_mut().for_each(|s| *s *= scale);
+        if mean {
+            let scale = 1.0 / picks.len() as f32;
+            sum.iter_mut().for_each(|s| *s *= scale);
+        }
         Ok(Datum::new(Tensors(vec![sum.into()])))
     })
 }
@@ -112,15 +115,19 @@ mod tests {
     }
 
     #[test]
-    fn the_mean_over_replicas_takes_each_replicas_slot_and_checks_sizes() {
-        let mean = mean_over_replicas(vec![1, 0]);
+    fn a_reduction_takes_each_workers_slot_and_checks_sizes() {
+        let mean = reduce_over_workers(vec![1, 0], true);
         let mut args = [tensors(&[&[9.0], &[1.0, 2.0]]), tensors(&[&[3.0, 6.0]])];
         let out = mean(&mut args).unwrap();
         assert_eq!(*out.downcast_ref::<Tensors>().unwrap().0[0], [2.0, 4.0]);
         let mut uneven = [tensors(&[&[9.0], &[1.0, 2.0]]), tensors(&[&[3.0]])];
         let err = mean(&mut uneven).err().unwrap();
-        assert_eq!(err, "replica 1 reduces 1 elements, replica 0 2");
+        assert_eq!(err, "worker 1 of the group reduces 1 elements, worker 0 2");
         let mut missing = [tensors(&[&[1.0]]), None];
         assert!(mean(&mut missing).is_err());
+        let sum = reduce_over_workers(vec![0, 0], false);
+        let mut args = [tensors(&[&[1.0, 2.0]]), tensors(&[&[3.0, 6.0]])];
+        let out = sum(&mut args).unwrap();
+        assert_eq!(*out.downcast_ref::<Tensors>().unwrap().0[0], [4.0, 8.0]);
     }
 }

@@ -1,7 +1,7 @@
 //! The lowering itself: cutting the optimized graph into segments, each
-//! segment's own tensor graph (once per replica), the all-reduce tasks
-//! between replicas, and the task graph joining them (see the
-//! [module docs](super)).
+//! segment's own tensor graph (once per worker of the data x tensor grid),
+//! the all-reduce tasks between workers, and the task graph joining them
+//! (see the [module docs](super)).
 
 use super::bodies::{self, Compiled, Source};
 use super::{LowerError, LowerOptions, SegmentInfo, StepFeed, TaskStep, Tensors};
@@ -186,37 +186,40 @@ impl<'a> Lowering<'a> {
         let b = GraphBuilder::new();
         let feed = b.input::<StepFeed>("feed");
         let mut produced = Produced::new();
-        let replicas = self.options.replicas;
+        let workers = self.options.workers();
         let mut segments = Vec::new();
-        let mut compiled = vec![Vec::new(); replicas];
+        let mut compiled = vec![Vec::new(); workers];
         for unit in units {
             match unit {
                 Unit::Segment(k) => {
-                    for (r, of_replica) in compiled.iter_mut().enumerate() {
+                    for (w, of_worker) in compiled.iter_mut().enumerate() {
                         let (info, segment) =
-                            self.segment(&b, feed.id(), k, r, &members[k], &mut produced)?;
-                        if r == 0 {
+                            self.segment(&b, feed.id(), k, w, &members[k], &mut produced)?;
+                        if w == 0 {
                             segments.push(info);
                         }
-                        of_replica.push(segment);
+                        of_worker.push(segment);
                     }
                 }
                 Unit::AllReduce(v) => self.all_reduce(&b, v, &mut produced)?,
             }
         }
-        let updated: Vec<(String, usize)> = g
+        let travelling_updates: Vec<(String, usize)> = g
             .updates()
             .iter()
             .filter(|(p, _)| matches!(self.home[&p.index()], ParamHome::Travelling))
             .map(|(p, v)| (param_name(g, *p), v.index()))
             .collect();
-        // Replica 0's results (the replicas' are equal after the all-reduces).
-        let results: Vec<usize> = g
-            .outputs()
-            .iter()
-            .map(|v| v.index())
-            .chain(updated.iter().map(|(_, v)| *v))
-            .collect();
+        // Worker 0's outputs (every worker's are equal after the
+        // all-reduces), then each worker's travelling parameters' new values.
+        let mut results: Vec<(usize, usize)> = g.outputs().iter().map(|v| (0, v.index())).collect();
+        let mut updated = Vec::new();
+        for w in 0..workers {
+            for (name, v) in &travelling_updates {
+                results.push((w, *v));
+                updated.push(param_key(name, w, workers));
+            }
+        }
         let result = gather(&b, &results, &produced)?;
         let params = g
             .params()
@@ -239,22 +242,23 @@ impl<'a> Lowering<'a> {
             inputs,
             travelling: HashMap::new(),
             outputs: g.outputs().len(),
-            updated: updated.into_iter().map(|(name, _)| name).collect(),
+            updated,
+            data: self.options.data,
         })
     }
 
-    /// Segment `k` of replica `r`: compiled, and added to the task graph.
+    /// Segment `k` of worker `w`: compiled, and added to the task graph.
     fn segment(
         &self,
         b: &GraphBuilder,
         feed: NodeId,
         k: usize,
-        r: usize,
+        w: usize,
         nodes: &[usize],
         produced: &mut Produced,
     ) -> Result<(SegmentInfo, Arc<Compiled>), LowerError> {
         let g = self.g;
-        let (sub, sources, producers, outs) = self.subgraph(k, r, nodes, produced)?;
+        let (sub, sources, producers, outs) = self.subgraph(k, w, nodes, produced)?;
         let exe = CpuBackend {
             options: CompileOptions {
                 fuse: self.options.fuse,
@@ -266,7 +270,7 @@ impl<'a> Lowering<'a> {
             .map(|&i| node_flops(g, Tensor(i as u32)))
             .sum::<f64>()
             / self.options.flops_per_second;
-        let name = self.segment_name(k, r, nodes);
+        let name = self.segment_name(k, w, nodes);
         let segment = Arc::new(Compiled {
             exe: Mutex::new(Box::new(exe)),
             sources,
@@ -283,7 +287,7 @@ impl<'a> Lowering<'a> {
             &args,
         );
         for (slot, &v) in outs.iter().enumerate() {
-            produced.insert((r, v), (task, slot));
+            produced.insert((w, v), (task, slot));
         }
         let info = SegmentInfo {
             name,
@@ -294,8 +298,10 @@ impl<'a> Lowering<'a> {
         Ok((info, segment))
     }
 
-    /// All-reduce node `v`: one task averaging its operand over the
-    /// replicas, whose result every replica's users read.
+    /// All-reduce node `v`: for each of its groups (a data-parallel one
+    /// per shard `t`, a tensor-parallel one per replica `d`), one task
+    /// reducing the operand over the group's workers (the mean over
+    /// replicas, the sum over shards), whose result the group's workers read.
     fn all_reduce(
         &self,
         b: &GraphBuilder,
@@ -303,49 +309,68 @@ impl<'a> Lowering<'a> {
         produced: &mut Produced,
     ) -> Result<(), LowerError> {
         let node = self.g.node(Tensor(v as u32));
-        if let TensorOp::AllReduce {
-            group: ParallelGroup::Tensor,
-            ..
-        } = node.op
-        {
-            return Err(LowerError::Unsupported(format!(
-                "%{v} ({}): tensor-parallel all-reduces are not lowered yet",
-                node.op
-            )));
-        }
+        let TensorOp::AllReduce { group, .. } = node.op else {
+            unreachable!("units of this kind are all-reduces")
+        };
+        let (data, tensor) = (self.options.data, self.options.tensor);
+        // The groups, each as its workers `d * tensor + t`.
+        let groups: Vec<Vec<usize>> = match group {
+            ParallelGroup::Data => (0..tensor)
+                .map(|t| (0..data).map(|d| d * tensor + t).collect())
+                .collect(),
+            ParallelGroup::Tensor => (0..data)
+                .map(|d| (0..tensor).map(|t| d * tensor + t).collect())
+                .collect(),
+        };
         let operand = node.inputs[0].index();
-        let mut args = Vec::new();
-        let mut picks = Vec::new();
-        for r in 0..self.options.replicas {
-            let (task, slot) = *produced
-                .get(&(r, operand))
-                .ok_or_else(|| not_computed(operand))?;
-            args.push(task.id());
-            picks.push(slot);
-        }
-        let seconds = node.shape.numel() as f64 * args.len() as f64 / self.options.flops_per_second;
-        let task = call(
-            b,
-            &format!("step.all_reduce%{v}"),
-            None,
-            bodies::mean_over_replicas(picks),
-            seconds,
-            &args,
-        );
-        for r in 0..self.options.replicas {
-            produced.insert((r, v), (task, 0));
+        for (g, members) in groups.iter().enumerate() {
+            let mut args = Vec::new();
+            let mut picks = Vec::new();
+            for &w in members {
+                let (task, slot) = *produced
+                    .get(&(w, operand))
+                    .ok_or_else(|| not_computed(operand))?;
+                args.push(task.id());
+                picks.push(slot);
+            }
+            let seconds =
+                node.shape.numel() as f64 * args.len() as f64 / self.options.flops_per_second;
+            let which = if groups.len() > 1 {
+                format!(
+                    ".{}{g}",
+                    if group == ParallelGroup::Data {
+                        "t"
+                    } else {
+                        "d"
+                    }
+                )
+            } else {
+                String::new()
+            };
+            let mean = group == ParallelGroup::Data;
+            let task = call(
+                b,
+                &format!("step.all_reduce%{v}{which}"),
+                None,
+                bodies::reduce_over_workers(picks, mean),
+                seconds,
+                &args,
+            );
+            for &w in members {
+                produced.insert((w, v), (task, 0));
+            }
         }
         Ok(())
     }
 
-    /// Segment `k`'s own tensor graph in replica `r`, where each of its
+    /// Segment `k`'s own tensor graph in worker `w`, where each of its
     /// inputs comes from, the tasks it takes values from (in argument order
     /// after the feed), and the nodes it outputs.
     #[allow(clippy::type_complexity)]
     fn subgraph(
         &self,
         k: usize,
-        r: usize,
+        w: usize,
         nodes: &[usize],
         produced: &Produced,
     ) -> Result<
@@ -369,7 +394,7 @@ impl<'a> Lowering<'a> {
                 let v = match map.entry(a.index()) {
                     Entry::Occupied(known) => *known.get(),
                     Entry::Vacant(new) => {
-                        let operand = Operand { k, r, produced };
+                        let operand = Operand { k, w, produced };
                         *new.insert(operand.of(self, &mut sub, *a, &mut sources, &mut producers)?)
                     }
                 };
@@ -392,9 +417,9 @@ impl<'a> Lowering<'a> {
         Ok((sub, sources, producers, outs))
     }
 
-    /// `step.s<k>:` (`step.r<r>.s<k>:` with several replicas) and the
+    /// `step.s<k>:` (`step.w<w>.s<k>:` with several workers) and the
     /// segment's first ops.
-    fn segment_name(&self, k: usize, r: usize, nodes: &[usize]) -> String {
+    fn segment_name(&self, k: usize, w: usize, nodes: &[usize]) -> String {
         let ops: Vec<String> = nodes
             .iter()
             .take(3)
@@ -404,19 +429,19 @@ impl<'a> Lowering<'a> {
             })
             .collect();
         let more = if nodes.len() > 3 { "+..." } else { "" };
-        let replica = if self.options.replicas > 1 {
-            format!("r{r}.")
+        let worker = if self.options.workers() > 1 {
+            format!("w{w}.")
         } else {
             String::new()
         };
-        format!("step.{replica}s{k}:{}{more}", ops.join("+"))
+        format!("step.{worker}s{k}:{}{more}", ops.join("+"))
     }
 }
 
-/// Where the operands of segment `k` of replica `r` come from.
+/// Where the operands of segment `k` of worker `w` come from.
 struct Operand<'p> {
     k: usize,
-    r: usize,
+    w: usize,
     produced: &'p Produced,
 }
 
@@ -439,12 +464,16 @@ impl Operand<'_> {
         };
         Ok(match &node.op {
             TensorOp::Input { name } => {
-                let key = share_key(name, self.r, lowering.options.replicas);
+                let options = &lowering.options;
+                let key = share_key(name, self.w / options.tensor, options.data);
                 fed(name.clone(), Source::Feed(key), sub)
             }
             TensorOp::Param { name } => match lowering.home[&a.index()] {
                 ParamHome::Resident(s) if s == self.k => sub.param(name, shape.clone()),
-                _ => fed(name.clone(), Source::Feed(name.clone()), sub),
+                _ => {
+                    let key = param_key(name, self.w, lowering.options.workers());
+                    fed(name.clone(), Source::Feed(key), sub)
+                }
             },
             TensorOp::Const { .. } => sub
                 .apply(node.op.clone(), &[], Some(&shape))
@@ -452,7 +481,7 @@ impl Operand<'_> {
             _ => {
                 let (task, slot) = *self
                     .produced
-                    .get(&(self.r, a.index()))
+                    .get(&(self.w, a.index()))
                     .ok_or_else(|| not_computed(a.index()))?;
                 let arg = match producers.iter().position(|p| p.id() == task.id()) {
                     Some(at) => at,
@@ -467,13 +496,24 @@ impl Operand<'_> {
     }
 }
 
-/// The feed's key of input `name` in replica `r`: the name itself with one
-/// replica, else `name#r` (the replica's share).
-pub(super) fn share_key(name: &str, r: usize, replicas: usize) -> String {
+/// The feed's key of input `name` in data-parallel replica `d`: the name
+/// itself with one replica, else `name#d` (the replica's share).
+pub(super) fn share_key(name: &str, d: usize, replicas: usize) -> String {
     if replicas == 1 {
         name.to_string()
     } else {
-        format!("{name}#{r}")
+        format!("{name}#{d}")
+    }
+}
+
+/// The feed's key of travelling parameter `name` of worker `w`: the name
+/// itself with one worker, else `name@w` (each worker holds its own: a
+/// shard, or a replica's copy).
+pub(super) fn param_key(name: &str, w: usize, workers: usize) -> String {
+    if workers == 1 {
+        name.to_string()
+    } else {
+        format!("{name}@{w}")
     }
 }
 
@@ -518,17 +558,17 @@ fn call(
     )
 }
 
-/// The step's last task: gathers replica 0's values of `results` from the
-/// tasks that produced them, in order.
+/// The step's last task: gathers the values of `results` (worker, node)
+/// from the tasks that produced them, in order.
 fn gather(
     b: &GraphBuilder,
-    results: &[usize],
+    results: &[(usize, usize)],
     produced: &Produced,
 ) -> Result<Value<Tensors>, LowerError> {
     let mut args: Vec<Value<Tensors>> = Vec::new();
     let mut picks = Vec::new();
-    for &v in results {
-        let (task, slot) = *produced.get(&(0, v)).ok_or_else(|| not_computed(v))?;
+    for &(w, v) in results {
+        let (task, slot) = *produced.get(&(w, v)).ok_or_else(|| not_computed(v))?;
         let arg = match args.iter().position(|a| a.id() == task.id()) {
             Some(at) => at,
             None => {

@@ -29,19 +29,21 @@
 //! the step holds its value, feeds it to the segments that read it, and
 //! takes the updated value from the step's results for the next step.
 //!
-//! Data parallelism is a pass over this graph: with
-//! [`LowerOptions::replicas`] `R`, every segment is made `R` times (each
-//! replica its own executables), each input is split into `R` shares by
-//! rows, and each all-reduce node of the step (what
-//! `Net::data_parallel_step` adds after the gradients and the loss)
-//! becomes one task averaging its operand over the replicas, which every
-//! replica's next segments read: the executor overlaps the all-reduces
-//! with the backward pass still running, as bucketed DDP does.
+//! Data and tensor parallelism are passes over this graph: with
+//! [`LowerOptions::data`] `D` and [`LowerOptions::tensor`] `T`, every
+//! segment is made once per worker of the `D x T` grid (each its own
+//! executables; worker `d * T + t` is shard `t` of replica `d`), each input
+//! is split into `D` shares by rows (the shards of a replica see the same
+//! share), and each all-reduce node becomes one task per group: the mean
+//! over a shard's `D` replicas for data parallelism (the nodes
+//! `Net::data_parallel_step` adds after the gradients and the loss), the
+//! sum over a replica's `T` shards for tensor parallelism (Megatron's, in a
+//! `BlockStack` net). Each all-reduce is cut right after its operand, so its
+//! task overlaps the rest of the backward pass, as bucketed DDP does.
 //!
-//! What is not lowered yet: tensor-parallel all-reduces, pipeline stages,
-//! and devices other than the cores (every segment compiles with
-//! [`CpuBackend`](crate::tensor::CpuBackend); the device a segment was
-//! placed on is reported in [`TaskStep::segments`]).
+//! What is not lowered yet: devices other than the cores (every segment
+//! compiles with [`CpuBackend`](crate::tensor::CpuBackend); the device a
+//! segment was placed on is reported in [`TaskStep::segments`]).
 //!
 //! # Examples
 //!
@@ -79,7 +81,7 @@ use bodies::Compiled;
 use dagger_ir::tensor::{
     optimize, partition, Device, FuseOptions, OutOfMemory, TensorError, TensorGraph,
 };
-use lowering::{cut, cut_order, share_key, Lowering, ParamHome};
+use lowering::{cut, cut_order, param_key, share_key, Lowering, ParamHome};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -119,12 +121,24 @@ pub struct LowerOptions {
     /// The floating-point rate a segment's predicted time assumes, until
     /// the cost model has measured it.
     pub flops_per_second: f64,
-    /// Data-parallel replicas (at least 1): the step's tasks are made once
-    /// per replica, each input is split into that many equal shares along
-    /// its rows, and each all-reduce node (`Net::data_parallel_step` puts
-    /// them after the gradients and the loss) becomes one task averaging
-    /// its operand over the replicas.
-    pub replicas: usize,
+    /// Data-parallel replicas (at least 1): each input is split into that
+    /// many equal shares along its rows, and each data-parallel all-reduce
+    /// node (`Net::data_parallel_step` puts them after the gradients and
+    /// the loss) becomes a task averaging its operand over the replicas.
+    pub data: usize,
+    /// Tensor-parallel shards (at least 1): the graph is one shard's (a
+    /// `BlockStack::net(batch, tensor)`), every shard sees its replica's
+    /// whole share of the batch, and each tensor-parallel all-reduce
+    /// becomes a task summing its operand over the shards.
+    pub tensor: usize,
+}
+
+impl LowerOptions {
+    /// Workers of the step, `data x tensor`: worker `d * tensor + t` is
+    /// shard `t` of replica `d`, and every segment is made once per worker.
+    pub fn workers(&self) -> usize {
+        self.data * self.tensor
+    }
 }
 
 impl Default for LowerOptions {
@@ -134,7 +148,8 @@ impl Default for LowerOptions {
             max_nodes: usize::MAX,
             fuse: FuseOptions::default(),
             flops_per_second: 5e9,
-            replicas: 1,
+            data: 1,
+            tensor: 1,
         }
     }
 }
@@ -186,18 +201,20 @@ pub struct SegmentInfo {
 pub struct TaskStep {
     dag: Dag<(StepFeed,), Tensors>,
     segments: Vec<SegmentInfo>,
-    /// Executables by replica and segment, shared with their tasks.
+    /// Executables by worker and segment, shared with their tasks.
     compiled: Vec<Vec<Arc<Compiled>>>,
     /// Each parameter: its name and where it lives.
     params: Vec<(String, ParamHome)>,
     /// The step's inputs, by name.
     inputs: Vec<String>,
-    /// The values of the travelling parameters.
+    /// The values of the travelling parameters, by feed key.
     travelling: HashMap<String, Arc<[f32]>>,
-    /// The step's results: graph outputs, then travelling parameters'
-    /// updated values (by name).
+    /// The step's results: graph outputs, then the travelling parameters'
+    /// updated values (by feed key).
     outputs: usize,
     updated: Vec<String>,
+    /// Data-parallel replicas (inputs split in that many shares).
+    data: usize,
 }
 
 /// Lowers `graph` to a task graph placed by `placement` (see the
@@ -207,10 +224,11 @@ pub fn lower_step(
     placement: &StepPlacement,
     options: LowerOptions,
 ) -> Result<TaskStep, LowerError> {
-    if options.replicas == 0 {
-        return Err(LowerError::Unsupported(
-            "0 replicas: a step needs at least one".into(),
-        ));
+    if options.data == 0 || options.tensor == 0 {
+        return Err(LowerError::Unsupported(format!(
+            "{} replicas x {} shards: a step needs at least one of each",
+            options.data, options.tensor
+        )));
     }
     let (g, _) = optimize(graph, options.fuse);
     let device_of = match placement {
@@ -220,6 +238,11 @@ pub fn lower_step(
     let order = cut_order(&g);
     let segment_of = cut(&g, &order, &device_of, options.max_nodes.max(1));
     Lowering::new(&g, &order, &device_of, segment_of, options).build()
+}
+
+/// The error of a worker index past the step's workers.
+fn no_worker(w: usize, workers: usize) -> LowerError {
+    LowerError::Unsupported(format!("worker {w}: the step has {workers} workers"))
 }
 
 impl TaskStep {
@@ -245,37 +268,56 @@ impl TaskStep {
             .collect()
     }
 
-    /// Sets parameter `name` (where it lives: its segment's executable, or
-    /// the step's travelling values).
+    /// Sets parameter `name` in every worker (where it lives: its
+    /// segment's executable, or the step's travelling values).
     pub fn set_param(&mut self, name: &str, data: &[f32]) -> Result<(), LowerError> {
+        for w in 0..self.compiled.len() {
+            self.set_worker_param(w, name, data)?;
+        }
+        Ok(())
+    }
+
+    /// Sets parameter `name` of worker `w` alone (a tensor-parallel shard's
+    /// own values).
+    pub fn set_worker_param(
+        &mut self,
+        w: usize,
+        name: &str,
+        data: &[f32],
+    ) -> Result<(), LowerError> {
+        let workers = self.compiled.len();
+        let worker = self.compiled.get(w).ok_or_else(|| no_worker(w, workers))?;
         match self.home_of(name)? {
             ParamHome::Resident(s) => {
-                for replica in &self.compiled {
-                    let mut exe = replica[s].exe.lock().unwrap_or_else(|p| p.into_inner());
-                    exe.set(name, data)?;
-                }
+                let mut exe = worker[s].exe.lock().unwrap_or_else(|p| p.into_inner());
+                exe.set(name, data)?;
             }
             ParamHome::Travelling => {
-                self.travelling.insert(name.to_string(), data.into());
+                self.travelling
+                    .insert(param_key(name, w, workers), data.into());
             }
         }
         Ok(())
     }
 
-    /// The current value of parameter `name` (replica 0's: the replicas'
-    /// are equal).
+    /// The current value of parameter `name` (worker 0's: the replicas'
+    /// are equal; a shard's own: [`worker_param`](Self::worker_param)).
     pub fn param(&self, name: &str) -> Result<Vec<f32>, LowerError> {
+        self.worker_param(0, name)
+    }
+
+    /// The current value of parameter `name` in worker `w`.
+    pub fn worker_param(&self, w: usize, name: &str) -> Result<Vec<f32>, LowerError> {
+        let workers = self.compiled.len();
+        let worker = self.compiled.get(w).ok_or_else(|| no_worker(w, workers))?;
         match self.home_of(name)? {
             ParamHome::Resident(s) => {
-                let exe = self.compiled[0][s]
-                    .exe
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
+                let exe = worker[s].exe.lock().unwrap_or_else(|p| p.into_inner());
                 Ok(exe.read(name)?)
             }
             ParamHome::Travelling => self
                 .travelling
-                .get(name)
+                .get(&param_key(name, w, workers))
                 .map(|v| v.to_vec())
                 .ok_or_else(|| BackendError::from(TensorError::NotFed(name.to_string())).into()),
         }
@@ -297,11 +339,12 @@ impl TaskStep {
             .ok_or_else(|| BackendError::from(TensorError::UnknownName(name.to_string())).into())
     }
 
-    /// The feed of one step: `inputs` (with several replicas, each split
-    /// into their shares, in row order) and the travelling parameters.
+    /// The feed of one step: `inputs` (with several data-parallel
+    /// replicas, each split into their shares, in row order) and the
+    /// travelling parameters.
     pub fn feed(&self, inputs: &[(&str, &[f32])]) -> Result<StepFeed, LowerError> {
         let mut feed: HashMap<String, Arc<[f32]>> = self.travelling.clone();
-        let replicas = self.compiled.len();
+        let replicas = self.data;
         for &(name, data) in inputs {
             if !self.inputs.iter().any(|i| i == name) {
                 return Err(BackendError::from(TensorError::UnknownName(name.to_string())).into());
@@ -349,7 +392,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn zero_replicas_and_tensor_parallel_all_reduces_are_refused() {
+    fn empty_grids_and_all_reduces_of_leaves_are_refused_naming_them() {
         let mut g = TensorGraph::new();
         let x = g.param("x", [2]);
         let r = g
@@ -365,20 +408,17 @@ mod tests {
         let y = g.scale(r, 2.0).unwrap();
         g.set_outputs(vec![y]).unwrap();
         let none = LowerOptions {
-            replicas: 0,
+            tensor: 0,
             ..LowerOptions::default()
         };
         let err = lower_step(&g, &StepPlacement::OneDevice, none)
             .err()
             .unwrap();
-        assert!(err.to_string().contains("0 replicas"), "{err}");
+        assert!(err.to_string().contains("1 replicas x 0 shards"), "{err}");
         let err = lower_step(&g, &StepPlacement::OneDevice, LowerOptions::default())
             .err()
             .unwrap()
             .to_string();
-        assert!(
-            err.contains("tensor-parallel all-reduces are not lowered yet"),
-            "{err}"
-        );
+        assert!(err.contains("%0 is an input or parameter"), "{err}");
     }
 }
