@@ -86,6 +86,15 @@ fn lowered_training(
 /// would keep everything on one), in tasks of at most `max_nodes` nodes;
 /// both devices hold some.
 fn lowered_on_two_devices(step: &Net, max_nodes: usize) -> TaskStep {
+    let options = LowerOptions {
+        max_nodes,
+        ..LowerOptions::default()
+    };
+    lowered_on_two_devices_with(step, options)
+}
+
+/// The same with every option given.
+fn lowered_on_two_devices_with(step: &Net, options: LowerOptions) -> TaskStep {
     let devices = (0..2)
         .map(|d| Device {
             name: format!("cpu{d}"),
@@ -98,10 +107,6 @@ fn lowered_on_two_devices(step: &Net, max_nodes: usize) -> TaskStep {
         bandwidth: 1e15,
     };
     let placement = StepPlacement::Partition { devices, link };
-    let options = LowerOptions {
-        max_nodes,
-        ..LowerOptions::default()
-    };
     let lowered = lower_step(step, &placement, options).unwrap();
     let used: std::collections::BTreeSet<usize> =
         lowered.segments().iter().map(|s| s.device).collect();
@@ -333,6 +338,7 @@ fn micro_batches_placed_over_two_devices_pipeline_and_train_as_the_whole_batch()
 /// blocks' parameters), and its nets split `tp` ways.
 mod megatron {
     use super::*;
+    use dagger::nn::tensor_parallel::FullShapes;
     use dagger::nn::BlockStack;
 
     pub fn model() -> BlockStack {
@@ -349,6 +355,40 @@ mod megatron {
         let step = net.train_step(loss, &[], &OPTIMIZER).unwrap();
         let (losses, params) = reference(&step);
         (losses, blocks_only(params))
+    }
+
+    /// Sets `lowered`'s parameters: the optimizer's state from `step`'s
+    /// net, and each worker of the `data x tensor` grid its shard's values.
+    pub fn set_shards(
+        lowered: &mut TaskStep,
+        step: &Net,
+        data: usize,
+        tensor: usize,
+    ) -> FullShapes {
+        for (name, values) in step.initial_params(SEED) {
+            if !name.starts_with("block") {
+                lowered.set_param(&name, &values).unwrap();
+            }
+        }
+        let (shards, full) = model().initial_shards(tensor, BATCH, SEED).unwrap();
+        for w in 0..data * tensor {
+            for (name, values) in &shards[w % tensor] {
+                lowered.set_worker_param(w, name, values).unwrap();
+            }
+        }
+        full
+    }
+
+    /// The whole parameters of `full` from workers `0..tensor`'s shards.
+    pub fn joined(lowered: &TaskStep, full: &FullShapes, tensor: usize) -> Vec<(String, Vec<f32>)> {
+        full.iter()
+            .map(|(name, shape)| {
+                let parts: Vec<Vec<f32>> = (0..tensor)
+                    .map(|t| lowered.worker_param(t, name).unwrap())
+                    .collect();
+                (name.clone(), join(&parts, shape.dims(), name))
+            })
+            .collect()
     }
 
     /// The model's parameters (not the optimizer's state).
@@ -380,18 +420,7 @@ fn tensor_parallel_shards_sum_their_partials_and_train_as_one_device() {
             ..LowerOptions::default()
         };
         let mut lowered = lower_step(&step, &StepPlacement::OneDevice, options).unwrap();
-        // The optimizer's state from the net, then each shard's values.
-        for (name, values) in step.initial_params(SEED) {
-            if !name.starts_with("block") {
-                lowered.set_param(&name, &values).unwrap();
-            }
-        }
-        let (shards, full) = model.initial_shards(tensor, BATCH, SEED).unwrap();
-        for w in 0..data * tensor {
-            for (name, values) in &shards[w % tensor] {
-                lowered.set_worker_param(w, name, values).unwrap();
-            }
-        }
+        let full = megatron::set_shards(&mut lowered, &step, data, tensor);
         let sums = lowered
             .dag()
             .graph()
@@ -408,16 +437,7 @@ fn tensor_parallel_shards_sum_their_partials_and_train_as_one_device() {
             let (x, y) = batch();
             losses.push(lowered.run(&rt, &[("x", &x), ("y", &y)]).unwrap()[0][0]);
         }
-        // Join worker 0..tensor's shards back into whole parameters.
-        let joined: Vec<(String, Vec<f32>)> = full
-            .iter()
-            .map(|(name, shape)| {
-                let parts: Vec<Vec<f32>> = (0..tensor)
-                    .map(|t| lowered.worker_param(t, name).unwrap())
-                    .collect();
-                (name.clone(), join(&parts, shape.dims(), name))
-            })
-            .collect();
+        let joined = megatron::joined(&lowered, &full, tensor);
         let got = (losses, joined);
         assert_close(&format!("{data} x {tensor}"), &got, &want, 1e-5);
     }
@@ -441,4 +461,39 @@ fn join(parts: &[Vec<f32>], dims: &[usize], name: &str) -> Vec<f32> {
     } else {
         parts[0].clone()
     }
+}
+
+#[test]
+fn data_tensor_and_pipeline_parallelism_together_train_as_one_device() {
+    let want = megatron::one_device();
+    let (data, tensor, micro) = (2, 2, 2);
+    let model = megatron::model();
+    let (net, loss) = model.net(BATCH / (data * micro), tensor).unwrap();
+    let (whole, total) = net.micro_batched(loss, micro).unwrap();
+    let step = whole
+        .data_parallel_step(total, &OPTIMIZER, 1 << 20)
+        .unwrap();
+    let options = LowerOptions {
+        data,
+        tensor,
+        max_nodes: 8,
+        ..LowerOptions::default()
+    };
+    let mut lowered = lowered_on_two_devices_with(&step, options);
+    let full = megatron::set_shards(&mut lowered, &step, data, tensor);
+    let rt = Runtime::builder().threads(2).build();
+    let model_costs = HistoryModel::new();
+    let mut losses = Vec::new();
+    for _ in 0..STEPS {
+        let (x, y) = batch();
+        let out = heft_step(&rt, &model_costs)(&mut lowered, &[("x", &x), ("y", &y)]);
+        losses.push(out[0][0]);
+    }
+    let joined = megatron::joined(&lowered, &full, tensor);
+    assert_close(
+        "2 x 2 x 2 micro-batches on 2 devices",
+        &(losses, joined),
+        &want,
+        1e-5,
+    );
 }

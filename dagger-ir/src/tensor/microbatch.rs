@@ -33,14 +33,16 @@
 //! assert!(whole.shape(total).dims().is_empty());
 //! ```
 
+use super::allreduce::next_bucket;
 use super::error::{shape_error, TensorError, TensorResult};
 use super::graph::{Tensor, TensorGraph};
-use super::op::TensorOp;
+use super::op::{ParallelGroup, TensorOp};
 use super::shape::Shape;
 
 /// The graph of `micro` micro-batches of `forward` and its loss (see the
-/// [module docs](self)). `forward` must have no updates or all-reduces yet
-/// (build the training step on the result).
+/// [module docs](self)). `forward` must have no updates or data-parallel
+/// all-reduces yet (build the training step on the result); its
+/// tensor-parallel sums (a `BlockStack` shard's) are repeated with it.
 pub fn micro_batches(
     forward: &TensorGraph,
     loss: Tensor,
@@ -87,10 +89,15 @@ pub fn micro_batches(
             TensorOp::Param { .. } | TensorOp::Const { .. } => {
                 Some(whole.apply(node.op.clone(), &[], Some(&node.shape))?)
             }
-            TensorOp::AllReduce { .. } => {
+            TensorOp::AllReduce {
+                group: ParallelGroup::Data,
+                ..
+            } => {
                 return Err(shape_error(
                     op,
-                    format!("%{i} is an all-reduce: unroll before adding data parallelism"),
+                    format!(
+                        "%{i} is a data-parallel all-reduce: unroll before adding data parallelism"
+                    ),
                 ))
             }
             _ => None,
@@ -112,7 +119,16 @@ pub fn micro_batches(
                         .iter()
                         .map(|a| copy[a.index()].expect("operands come first"))
                         .collect();
-                    whole.apply(node.op.clone(), &inputs, Some(&node.shape))?
+                    // A tensor-parallel sum of each micro-batch in a bucket
+                    // of its own.
+                    let op = match node.op {
+                        TensorOp::AllReduce { group, .. } => TensorOp::AllReduce {
+                            bucket: next_bucket(&whole),
+                            group,
+                        },
+                        ref other => other.clone(),
+                    };
+                    whole.apply(op, &inputs, Some(&node.shape))?
                 }
             });
         }
