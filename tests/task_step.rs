@@ -1,10 +1,12 @@
 //! A training step lowered to a task graph trains exactly as the compiled
 //! `Program` does, however it is cut and placed, under every policy.
 
+use dagger::ir::model::Platform;
 use dagger::ir::model::{HistoryModel, Link};
 use dagger::ir::sched::{DynamicPolicy, HeftScheduler};
 use dagger::ir::tensor::{Device, Tensor, TensorError};
 use dagger::nn::{Activation, CompileOptions, Momentum, Net, Program, SeededRng};
+use dagger::tensor::task_step::strategy::{parallelize, Strategy};
 use dagger::tensor::task_step::{lower_step, LowerOptions, StepPlacement, TaskStep};
 use dagger::Runtime;
 
@@ -496,4 +498,126 @@ fn data_tensor_and_pipeline_parallelism_together_train_as_one_device() {
         &want,
         1e-5,
     );
+}
+
+/// The training step of `megatron::model()` under `s`, and its placement:
+/// the net split `s.tensor` ways on a replica's share of the batch,
+/// unrolled over `s.micro` micro-batches (then pipelined over two
+/// devices), with data-parallel all-reduces when there are replicas.
+fn megatron_step(s: Strategy) -> Result<(Net, StepPlacement), String> {
+    let model = megatron::model();
+    if let Some((b, &(hidden, _))) = model
+        .blocks
+        .iter()
+        .enumerate()
+        .find(|(_, (hidden, _))| !hidden.is_multiple_of(s.tensor))
+    {
+        return Err(format!(
+            "{s}: block {b}'s hidden width {hidden} does not split {} ways",
+            s.tensor
+        ));
+    }
+    if !BATCH.is_multiple_of(s.data * s.micro) {
+        return Err(format!(
+            "{s}: a batch of {BATCH} does not split into {} x {} parts",
+            s.data, s.micro
+        ));
+    }
+    let (net, loss) = model
+        .net(BATCH / (s.data * s.micro), s.tensor)
+        .map_err(|e| e.to_string())?;
+    let (net, loss) = net
+        .micro_batched(loss, s.micro)
+        .map_err(|e| e.to_string())?;
+    let step = if s.data > 1 {
+        net.data_parallel_step(loss, &OPTIMIZER, 1 << 20)
+    } else {
+        net.train_step(loss, &[], &OPTIMIZER)
+    }
+    .map_err(|e| e.to_string())?;
+    let placement = if s.micro > 1 {
+        let devices = (0..2)
+            .map(|d| Device {
+                name: format!("cpu{d}"),
+                flops_per_second: 1e9,
+                memory_bytes: 1 << 30,
+            })
+            .collect();
+        let link = Link {
+            latency: 0.0,
+            bandwidth: 1e15,
+        };
+        StepPlacement::Partition { devices, link }
+    } else {
+        StepPlacement::OneDevice
+    };
+    Ok((step, placement))
+}
+
+#[test]
+fn parallelize_predicts_every_split_keeps_what_fits_and_its_choice_trains_right() {
+    // Every grid of up to 4 workers, and two pipelined ones.
+    let mut strategies = Strategy::grid(4, &[1]);
+    for (data, tensor) in [(1, 1), (2, 2)] {
+        strategies.push(Strategy {
+            data,
+            tensor,
+            micro: 2,
+        });
+    }
+    let build = |s: Strategy| megatron_step(s).map(|(net, placement)| ((*net).clone(), placement));
+    let platform = Platform::local(2);
+    let options = LowerOptions {
+        max_nodes: 8,
+        ..LowerOptions::default()
+    };
+    let (choice, mut lowered) =
+        parallelize(&strategies, build, &platform, 1 << 30, options).unwrap();
+    assert_eq!(choice.candidates.len(), strategies.len());
+    let three = choice
+        .candidates
+        .iter()
+        .find(|c| c.strategy.tensor == 3)
+        .unwrap();
+    let why = three.refused.as_deref().unwrap();
+    assert!(
+        why.contains("block 1's hidden width 8 does not split 3 ways"),
+        "{why}"
+    );
+    let kept: Vec<f64> = choice
+        .candidates
+        .iter()
+        .filter_map(|c| c.predicted_seconds)
+        .collect();
+    assert!(kept.len() >= 6, "{:?}", choice.candidates);
+    let best = choice.best().predicted_seconds.unwrap();
+    assert!(kept.iter().all(|&p| best <= p), "{best} vs {kept:?}");
+    // The chosen step is a working step: it trains as one device does.
+    let s = choice.best().strategy;
+    let (step, _) = megatron_step(s).unwrap();
+    let full = megatron::set_shards(&mut lowered, &step, s.data, s.tensor);
+    let rt = Runtime::builder().threads(2).build();
+    let mut losses = Vec::new();
+    for _ in 0..STEPS {
+        let (x, y) = batch();
+        losses.push(lowered.run(&rt, &[("x", &x), ("y", &y)]).unwrap()[0][0]);
+    }
+    let got = (losses, megatron::joined(&lowered, &full, s.tensor));
+    assert_close(
+        &format!("the choice, {s}"),
+        &got,
+        &megatron::one_device(),
+        1e-5,
+    );
+    // Memory too small for any: the error names the least a worker needs.
+    let build = |s: Strategy| megatron_step(s).map(|(net, placement)| ((*net).clone(), placement));
+    let err = parallelize(&strategies, build, &platform, 1000, options)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("no strategy fits: the least memory one needs is"),
+        "{err}"
+    );
+    assert!(err.contains("1000 available"), "{err}");
 }

@@ -7,7 +7,7 @@ use super::bodies::{self, Compiled, Source};
 use super::{LowerError, LowerOptions, SegmentInfo, StepFeed, TaskStep, Tensors};
 use crate::builder::{GraphBuilder, Value};
 use crate::task::{Body, TaskBody};
-use crate::tensor::backend::{Backend, BackendError, CpuBackend};
+use crate::tensor::backend::{Backend, BackendError, CpuBackend, Executable};
 use crate::tensor::program::CompileOptions;
 use dagger_ir::tensor::{node_flops, ParallelGroup, Tensor, TensorGraph, TensorOp};
 use dagger_ir::{NodeId, TaskSig};
@@ -244,6 +244,12 @@ impl<'a> Lowering<'a> {
             outputs: g.outputs().len(),
             updated,
             data: self.options.data,
+            travelling_bytes: g
+                .params()
+                .into_iter()
+                .filter(|p| matches!(self.home[&p.index()], ParamHome::Travelling))
+                .map(|p| g.shape(p).numel() * 4)
+                .sum(),
         })
     }
 
@@ -265,6 +271,7 @@ impl<'a> Lowering<'a> {
             },
         }
         .compile(&sub)?;
+        let planned_bytes = Executable::stats(&exe).planned_bytes;
         let seconds = nodes
             .iter()
             .map(|&i| node_flops(g, Tensor(i as u32)))
@@ -294,6 +301,7 @@ impl<'a> Lowering<'a> {
             device: self.device_of[nodes[0]],
             nodes: nodes.to_vec(),
             seconds,
+            planned_bytes,
         };
         Ok((info, segment))
     }

@@ -72,12 +72,15 @@
 
 mod bodies;
 mod lowering;
+pub mod strategy;
 
 use crate::dag::Dag;
 use crate::error::RunError;
 use crate::runtime::Runtime;
 use crate::tensor::backend::BackendError;
 use bodies::Compiled;
+use dagger_ir::model::{HistoryModel, Platform};
+use dagger_ir::sched::Scheduler;
 use dagger_ir::tensor::{
     optimize, partition, Device, FuseOptions, OutOfMemory, TensorError, TensorGraph,
 };
@@ -195,6 +198,9 @@ pub struct SegmentInfo {
     pub nodes: Vec<usize>,
     /// Its predicted seconds.
     pub seconds: f64,
+    /// Bytes of its executable's planned buffers (its parameters resident
+    /// there, its activations, its operands' copies).
+    pub planned_bytes: usize,
 }
 
 /// A training step lowered to a task graph (see the [module docs](self)).
@@ -215,6 +221,8 @@ pub struct TaskStep {
     updated: Vec<String>,
     /// Data-parallel replicas (inputs split in that many shares).
     data: usize,
+    /// Bytes of one worker's travelling parameters.
+    travelling_bytes: usize,
 }
 
 /// Lowers `graph` to a task graph placed by `placement` (see the
@@ -256,6 +264,27 @@ impl TaskStep {
     /// Its tasks, in graph order.
     pub fn segments(&self) -> &[SegmentInfo] {
         &self.segments
+    }
+
+    /// The seconds `scheduler` predicts for one step on `platform`'s
+    /// processors: each task costs what `model` has measured for it, else
+    /// its predicted seconds ([`SegmentInfo::seconds`]).
+    pub fn predict(
+        &self,
+        platform: &Platform,
+        model: &HistoryModel,
+        scheduler: &dyn Scheduler,
+    ) -> Result<f64, LowerError> {
+        let plan = self.dag.plan()?;
+        let (problem, _) = plan.problem(platform, model);
+        Ok(scheduler.schedule(&problem).makespan())
+    }
+
+    /// Bytes one worker holds: its executables' planned buffers and its
+    /// travelling parameters.
+    pub fn bytes_per_worker(&self) -> usize {
+        let planned: usize = self.segments.iter().map(|s| s.planned_bytes).sum();
+        planned + self.travelling_bytes
     }
 
     /// The parameters that travel between tasks (used or updated by more
