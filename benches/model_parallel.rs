@@ -36,6 +36,9 @@ use dagger::tensor::{ring_all_reduce_mean, thread_ring};
 use dagger::Runtime;
 use std::time::Instant;
 
+#[path = "model_parallel/strategies.rs"]
+mod strategies;
+
 const INPUTS: usize = 256;
 const WIDTHS: [usize; 4] = [1024, 512, 1024, 10];
 const BATCH: usize = 64;
@@ -452,4 +455,5 @@ fn main() {
         &memory,
         "1F1B, 4 micro-batches; 8 threads on this run's cores",
     );
+    strategies::table(rate, &x, &y);
 }

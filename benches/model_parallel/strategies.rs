@@ -1,0 +1,163 @@
+//! The one path's strategy table: every strategy of the Megatron stack
+//! that equals the bench's MLP, lowered to tasks, predicted before it runs
+//! (`parallelize`: HEFT on the tasks' floating-point work at the rate the
+//! one-device step measured), then run and measured, the automatic choice
+//! marked and set beside the best measured.
+
+use super::{time_lowered, BATCH, INPUTS, OPT};
+use dagger::ir::model::Link;
+use dagger::ir::tensor::{Device, TensorGraph};
+use dagger::nn::{Activation, BlockStack, Net};
+use dagger::tensor::task_step::strategy::{parallelize, Strategy};
+use dagger::tensor::task_step::{lower_step, LowerOptions, StepPlacement, TaskStep};
+use dagger::Runtime;
+
+/// The bench's MLP as Megatron blocks: (1024, 512) then (1024, 10).
+fn model() -> BlockStack {
+    BlockStack {
+        inputs: INPUTS,
+        blocks: vec![(1024, 512), (1024, 10)],
+        activation: Activation::Tanh,
+    }
+}
+
+/// The step of `s` and its placement (micro-batches pipelined over two
+/// devices), or why the model does not split so.
+fn build(s: Strategy) -> Result<(Net, StepPlacement), String> {
+    let model = model();
+    if let Some(&(hidden, _)) = model
+        .blocks
+        .iter()
+        .find(|(h, _)| !h.is_multiple_of(s.tensor))
+    {
+        return Err(format!(
+            "{s}: a hidden width of {hidden} does not split {} ways",
+            s.tensor
+        ));
+    }
+    if !BATCH.is_multiple_of(s.data * s.micro) {
+        return Err(format!(
+            "{s}: a batch of {BATCH} does not split into {} parts",
+            s.data * s.micro
+        ));
+    }
+    let (net, loss) = model
+        .net(BATCH / (s.data * s.micro), s.tensor)
+        .map_err(|e| e.to_string())?;
+    let (net, loss) = net
+        .micro_batched(loss, s.micro)
+        .map_err(|e| e.to_string())?;
+    let step = if s.data > 1 {
+        net.data_parallel_step(loss, &OPT, 1 << 20)
+    } else {
+        net.train_step(loss, &[], &OPT)
+    }
+    .map_err(|e| e.to_string())?;
+    let placement = if s.micro > 1 {
+        let devices = (0..2)
+            .map(|d| Device {
+                name: format!("cpu{d}"),
+                flops_per_second: 1e9,
+                memory_bytes: 1 << 30,
+            })
+            .collect();
+        let link = Link {
+            latency: 1e-6,
+            bandwidth: 5e9,
+        };
+        StepPlacement::Partition { devices, link }
+    } else {
+        StepPlacement::OneDevice
+    };
+    Ok((step, placement))
+}
+
+/// Sets `lowered`'s parameters: the optimizer's state from `step`, each
+/// worker its shard of the model's initial values.
+fn set_params(lowered: &mut TaskStep, step: &Net, s: Strategy) {
+    for (name, values) in step.initial_params(1) {
+        if !name.starts_with("block") {
+            lowered.set_param(&name, &values).expect("optimizer state");
+        }
+    }
+    let (shards, _) = model().initial_shards(s.tensor, BATCH, 1).expect("shards");
+    for w in 0..s.workers() {
+        for (name, values) in &shards[w % s.tensor] {
+            lowered.set_worker_param(w, name, values).expect("shard");
+        }
+    }
+}
+
+/// Prints the table; `rate` is the one-device step's FLOP/s.
+pub fn table(rate: f64, x: &[f32], y: &[f32]) {
+    let mut strategies = Strategy::grid(2, &[1]);
+    strategies.extend(
+        [(1, 1, 2), (1, 1, 4), (2, 2, 1)].map(|(data, tensor, micro)| Strategy {
+            data,
+            tensor,
+            micro,
+        }),
+    );
+    let options = LowerOptions {
+        flops_per_second: rate,
+        ..LowerOptions::default()
+    };
+    let platform = Runtime::global().platform().expect("the runtime's workers");
+    let as_graph =
+        |s: Strategy| build(s).map(|(net, placement)| (TensorGraph::clone(&net), placement));
+    let (choice, _) =
+        parallelize(&strategies, as_graph, &platform, 1 << 30, options).expect("a strategy fits");
+    println!("\nThe one path: the same model as Megatron blocks, every strategy lowered to tasks ({} workers of this runtime)\n", platform.processors.len());
+    println!("| strategy (data x tensor x micro) | ms per step | predicted ms | error | calibrated prediction ms | MB per worker | tasks | |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut measured = Vec::new();
+    for (k, c) in choice.candidates.iter().enumerate() {
+        let Some(predicted) = c.predicted_seconds else {
+            println!(
+                "| {} | — | — | — | — | — | — | {} |",
+                c.strategy,
+                c.refused.as_deref().unwrap_or("")
+            );
+            continue;
+        };
+        let (step, placement) = build(c.strategy).expect("built before");
+        let options = LowerOptions {
+            data: c.strategy.data,
+            tensor: c.strategy.tensor,
+            ..options
+        };
+        let mut lowered = lower_step(&step, &placement, options).expect("lowers");
+        set_params(&mut lowered, &step, c.strategy);
+        let (ms, calibrated) = time_lowered(&mut lowered, x, y);
+        measured.push((ms, k));
+        let mark = if k == choice.chosen {
+            "**automatic choice**"
+        } else {
+            ""
+        };
+        println!(
+            "| {} | {ms:.2} | {:.2} | {:+.0}% | {:.2} | {:.1} | {} | {mark} |",
+            c.strategy,
+            predicted * 1e3,
+            (predicted * 1e3 / ms - 1.0) * 100.0,
+            calibrated * 1e3,
+            c.bytes_per_worker as f64 / 1e6,
+            c.tasks,
+        );
+    }
+    let (best_ms, best) =
+        measured
+            .iter()
+            .copied()
+            .fold((f64::INFINITY, 0), |a, b| if b.0 < a.0 { b } else { a });
+    let chosen_ms = measured
+        .iter()
+        .find(|(_, k)| *k == choice.chosen)
+        .map_or(f64::NAN, |m| m.0);
+    println!(
+        "\nautomatic choice {}: {chosen_ms:.2} ms; best measured {}: {best_ms:.2} ms ({:.2}x the best)",
+        choice.best().strategy,
+        choice.candidates[best].strategy,
+        chosen_ms / best_ms
+    );
+}
