@@ -33,7 +33,8 @@
 //! The crates behind the facade: [`dagger_ir`] (IR, verifier, passes),
 //! [`dagger_runtime`] (executor, CPU pool, traces, transports, cluster),
 //! `dagger_macros` (`#[task]`, `dag!`), and, behind features,
-//! `dagger_cuda` and `dagger_cluster`. Several processes form a cluster with
+//! `dagger_cuda`, `dagger_cluster` and `dagger_nn` (`nn`). Several processes
+//! form a cluster with
 //! `launcher` (`dagger run -n N`) and `cluster::Cluster`.
 //!
 //! # Feature flags
@@ -75,6 +76,9 @@ pub use dagger_cluster::{cluster, distributed, net, ring};
 pub use dagger_cuda as cuda;
 pub use dagger_ir as ir;
 pub use dagger_macros::{dag, task};
+#[cfg(feature = "nn")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nn")))]
+pub use dagger_nn as nn;
 pub use dagger_runtime::task::registered as task_registry;
 pub use dagger_runtime::{device, size, tensor};
 pub use dagger_runtime::{
@@ -85,9 +89,6 @@ pub use dagger_runtime::{
 #[cfg(feature = "cluster")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
 pub mod launcher;
-#[cfg(feature = "nn")]
-#[cfg_attr(docsrs, doc(cfg(feature = "nn")))]
-pub mod nn;
 pub mod pipe;
 pub mod platform;
 #[cfg(feature = "cluster")]
@@ -104,17 +105,7 @@ pub mod prelude {
 }
 
 #[doc(hidden)]
-pub mod __private {
-    //! Items generated code refers to; not a public API.
-    pub use dagger_ir::{type_name, Device};
-    pub use dagger_runtime::device::device_of;
-    pub use dagger_runtime::probe_type::Probe;
-    pub use dagger_runtime::size::{HasSize, NoSize};
-    pub use dagger_runtime::task::{take_arg, CostHint, Invoke, TaskRegistration};
-    pub use dagger_runtime::wire::{HasCodec, HasRawCodec, NoCodec, TaskWire};
-    pub use dagger_runtime::{Datum, GraphBuilder, Task, TaskDef, Value};
-    pub use inventory;
-}
+pub use dagger_runtime::__private;
 
 /// The README's code, compiled and run as a doctest (it uses `nn`).
 #[doc = include_str!("../README.md")]

@@ -266,14 +266,14 @@ fn tasks_lists_the_registered_tasks_of_the_binary() {
     assert!(ok, "{err}");
     let ops = out
         .lines()
-        .filter(|l| l.starts_with("dagger::nn::ops::"))
+        .filter(|l| l.starts_with("dagger_nn::ops::"))
         .count();
     assert!(
         out.starts_with(&format!("{ops} tasks registered in this binary")),
         "{out}"
     );
     assert!(
-        out.contains("dagger::nn::ops::matmul(Array, Array) -> Array"),
+        out.contains("dagger_nn::ops::matmul(Array, Array) -> Array"),
         "{out}"
     );
 }

@@ -47,6 +47,20 @@ pub mod trace;
 mod value;
 pub mod wire;
 
+#[doc(hidden)]
+pub mod __private {
+    //! Items generated code refers to (`<crate>::__private::...`, re-exported
+    //! by the `dagger` facade); not a public API.
+    pub use crate::device::device_of;
+    pub use crate::probe_type::Probe;
+    pub use crate::size::{HasSize, NoSize};
+    pub use crate::task::{take_arg, CostHint, Invoke, TaskRegistration};
+    pub use crate::wire::{HasCodec, HasRawCodec, NoCodec, TaskWire};
+    pub use crate::{Datum, GraphBuilder, Task, TaskDef, Value};
+    pub use dagger_ir::{type_name, Device};
+    pub use inventory;
+}
+
 pub use builder::{GraphBuilder, Value};
 pub use dag::{Dag, Inputs, Outputs};
 pub use dagger_ir::sched::DynamicPolicy;

@@ -8,7 +8,7 @@ use super::net::Net;
 use super::optim::Optimizer;
 use super::stage_link::StageLinks;
 use super::stage_model::StageModel;
-use crate::ir::sched::pipeline::{stage_order, Pass, PipelineKind, PipelineOp};
+use dagger_ir::sched::pipeline::{stage_order, Pass, PipelineKind, PipelineOp};
 use dagger_ir::tensor::{ParallelGroup, TensorError, TensorGraph};
 use dagger_runtime::tensor::{
     ring_all_reduce_mean, CollectiveError, CompileOptions, Program, RingLink,

@@ -359,9 +359,9 @@ mod tests {
         let mut net = Net::new();
         let x = net.input("x", [2, 4]);
         let y = net.input("y", [2, 1]);
-        let out = net.mlp(x, &[1], crate::nn::Activation::Tanh).unwrap();
+        let out = net.mlp(x, &[1], crate::Activation::Tanh).unwrap();
         let loss = net.mse(out, y).unwrap();
-        let optimizer = crate::nn::Sgd { lr: 0.1 };
+        let optimizer = crate::Sgd { lr: 0.1 };
         WorkerPlan {
             step: net.data_parallel_step(loss, &optimizer, 1 << 20).unwrap(),
             start: Start::Broadcast(3),

@@ -6,7 +6,7 @@ use dagger_ir::tensor::{Binary, TensorOp, Unary};
 use dagger_macros::task;
 
 /// Module path under which the op tasks are registered.
-pub(crate) const OPS_PATH: &str = "dagger::nn::ops::";
+pub(crate) const OPS_PATH: &str = "dagger_nn::ops::";
 
 /// The IR op of the op task called `name` (without [`OPS_PATH`]) on
 /// operands of ranks `ranks`; `None` for a name that is no op.
@@ -43,79 +43,79 @@ fn run(name: &str, args: &[&Array]) -> Array {
 }
 
 /// Matrix product.
-#[task(pure, crate = crate)]
+#[task(pure, crate = dagger_runtime)]
 pub fn matmul(a: Array, b: Array) -> Array {
     run("matmul", &[&a, &b])
 }
 
 /// `a + b`, broadcast.
-#[task(pure, crate = crate)]
+#[task(pure, crate = dagger_runtime)]
 pub fn add(a: Array, b: Array) -> Array {
     run("add", &[&a, &b])
 }
 
 /// `a - b`, broadcast.
-#[task(pure, crate = crate)]
+#[task(pure, crate = dagger_runtime)]
 pub fn sub(a: Array, b: Array) -> Array {
     run("sub", &[&a, &b])
 }
 
 /// `a * b`, broadcast.
-#[task(pure, crate = crate)]
+#[task(pure, crate = dagger_runtime)]
 pub fn mul(a: Array, b: Array) -> Array {
     run("mul", &[&a, &b])
 }
 
 /// `a / b`, broadcast.
-#[task(pure, crate = crate)]
+#[task(pure, crate = dagger_runtime)]
 pub fn div(a: Array, b: Array) -> Array {
     run("div", &[&a, &b])
 }
 
 /// `max(a, 0)`.
-#[task(pure, crate = crate)]
+#[task(pure, crate = dagger_runtime)]
 pub fn relu(a: Array) -> Array {
     run("relu", &[&a])
 }
 
 /// GELU (tanh approximation).
-#[task(pure, crate = crate)]
+#[task(pure, crate = dagger_runtime)]
 pub fn gelu(a: Array) -> Array {
     run("gelu", &[&a])
 }
 
 /// `tanh(a)`.
-#[task(pure, crate = crate)]
+#[task(pure, crate = dagger_runtime)]
 pub fn tanh(a: Array) -> Array {
     run("tanh", &[&a])
 }
 
 /// `exp(a)`.
-#[task(pure, crate = crate)]
+#[task(pure, crate = dagger_runtime)]
 pub fn exp(a: Array) -> Array {
     run("exp", &[&a])
 }
 
 /// Softmax along the last axis.
-#[task(pure, crate = crate)]
+#[task(pure, crate = dagger_runtime)]
 pub fn softmax(a: Array) -> Array {
     run("softmax", &[&a])
 }
 
 /// Mean cross-entropy of logits against target probabilities (scalar).
-#[task(pure, crate = crate)]
+#[task(pure, crate = dagger_runtime)]
 pub fn cross_entropy(logits: Array, target: Array) -> Array {
     run("cross_entropy", &[&logits, &target])
 }
 
 /// Mean squared error (scalar).
-#[task(pure, crate = crate)]
+#[task(pure, crate = dagger_runtime)]
 pub fn mse(prediction: Array, target: Array) -> Array {
     run("mse", &[&prediction, &target])
 }
 
 /// Transpose of a matrix.
-#[task(pure, crate = crate)]
+#[task(pure, crate = dagger_runtime)]
 pub fn transpose(a: Array) -> Array {
     run("transpose", &[&a])
 }

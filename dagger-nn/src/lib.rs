@@ -1,6 +1,6 @@
 //! Neural networks on tensor graphs: layers, losses, optimizers, training.
 //!
-//! A [`Net`] is a [`TensorGraph`](crate::ir::tensor::TensorGraph) that also
+//! A [`Net`] is a [`TensorGraph`](dagger_ir::tensor::TensorGraph) that also
 //! knows how to initialize its parameters; layer builders
 //! ([`Net::linear`], [`Net::mlp`]) add ops to it. [`Net::train_step`] runs
 //! the autodiff pass and appends an [`Optimizer`]'s update rule, giving one
@@ -28,7 +28,7 @@
 //! gradient task it declares (`#[task(grad = ...)]`).
 //!
 //! ```
-//! use dagger::nn::{Activation, Adam, Net, Program, CompileOptions};
+//! use dagger_nn::{Activation, Adam, Net, Program, CompileOptions};
 //!
 //! let mut net = Net::new();
 //! let x = net.input("x", [4, 2]);
@@ -48,6 +48,13 @@
 //! }
 //! assert!(program.output(0)[0] < first * 0.1);
 //! ```
+//!
+//! Programs reach this crate as `dagger::nn` (the facade's `nn` feature);
+//! its `cuda` and `cluster` features (turned on by the facade's) add the
+//! trainers on GPUs and across ranks.
+
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod array;
 #[cfg(feature = "cluster")]

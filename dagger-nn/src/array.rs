@@ -1,17 +1,20 @@
 //! [`Array`]: a dense `f32` tensor as a task value, and the tensor ops as
 //! tasks, so that models can be written in `dag!{}`.
 //!
-//! Each op is a `#[task]` named `dagger::nn::ops::<op>`: in a task graph it
+//! Each op is a `#[task]` named `dagger_nn::ops::<op>`: in a task graph it
 //! runs eagerly on the CPU kernels (each op shape compiled once per thread
 //! and cached), and [`lower`](super::lower()) turns a graph of these tasks
 //! into a [`TensorGraph`] for autodiff, fusion and compiled training.
 //!
 //! ```
-//! use dagger::prelude::*;
-//! use dagger::nn::Array;
-//! use dagger::nn::ops::{matmul, relu};
+//! use dagger_macros::dag;
+//! use dagger_nn::ops::{matmul, relu};
+//! use dagger_nn::Array;
+//! use dagger_runtime::Runtime;
 //!
-//! let g = dag! { input x: Array; input w: Array; let h = matmul(x, w); let y = relu(h); y };
+//! // Through the facade: `use dagger::prelude::*;`, `dagger::nn::...` and
+//! // `dag! { ... }` without `crate = ...`.
+//! let g = dag! { crate = dagger_runtime; input x: Array; input w: Array; let h = matmul(x, w); let y = relu(h); y };
 //! let x = Array::new([1, 2], vec![1.0, -2.0]);
 //! let w = Array::new([2, 2], vec![1.0, 0.0, 0.0, 1.0]);
 //! let y = Runtime::new().run(&g, (x, w)).unwrap();

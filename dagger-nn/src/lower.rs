@@ -130,7 +130,7 @@ fn apply(
     let (params, output) = (def.signature)();
     if output != "Array" || params.iter().any(|p| p != "Array") {
         return Err(not_an_op(format!(
-            "`{task}` ({} -> {output}) is neither a tensor op of dagger::nn::ops nor a task of Arrays returning an Array",
+            "`{task}` ({} -> {output}) is neither a tensor op of dagger_nn::ops nor a task of Arrays returning an Array",
             params.join(", ")
         )));
     }

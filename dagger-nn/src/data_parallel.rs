@@ -4,7 +4,7 @@
 //! As in PyTorch's DistributedDataParallel: rank 0's initial parameters are
 //! broadcast to every replica; each worker runs forward and backward on its
 //! share of the batch; gradients are averaged in buckets (see
-//! [`insert_all_reduce`](crate::ir::tensor::insert_all_reduce)), each sent as
+//! [`insert_all_reduce`](dagger_ir::tensor::insert_all_reduce)), each sent as
 //! soon as backward has computed it, on a thread that overlaps the rest of
 //! backward; then every replica applies the same optimizer step, so the
 //! replicas stay equal. With the same global batch and seed, training
@@ -35,7 +35,7 @@ use super::replica::NcclGate;
 use super::replica::{Link, Place, Replica, Start, WorkerPlan};
 use super::replies::first_cause;
 #[cfg(feature = "cluster")]
-use crate::cluster::Cluster;
+use dagger_cluster::cluster::Cluster;
 #[cfg(feature = "cluster")]
 use dagger_cluster::ClusterRing;
 #[cfg(feature = "cuda")]

@@ -2,8 +2,8 @@
 //! (UCX), rank `s` running stage `s` (the `cluster` feature).
 
 use super::stage_link::StageLinks;
-use crate::cluster::Cluster;
-use crate::net::Completion;
+use dagger_cluster::cluster::Cluster;
+use dagger_cluster::net::Completion;
 use std::sync::Arc;
 
 /// Tag kinds of pipeline messages (remote calls use 1 and 2, collectives 3).

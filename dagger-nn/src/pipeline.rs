@@ -1,6 +1,6 @@
 //! Pipeline-parallel training of an MLP: its layers cut into balanced
 //! stages, one thread per stage, micro-batches scheduled GPipe-style or
-//! 1F1B (see [`crate::ir::sched::pipeline`]).
+//! 1F1B (see [`dagger_ir::sched::pipeline`]).
 //!
 //! Each stage has three compiled programs: a forward pass (input activation
 //! to output activation), a backward pass that recomputes its forward from
@@ -26,8 +26,8 @@ use super::stage_link::{channel_links, StageLinks};
 use super::stage_model::{MlpSpec, StageModel};
 use super::tensor_parallel::{join_shards, shard as shard_of, BlockStack};
 #[cfg(feature = "cluster")]
-use crate::cluster::Cluster;
-use crate::ir::sched::pipeline::{balanced_stages, PipelineKind, PipelineOp, PipelineSchedule};
+use dagger_cluster::cluster::Cluster;
+use dagger_ir::sched::pipeline::{balanced_stages, PipelineKind, PipelineOp, PipelineSchedule};
 use dagger_ir::tensor::Shape;
 use dagger_runtime::tensor::{thread_ring, CompileOptions, Program, ThreadLink};
 use std::ops::Range;
@@ -426,7 +426,7 @@ impl Pipeline {
 
     /// The last step's passes as they ran (copy 0's stages; on a cluster,
     /// this rank's stage, timed by its own clock): the measured counterpart
-    /// of [`simulate`](crate::ir::sched::pipeline::simulate), for the same
+    /// of [`simulate`](dagger_ir::sched::pipeline::simulate), for the same
     /// bubble measure and Gantt chart.
     pub fn last_schedule(&self) -> Option<&PipelineSchedule> {
         self.last_schedule.as_ref()
@@ -529,7 +529,7 @@ fn spawn_stage(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::{Activation, MlpSpec, Sgd};
+    use crate::{Activation, MlpSpec, Sgd};
 
     #[test]
     fn a_stage_whose_step_fails_lets_its_neighbours_go_and_says_why_later() {
