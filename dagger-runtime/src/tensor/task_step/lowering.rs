@@ -272,11 +272,23 @@ impl<'a> Lowering<'a> {
         }
         .compile(&sub)?;
         let planned_bytes = Executable::stats(&exe).planned_bytes;
+        // Its work, the copies of its operands in and its outputs out, and
+        // what running a task costs.
+        let copied: usize = sub
+            .nodes()
+            .iter()
+            .filter(|n| matches!(n.op, TensorOp::Input { .. }))
+            .chain(sub.outputs().iter().map(|&v| sub.node(v)))
+            .map(|n| n.shape.numel() * 4)
+            .sum();
+        let options = &self.options;
         let seconds = nodes
             .iter()
             .map(|&i| node_flops(g, Tensor(i as u32)))
             .sum::<f64>()
-            / self.options.flops_per_second;
+            / options.flops_per_second
+            + copied as f64 / options.copy_bytes_per_second
+            + options.task_seconds;
         let name = self.segment_name(k, w, nodes);
         let segment = Arc::new(Compiled {
             exe: Mutex::new(Box::new(exe)),
@@ -341,8 +353,10 @@ impl<'a> Lowering<'a> {
                 args.push(task.id());
                 picks.push(slot);
             }
+            // Each member's copy read, the result written.
+            let bytes = node.shape.numel() * 4 * (args.len() + 1);
             let seconds =
-                node.shape.numel() as f64 * args.len() as f64 / self.options.flops_per_second;
+                bytes as f64 / self.options.copy_bytes_per_second + self.options.task_seconds;
             let which = if groups.len() > 1 {
                 format!(
                     ".{}{g}",

@@ -124,6 +124,12 @@ pub struct LowerOptions {
     /// The floating-point rate a segment's predicted time assumes, until
     /// the cost model has measured it.
     pub flops_per_second: f64,
+    /// The rate operands are copied into a segment and its outputs out (a
+    /// predicted time counts those bytes at it).
+    pub copy_bytes_per_second: f64,
+    /// What running one task costs beyond its work (a predicted time adds
+    /// it).
+    pub task_seconds: f64,
     /// Data-parallel replicas (at least 1): each input is split into that
     /// many equal shares along its rows, and each data-parallel all-reduce
     /// node (`Net::data_parallel_step` puts them after the gradients and
@@ -145,12 +151,15 @@ impl LowerOptions {
 }
 
 impl Default for LowerOptions {
-    /// Segments as long as placement allows; 5 GFLOP/s a task.
+    /// Segments as long as placement allows; 5 GFLOP/s, 4 GB/s copies and
+    /// 20 us a task; one worker.
     fn default() -> Self {
         LowerOptions {
             max_nodes: usize::MAX,
             fuse: FuseOptions::default(),
             flops_per_second: 5e9,
+            copy_bytes_per_second: 4e9,
+            task_seconds: 20e-6,
             data: 1,
             tensor: 1,
         }

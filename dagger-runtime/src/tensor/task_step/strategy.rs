@@ -7,10 +7,17 @@
 //! batch, unrolled over the micro-batches, with its training step and its
 //! placement), lowers it, predicts one step with HEFT on the platform's
 //! processors from the tasks' predicted times (their floating-point work
-//! over [`LowerOptions::flops_per_second`], calibrate it on a measured
-//! step), drops the strategies whose workers would hold more than the
-//! memory each has, and returns the fastest, with every candidate's
-//! prediction or why it was dropped.
+//! over [`LowerOptions::flops_per_second`], the bytes they copy over
+//! [`LowerOptions::copy_bytes_per_second`], and
+//! [`LowerOptions::task_seconds`] each: calibrate them on a measured step),
+//! drops the strategies whose workers would hold more than the memory each
+//! has, and returns the fastest, with every candidate's prediction or why
+//! it was dropped.
+//!
+//! The platform says what a processor is. Where one task's products
+//! already use every core (the CPU backend splits them with `join`), the
+//! machine is one processor at the rate a whole step measured; where each
+//! worker has a device of its own, each device is one.
 //!
 //! # Examples
 //!
