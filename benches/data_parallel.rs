@@ -12,12 +12,11 @@
 //! trains on its share of every global batch and rank 0 prints its figure.
 
 use dagger::cluster::Cluster;
-use dagger::ir::tensor::{Tensor, TensorError};
 use dagger::nn::{
     Activation, DataParallel, DataParallelOptions, Momentum, Net, SeededRng, Workers,
 };
 use dagger::ring::ClusterRing;
-use dagger::tensor::ring_all_reduce_mean;
+use dagger::tensor::{ring_all_reduce_mean, Tensor, TensorError};
 use std::sync::Arc;
 use std::time::Instant;
 

@@ -11,8 +11,8 @@
 //! Targets (issue 6): fused at least 0.8x the hand-written loop's speed,
 //! and faster than unfused by at least half the chain length.
 
-use dagger::ir::tensor::{Binary, FuseOptions, Tensor, TensorGraph, Unary};
 use dagger::nn::{CompileOptions, Program};
+use dagger::tensor::{Binary, FuseOptions, Tensor, TensorGraph, Unary};
 use std::hint::black_box;
 use std::time::Instant;
 

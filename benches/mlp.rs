@@ -13,8 +13,8 @@
 
 use dagger::cuda::program::GpuProgram;
 use dagger::cuda::GpuDevice;
-use dagger::ir::tensor::{FuseOptions, TensorGraph};
 use dagger::nn::{Activation, Adam, CompileOptions, Net, Program, SeededRng};
+use dagger::tensor::{FuseOptions, TensorGraph};
 use std::time::Instant;
 
 /// A benchmarked model: name, input width, layer widths, batch, steps timed.

@@ -26,13 +26,12 @@ use dagger::ir::model::HistoryModel;
 use dagger::ir::sched::gantt;
 use dagger::ir::sched::pipeline::{bubble_formula, simulate, PipelineKind};
 use dagger::ir::sched::HeftScheduler;
-use dagger::ir::tensor::{node_flops, Tensor, TensorOp};
 use dagger::nn::{
     Activation, BlockStack, CompileOptions, DataParallel, DataParallelOptions, MlpSpec, Momentum,
     Net, Pipeline, PipelineOptions, Program, SeededRng, TensorParallel, Workers,
 };
 use dagger::tensor::task_step::{lower_step, LowerOptions, StepPlacement, TaskStep};
-use dagger::tensor::{ring_all_reduce_mean, thread_ring};
+use dagger::tensor::{node_flops, ring_all_reduce_mean, thread_ring, Tensor, TensorOp};
 use dagger::Runtime;
 use std::time::Instant;
 
@@ -95,7 +94,7 @@ fn row(mode: &str, ms: f64, simulated: f64, memory: &[usize], note: &str) {
 }
 
 /// Floating-point work of a graph (the partitioning pass's cost model).
-fn flops(g: &dagger::ir::tensor::TensorGraph) -> f64 {
+fn flops(g: &dagger::tensor::TensorGraph) -> f64 {
     (0..g.nodes().len())
         .map(|i| node_flops(g, Tensor(i as u32)))
         .sum()

@@ -47,7 +47,7 @@ pub fn gantt_chart(stages: usize, schedules: &[(&str, &PipelineSchedule)]) -> St
         .collect();
     gantt::draw(&charts, gantt::TimeUnit::Seconds)
 }
-use dagger::ir::tensor::{equal_layers, evaluate, node_flops, partition, Device, TensorGraph};
+use dagger::tensor::{equal_layers, evaluate, node_flops, partition, Device, TensorGraph};
 
 /// A deep MLP's forward pass with layers of uneven widths.
 pub fn deep_mlp(batch: usize, widths: &[usize]) -> TensorGraph {
@@ -83,9 +83,9 @@ pub fn training_step(forward: &TensorGraph) -> TensorGraph {
 pub fn layer_flops(g: &TensorGraph) -> Vec<f64> {
     let mut costs = Vec::new();
     for (i, node) in g.nodes().iter().enumerate() {
-        let v = dagger::ir::tensor::Tensor(i as u32);
+        let v = dagger::tensor::Tensor(i as u32);
         match node.op {
-            dagger::ir::tensor::TensorOp::MatMul { .. } => costs.push(node_flops(g, v)),
+            dagger::tensor::TensorOp::MatMul { .. } => costs.push(node_flops(g, v)),
             _ => {
                 if let Some(last) = costs.last_mut() {
                     *last += node_flops(g, v);
@@ -125,7 +125,7 @@ fn main() {
             let memory = (total as f64 * share) as u64;
             let devices = one(n, memory);
             let mb = |b: u64| b as f64 / 1e6;
-            let row = |split: &str, p: &dagger::ir::tensor::Partition| {
+            let row = |split: &str, p: &dagger::tensor::Partition| {
                 let mem: Vec<String> = p.memory.iter().map(|&m| format!("{:.0}", mb(m))).collect();
                 let fits = if p.memory.iter().all(|&m| m <= memory) {
                     "yes"

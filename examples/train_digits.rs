@@ -21,11 +21,11 @@
 //! line and the value.
 
 use clap::builder::RangedU64ValueParser;
-use dagger::ir::tensor::Tensor;
 use dagger::nn::{
     self, Activation, Adam, CompileOptions, DataParallel, DataParallelOptions, NamedParams, Net,
     Program, SeededRng, Workers,
 };
+use dagger::tensor::Tensor;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -82,7 +82,7 @@ pub fn model(config: &Config, batch: usize) -> (Net, Tensor, Tensor, Tensor) {
 
 /// The training step: the model on a batch, cross-entropy, gradients and
 /// Adam's updates in one graph.
-pub fn train_step(config: &Config) -> Result<Net, dagger::ir::tensor::TensorError> {
+pub fn train_step(config: &Config) -> Result<Net, dagger::tensor::TensorError> {
     let (mut net, _, y, logits) = model(config, config.batch);
     let loss = net.cross_entropy(logits, y)?;
     net.train_step(loss, &[], &Adam::new(config.lr))

@@ -80,11 +80,12 @@ pub use dagger_macros::{dag, task};
 #[cfg_attr(docsrs, doc(cfg(feature = "nn")))]
 pub use dagger_nn as nn;
 pub use dagger_runtime::task::registered as task_registry;
-pub use dagger_runtime::{device, size, tensor};
+pub use dagger_runtime::{device, size};
 pub use dagger_runtime::{
     join, spawn, try_spawn, Dag, Data, Datum, DynamicPolicy, GraphBuilder, Handle, Inputs, Outputs,
     PolicyRun, RunError, Runtime, RuntimeBuilder, Task, TaskDef, Trace, Value,
 };
+pub use dagger_tensor as tensor;
 
 #[cfg(feature = "cluster")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]

@@ -12,13 +12,11 @@ use common::{
 };
 use dagger::cuda::program::GpuProgram;
 use dagger::cuda::GpuDevice;
-use dagger::ir::tensor::{FuseOptions, ParallelGroup, Tensor, TensorError};
 use dagger::nn::{
     Activation, Adam, CompileOptions, DataParallel, DataParallelOptions, Momentum, NamedParams,
     Net, Optimizer, Program, SeededRng, Workers,
 };
-use dagger::tensor::thread_ring;
-use dagger::tensor::Executable;
+use dagger::tensor::{thread_ring, Executable, FuseOptions, ParallelGroup, Tensor, TensorError};
 use std::sync::Arc;
 
 const FEATURES: usize = 10;

@@ -6,9 +6,8 @@ mod common;
 use common::{gpu as device, max_relative_difference};
 use dagger::cuda::program::GpuProgram;
 use dagger::cuda::GpuDevice;
-use dagger::ir::tensor::{Binary, FuseOptions, Tensor, TensorGraph};
 use dagger::nn::{Activation, Adam, CompileOptions, NamedParams, Net, Program, SeededRng};
-use dagger::tensor::Executable;
+use dagger::tensor::{Binary, Executable, FuseOptions, Tensor, TensorGraph};
 
 fn values(n: usize, seed: u64) -> Vec<f32> {
     let mut rng = SeededRng::new(seed);

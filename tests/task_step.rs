@@ -4,10 +4,10 @@
 use dagger::ir::model::Platform;
 use dagger::ir::model::{HistoryModel, Link};
 use dagger::ir::sched::{DynamicPolicy, HeftScheduler};
-use dagger::ir::tensor::{Device, Tensor, TensorError};
 use dagger::nn::{Activation, CompileOptions, Momentum, Net, Program, SeededRng};
 use dagger::tensor::task_step::strategy::{parallelize, Strategy};
 use dagger::tensor::task_step::{lower_step, LowerOptions, StepPlacement, TaskStep};
+use dagger::tensor::{Device, Tensor, TensorError};
 use dagger::Runtime;
 
 const BATCH: usize = 16;

@@ -2,10 +2,10 @@
 //! tensor graph whose compiled forward pass gives the same numbers and whose
 //! gradients train.
 
-use dagger::ir::tensor::Shape;
 use dagger::nn::ops::{add, cross_entropy, matmul, mse, relu};
 use dagger::nn::{lower, Array, CompileOptions, LowerError, Program};
 use dagger::prelude::*;
+use dagger::tensor::Shape;
 
 fn model() -> Dag<(Array, Array, Array, Array), Array> {
     dag! {

@@ -6,11 +6,11 @@
 mod common;
 use common::{every_rank_says_on_2_and_3_processes, max_relative_difference, OneDevice};
 use dagger::ir::sched::pipeline::PipelineKind;
-use dagger::ir::tensor::{ParallelGroup, TensorOp};
 use dagger::nn::{
     Activation, BlockStack, CompileOptions, Momentum, Pipeline, PipelineOptions, Program,
     SeededRng, TensorParallel, Workers,
 };
+use dagger::tensor::{ParallelGroup, TensorOp};
 
 const BATCH: usize = 8;
 const STEPS: usize = 5;

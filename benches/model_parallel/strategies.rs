@@ -7,10 +7,10 @@
 use super::{time_lowered, BATCH, INPUTS, OPT};
 use dagger::ir::model::{HistoryModel, Link, Platform};
 use dagger::ir::sched::HeftScheduler;
-use dagger::ir::tensor::{Device, TensorGraph};
 use dagger::nn::{Activation, BlockStack, Net};
 use dagger::tensor::task_step::strategy::{parallelize, Strategy};
 use dagger::tensor::task_step::{lower_step, LowerOptions, StepPlacement, TaskStep};
+use dagger::tensor::{Device, TensorGraph};
 use std::time::Instant;
 
 /// The bench's MLP as Megatron blocks: (1024, 512) then (1024, 10).

@@ -1,11 +1,11 @@
 //! [`ClusterRing`]: the ring all-reduce's link between the ranks of a
 //! [`Cluster`], over the cluster's transport (UCX). The collectives
-//! themselves (`dagger_runtime::tensor::collective`) are written against
+//! themselves (`dagger_tensor::cpu::collective`) are written against
 //! the `RingLink` trait; this is the implementation that crosses processes.
 
 use crate::cluster::Cluster;
 use crate::net::Completion;
-use dagger_runtime::tensor::collective::{CollectiveError, RingLink};
+use dagger_tensor::cpu::collective::{CollectiveError, RingLink};
 use std::sync::Arc;
 
 /// Tag kind of collective messages (the top byte; remote calls use 1 and 2).

@@ -7,8 +7,7 @@
 //!
 //! ```
 //! use dagger_cuda::backend::CudaBackend;
-//! use dagger_ir::tensor::TensorGraph;
-//! use dagger_runtime::tensor::{Backend, CpuBackend, Executable};
+//! use dagger_tensor::{Backend, CpuBackend, Executable, TensorGraph};
 //!
 //! let mut g = TensorGraph::new();
 //! let x = g.input("x", [4]);
@@ -26,8 +25,10 @@
 
 use crate::program::{GpuProgram, GpuProgramError};
 use crate::{CudaError, GpuDevice};
-use dagger_ir::tensor::{FuseOptions, ParallelGroup, TensorGraph};
-use dagger_runtime::tensor::{Backend, BackendError, Executable, ProgramStats, RingLink};
+use dagger_tensor::{
+    Backend, BackendError, Executable, FuseOptions, ParallelGroup, ProgramStats, RingLink,
+    TensorGraph,
+};
 use std::any::Any;
 
 /// One GPU: tensor graphs compiled to cuBLAS calls and NVRTC kernels.
@@ -126,7 +127,7 @@ impl Executable for GpuProgram {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dagger_ir::tensor::TensorError;
+    use dagger_tensor::TensorError;
 
     #[test]
     fn device_failures_name_the_gpu_and_graph_errors_stay_tensor_errors() {

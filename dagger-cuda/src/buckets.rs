@@ -27,11 +27,9 @@ use crate::nccl::NcclRank;
 use crate::program_error::GpuProgramError;
 use crate::{call, CudaError, GpuDevice};
 use cudarc::driver::{CudaSlice, CudaView};
-use dagger_ir::tensor::{
-    plan_buckets, BucketPlans, ParallelGroup, Tensor, TensorError, TensorGraph,
+use dagger_tensor::{
+    plan_buckets, BucketPlans, ParallelGroup, Reducer, RingLink, Tensor, TensorError, TensorGraph,
 };
-use dagger_runtime::tensor::Reducer;
-use dagger_runtime::tensor::RingLink;
 
 /// How a group's buckets reach the other workers (see the
 /// [module docs](self)).

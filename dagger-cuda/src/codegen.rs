@@ -5,7 +5,7 @@
 //! which NVRTC compiles once ([`crate::fused`]). Its parameters are the
 //! operands (`const float*`, each read by its [`Broadcast`] pattern), the
 //! result (`float*`) and the `rows x cols` matrix view of the domain
-//! ([`matrix_view`](dagger_ir::tensor::matrix_view)). Work is split by
+//! ([`matrix_view`](dagger_tensor::matrix_view)). Work is split by
 //! [`LaunchShape::of`]:
 //! - no reduction: one thread per element;
 //! - sums per row: one thread per row, looping over the row's columns;
@@ -18,7 +18,7 @@
 //! the GPU computes with the very numbers the IR holds; each op is the
 //! same formula as [`Unary::apply`] / [`Binary::apply`], the reference.
 
-use dagger_ir::tensor::{Binary, Broadcast, Kernel, KernelStep, Reduction, Unary};
+use dagger_tensor::{Binary, Broadcast, Kernel, KernelStep, Reduction, Unary};
 use std::fmt::Write;
 
 /// Threads per block of every launch.
@@ -181,7 +181,7 @@ fn binary(op: Binary, a: &str, b: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dagger_ir::tensor::{Reduce, Shape};
+    use dagger_tensor::{Reduce, Shape};
 
     fn bias_relu() -> Kernel {
         let mut k = Kernel::default();

@@ -8,7 +8,7 @@ use crate::{call, CudaError, GpuDevice, GpuMatrix};
 use cudarc::driver::{
     CudaFunction, CudaModule, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg,
 };
-use dagger_ir::tensor::{Broadcast, FusedLayout, Kernel, Reduction};
+use dagger_tensor::{Broadcast, FusedLayout, Kernel, Reduction};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -154,9 +154,7 @@ impl GpuDevice {
 #[cfg(test)]
 mod tests {
     use crate::tests::device;
-    use dagger_ir::tensor::{
-        Binary, Broadcast, Kernel, KernelStep, Reduce, Reduction, Shape, Unary,
-    };
+    use dagger_tensor::{Binary, Broadcast, Kernel, KernelStep, Reduce, Reduction, Shape, Unary};
 
     #[test]
     fn a_fused_kernel_runs_on_the_gpu_as_the_ir_means() {

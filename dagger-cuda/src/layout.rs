@@ -3,7 +3,7 @@
 //!
 //! The tensor ops that move or reduce elements without arithmetic across
 //! them: [`SOURCE`] holds three kernels, each the same index arithmetic as
-//! the CPU kernels of `dagger_runtime::tensor::kernels` (the reference its
+//! the CPU kernels of `dagger_tensor::cpu::kernels` (the reference its
 //! CPU check compares with, `tests/layout_on_cpu.rs`):
 //! - `dagger_permute`: `y[i] = x[offset(i)]`, where `offset` reads the
 //!   coordinates of output element `i` (row-major over `dims`) and adds
@@ -39,9 +39,8 @@ use crate::codegen::BLOCK;
 use crate::softmax::blocks_striding;
 use crate::{call, CudaError, GpuDevice};
 use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr, LaunchConfig, PushKernelArg};
-use dagger_ir::tensor::shape::broadcasts_to;
-use dagger_ir::tensor::Shape;
-use dagger_ir::tensor::MAX_RANK;
+use dagger_tensor::shape::broadcasts_to;
+use dagger_tensor::{Shape, MAX_RANK};
 
 /// The kernels' CUDA C.
 pub const SOURCE: &str = r#"

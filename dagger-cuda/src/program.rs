@@ -1,6 +1,6 @@
 //! [`GpuProgram`]: a tensor graph compiled for one GPU and ready to run.
 //!
-//! The GPU counterpart of the CPU's `dagger_runtime::tensor::Program`, with
+//! The GPU counterpart of the CPU's `dagger_tensor::Program`, with
 //! the same passes and the same memory plan: compiling optimizes the graph
 //! (dead nodes, elementwise fusion), plans its buffers by liveness,
 //! allocates them once in device memory and compiles every fused kernel to
@@ -34,12 +34,11 @@ pub use crate::program_error::GpuProgramError;
 use crate::{call, GpuDevice};
 use cudarc::cublas::{sys::cublasOperation_t, Gemm, GemmConfig};
 use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DevicePtr};
-use dagger_ir::tensor::{
+use dagger_tensor::{
     matrix_view, optimize, plan_memory, unplanned_bytes, Broadcast, FuseOptions, FusedLayout,
-    Kernel, KernelStep, MemoryPlan, ParallelGroup, Shape, Tensor, TensorError, TensorGraph,
-    TensorOp, MAX_RANK,
+    Kernel, KernelStep, MemoryPlan, ParallelGroup, ProgramStats, RingLink, Shape, Tensor,
+    TensorError, TensorGraph, TensorOp, MAX_RANK,
 };
-use dagger_runtime::tensor::{ProgramStats, RingLink};
 
 /// An elementwise node's kernel: generated CUDA C over its operands, the
 /// ones that need it broadcast first into scratch buffers of the result's

@@ -4,7 +4,7 @@
 //! importing each other.
 
 use crate::CudaError;
-use dagger_ir::tensor::TensorError;
+use dagger_tensor::TensorError;
 
 /// Why a graph could not be compiled or run on the GPU.
 #[derive(Debug, thiserror::Error)]

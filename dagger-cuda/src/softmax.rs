@@ -3,7 +3,7 @@
 //! The tensor ops that are not elementwise chains ([`codegen`](crate::codegen)
 //! covers those) nor matrix products (cuBLAS): [`SOURCE`] holds one kernel
 //! per op, each the same formula as the CPU kernels of
-//! `dagger_runtime::tensor::kernels` (the reference its CPU check compares
+//! `dagger_tensor::cpu::kernels` (the reference its CPU check compares
 //! with, `tests/softmax_on_cpu.rs`):
 //! - `dagger_softmax`: softmax or log-softmax along an axis of a tensor seen
 //!   as `outer x len x inner`, one thread per `(outer, inner)` pair, max

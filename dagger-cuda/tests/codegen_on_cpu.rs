@@ -9,7 +9,7 @@
 mod common;
 
 use dagger_cuda::codegen::{cuda_source, LaunchShape};
-use dagger_ir::tensor::{Binary, Broadcast, Kernel, KernelStep, Reduce, Reduction, Shape, Unary};
+use dagger_tensor::{Binary, Broadcast, Kernel, KernelStep, Reduce, Reduction, Shape, Unary};
 
 /// Runs `kernel` on the CPU as the GPU would (every thread of its launch,
 /// one after the other) and returns the result; `None` without `c++`.

@@ -1,6 +1,6 @@
 //! The CUDA C of transposes, broadcasts, sums over axes and window copies,
 //! checked on the CPU (see `common`) against the CPU kernels of the tensor
-//! programs (`dagger_runtime::tensor::kernels`), the reference they must
+//! programs (`dagger_tensor::cpu::kernels`), the reference they must
 //! match, with the launch parameters from the same functions the GPU
 //! launchers call. Without a C++ compiler the tests say so and pass.
 
@@ -13,8 +13,8 @@ use dagger_cuda::layout::{
     SumArgs, SOURCE,
 };
 use dagger_cuda::softmax::blocks_striding;
-use dagger_ir::tensor::Shape;
-use dagger_runtime::tensor::kernels;
+use dagger_tensor::cpu::kernels;
+use dagger_tensor::Shape;
 
 /// `dagger_permute` over `x` with `args`, on the CPU.
 fn permute(x: &[f32], args: &PermuteArgs) -> Option<Vec<f32>> {

@@ -1,6 +1,6 @@
 //! The CUDA C of softmax, log-softmax, cross-entropy and MSE, checked on
 //! the CPU (see `common`) against the CPU kernels of the tensor programs
-//! (`dagger_runtime::tensor::kernels`), the reference they must match.
+//! (`dagger_tensor::cpu::kernels`), the reference they must match.
 //! Without a C++ compiler the tests say so and pass.
 
 mod common;
@@ -8,8 +8,8 @@ mod common;
 use common::{assert_close, run_cuda_on_cpu, values};
 use dagger_cuda::codegen::BLOCK;
 use dagger_cuda::softmax::{blocks_for, blocks_striding, SOURCE};
-use dagger_ir::tensor::Shape;
-use dagger_runtime::tensor::kernels;
+use dagger_tensor::cpu::kernels;
+use dagger_tensor::Shape;
 
 #[test]
 fn softmax_and_log_softmax_match_the_cpu_kernel_along_every_axis() {

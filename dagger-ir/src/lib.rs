@@ -27,7 +27,6 @@ pub mod model;
 pub mod pass;
 pub mod passes;
 pub mod sched;
-pub mod tensor;
 pub mod text;
 pub mod types;
 pub mod verify;

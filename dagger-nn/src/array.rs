@@ -21,9 +21,8 @@
 //! assert_eq!(y.data, [1.0, 0.0]);
 //! ```
 
-use dagger_ir::tensor::{Shape, TensorGraph, TensorOp};
-pub use dagger_runtime::tensor::Array;
-use dagger_runtime::tensor::{CompileOptions, Program};
+pub use dagger_tensor::Array;
+use dagger_tensor::{CompileOptions, Program, Shape, TensorGraph, TensorOp};
 use std::cell::RefCell;
 use std::collections::HashMap;
 

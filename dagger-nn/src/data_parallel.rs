@@ -4,7 +4,7 @@
 //! As in PyTorch's DistributedDataParallel: rank 0's initial parameters are
 //! broadcast to every replica; each worker runs forward and backward on its
 //! share of the batch; gradients are averaged in buckets (see
-//! [`insert_all_reduce`](dagger_ir::tensor::insert_all_reduce)), each sent as
+//! [`insert_all_reduce`](dagger_tensor::insert_all_reduce)), each sent as
 //! soon as backward has computed it, on a thread that overlaps the rest of
 //! backward; then every replica applies the same optimizer step, so the
 //! replicas stay equal. With the same global batch and seed, training
@@ -40,8 +40,7 @@ use dagger_cluster::cluster::Cluster;
 use dagger_cluster::ClusterRing;
 #[cfg(feature = "cuda")]
 use dagger_cuda::nccl::new_nccl_id;
-use dagger_ir::tensor::{ParallelGroup, Tensor, TensorError};
-use dagger_runtime::tensor::thread_ring;
+use dagger_tensor::{thread_ring, ParallelGroup, Tensor, TensorError};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;

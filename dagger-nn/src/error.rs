@@ -4,8 +4,7 @@
 
 #[cfg(feature = "cuda")]
 use dagger_cuda::CudaError;
-use dagger_ir::tensor::TensorError;
-use dagger_runtime::tensor::{BackendError, ProgramError};
+use dagger_tensor::{BackendError, ProgramError, TensorError};
 
 /// Why a data-parallel run failed.
 #[derive(Debug, thiserror::Error)]

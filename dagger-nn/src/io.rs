@@ -4,7 +4,7 @@
 //! optimizer state), named as in the graph, so PyTorch and other
 //! safetensors readers open it as they are.
 
-use dagger_runtime::tensor::Program;
+use dagger_tensor::Program;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
 use std::path::Path;

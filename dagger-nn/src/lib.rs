@@ -1,6 +1,6 @@
 //! Neural networks on tensor graphs: layers, losses, optimizers, training.
 //!
-//! A [`Net`] is a [`TensorGraph`](dagger_ir::tensor::TensorGraph) that also
+//! A [`Net`] is a [`TensorGraph`](dagger_tensor::TensorGraph) that also
 //! knows how to initialize its parameters; layer builders
 //! ([`Net::linear`], [`Net::mlp`]) add ops to it. [`Net::train_step`] runs
 //! the autodiff pass and appends an [`Optimizer`]'s update rule, giving one
@@ -77,7 +77,7 @@ mod step;
 pub mod tensor_parallel;
 
 pub use array::Array;
-pub use dagger_runtime::tensor::{CompileOptions, Program, ProgramError, ProgramStats};
+pub use dagger_tensor::{CompileOptions, Program, ProgramError, ProgramStats};
 pub use data_parallel::{DataParallel, DataParallelOptions, Workers};
 pub use error::{DataParallelError, PipelineError};
 pub use init::{Init, SeededRng};

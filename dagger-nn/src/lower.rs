@@ -14,8 +14,7 @@
 use super::ops::{op_named, OPS_PATH};
 use super::Array;
 use dagger_ir::graph::{Graph, Op};
-use dagger_ir::tensor::{CustomOp, Shape, Tensor, TensorError, TensorGraph, TensorOp};
-use dagger_runtime::tensor::call_custom;
+use dagger_tensor::{call_custom, CustomOp, Shape, Tensor, TensorError, TensorGraph, TensorOp};
 use std::collections::HashMap;
 
 /// Why a task graph could not be lowered.

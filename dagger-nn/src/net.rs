@@ -2,8 +2,7 @@
 //! with layer builders on top.
 
 use super::init::{Init, SeededRng};
-use dagger_ir::tensor::{Shape, Tensor, TensorGraph, TensorResult, Unary};
-use dagger_runtime::tensor::Program;
+use dagger_tensor::{Program, Shape, Tensor, TensorGraph, TensorResult, Unary};
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
 
@@ -117,11 +116,11 @@ impl Net {
 
     /// This net, built for one micro-batch with `loss` a mean over its rows,
     /// unrolled over `micro` micro-batches sharing its parameters (see
-    /// [`micro_batches`](dagger_ir::tensor::micro_batches)): the net of the
+    /// [`micro_batches`](dagger_tensor::micro_batches)): the net of the
     /// whole batch and its loss, to build a training step on. Placed over
     /// devices and lowered to tasks, its stages pipeline.
     pub fn micro_batched(&self, loss: Tensor, micro: usize) -> TensorResult<(Net, Tensor)> {
-        let (graph, total) = dagger_ir::tensor::micro_batches(&self.graph, loss, micro)?;
+        let (graph, total) = dagger_tensor::micro_batches(&self.graph, loss, micro)?;
         let net = Net {
             graph,
             inits: self.inits.clone(),

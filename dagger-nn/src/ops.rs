@@ -2,8 +2,8 @@
 //! use them in `dag!{}`; [`lower`](super::lower()) knows each by name.
 
 use super::array::{eager, Array};
-use dagger_ir::tensor::{Binary, TensorOp, Unary};
 use dagger_macros::task;
+use dagger_tensor::{Binary, TensorOp, Unary};
 
 /// Module path under which the op tasks are registered.
 pub(crate) const OPS_PATH: &str = "dagger_nn::ops::";

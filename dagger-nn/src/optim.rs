@@ -7,7 +7,7 @@
 
 use super::init::Init;
 use super::net::Net;
-use dagger_ir::tensor::{Tensor, TensorResult, Unary};
+use dagger_tensor::{Tensor, TensorResult, Unary};
 
 /// An update rule for parameters given their gradients.
 pub trait Optimizer {
@@ -17,7 +17,7 @@ pub trait Optimizer {
 
 fn param_name(net: &Net, p: Tensor) -> String {
     match &net.node(p).op {
-        dagger_ir::tensor::TensorOp::Param { name } => name.clone(),
+        dagger_tensor::TensorOp::Param { name } => name.clone(),
         _ => format!("%{}", p.0),
     }
 }

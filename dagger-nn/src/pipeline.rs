@@ -28,8 +28,7 @@ use super::tensor_parallel::{join_shards, shard as shard_of, BlockStack};
 #[cfg(feature = "cluster")]
 use dagger_cluster::cluster::Cluster;
 use dagger_ir::sched::pipeline::{balanced_stages, PipelineKind, PipelineOp, PipelineSchedule};
-use dagger_ir::tensor::Shape;
-use dagger_runtime::tensor::{thread_ring, CompileOptions, Program, ThreadLink};
+use dagger_tensor::{thread_ring, CompileOptions, Program, Shape, ThreadLink};
 use std::ops::Range;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;

@@ -27,8 +27,7 @@ use dagger_cuda::{
     nccl::{NcclId, NcclRank},
     program::GpuProgram,
 };
-use dagger_ir::tensor::ParallelGroup;
-use dagger_runtime::tensor::{Backend, CpuBackend, Executable, RingLink};
+use dagger_tensor::{Backend, CpuBackend, Executable, ParallelGroup, RingLink};
 #[cfg(feature = "cuda")]
 use std::sync::{
     atomic::{AtomicBool, Ordering},
@@ -373,7 +372,7 @@ mod tests {
 
     #[test]
     fn a_step_that_fails_in_its_run_stops_the_replica_and_later_calls_say_why() {
-        let mut links = dagger_runtime::tensor::thread_ring(2);
+        let mut links = dagger_tensor::thread_ring(2);
         let mine = cpu_plan(1, Box::new(links.pop().unwrap()));
         let other = cpu_plan(0, Box::new(links.pop().unwrap()));
         // Worker 0 builds (the broadcast needs both) and is gone at once.
@@ -397,7 +396,7 @@ mod tests {
 
     #[test]
     fn feeding_an_unknown_input_leaves_the_replica_running() {
-        let link = dagger_runtime::tensor::thread_ring(1).pop().unwrap();
+        let link = dagger_tensor::thread_ring(1).pop().unwrap();
         let mut replica = Replica::new(cpu_plan(0, Box::new(link)), 0).unwrap();
         replica.share = None;
         let wrong = vec![("z".to_string(), vec![0.5; 8])];

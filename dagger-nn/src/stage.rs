@@ -9,9 +9,9 @@ use super::optim::Optimizer;
 use super::stage_link::StageLinks;
 use super::stage_model::StageModel;
 use dagger_ir::sched::pipeline::{stage_order, Pass, PipelineKind, PipelineOp};
-use dagger_ir::tensor::{ParallelGroup, TensorError, TensorGraph};
-use dagger_runtime::tensor::{
-    ring_all_reduce_mean, CollectiveError, CompileOptions, Program, RingLink,
+use dagger_tensor::{
+    ring_all_reduce_mean, CollectiveError, CompileOptions, ParallelGroup, Program, RingLink,
+    TensorError, TensorGraph,
 };
 use std::ops::Range;
 use std::time::Instant;
@@ -64,7 +64,7 @@ impl Stage {
         let params: Vec<String> = fwd
             .graph()
             .named()
-            .filter(|(_, _, n)| matches!(n.op, dagger_ir::tensor::TensorOp::Param { .. }))
+            .filter(|(_, _, n)| matches!(n.op, dagger_tensor::TensorOp::Param { .. }))
             .map(|(_, n, _)| n.to_string())
             .collect();
         let forward = if last {

@@ -4,7 +4,7 @@
 
 use super::net::{Activation, Net};
 use super::tensor_parallel::BlockStack;
-use dagger_ir::tensor::{Tensor, TensorResult};
+use dagger_tensor::{Tensor, TensorResult};
 use std::ops::Range;
 
 /// An MLP trained with softmax cross-entropy, as [`Net::mlp`] builds it.

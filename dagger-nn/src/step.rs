@@ -8,7 +8,7 @@
 
 use super::net::Net;
 use super::optim::Optimizer;
-use dagger_ir::tensor::{insert_all_reduce, Tensor, TensorResult};
+use dagger_tensor::{insert_all_reduce, Tensor, TensorResult};
 
 impl Net {
     /// The training step: a net computing `loss`, the gradients of every
@@ -45,7 +45,7 @@ impl Net {
     ) -> TensorResult<Net> {
         let mut step = self.clone();
         let params = step.params();
-        let mut grads = dagger_ir::tensor::autodiff::append_grad(&mut step, loss, &params)?;
+        let mut grads = dagger_tensor::autodiff::append_grad(&mut step, loss, &params)?;
         let mut shown_loss = loss;
         if let Some(bytes) = bucket_bytes {
             grads = insert_all_reduce(&mut step, &grads, bytes)?;

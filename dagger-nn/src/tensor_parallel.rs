@@ -19,8 +19,10 @@ use super::io::NamedParams;
 use super::net::{Activation, Net};
 use super::optim::Optimizer;
 use super::replica::{Link, Place, Start, WorkerPlan};
-use dagger_ir::tensor::{all_reduce_sum, ParallelGroup, Shape, Tensor, TensorError, TensorOp};
-use dagger_runtime::tensor::{thread_ring, CompileOptions, Program, ThreadLink};
+use dagger_tensor::{
+    all_reduce_sum, thread_ring, CompileOptions, ParallelGroup, Program, Shape, Tensor,
+    TensorError, TensorOp, ThreadLink,
+};
 
 /// A stack of Megatron MLP blocks then softmax cross-entropy.
 #[derive(Clone, Debug)]

@@ -3,8 +3,8 @@
 
 use crate::cuda::{GpuDevice, GpuWorker};
 use dagger_ir::model::Platform;
-use dagger_ir::tensor::Shape;
 use dagger_runtime::device::Accelerator;
+use dagger_tensor::Shape;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -86,7 +86,7 @@ fn cpu_gemm_flops() -> f64 {
     let mut best = f64::INFINITY;
     for _ in 0..6 {
         let t = Instant::now();
-        dagger_runtime::tensor::kernels::matmul(&a, &shape, &b, &shape, false, false, &mut c);
+        dagger_tensor::cpu::kernels::matmul(&a, &shape, &b, &shape, false, false, &mut c);
         best = best.min(t.elapsed().as_secs_f64());
     }
     2.0 * (n * n * n) as f64 / best

@@ -1,12 +1,12 @@
 //! The machinery of list scheduling shared by HEFT, CPOP, PEFT, lookahead
-//! and the tensor partitioner: processor timelines with the insertion
-//! policy, the partial schedule a placement decision sees, and the
-//! list-scheduling loop.
+//! and the tensor partitioner (`dagger_tensor::partition`, hence public):
+//! processor timelines with the insertion policy, the partial schedule a
+//! placement decision sees, and the list-scheduling loop.
 //!
 //! Costs, for `n` tasks, `e` edges and `p` processors:
 //! - the ready list is a binary heap: `O(log n)` a task;
 //! - the earliest start on a processor is `O(log n)` up to a constant (see
-//!   [`timeline`](super::timeline));
+//!   the `timeline` module);
 //! - data-ready times walk a task's predecessors on each processor:
 //!   `O(e * p)` over a run.
 
@@ -19,10 +19,10 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 /// A task's placement: processor, start, finish.
-pub(crate) type Placed = (usize, f64, f64);
+pub type Placed = (usize, f64, f64);
 
 /// What a placement decision sees of the schedule being built.
-pub(crate) trait View {
+pub trait View {
     /// Where task `t` is placed, if it is.
     fn placed(&self, t: usize) -> Option<Placed>;
     /// Earliest start at or after `ready` of a run of `duration` on `proc`.
@@ -30,7 +30,7 @@ pub(crate) trait View {
 }
 
 /// The schedule so far: the placed tasks and the processors' timelines.
-pub(crate) struct Partial {
+pub struct Partial {
     pub(crate) timelines: Timelines,
     pub(crate) placement: Vec<Option<Placed>>,
 }
@@ -108,12 +108,7 @@ pub(crate) fn data_ready(problem: &Problem, view: &impl View, t: usize, proc: us
 }
 
 /// `(proc, start, finish)` of `t` on `proc` at its earliest (insertion policy).
-pub(crate) fn earliest_finish(
-    problem: &Problem,
-    view: &impl View,
-    t: usize,
-    proc: usize,
-) -> Placed {
+pub fn earliest_finish(problem: &Problem, view: &impl View, t: usize, proc: usize) -> Placed {
     let duration = problem.cost[t][proc];
     let start = view.earliest_start(proc, data_ready(problem, view, t, proc), duration);
     (proc, start, start + duration)
@@ -134,7 +129,7 @@ pub(crate) fn best_placement(
 }
 
 /// The placement of lowest `score` (ties, within 1e-9: the first).
-pub(crate) fn lowest_score(
+pub fn lowest_score(
     placements: impl IntoIterator<Item = Placed>,
     mut score: impl FnMut(Placed) -> f64,
 ) -> Placed {
@@ -170,7 +165,7 @@ fn priority_keys(priority: &[f64]) -> Vec<usize> {
 /// (priorities equal up to rounding tie; ties: lower index) and places it
 /// where `choose(partial, t)` says, inserting it into that processor's
 /// timeline; reports each placement to `progress`.
-pub(crate) fn list_schedule(
+pub fn list_schedule(
     problem: &Problem,
     priority: &[f64],
     progress: &Progress,

@@ -24,7 +24,7 @@ pub mod families;
 pub mod gantt;
 pub mod generate;
 pub mod heft;
-pub(crate) mod list;
+pub mod list;
 pub mod lookahead;
 pub mod peft;
 pub mod pipeline;

@@ -1,0 +1,460 @@
+//! A tensor step lowered to a task graph: the runtime's executor, policies,
+//! traces and cost model run a training step like any other graph.
+//!
+//! [`lower_step`] takes a tensor graph (a training step: forward, backward
+//! and the optimizer's updates, or any tensor program), runs the tensor
+//! passes on it (dead nodes, fusion), places its nodes on devices (all on
+//! one, or by the [partitioner](mod@crate::partition) under memory
+//! limits) and cuts it into *segments*: runs of consecutive nodes, in the
+//! graph's topological order, on one device and at most
+//! [`LowerOptions::max_nodes`] long (`1`: every fused kernel, product or op
+//! its own task). Runs of a topological order cannot form a cycle, so the
+//! segments, with an edge wherever one uses another's value, are a DAG.
+//!
+//! Each segment becomes a task made at run time
+//! ([`TaskBody`](dagger_runtime::task::TaskBody)): its nodes, as a tensor graph of their own, compiled once
+//! by a [`Backend`](crate::Backend) into an
+//! [`Executable`](crate::Executable); its operands from other
+//! segments are that graph's inputs, the values other segments (or the
+//! step's results) use are its outputs. A call feeds the operands, runs,
+//! and passes its outputs on as one [`Tensors`] value. The tasks' names say
+//! where they come from (`step.s3:matmul+fused`), so a trace shows each
+//! kernel group as a span and the history model learns their times by
+//! name; until it has, schedulers use the segment's floating-point work
+//! over [`LowerOptions::flops_per_second`].
+//!
+//! Parameters are state. A parameter used, and updated, by one segment only
+//! stays in that segment's executable, updated in place as in a
+//! [`Program`](super::Program). One that several segments use travels:
+//! the step holds its value, feeds it to the segments that read it, and
+//! takes the updated value from the step's results for the next step.
+//!
+//! Data and tensor parallelism are passes over this graph: with
+//! [`LowerOptions::data`] `D` and [`LowerOptions::tensor`] `T`, every
+//! segment is made once per worker of the `D x T` grid (each its own
+//! executables; worker `d * T + t` is shard `t` of replica `d`), each input
+//! is split into `D` shares by rows (the shards of a replica see the same
+//! share), and each all-reduce node becomes one task per group: the mean
+//! over a shard's `D` replicas for data parallelism (the nodes
+//! `Net::data_parallel_step` adds after the gradients and the loss), the
+//! sum over a replica's `T` shards for tensor parallelism (Megatron's, in a
+//! `BlockStack` net). Each all-reduce is cut right after its operand, so its
+//! task overlaps the rest of the backward pass, as bucketed DDP does.
+//!
+//! What is not lowered yet: devices other than the cores (every segment
+//! compiles with [`CpuBackend`](crate::CpuBackend); the device a
+//! segment was placed on is reported in [`TaskStep::segments`]).
+//!
+//! # Examples
+//!
+//! ```
+//! use dagger_tensor::TensorGraph;
+//! use dagger_tensor::task_step::{lower_step, LowerOptions, StepPlacement};
+//! use dagger_runtime::Runtime;
+//!
+//! // y = relu(x W), one update of W: W <- W - 0.5 * W.
+//! let mut g = TensorGraph::new();
+//! let x = g.input("x", [1, 2]);
+//! let w = g.param("w", [2, 2]);
+//! let xw = g.matmul(x, w).unwrap();
+//! let y = g.relu(xw).unwrap();
+//! let step = g.scale(w, 0.5).unwrap();
+//! g.set_outputs(vec![y]).unwrap();
+//! g.add_update(w, step).unwrap();
+//! let options = LowerOptions { max_nodes: 1, ..LowerOptions::default() };
+//! let mut lowered = lower_step(&g, &StepPlacement::OneDevice, options).unwrap();
+//! lowered.set_param("w", &[1.0, 0.0, 0.0, 1.0]).unwrap();
+//! let rt = Runtime::builder().threads(2).build();
+//! let out = lowered.run(&rt, &[("x", &[3.0, -4.0])]).unwrap();
+//! assert_eq!(out, [vec![3.0, 0.0]]);
+//! assert_eq!(lowered.param("w").unwrap(), [0.5, 0.0, 0.0, 0.5]);
+//! ```
+
+mod bodies;
+mod lowering;
+pub mod strategy;
+
+use crate::backend::BackendError;
+use crate::{optimize, partition, Device, FuseOptions, OutOfMemory, TensorError, TensorGraph};
+use bodies::Compiled;
+use dagger_ir::model::{HistoryModel, Platform};
+use dagger_ir::sched::Scheduler;
+use dagger_runtime::dag::Dag;
+use dagger_runtime::error::RunError;
+use dagger_runtime::runtime::Runtime;
+use lowering::{cut, cut_order, param_key, share_key, Lowering, ParamHome};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Values passed between the tasks of a lowered step: a segment's outputs,
+/// in its output order, reference-counted so that every task that reads
+/// one shares it instead of copying it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Tensors(pub Vec<Arc<[f32]>>);
+
+/// What one step is given: its inputs and the parameters that travel, by
+/// name (shared with the step's own copies, not copied).
+#[derive(Clone, Debug, Default)]
+pub struct StepFeed(pub HashMap<String, Arc<[f32]>>);
+
+/// Where a step's nodes run.
+#[derive(Clone, Debug)]
+pub enum StepPlacement {
+    /// All on one device.
+    OneDevice,
+    /// Placed by the partitioner (HEFT under each device's memory limit) on
+    /// `devices`, joined by `link`.
+    Partition {
+        /// The devices.
+        devices: Vec<Device>,
+        /// The link between any two of them.
+        link: dagger_ir::model::Link,
+    },
+}
+
+/// How a step is lowered.
+#[derive(Clone, Copy, Debug)]
+pub struct LowerOptions {
+    /// The most nodes one task holds (at least 1).
+    pub max_nodes: usize,
+    /// The fusion pass's options.
+    pub fuse: FuseOptions,
+    /// The floating-point rate a segment's predicted time assumes, until
+    /// the cost model has measured it.
+    pub flops_per_second: f64,
+    /// The rate operands are copied into a segment and its outputs out (a
+    /// predicted time counts those bytes at it).
+    pub copy_bytes_per_second: f64,
+    /// What running one task costs beyond its work (a predicted time adds
+    /// it).
+    pub task_seconds: f64,
+    /// Data-parallel replicas (at least 1): each input is split into that
+    /// many equal shares along its rows, and each data-parallel all-reduce
+    /// node (`Net::data_parallel_step` puts them after the gradients and
+    /// the loss) becomes a task averaging its operand over the replicas.
+    pub data: usize,
+    /// Tensor-parallel shards (at least 1): the graph is one shard's (a
+    /// `BlockStack::net(batch, tensor)`), every shard sees its replica's
+    /// whole share of the batch, and each tensor-parallel all-reduce
+    /// becomes a task summing its operand over the shards.
+    pub tensor: usize,
+}
+
+impl LowerOptions {
+    /// Workers of the step, `data x tensor`: worker `d * tensor + t` is
+    /// shard `t` of replica `d`, and every segment is made once per worker.
+    pub fn workers(&self) -> usize {
+        self.data * self.tensor
+    }
+}
+
+impl Default for LowerOptions {
+    /// Segments as long as placement allows; 5 GFLOP/s, 4 GB/s copies and
+    /// 20 us a task; one worker.
+    fn default() -> Self {
+        LowerOptions {
+            max_nodes: usize::MAX,
+            fuse: FuseOptions::default(),
+            flops_per_second: 5e9,
+            copy_bytes_per_second: 4e9,
+            task_seconds: 20e-6,
+            data: 1,
+            tensor: 1,
+        }
+    }
+}
+
+/// Why a step could not be lowered or run.
+#[derive(Debug, thiserror::Error)]
+pub enum LowerError {
+    /// The graph holds what lowering does not take yet (tensor-parallel
+    /// all-reduces), or the options do not fit it.
+    #[error("lowering a step to tasks: {0}")]
+    Unsupported(String),
+    /// An input does not split into the replicas' equal shares.
+    #[error(
+        "input `{name}` has {elements} elements, which do not split into {replicas} equal shares"
+    )]
+    Uneven {
+        /// The input.
+        name: String,
+        /// Its elements.
+        elements: usize,
+        /// The replicas.
+        replicas: usize,
+    },
+    /// No placement fits the devices' memory.
+    #[error(transparent)]
+    OutOfMemory(#[from] OutOfMemory),
+    /// A segment did not compile, or a name or size fed was wrong.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The task graph failed to run.
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+/// One task of a lowered step, for reports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SegmentInfo {
+    /// The task's name.
+    pub name: String,
+    /// The device it was placed on (an index into the placement's devices).
+    pub device: usize,
+    /// Its nodes, in the optimized graph.
+    pub nodes: Vec<usize>,
+    /// Its predicted seconds.
+    pub seconds: f64,
+    /// Bytes of its executable's planned buffers (its parameters resident
+    /// there, its activations, its operands' copies).
+    pub planned_bytes: usize,
+}
+
+/// A training step lowered to a task graph (see the [module docs](self)).
+pub struct TaskStep {
+    dag: Dag<(StepFeed,), Tensors>,
+    segments: Vec<SegmentInfo>,
+    /// Executables by worker and segment, shared with their tasks.
+    compiled: Vec<Vec<Arc<Compiled>>>,
+    /// Each parameter: its name and where it lives.
+    params: Vec<(String, ParamHome)>,
+    /// The step's inputs, by name.
+    inputs: Vec<String>,
+    /// The values of the travelling parameters, by feed key.
+    travelling: HashMap<String, Arc<[f32]>>,
+    /// The step's results: graph outputs, then the travelling parameters'
+    /// updated values (by feed key).
+    outputs: usize,
+    updated: Vec<String>,
+    /// Data-parallel replicas (inputs split in that many shares).
+    data: usize,
+    /// Bytes of one worker's travelling parameters.
+    travelling_bytes: usize,
+}
+
+/// Lowers `graph` to a task graph placed by `placement` (see the
+/// [module docs](self)).
+pub fn lower_step(
+    graph: &TensorGraph,
+    placement: &StepPlacement,
+    options: LowerOptions,
+) -> Result<TaskStep, LowerError> {
+    if options.data == 0 || options.tensor == 0 {
+        return Err(LowerError::Unsupported(format!(
+            "{} replicas x {} shards: a step needs at least one of each",
+            options.data, options.tensor
+        )));
+    }
+    let (g, _) = optimize(graph, options.fuse);
+    let device_of = match placement {
+        StepPlacement::OneDevice => vec![0; g.nodes().len()],
+        StepPlacement::Partition { devices, link } => partition(&g, devices, *link)?.device_of,
+    };
+    let order = cut_order(&g);
+    let segment_of = cut(&g, &order, &device_of, options.max_nodes.max(1));
+    Lowering::new(&g, &order, &device_of, segment_of, options).build()
+}
+
+/// The error of a worker index past the step's workers.
+fn no_worker(w: usize, workers: usize) -> LowerError {
+    LowerError::Unsupported(format!("worker {w}: the step has {workers} workers"))
+}
+
+impl TaskStep {
+    /// The task graph, to run under any of the runtime's placements
+    /// (`run_scheduled`, `run_with_policy`) with [`feed`](Self::feed) and
+    /// [`finish`](Self::finish) around it.
+    pub fn dag(&self) -> &Dag<(StepFeed,), Tensors> {
+        &self.dag
+    }
+
+    /// Its tasks, in graph order.
+    pub fn segments(&self) -> &[SegmentInfo] {
+        &self.segments
+    }
+
+    /// The seconds `scheduler` predicts for one step on `platform`'s
+    /// processors: each task costs what `model` has measured for it, else
+    /// its predicted seconds ([`SegmentInfo::seconds`]).
+    pub fn predict(
+        &self,
+        platform: &Platform,
+        model: &HistoryModel,
+        scheduler: &dyn Scheduler,
+    ) -> Result<f64, LowerError> {
+        let plan = self.dag.plan()?;
+        let (problem, _) = plan.problem(platform, model);
+        Ok(scheduler.schedule(&problem).makespan())
+    }
+
+    /// Bytes one worker holds: its executables' planned buffers and its
+    /// travelling parameters.
+    pub fn bytes_per_worker(&self) -> usize {
+        let planned: usize = self.segments.iter().map(|s| s.planned_bytes).sum();
+        planned + self.travelling_bytes
+    }
+
+    /// The parameters that travel between tasks (used or updated by more
+    /// than one segment), in graph order; the others stay in their segment.
+    pub fn travelling_params(&self) -> Vec<&str> {
+        self.params
+            .iter()
+            .filter(|(_, home)| matches!(home, ParamHome::Travelling))
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+
+    /// Sets parameter `name` in every worker (where it lives: its
+    /// segment's executable, or the step's travelling values).
+    pub fn set_param(&mut self, name: &str, data: &[f32]) -> Result<(), LowerError> {
+        for w in 0..self.compiled.len() {
+            self.set_worker_param(w, name, data)?;
+        }
+        Ok(())
+    }
+
+    /// Sets parameter `name` of worker `w` alone (a tensor-parallel shard's
+    /// own values).
+    pub fn set_worker_param(
+        &mut self,
+        w: usize,
+        name: &str,
+        data: &[f32],
+    ) -> Result<(), LowerError> {
+        let workers = self.compiled.len();
+        let worker = self.compiled.get(w).ok_or_else(|| no_worker(w, workers))?;
+        match self.home_of(name)? {
+            ParamHome::Resident(s) => {
+                let mut exe = worker[s].exe.lock().unwrap_or_else(|p| p.into_inner());
+                exe.set(name, data)?;
+            }
+            ParamHome::Travelling => {
+                self.travelling
+                    .insert(param_key(name, w, workers), data.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The current value of parameter `name` (worker 0's: the replicas'
+    /// are equal; a shard's own: [`worker_param`](Self::worker_param)).
+    pub fn param(&self, name: &str) -> Result<Vec<f32>, LowerError> {
+        self.worker_param(0, name)
+    }
+
+    /// The current value of parameter `name` in worker `w`.
+    pub fn worker_param(&self, w: usize, name: &str) -> Result<Vec<f32>, LowerError> {
+        let workers = self.compiled.len();
+        let worker = self.compiled.get(w).ok_or_else(|| no_worker(w, workers))?;
+        match self.home_of(name)? {
+            ParamHome::Resident(s) => {
+                let exe = worker[s].exe.lock().unwrap_or_else(|p| p.into_inner());
+                Ok(exe.read(name)?)
+            }
+            ParamHome::Travelling => self
+                .travelling
+                .get(&param_key(name, w, workers))
+                .map(|v| v.to_vec())
+                .ok_or_else(|| BackendError::from(TensorError::NotFed(name.to_string())).into()),
+        }
+    }
+
+    /// Every parameter and its value, in graph order.
+    pub fn params(&self) -> Result<Vec<(String, Vec<f32>)>, LowerError> {
+        self.params
+            .iter()
+            .map(|(name, _)| Ok((name.clone(), self.param(name)?)))
+            .collect()
+    }
+
+    fn home_of(&self, name: &str) -> Result<ParamHome, LowerError> {
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, home)| *home)
+            .ok_or_else(|| BackendError::from(TensorError::UnknownName(name.to_string())).into())
+    }
+
+    /// The feed of one step: `inputs` (with several data-parallel
+    /// replicas, each split into their shares, in row order) and the
+    /// travelling parameters.
+    pub fn feed(&self, inputs: &[(&str, &[f32])]) -> Result<StepFeed, LowerError> {
+        let mut feed: HashMap<String, Arc<[f32]>> = self.travelling.clone();
+        let replicas = self.data;
+        for &(name, data) in inputs {
+            if !self.inputs.iter().any(|i| i == name) {
+                return Err(BackendError::from(TensorError::UnknownName(name.to_string())).into());
+            }
+            if data.len() % replicas != 0 {
+                return Err(LowerError::Uneven {
+                    name: name.to_string(),
+                    elements: data.len(),
+                    replicas,
+                });
+            }
+            let share = data.len() / replicas;
+            for r in 0..replicas {
+                let part: Arc<[f32]> = data[r * share..(r + 1) * share].into();
+                feed.insert(share_key(name, r, replicas), part);
+            }
+        }
+        Ok(StepFeed(feed))
+    }
+
+    /// Takes a step's results: keeps the travelling parameters' new values
+    /// and returns the graph's outputs.
+    pub fn finish(&mut self, mut results: Tensors) -> Vec<Vec<f32>> {
+        let updated = results.0.split_off(self.outputs);
+        for (name, value) in self.updated.iter().zip(updated) {
+            self.travelling.insert(name.clone(), value);
+        }
+        results.0.iter().map(|v| v.to_vec()).collect()
+    }
+
+    /// One step on `rt`'s workers (work stealing): returns the graph's
+    /// outputs.
+    pub fn run(
+        &mut self,
+        rt: &Runtime,
+        inputs: &[(&str, &[f32])],
+    ) -> Result<Vec<Vec<f32>>, LowerError> {
+        let results = rt.run(&self.dag, (self.feed(inputs)?,))?;
+        Ok(self.finish(results))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_grids_and_all_reduces_of_leaves_are_refused_naming_them() {
+        let mut g = TensorGraph::new();
+        let x = g.param("x", [2]);
+        let r = g
+            .apply(
+                crate::TensorOp::AllReduce {
+                    bucket: 0,
+                    group: crate::ParallelGroup::Tensor,
+                },
+                &[x],
+                None,
+            )
+            .unwrap();
+        let y = g.scale(r, 2.0).unwrap();
+        g.set_outputs(vec![y]).unwrap();
+        let none = LowerOptions {
+            tensor: 0,
+            ..LowerOptions::default()
+        };
+        let err = lower_step(&g, &StepPlacement::OneDevice, none)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("1 replicas x 0 shards"), "{err}");
+        let err = lower_step(&g, &StepPlacement::OneDevice, LowerOptions::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("%0 is an input or parameter"), "{err}");
+    }
+}
