@@ -7,7 +7,7 @@ use dagger::ir::sched::{DynamicPolicy, HeftScheduler};
 use dagger::nn::{Activation, CompileOptions, Momentum, Net, Program, SeededRng};
 use dagger::tensor::task_step::strategy::{parallelize, Strategy};
 use dagger::tensor::task_step::{lower_step, LowerOptions, StepPlacement, TaskStep};
-use dagger::tensor::{Device, Tensor, TensorError};
+use dagger::tensor::{Tensor, TensorError};
 use dagger::Runtime;
 
 const BATCH: usize = 16;
@@ -95,21 +95,19 @@ fn lowered_on_two_devices(step: &Net, max_nodes: usize) -> TaskStep {
     lowered_on_two_devices_with(step, options)
 }
 
-/// The same with every option given.
-fn lowered_on_two_devices_with(step: &Net, options: LowerOptions) -> TaskStep {
-    let devices = (0..2)
-        .map(|d| Device {
-            name: format!("cpu{d}"),
-            flops_per_second: 1e9,
-            memory_bytes: 1 << 30,
-        })
-        .collect();
+/// Two equal devices joined by a free link (a slow one would keep
+/// everything on one).
+fn two_devices() -> StepPlacement {
     let link = Link {
         latency: 0.0,
         bandwidth: 1e15,
     };
-    let placement = StepPlacement::Partition { devices, link };
-    let lowered = lower_step(step, &placement, options).unwrap();
+    StepPlacement::equal_devices(2, 1e9, 1 << 30, link)
+}
+
+/// The same with every option given.
+fn lowered_on_two_devices_with(step: &Net, options: LowerOptions) -> TaskStep {
+    let lowered = lower_step(step, &two_devices(), options).unwrap();
     let used: std::collections::BTreeSet<usize> =
         lowered.segments().iter().map(|s| s.device).collect();
     assert_eq!(
@@ -500,54 +498,12 @@ fn data_tensor_and_pipeline_parallelism_together_train_as_one_device() {
     );
 }
 
-/// The training step of `megatron::model()` under `s`, and its placement:
-/// the net split `s.tensor` ways on a replica's share of the batch,
-/// unrolled over `s.micro` micro-batches (then pipelined over two
-/// devices), with data-parallel all-reduces when there are replicas.
+/// The training step of `megatron::model()` under `s`, and its placement
+/// (micro-batches pipelined over two devices).
 fn megatron_step(s: Strategy) -> Result<(Net, StepPlacement), String> {
-    let model = megatron::model();
-    if let Some((b, &(hidden, _))) = model
-        .blocks
-        .iter()
-        .enumerate()
-        .find(|(_, (hidden, _))| !hidden.is_multiple_of(s.tensor))
-    {
-        return Err(format!(
-            "{s}: block {b}'s hidden width {hidden} does not split {} ways",
-            s.tensor
-        ));
-    }
-    if !BATCH.is_multiple_of(s.data * s.micro) {
-        return Err(format!(
-            "{s}: a batch of {BATCH} does not split into {} x {} parts",
-            s.data, s.micro
-        ));
-    }
-    let (net, loss) = model
-        .net(BATCH / (s.data * s.micro), s.tensor)
-        .map_err(|e| e.to_string())?;
-    let (net, loss) = net
-        .micro_batched(loss, s.micro)
-        .map_err(|e| e.to_string())?;
-    let step = if s.data > 1 {
-        net.data_parallel_step(loss, &OPTIMIZER, 1 << 20)
-    } else {
-        net.train_step(loss, &[], &OPTIMIZER)
-    }
-    .map_err(|e| e.to_string())?;
+    let step = megatron::model().strategy_step(s, BATCH, &OPTIMIZER, 1 << 20)?;
     let placement = if s.micro > 1 {
-        let devices = (0..2)
-            .map(|d| Device {
-                name: format!("cpu{d}"),
-                flops_per_second: 1e9,
-                memory_bytes: 1 << 30,
-            })
-            .collect();
-        let link = Link {
-            latency: 0.0,
-            bandwidth: 1e15,
-        };
-        StepPlacement::Partition { devices, link }
+        two_devices()
     } else {
         StepPlacement::OneDevice
     };

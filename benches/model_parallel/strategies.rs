@@ -10,7 +10,7 @@ use dagger::ir::sched::HeftScheduler;
 use dagger::nn::{Activation, BlockStack, Net};
 use dagger::tensor::task_step::strategy::{parallelize, Strategy};
 use dagger::tensor::task_step::{lower_step, LowerOptions, StepPlacement, TaskStep};
-use dagger::tensor::{Device, TensorGraph};
+use dagger::tensor::TensorGraph;
 use std::time::Instant;
 
 /// The bench's MLP as Megatron blocks: (1024, 512) then (1024, 10).
@@ -25,48 +25,13 @@ fn model() -> BlockStack {
 /// The step of `s` and its placement (micro-batches pipelined over two
 /// devices), or why the model does not split so.
 fn build(s: Strategy) -> Result<(Net, StepPlacement), String> {
-    let model = model();
-    if let Some(&(hidden, _)) = model
-        .blocks
-        .iter()
-        .find(|(h, _)| !h.is_multiple_of(s.tensor))
-    {
-        return Err(format!(
-            "{s}: a hidden width of {hidden} does not split {} ways",
-            s.tensor
-        ));
-    }
-    if !BATCH.is_multiple_of(s.data * s.micro) {
-        return Err(format!(
-            "{s}: a batch of {BATCH} does not split into {} parts",
-            s.data * s.micro
-        ));
-    }
-    let (net, loss) = model
-        .net(BATCH / (s.data * s.micro), s.tensor)
-        .map_err(|e| e.to_string())?;
-    let (net, loss) = net
-        .micro_batched(loss, s.micro)
-        .map_err(|e| e.to_string())?;
-    let step = if s.data > 1 {
-        net.data_parallel_step(loss, &OPT, 1 << 20)
-    } else {
-        net.train_step(loss, &[], &OPT)
-    }
-    .map_err(|e| e.to_string())?;
+    let step = model().strategy_step(s, BATCH, &OPT, 1 << 20)?;
     let placement = if s.micro > 1 {
-        let devices = (0..2)
-            .map(|d| Device {
-                name: format!("cpu{d}"),
-                flops_per_second: 1e9,
-                memory_bytes: 1 << 30,
-            })
-            .collect();
         let link = Link {
             latency: 1e-6,
             bandwidth: 5e9,
         };
-        StepPlacement::Partition { devices, link }
+        StepPlacement::equal_devices(2, 1e9, 1 << 30, link)
     } else {
         StepPlacement::OneDevice
     };

@@ -19,6 +19,7 @@ use super::io::NamedParams;
 use super::net::{Activation, Net};
 use super::optim::Optimizer;
 use super::replica::{Link, Place, Start, WorkerPlan};
+use dagger_tensor::task_step::strategy::Strategy;
 use dagger_tensor::{
     all_reduce_sum, thread_ring, CompileOptions, ParallelGroup, Program, Shape, Tensor,
     TensorError, TensorOp, ThreadLink,
@@ -131,6 +132,51 @@ impl BlockStack {
             })
             .collect();
         Ok((per_rank, full.into_iter().map(|(n, s, _)| (n, s)).collect()))
+    }
+
+    /// The training step of one worker of `strategy` (see
+    /// `dagger_tensor::task_step::strategy`) for a batch of `batch`: the
+    /// stack split `strategy.tensor` ways on a replica's share of the batch,
+    /// unrolled over `strategy.micro` micro-batches, with `optimizer`'s
+    /// update and, with several replicas, data-parallel all-reduces (in
+    /// buckets of about `bucket_bytes`). Errs, naming the block and the
+    /// sizes, when a hidden width or the batch does not split so.
+    pub fn strategy_step(
+        &self,
+        strategy: Strategy,
+        batch: usize,
+        optimizer: &dyn Optimizer,
+        bucket_bytes: usize,
+    ) -> Result<Net, String> {
+        let s = strategy;
+        if let Some((b, &(hidden, _))) = self
+            .blocks
+            .iter()
+            .enumerate()
+            .find(|(_, (hidden, _))| !hidden.is_multiple_of(s.tensor))
+        {
+            return Err(format!(
+                "{s}: block {b}'s hidden width {hidden} does not split {} ways",
+                s.tensor
+            ));
+        }
+        if !batch.is_multiple_of(s.data * s.micro) {
+            return Err(format!(
+                "{s}: a batch of {batch} does not split into {} x {} parts",
+                s.data, s.micro
+            ));
+        }
+        let text = |e: TensorError| e.to_string();
+        let (net, loss) = self
+            .net(batch / (s.data * s.micro), s.tensor)
+            .map_err(text)?;
+        let (net, loss) = net.micro_batched(loss, s.micro).map_err(text)?;
+        if s.data > 1 {
+            net.data_parallel_step(loss, optimizer, bucket_bytes)
+        } else {
+            net.train_step(loss, &[], optimizer)
+        }
+        .map_err(text)
     }
 
     /// How a parameter is split: the axis its shards cut (`None`: replicated).

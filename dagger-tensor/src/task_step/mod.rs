@@ -112,6 +112,27 @@ pub enum StepPlacement {
     },
 }
 
+impl StepPlacement {
+    /// Placed by the partitioner on `n` equal devices of `flops_per_second`
+    /// and `memory_bytes` each (named `device0`, `device1`, ...), any two
+    /// joined by `link`.
+    pub fn equal_devices(
+        n: usize,
+        flops_per_second: f64,
+        memory_bytes: u64,
+        link: dagger_ir::model::Link,
+    ) -> StepPlacement {
+        let devices = (0..n)
+            .map(|d| Device {
+                name: format!("device{d}"),
+                flops_per_second,
+                memory_bytes,
+            })
+            .collect();
+        StepPlacement::Partition { devices, link }
+    }
+}
+
 /// How a step is lowered.
 #[derive(Clone, Copy, Debug)]
 pub struct LowerOptions {
