@@ -71,18 +71,20 @@
 //! ```
 
 mod bodies;
+mod cut;
 mod lowering;
 pub mod strategy;
 
 use crate::backend::BackendError;
 use crate::{optimize, partition, Device, FuseOptions, OutOfMemory, TensorError, TensorGraph};
 use bodies::Compiled;
+use cut::{cut, cut_order};
 use dagger_ir::model::{HistoryModel, Platform};
 use dagger_ir::sched::Scheduler;
 use dagger_runtime::dag::Dag;
 use dagger_runtime::error::RunError;
 use dagger_runtime::runtime::Runtime;
-use lowering::{cut, cut_order, param_key, share_key, Lowering, ParamHome};
+use lowering::{param_key, share_key, Lowering, ParamHome};
 use std::collections::HashMap;
 use std::sync::Arc;
 
