@@ -16,7 +16,7 @@ use dagger::nn::{
     Activation, DataParallel, DataParallelOptions, Momentum, Net, SeededRng, Workers,
 };
 use dagger::ring::ClusterRing;
-use dagger::tensor::{ring_all_reduce_mean, Tensor, TensorError};
+use dagger::tensor::{ring_all_reduce_mean, Tensor};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,7 +27,7 @@ const STEPS: usize = 15;
 /// All-reduce message: 16 MiB of f32.
 const REDUCE_LEN: usize = 4 << 20;
 
-fn build(batch: usize) -> Result<(Net, Tensor), TensorError> {
+fn build(batch: usize) -> dagger::nn::Result<(Net, Tensor)> {
     let mut net = Net::new();
     let x = net.input("x", [batch, INPUTS]);
     let y = net.input("y", [batch, CLASSES]);

@@ -82,7 +82,7 @@ pub fn model(config: &Config, batch: usize) -> (Net, Tensor, Tensor, Tensor) {
 
 /// The training step: the model on a batch, cross-entropy, gradients and
 /// Adam's updates in one graph.
-pub fn train_step(config: &Config) -> Result<Net, dagger::tensor::TensorError> {
+pub fn train_step(config: &Config) -> dagger::nn::Result<Net> {
     let (mut net, _, y, logits) = model(config, config.batch);
     let loss = net.cross_entropy(logits, y)?;
     net.train_step(loss, &[], &Adam::new(config.lr))

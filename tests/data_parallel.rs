@@ -16,7 +16,7 @@ use dagger::nn::{
     Activation, Adam, CompileOptions, DataParallel, DataParallelOptions, Momentum, NamedParams,
     Net, Optimizer, Program, SeededRng, Workers,
 };
-use dagger::tensor::{thread_ring, Executable, FuseOptions, ParallelGroup, Tensor, TensorError};
+use dagger::tensor::{thread_ring, Executable, FuseOptions, ParallelGroup, Tensor};
 use std::sync::Arc;
 
 const FEATURES: usize = 10;
@@ -26,7 +26,7 @@ const STEPS: usize = 5;
 const SEED: u64 = 11;
 
 /// A small MLP and its mean cross-entropy over `batch` samples.
-fn build(batch: usize) -> Result<(Net, Tensor), TensorError> {
+fn build(batch: usize) -> dagger::nn::Result<(Net, Tensor)> {
     let mut net = Net::new();
     let x = net.input("x", [batch, FEATURES]);
     let y = net.input("y", [batch, CLASSES]);

@@ -7,7 +7,7 @@ use dagger::ir::sched::{DynamicPolicy, HeftScheduler};
 use dagger::nn::{Activation, CompileOptions, Momentum, Net, Program, SeededRng};
 use dagger::tensor::task_step::strategy::{parallelize, Strategy};
 use dagger::tensor::task_step::{lower_step, LowerOptions, StepPlacement, TaskStep};
-use dagger::tensor::{Tensor, TensorError};
+use dagger::tensor::Tensor;
 use dagger::Runtime;
 
 const BATCH: usize = 16;
@@ -19,7 +19,7 @@ const SEED: u64 = 5;
 const OPTIMIZER: Momentum = Momentum { lr: 0.2, mu: 0.9 };
 
 /// An MLP on `batch` rows and its mean cross-entropy.
-fn model(batch: usize) -> Result<(Net, Tensor), TensorError> {
+fn model(batch: usize) -> dagger::nn::Result<(Net, Tensor)> {
     let mut net = Net::new();
     let x = net.input("x", [batch, FEATURES]);
     let y = net.input("y", [batch, CLASSES]);
@@ -501,7 +501,9 @@ fn data_tensor_and_pipeline_parallelism_together_train_as_one_device() {
 /// The training step of `megatron::model()` under `s`, and its placement
 /// (micro-batches pipelined over two devices).
 fn megatron_step(s: Strategy) -> Result<(Net, StepPlacement), String> {
-    let step = megatron::model().strategy_step(s, BATCH, &OPTIMIZER, 1 << 20)?;
+    let step = megatron::model()
+        .strategy_step(s, BATCH, &OPTIMIZER, 1 << 20)
+        .map_err(|e| e.to_string())?;
     let placement = if s.micro > 1 {
         two_devices()
     } else {

@@ -3,7 +3,7 @@
 //! gradients train.
 
 use dagger::nn::ops::{add, cross_entropy, matmul, mse, relu};
-use dagger::nn::{lower, Array, CompileOptions, LowerError, Program};
+use dagger::nn::{lower, Array, CompileOptions, Error, Program};
 use dagger::prelude::*;
 use dagger::tensor::Shape;
 
@@ -98,7 +98,7 @@ fn lowering_names_what_it_cannot_lower() {
     let not_ops = dag! { input s: String; let n = word_count(s); n };
     assert!(matches!(
         lower(not_ops.graph(), &[], &[]),
-        Err(LowerError::Input { .. })
+        Err(Error::Input { .. })
     ));
 }
 

@@ -25,7 +25,9 @@ fn model() -> BlockStack {
 /// The step of `s` and its placement (micro-batches pipelined over two
 /// devices), or why the model does not split so.
 fn build(s: Strategy) -> Result<(Net, StepPlacement), String> {
-    let step = model().strategy_step(s, BATCH, &OPT, 1 << 20)?;
+    let step = model()
+        .strategy_step(s, BATCH, &OPT, 1 << 20)
+        .map_err(|e| e.to_string())?;
     let placement = if s.micro > 1 {
         let link = Link {
             latency: 1e-6,

@@ -23,10 +23,10 @@
 //! worker waits for it: rings report it gone, and GPU workers of an NCCL
 //! group give up on a raised alarm and abort their communicators. The step
 //! then fails with the error of the worker that caused it
-//! ([`DataParallelError::PeerFailed`] marks those that gave up), and every
-//! later call says the trainer stopped ([`DataParallelError::Stopped`]).
+//! ([`Error::PeerFailed`] marks those that gave up), and every
+//! later call says the trainer stopped ([`Error::Stopped`]).
 
-use super::error::DataParallelError;
+use super::error::{Error, Result};
 use super::io::NamedParams;
 use super::net::Net;
 use super::optim::Optimizer;
@@ -40,7 +40,7 @@ use dagger_cluster::cluster::Cluster;
 use dagger_cluster::ClusterRing;
 #[cfg(feature = "cuda")]
 use dagger_cuda::nccl::new_nccl_id;
-use dagger_tensor::{thread_ring, ParallelGroup, Tensor, TensorError};
+use dagger_tensor::{thread_ring, ParallelGroup, Tensor};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -107,7 +107,7 @@ enum Reply {
 
 struct WorkerThread {
     commands: Sender<Command>,
-    replies: Receiver<Result<Reply, DataParallelError>>,
+    replies: Receiver<Result<Reply>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -133,11 +133,11 @@ impl DataParallel {
         workers: Workers,
         options: DataParallelOptions,
         optimizer: &dyn Optimizer,
-        build: impl Fn(usize) -> Result<(Net, Tensor), TensorError>,
-    ) -> Result<DataParallel, DataParallelError> {
+        build: impl Fn(usize) -> Result<(Net, Tensor)>,
+    ) -> Result<DataParallel> {
         let n = workers.count();
         if n == 0 || !options.global_batch.is_multiple_of(n) {
-            return Err(DataParallelError::Batch(format!(
+            return Err(Error::Batch(format!(
                 "a global batch of {} does not split evenly over {n} workers",
                 options.global_batch
             )));
@@ -160,13 +160,13 @@ impl DataParallel {
     pub(crate) fn with_workers(
         workers: Workers,
         group: ParallelGroup,
-        step_for: impl Fn(usize) -> Result<(Net, Start), DataParallelError>,
+        step_for: impl Fn(usize) -> Result<(Net, Start)>,
         split: bool,
         options: DataParallelOptions,
-    ) -> Result<DataParallel, DataParallelError> {
+    ) -> Result<DataParallel> {
         let plan = |r: usize, n: usize, link: Link, place: Place| {
             let (step, start) = step_for(r)?;
-            Ok::<_, DataParallelError>(WorkerPlan {
+            Ok::<_, Error>(WorkerPlan {
                 step,
                 start,
                 rings: vec![(group, link)],
@@ -194,7 +194,7 @@ impl DataParallel {
                 let r = cluster.rank() as usize;
                 let found = dagger_cuda::gpus()?;
                 if found.is_empty() {
-                    return Err(DataParallelError::Gpus(format!(
+                    return Err(Error::Gpus(format!(
                         "rank {r} was to train on a GPU, but its machine has none"
                     )));
                 }
@@ -205,14 +205,14 @@ impl DataParallel {
                     .into_iter()
                     .enumerate()
                     .map(|(r, link)| plan(r, n, Link::Ring(Box::new(link)), Place::Cores))
-                    .collect::<Result<Vec<_>, _>>()?;
+                    .collect::<Result<Vec<_>>>()?;
                 Self::on_threads(plans, options)
             }
             #[cfg(feature = "cuda")]
             Workers::Gpus(n) => {
                 let found = dagger_cuda::gpus()?;
                 if found.len() < n {
-                    return Err(DataParallelError::Gpus(format!(
+                    return Err(Error::Gpus(format!(
                         "{n} GPU workers asked for, but this machine has {} GPU(s)",
                         found.len()
                     )));
@@ -229,7 +229,7 @@ impl DataParallel {
                         };
                         plan(r, n, link, Place::Gpu(r))
                     })
-                    .collect::<Result<Vec<_>, _>>()?;
+                    .collect::<Result<Vec<_>>>()?;
                 Self::on_threads(plans, options)
             }
         }
@@ -239,13 +239,13 @@ impl DataParallel {
     pub(crate) fn on_threads(
         plans: Vec<WorkerPlan>,
         options: DataParallelOptions,
-    ) -> Result<DataParallel, DataParallelError> {
+    ) -> Result<DataParallel> {
         let n = plans.len();
         let threads = plans
             .into_iter()
             .enumerate()
             .map(|(r, plan)| spawn_worker(r, plan))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>>>()?;
         Ok(DataParallel {
             options,
             workers: n,
@@ -261,10 +261,10 @@ impl DataParallel {
     /// One training step on a global batch: each named input holds
     /// `global_batch` rows; worker `r` trains on the `r`-th share. Returns
     /// the loss averaged over the workers.
-    pub fn step(&mut self, batch: &[(&str, &[f32])]) -> Result<f32, DataParallelError> {
+    pub fn step(&mut self, batch: &[(&str, &[f32])]) -> Result<f32> {
         for (name, data) in batch {
             if !data.len().is_multiple_of(self.options.global_batch) {
-                return Err(DataParallelError::Batch(format!(
+                return Err(Error::Batch(format!(
                     "input `{name}` has {} values, not a whole number of rows for a batch of {}",
                     data.len(),
                     self.options.global_batch
@@ -290,7 +290,7 @@ impl DataParallel {
                 for (r, w) in threads.iter().enumerate() {
                     w.commands
                         .send(Command::Step(shared.clone()))
-                        .map_err(|_| DataParallelError::WorkerLost(r, "its thread ended".into()))?;
+                        .map_err(|_| Error::WorkerLost(r, "its thread ended".into()))?;
                 }
                 // Every worker answers (none waits for a failed peer: see
                 // `replica`), so the replies of a step never outlive it.
@@ -301,18 +301,16 @@ impl DataParallel {
                         Ok(Ok(Reply::Loss(l))) => Ok(l),
                         Ok(Ok(Reply::Params(_))) => unreachable!("a step replies with its loss"),
                         Ok(Err(e)) => Err(e),
-                        Err(_) => Err(DataParallelError::WorkerLost(r, "its thread ended".into())),
+                        Err(_) => Err(Error::WorkerLost(r, "its thread ended".into())),
                     });
-                let losses = first_cause(replies.collect(), |e| {
-                    matches!(e, DataParallelError::PeerFailed(_))
-                })?;
+                let losses = first_cause(replies.collect(), |e| matches!(e, Error::PeerFailed(_)))?;
                 Ok(losses[0])
             }
         }
     }
 
     /// The parameters (worker 0's; every replica holds the same).
-    pub fn params(&self) -> Result<NamedParams, DataParallelError> {
+    pub fn params(&self) -> Result<NamedParams> {
         self.worker_params(0)
     }
 
@@ -326,12 +324,12 @@ impl DataParallel {
     }
 
     /// Worker `r`'s parameters (this process's, for a cluster).
-    pub(crate) fn worker_params(&self, r: usize) -> Result<NamedParams, DataParallelError> {
+    pub(crate) fn worker_params(&self, r: usize) -> Result<NamedParams> {
         match &self.engine {
             #[cfg(feature = "cluster")]
             Engine::Local(replica) => replica.params(),
             Engine::Threads(threads) => {
-                let lost = |why: &str| DataParallelError::WorkerLost(r, why.into());
+                let lost = |why: &str| Error::WorkerLost(r, why.into());
                 let w = threads
                     .get(r)
                     .ok_or_else(|| lost("there is no such worker"))?;
@@ -351,9 +349,9 @@ impl DataParallel {
 /// Starts worker `rank`'s thread, which builds its replica (all workers
 /// together: the parameter broadcast needs every one) and then serves
 /// commands; a failure to build comes back as the first reply.
-fn spawn_worker(rank: usize, plan: WorkerPlan) -> Result<WorkerThread, DataParallelError> {
+fn spawn_worker(rank: usize, plan: WorkerPlan) -> Result<WorkerThread> {
     let (commands, inbox) = channel::<Command>();
-    let (outbox, replies) = channel::<Result<Reply, DataParallelError>>();
+    let (outbox, replies) = channel::<Result<Reply>>();
     let thread = std::thread::Builder::new()
         .name(format!("dagger-dp-worker-{rank}"))
         .spawn(move || {
@@ -374,7 +372,7 @@ fn spawn_worker(rank: usize, plan: WorkerPlan) -> Result<WorkerThread, DataParal
                 }
             }
         })
-        .map_err(|e| DataParallelError::WorkerLost(rank, e.to_string()))?;
+        .map_err(|e| Error::WorkerLost(rank, e.to_string()))?;
     Ok(WorkerThread {
         commands,
         replies,

@@ -4,6 +4,7 @@
 //! optimizer state), named as in the graph, so PyTorch and other
 //! safetensors readers open it as they are.
 
+use super::error::{Error, Result};
 use dagger_tensor::Program;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
@@ -12,39 +13,8 @@ use std::path::Path;
 /// Parameters by name, in graph order.
 pub type NamedParams = Vec<(String, Vec<f32>)>;
 
-/// Why parameters could not be saved or loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum ParamsError {
-    /// Reading or writing the file failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The failure.
-        source: std::io::Error,
-    },
-    /// The file is not valid safetensors.
-    #[error("{path}: not a safetensors file: {detail}")]
-    Format {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        detail: String,
-    },
-    /// A tensor does not fit the program's parameter of that name.
-    #[error("{path}: tensor `{name}` {detail}")]
-    Mismatch {
-        /// The file.
-        path: String,
-        /// The tensor.
-        name: String,
-        /// What does not fit.
-        detail: String,
-    },
-}
-
 /// Writes every parameter of `program` to `path`.
-pub fn save_params(program: &Program, path: &Path) -> Result<(), ParamsError> {
+pub fn save_params(program: &Program, path: &Path) -> Result<()> {
     let shown = path.display().to_string();
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = program
         .params()
@@ -59,18 +29,18 @@ pub fn save_params(program: &Program, path: &Path) -> Result<(), ParamsError> {
         .map(|(name, shape, raw)| {
             TensorView::new(Dtype::F32, shape.clone(), raw)
                 .map(|v| (name.clone(), v))
-                .map_err(|e| ParamsError::Format {
+                .map_err(|e| Error::Format {
                     path: shown.clone(),
                     detail: e.to_string(),
                 })
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>>>()?;
     safetensors::serialize_to_file(views, None, path).map_err(|e| match e {
-        safetensors::SafeTensorError::IoError(source) => ParamsError::Io {
+        safetensors::SafeTensorError::IoError(source) => Error::Io {
             path: shown.clone(),
             source,
         },
-        other => ParamsError::Format {
+        other => Error::Format {
             path: shown.clone(),
             detail: other.to_string(),
         },
@@ -84,17 +54,17 @@ pub fn save_params(program: &Program, path: &Path) -> Result<(), ParamsError> {
 /// All or nothing: every tensor of the file is checked before the first
 /// parameter is set, so a file with one bad tensor changes nothing (the
 /// error names that tensor).
-pub fn load_params(program: &mut Program, path: &Path) -> Result<usize, ParamsError> {
+pub fn load_params(program: &mut Program, path: &Path) -> Result<usize> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| ParamsError::Io {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: shown.clone(),
         source,
     })?;
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| ParamsError::Format {
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| Error::Format {
         path: shown.clone(),
         detail: e.to_string(),
     })?;
-    let mismatch = |name: &str, detail: String| ParamsError::Mismatch {
+    let mismatch = |name: &str, detail: String| Error::Mismatch {
         path: shown.clone(),
         name: name.to_string(),
         detail,

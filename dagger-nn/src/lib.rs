@@ -49,6 +49,10 @@
 //! assert!(program.output(0)[0] < first * 0.1);
 //! ```
 //!
+//! Every call that can fail returns [`Result`]: one [`Error`], whose
+//! variants say what failed (a tensor graph or its backend, lowering, a
+//! parameters file, a trainer's settings or workers).
+//!
 //! Programs reach this crate as `dagger::nn` (the facade's `nn` feature);
 //! its `cuda` and `cluster` features (turned on by the facade's) add the
 //! trainers on GPUs and across ranks.
@@ -79,10 +83,10 @@ pub mod tensor_parallel;
 pub use array::Array;
 pub use dagger_tensor::{CompileOptions, Program, ProgramError, ProgramStats};
 pub use data_parallel::{DataParallel, DataParallelOptions, Workers};
-pub use error::{DataParallelError, PipelineError};
+pub use error::{Error, Result};
 pub use init::{Init, SeededRng};
-pub use io::{load_params, save_params, NamedParams, ParamsError};
-pub use lower::{lower, LowerError};
+pub use io::{load_params, save_params, NamedParams};
+pub use lower::lower;
 pub use net::{Activation, Net};
 pub use optim::{Adam, Momentum, Optimizer, Sgd};
 pub use pipeline::{Pipeline, PipelineOptions};

@@ -11,38 +11,12 @@
 //! on zeros when the graph is lowered. Anything else is an error that
 //! names it.
 
+use super::error::{Error, Result};
 use super::ops::{op_named, OPS_PATH};
 use super::Array;
 use dagger_ir::graph::{Graph, Op};
-use dagger_tensor::{call_custom, CustomOp, Shape, Tensor, TensorError, TensorGraph, TensorOp};
+use dagger_tensor::{call_custom, CustomOp, Shape, Tensor, TensorGraph, TensorOp};
 use std::collections::HashMap;
-
-/// Why a task graph could not be lowered.
-#[derive(Debug, thiserror::Error)]
-pub enum LowerError {
-    /// A dag input without a shape, or not an `Array`.
-    #[error("dag input `{name}`: {detail}")]
-    Input {
-        /// The input.
-        name: String,
-        /// What is wrong.
-        detail: String,
-    },
-    /// A node that is not a tensor op task.
-    #[error("node {node}: {detail}")]
-    NotAnOp {
-        /// The node.
-        node: String,
-        /// What it is instead.
-        detail: String,
-    },
-    /// The graph itself is malformed (a cycle).
-    #[error(transparent)]
-    Graph(#[from] Box<dagger_ir::IrError>),
-    /// The ops' shapes do not fit.
-    #[error(transparent)]
-    Shape(#[from] TensorError),
-}
 
 /// The tensor graph of `graph`: `shapes` gives each dag input's shape, and
 /// inputs named in `params` become parameters. Returns it with the graph's
@@ -51,7 +25,7 @@ pub fn lower(
     graph: &Graph,
     shapes: &[(&str, Shape)],
     params: &[&str],
-) -> Result<(TensorGraph, Vec<Tensor>), LowerError> {
+) -> Result<(TensorGraph, Vec<Tensor>)> {
     let mut g = TensorGraph::new();
     let mut of: HashMap<dagger_ir::NodeId, Tensor> = HashMap::new();
     for id in dagger_ir::topo_order(graph).map_err(Box::new)? {
@@ -61,7 +35,7 @@ pub fn lower(
             Op::Input { ty, .. } => {
                 let name = node.label.as_deref().unwrap_or("").to_string();
                 if ty != "Array" {
-                    return Err(LowerError::Input {
+                    return Err(Error::Input {
                         name,
                         detail: format!("is {ty}, not Array"),
                     });
@@ -70,7 +44,7 @@ pub fn lower(
                     .iter()
                     .find(|(n, _)| *n == name)
                     .map(|(_, s)| s.clone())
-                    .ok_or_else(|| LowerError::Input {
+                    .ok_or_else(|| Error::Input {
                         name: name.clone(),
                         detail: "no shape given for it".into(),
                     })?;
@@ -81,7 +55,7 @@ pub fn lower(
                 }
             }
             Op::Const { .. } => {
-                return Err(LowerError::NotAnOp {
+                return Err(Error::NotAnOp {
                     node: shown,
                     detail: "a constant: pass it to the dag as an input instead".into(),
                 })
@@ -107,12 +81,7 @@ pub fn lower(
 
 /// Adds the task `task` applied to `args`: an op of [`ops`](super::ops),
 /// or a user task of arrays as a custom op.
-fn apply(
-    g: &mut TensorGraph,
-    task: &str,
-    args: &[Tensor],
-    shown: &str,
-) -> Result<Tensor, LowerError> {
+fn apply(g: &mut TensorGraph, task: &str, args: &[Tensor], shown: &str) -> Result<Tensor> {
     let ranks: Vec<usize> = args.iter().map(|&a| g.shape(a).rank()).collect();
     if let Some(op) = task
         .strip_prefix(OPS_PATH)
@@ -120,7 +89,7 @@ fn apply(
     {
         return Ok(g.apply(op, args, None)?);
     }
-    let not_an_op = |detail: String| LowerError::NotAnOp {
+    let not_an_op = |detail: String| Error::NotAnOp {
         node: shown.to_string(),
         detail,
     };

@@ -1,8 +1,9 @@
 //! [`Net`]: a tensor graph that remembers how to initialize its parameters,
 //! with layer builders on top.
 
+use super::error::Result;
 use super::init::{Init, SeededRng};
-use dagger_tensor::{Program, Shape, Tensor, TensorGraph, TensorResult, Unary};
+use dagger_tensor::{Program, Shape, Tensor, TensorGraph, Unary};
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
 
@@ -71,7 +72,7 @@ impl Net {
     /// A fully connected layer `x w + b` with `out` features, parameters
     /// `{name}.weight` (`[in, out]`) and `{name}.bias` (`[out]`), both
     /// uniform in `±1/sqrt(in)` as PyTorch initializes `Linear`.
-    pub fn linear(&mut self, name: &str, x: Tensor, out: usize) -> TensorResult<Tensor> {
+    pub fn linear(&mut self, name: &str, x: Tensor, out: usize) -> Result<Tensor> {
         let fan_in = *self.shape(x).dims().last().unwrap_or(&1);
         let bound = 1.0 / (fan_in as f32).sqrt();
         let w = self.param_init(
@@ -81,17 +82,12 @@ impl Net {
         );
         let b = self.param_init(&format!("{name}.bias"), [out], Init::Uniform(bound));
         let h = self.matmul(x, w)?;
-        self.add(h, b)
+        Ok(self.add(h, b)?)
     }
 
     /// A multilayer perceptron: linear layers `fc0, fc1, ...` to each of
     /// `widths`, with `activation` between them (not after the last).
-    pub fn mlp(
-        &mut self,
-        x: Tensor,
-        widths: &[usize],
-        activation: Activation,
-    ) -> TensorResult<Tensor> {
+    pub fn mlp(&mut self, x: Tensor, widths: &[usize], activation: Activation) -> Result<Tensor> {
         self.mlp_layers(x, widths, activation, 0..widths.len())
     }
 
@@ -103,7 +99,7 @@ impl Net {
         widths: &[usize],
         activation: Activation,
         layers: std::ops::Range<usize>,
-    ) -> TensorResult<Tensor> {
+    ) -> Result<Tensor> {
         let mut h = x;
         for i in layers {
             h = self.linear(&format!("fc{i}"), h, widths[i])?;
@@ -119,7 +115,7 @@ impl Net {
     /// [`micro_batches`](dagger_tensor::micro_batches)): the net of the
     /// whole batch and its loss, to build a training step on. Placed over
     /// devices and lowered to tasks, its stages pipeline.
-    pub fn micro_batched(&self, loss: Tensor, micro: usize) -> TensorResult<(Net, Tensor)> {
+    pub fn micro_batched(&self, loss: Tensor, micro: usize) -> Result<(Net, Tensor)> {
         let (graph, total) = dagger_tensor::micro_batches(&self.graph, loss, micro)?;
         let net = Net {
             graph,
@@ -130,7 +126,7 @@ impl Net {
 
     /// Sets every parameter of `program` that this net knows to its initial
     /// values, drawn in name order from a generator seeded with `seed`.
-    pub fn init_params(&self, program: &mut Program, seed: u64) -> TensorResult<()> {
+    pub fn init_params(&self, program: &mut Program, seed: u64) -> Result<()> {
         for (name, values) in self.initial_params(seed) {
             program.set(&name, &values)?;
         }

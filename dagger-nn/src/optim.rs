@@ -5,14 +5,15 @@
 //! parameters named after the optimizer and the parameter, initialized to
 //! zero, so it is saved and loaded with the model.
 
+use super::error::Result;
 use super::init::Init;
 use super::net::Net;
-use dagger_tensor::{Tensor, TensorResult, Unary};
+use dagger_tensor::{Tensor, Unary};
 
 /// An update rule for parameters given their gradients.
 pub trait Optimizer {
     /// Appends the updates of `params` from `grads` to `net`.
-    fn apply(&self, net: &mut Net, params: &[Tensor], grads: &[Tensor]) -> TensorResult<()>;
+    fn apply(&self, net: &mut Net, params: &[Tensor], grads: &[Tensor]) -> Result<()>;
 }
 
 fn param_name(net: &Net, p: Tensor) -> String {
@@ -30,7 +31,7 @@ pub struct Sgd {
 }
 
 impl Optimizer for Sgd {
-    fn apply(&self, net: &mut Net, params: &[Tensor], grads: &[Tensor]) -> TensorResult<()> {
+    fn apply(&self, net: &mut Net, params: &[Tensor], grads: &[Tensor]) -> Result<()> {
         for (&p, &g) in params.iter().zip(grads) {
             let step = net.scale(g, self.lr)?;
             let new = net.sub(p, step)?;
@@ -50,7 +51,7 @@ pub struct Momentum {
 }
 
 impl Optimizer for Momentum {
-    fn apply(&self, net: &mut Net, params: &[Tensor], grads: &[Tensor]) -> TensorResult<()> {
+    fn apply(&self, net: &mut Net, params: &[Tensor], grads: &[Tensor]) -> Result<()> {
         for (&p, &g) in params.iter().zip(grads) {
             let shape = net.shape(p).clone();
             let v = net.param_init(
@@ -95,17 +96,17 @@ impl Adam {
 }
 
 impl Optimizer for Adam {
-    fn apply(&self, net: &mut Net, params: &[Tensor], grads: &[Tensor]) -> TensorResult<()> {
+    fn apply(&self, net: &mut Net, params: &[Tensor], grads: &[Tensor]) -> Result<()> {
         // Step count t (after this step) and the bias corrections 1 - beta^t.
         let t = net.param_init("adam.step", [], Init::Zeros);
         let one = net.scalar(1.0);
         let t_new = net.add(t, one)?;
         net.add_update(t, t_new)?;
-        let correction = |net: &mut Net, beta: f32| -> TensorResult<Tensor> {
+        let correction = |net: &mut Net, beta: f32| -> Result<Tensor> {
             let log_beta_t = net.scale(t_new, beta.ln())?;
             let beta_t = net.unary(Unary::Exp, log_beta_t)?;
             let one = net.scalar(1.0);
-            net.sub(one, beta_t)
+            Ok(net.sub(one, beta_t)?)
         };
         let c1 = correction(net, self.beta1)?;
         let c2 = correction(net, self.beta2)?;

@@ -16,7 +16,7 @@
 
 #[cfg(feature = "cluster")]
 use super::cluster_links::ClusterLinks;
-use super::error::PipelineError;
+use super::error::{Error, Result};
 use super::io::NamedParams;
 use super::net::Net;
 use super::optim::Optimizer;
@@ -64,7 +64,7 @@ enum Reply {
 
 struct StageThread {
     commands: Sender<Command>,
-    replies: Receiver<Result<Reply, PipelineError>>,
+    replies: Receiver<Result<Reply>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -131,7 +131,7 @@ impl Pipeline {
         spec: MlpSpec,
         options: PipelineOptions,
         optimizer: &dyn Optimizer,
-    ) -> Result<Pipeline, PipelineError> {
+    ) -> Result<Pipeline> {
         Self::with_data_parallel(spec, options, optimizer, 1)
     }
 
@@ -144,7 +144,7 @@ impl Pipeline {
         options: PipelineOptions,
         optimizer: &dyn Optimizer,
         replicas: usize,
-    ) -> Result<Pipeline, PipelineError> {
+    ) -> Result<Pipeline> {
         Self::on_threads(Arc::new(spec), options, optimizer, (replicas, 1))
     }
 
@@ -162,9 +162,9 @@ impl Pipeline {
         options: PipelineOptions,
         optimizer: &dyn Optimizer,
         (dp, tp): (usize, usize),
-    ) -> Result<Pipeline, PipelineError> {
+    ) -> Result<Pipeline> {
         if let Some(&(hidden, _)) = model.blocks.iter().find(|(h, _)| tp == 0 || h % tp != 0) {
-            return Err(PipelineError::Settings(format!(
+            return Err(Error::Settings(format!(
                 "a hidden width of {hidden} does not split over {tp} tensor-parallel shards"
             )));
         }
@@ -177,10 +177,10 @@ impl Pipeline {
         options: PipelineOptions,
         optimizer: &dyn Optimizer,
         (replicas, shards): (usize, usize),
-    ) -> Result<Pipeline, PipelineError> {
+    ) -> Result<Pipeline> {
         let k = options.stages;
         if replicas == 0 || !options.batch.is_multiple_of(replicas) {
-            return Err(PipelineError::Settings(format!(
+            return Err(Error::Settings(format!(
                 "a batch of {} does not split evenly over {replicas} replicas",
                 options.batch
             )));
@@ -245,10 +245,10 @@ impl Pipeline {
         options: PipelineOptions,
         optimizer: &dyn Optimizer,
         cluster: Arc<Cluster>,
-    ) -> Result<Pipeline, PipelineError> {
+    ) -> Result<Pipeline> {
         let (rank, k) = (cluster.rank() as usize, cluster.size() as usize);
         if options.stages != k {
-            return Err(PipelineError::Settings(format!(
+            return Err(Error::Settings(format!(
                 "{} stages on a cluster of {k} ranks: one stage per rank",
                 options.stages
             )));
@@ -284,16 +284,16 @@ impl Pipeline {
         optimizer: &dyn Optimizer,
         which: Range<usize>,
         (shard, shards): (usize, usize),
-    ) -> Result<BuiltStages, PipelineError> {
+    ) -> Result<BuiltStages> {
         let (k, m) = (options.stages, options.micro_batches);
         if k == 0 || k > model.units() {
-            return Err(PipelineError::Settings(format!(
+            return Err(Error::Settings(format!(
                 "{k} stages for {} layers: each stage needs at least one layer",
                 model.units()
             )));
         }
         if m == 0 || !options.batch.is_multiple_of(m) {
-            return Err(PipelineError::Settings(format!(
+            return Err(Error::Settings(format!(
                 "a batch of {} does not split into {m} equal micro-batches",
                 options.batch
             )));
@@ -338,7 +338,7 @@ impl Pipeline {
 
     /// One training step on a batch of `x` (`batch x inputs`) and one-hot
     /// `y`; returns the mean loss.
-    pub fn step(&mut self, x: &[f32], y: &[f32]) -> Result<f32, PipelineError> {
+    pub fn step(&mut self, x: &[f32], y: &[f32]) -> Result<f32> {
         let (m, batch, k) = (
             self.options.micro_batches,
             self.options.batch,
@@ -347,7 +347,7 @@ impl Pipeline {
         let classes = self.model.width_out(self.model.units() - 1);
         let inputs = self.model.inputs();
         if x.len() != batch * inputs || y.len() != batch * classes {
-            return Err(PipelineError::Settings(format!(
+            return Err(Error::Settings(format!(
                 "a step takes {} inputs and {} targets, got {} and {}",
                 batch * inputs,
                 batch * classes,
@@ -385,7 +385,7 @@ impl Pipeline {
                     stage
                         .commands
                         .send(Command::Step(data_for(s / lane, s % k)))
-                        .map_err(|_| PipelineError::StageLost(s, "its thread ended".into()))?;
+                        .map_err(|_| Error::StageLost(s, "its thread ended".into()))?;
                 }
                 // Every stage answers (a failed one stops: see
                 // `spawn_stage`), so no reply of this step is left over.
@@ -399,11 +399,10 @@ impl Pipeline {
                                 unreachable!("a step replies with its loss")
                             }
                             Ok(Err(e)) => Err(e),
-                            Err(_) => Err(PipelineError::StageLost(s, "its thread ended".into())),
+                            Err(_) => Err(Error::StageLost(s, "its thread ended".into())),
                         });
-                let stepped = first_cause(replies.collect(), |e| {
-                    matches!(e, PipelineError::StageLost(..))
-                })?;
+                let stepped =
+                    first_cause(replies.collect(), |e| matches!(e, Error::StageLost(..)))?;
                 let mut loss = 0.0;
                 for (s, (l, timed)) in stepped.into_iter().enumerate() {
                     loss = l;
@@ -434,7 +433,7 @@ impl Pipeline {
     /// The parameters and optimizer state of every stage (on a cluster:
     /// of this rank's stage), by name. With tensor parallelism, the model's
     /// parameters with their shards joined (optimizer state excluded).
-    pub fn params(&self) -> Result<NamedParams, PipelineError> {
+    pub fn params(&self) -> Result<NamedParams> {
         match &self.stages {
             #[cfg(feature = "cluster")]
             Stages::Local { stage, .. } => Ok(stage.named_params()),
@@ -443,12 +442,12 @@ impl Pipeline {
     }
 
     /// [`params`](Self::params) of stages on `threads`.
-    fn threads_params(&self, threads: &[StageThread]) -> Result<NamedParams, PipelineError> {
+    fn threads_params(&self, threads: &[StageThread]) -> Result<NamedParams> {
         // Copy 0's stages (every copy holds the same), shard by shard.
         let k = self.options.stages;
         let mut per_shard: Vec<NamedParams> = Vec::with_capacity(self.shards);
         for (s, stage) in threads.iter().take(self.shards * k).enumerate() {
-            let lost = |why: &str| PipelineError::StageLost(s % k, why.into());
+            let lost = |why: &str| Error::StageLost(s % k, why.into());
             stage
                 .commands
                 .send(Command::Params)
@@ -491,7 +490,7 @@ fn spawn_stage(
     stages: usize,
 ) -> StageThread {
     let (commands, inbox) = channel::<Command>();
-    let (outbox, replies) = channel::<Result<Reply, PipelineError>>();
+    let (outbox, replies) = channel::<Result<Reply>>();
     let index = stage.index;
     let thread = std::thread::Builder::new()
         .name(format!("dagger-stage-{index}"))
@@ -499,7 +498,7 @@ fn spawn_stage(
             let mut live = Ok((stage, links));
             for command in inbox {
                 let reply = match (&mut live, command) {
-                    (Err(why), _) => Err(PipelineError::StageLost(
+                    (Err(why), _) => Err(Error::StageLost(
                         index,
                         format!("an earlier step failed: {why}"),
                     )),

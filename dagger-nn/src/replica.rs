@@ -18,7 +18,7 @@
 //!   same way, which aborts their stuck collectives: the run ends with the
 //!   first worker's error, and nobody hangs.
 
-use super::error::DataParallelError;
+use super::error::{Error, Result};
 use super::io::NamedParams;
 use super::net::Net;
 #[cfg(feature = "cuda")]
@@ -141,18 +141,14 @@ struct Gates(#[cfg(feature = "cuda")] Vec<Arc<NcclGate>>);
 impl Gates {
     /// Reports at the gate of each NCCL group in `rings` whether this
     /// worker `built`; fails when it built but another worker did not.
-    fn arrive(
-        rings: &[(ParallelGroup, Link)],
-        built: bool,
-        worker: usize,
-    ) -> Result<Gates, DataParallelError> {
+    fn arrive(rings: &[(ParallelGroup, Link)], built: bool, worker: usize) -> Result<Gates> {
         #[cfg(feature = "cuda")]
         {
             let mut gates = Vec::new();
             for (_, link) in rings {
                 if let Link::Nccl { gate, .. } = link {
                     if !gate.arrive(built) && built {
-                        return Err(DataParallelError::PeerFailed(worker));
+                        return Err(Error::PeerFailed(worker));
                     }
                     gates.push(gate.clone());
                 }
@@ -189,7 +185,7 @@ impl Gates {
 }
 
 /// Compiles `step` for `place`, behind the backend seam.
-fn compile(step: &Net, place: Place) -> Result<Box<dyn Executable>, DataParallelError> {
+fn compile(step: &Net, place: Place) -> Result<Box<dyn Executable>> {
     Ok(match place {
         Place::Cores => Box::new(CpuBackend::default().compile(step)?),
         #[cfg(feature = "cuda")]
@@ -198,11 +194,7 @@ fn compile(step: &Net, place: Place) -> Result<Box<dyn Executable>, DataParallel
 }
 
 /// Joins `compiled` to its group by `link`.
-fn connect(
-    compiled: &mut dyn Executable,
-    group: ParallelGroup,
-    link: Link,
-) -> Result<(), DataParallelError> {
+fn connect(compiled: &mut dyn Executable, group: ParallelGroup, link: Link) -> Result<()> {
     match link {
         Link::Ring(ring) => compiled.set_ring(group, ring),
         #[cfg(feature = "cuda")]
@@ -222,7 +214,7 @@ fn connect(
 pub(crate) struct Replica {
     /// The step; once a step failed in the middle of its run, why (the
     /// program is dropped then, which aborts its NCCL communicators).
-    compiled: Result<Box<dyn Executable>, String>,
+    compiled: std::result::Result<Box<dyn Executable>, String>,
     share: Option<(usize, usize)>,
     /// The gates of the NCCL groups it is in.
     gates: Gates,
@@ -234,7 +226,7 @@ impl Replica {
     /// Compiles the plan's step where it runs, sets its parameters and
     /// joins its rings; `worker` is its index among the trainer's workers
     /// (what its errors name).
-    pub(crate) fn new(plan: WorkerPlan, worker: usize) -> Result<Replica, DataParallelError> {
+    pub(crate) fn new(plan: WorkerPlan, worker: usize) -> Result<Replica> {
         let WorkerPlan {
             step,
             start,
@@ -274,7 +266,7 @@ impl Replica {
     /// One step on this worker's share of `batch`; returns its loss. A step
     /// that fails once it ran stops the replica (see the
     /// [module docs](self)).
-    pub(crate) fn step(&mut self, batch: &[(String, Vec<f32>)]) -> Result<f32, DataParallelError> {
+    pub(crate) fn step(&mut self, batch: &[(String, Vec<f32>)]) -> Result<f32> {
         let share = self.share;
         let compiled = self.compiled.as_mut().map_err(stopped(self.worker))?;
         for (name, data) in batch {
@@ -293,7 +285,7 @@ impl Replica {
                 .read_output(0)
                 .map(|out| out[0])
                 .map_err(Into::into),
-            Ok(false) => Err(DataParallelError::PeerFailed(self.worker)),
+            Ok(false) => Err(Error::PeerFailed(self.worker)),
             Err(e) => Err(e.into()),
         };
         ran.inspect_err(|e| self.stop(e.to_string()))
@@ -307,17 +299,15 @@ impl Replica {
     }
 
     /// The parameters by name, in graph order.
-    pub(crate) fn params(&self) -> Result<NamedParams, DataParallelError> {
+    pub(crate) fn params(&self) -> Result<NamedParams> {
         let compiled = self.compiled.as_ref().map_err(stopped(self.worker))?;
         Ok(compiled.params()?)
     }
 }
 
 /// The error of a call to `worker` after it stopped, for `why`.
-fn stopped<Why: std::ops::Deref<Target = String>>(
-    worker: usize,
-) -> impl Fn(Why) -> DataParallelError {
-    move |why| DataParallelError::Stopped(worker, why.clone())
+fn stopped<Why: std::ops::Deref<Target = String>>(worker: usize) -> impl Fn(Why) -> Error {
+    move |why| Error::Stopped(worker, why.clone())
 }
 
 impl Drop for Replica {

@@ -2,7 +2,7 @@
 //! recomputes from the stored input activation, update) and the step that
 //! runs its passes in the schedule's order (see [`super::pipeline`]).
 
-use super::error::PipelineError;
+use super::error::{Error, Result};
 use super::io::NamedParams;
 use super::net::Net;
 use super::optim::Optimizer;
@@ -11,7 +11,7 @@ use super::stage_model::StageModel;
 use dagger_ir::sched::pipeline::{stage_order, Pass, PipelineKind, PipelineOp};
 use dagger_tensor::{
     ring_all_reduce_mean, CollectiveError, CompileOptions, ParallelGroup, Program, RingLink,
-    TensorError, TensorGraph,
+    TensorGraph,
 };
 use std::ops::Range;
 use std::time::Instant;
@@ -52,7 +52,7 @@ impl Stage {
         (micro_batches, micro): (usize, usize),
         shards: usize,
         optimizer: &dyn Optimizer,
-    ) -> Result<Stage, PipelineError> {
+    ) -> Result<Stage> {
         let last = index + 1 == stages;
         let width_in = model.width_in(units.start);
         let width_out = model.width_out(units.end - 1);
@@ -141,12 +141,12 @@ impl Stage {
             .collect()
     }
 
-    pub(crate) fn set_param(&mut self, name: &str, values: &[f32]) -> Result<(), TensorError> {
+    pub(crate) fn set_param(&mut self, name: &str, values: &[f32]) -> Result<()> {
         if let Some(f) = &mut self.forward {
             f.set(name, values)?;
         }
         self.backward.set(name, values)?;
-        self.update.set(name, values)
+        Ok(self.update.set(name, values)?)
     }
 
     /// One step: the passes in schedule order; returns the mean loss (last stage).
@@ -156,12 +156,12 @@ impl Stage {
         stages: usize,
         data: StepData,
         links: &mut dyn StageLinks,
-    ) -> Result<(f32, Vec<PipelineOp>), PipelineError> {
+    ) -> Result<(f32, Vec<PipelineOp>)> {
         let micro = self.micro_batches;
         let mut ops = Vec::with_capacity(2 * micro);
         let since = |t: Instant| t.duration_since(data.epoch).as_secs_f64();
         let index = self.index;
-        let lost = |why: String| PipelineError::StageLost(index, why);
+        let lost = |why: String| Error::StageLost(index, why);
         let mut stored: Vec<Option<Vec<f32>>> = vec![None; micro];
         let mut sums: Vec<Vec<f32>> = Vec::new();
         let mut loss = 0.0;
@@ -228,7 +228,7 @@ impl Stage {
         let scale = 1.0 / micro as f32;
         let mut all: Vec<f32> = sums.iter().flatten().map(|v| v * scale).collect();
         if let Some(ring) = &mut self.replicas {
-            let failed = |e: CollectiveError| PipelineError::StageLost(index, e.to_string());
+            let failed = |e: CollectiveError| Error::StageLost(index, e.to_string());
             ring_all_reduce_mean(ring.as_mut(), &mut all, &mut Vec::new()).map_err(failed)?;
         }
         let mut at = 0;
@@ -257,7 +257,7 @@ impl Stage {
         }
         if let Some(ring) = &mut self.replicas {
             let mut l = [loss];
-            let failed = |e: CollectiveError| PipelineError::StageLost(index, e.to_string());
+            let failed = |e: CollectiveError| Error::StageLost(index, e.to_string());
             ring_all_reduce_mean(ring.as_mut(), &mut l, &mut Vec::new()).map_err(failed)?;
             loss = l[0];
         }

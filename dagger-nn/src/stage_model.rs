@@ -2,9 +2,10 @@
 //! (an MLP's layers, a stack's Megatron blocks), each stage a range of
 //! them, each unit possibly split over tensor-parallel shards.
 
+use super::error::Result;
 use super::net::{Activation, Net};
 use super::tensor_parallel::BlockStack;
-use dagger_tensor::{Tensor, TensorResult};
+use dagger_tensor::Tensor;
 use std::ops::Range;
 
 /// An MLP trained with softmax cross-entropy, as [`Net::mlp`] builds it.
@@ -37,7 +38,7 @@ pub trait StageModel: Send + Sync {
         input: Tensor,
         units: Range<usize>,
         shards: usize,
-    ) -> TensorResult<Tensor>;
+    ) -> Result<Tensor>;
     /// The axis along which parameter `name` is split over tensor-parallel
     /// shards (`None`: every shard holds all of it).
     fn split_axis(&self, name: &str) -> Option<usize>;
@@ -76,7 +77,7 @@ impl StageModel for MlpSpec {
         input: Tensor,
         units: Range<usize>,
         shards: usize,
-    ) -> TensorResult<Tensor> {
+    ) -> Result<Tensor> {
         assert_eq!(shards, 1, "an MLP's layers are not tensor-parallel");
         net.mlp_layers(input, &self.widths, self.activation, units)
     }
@@ -113,7 +114,7 @@ impl StageModel for BlockStack {
         input: Tensor,
         units: Range<usize>,
         shards: usize,
-    ) -> TensorResult<Tensor> {
+    ) -> Result<Tensor> {
         self.add_blocks(net, input, units, shards)
     }
 

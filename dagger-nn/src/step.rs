@@ -6,9 +6,10 @@
 //! Here rather than in `net.rs`, so that the net (which optimizers build
 //! on) does not depend on the optimizers.
 
+use super::error::Result;
 use super::net::Net;
 use super::optim::Optimizer;
-use dagger_tensor::{insert_all_reduce, Tensor, TensorResult};
+use dagger_tensor::{insert_all_reduce, Tensor};
 
 impl Net {
     /// The training step: a net computing `loss`, the gradients of every
@@ -19,7 +20,7 @@ impl Net {
         loss: Tensor,
         extra: &[Tensor],
         optimizer: &dyn Optimizer,
-    ) -> TensorResult<Net> {
+    ) -> Result<Net> {
         self.build_step(loss, extra, optimizer, None)
     }
 
@@ -32,7 +33,7 @@ impl Net {
         loss: Tensor,
         optimizer: &dyn Optimizer,
         bucket_bytes: usize,
-    ) -> TensorResult<Net> {
+    ) -> Result<Net> {
         self.build_step(loss, &[], optimizer, Some(bucket_bytes))
     }
 
@@ -42,7 +43,7 @@ impl Net {
         extra: &[Tensor],
         optimizer: &dyn Optimizer,
         bucket_bytes: Option<usize>,
-    ) -> TensorResult<Net> {
+    ) -> Result<Net> {
         let mut step = self.clone();
         let params = step.params();
         let mut grads = dagger_tensor::autodiff::append_grad(&mut step, loss, &params)?;

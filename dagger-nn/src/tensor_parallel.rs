@@ -13,7 +13,7 @@
 //! [`DataParallel`]); every worker trains on the whole batch.
 
 use super::data_parallel::{DataParallel, DataParallelOptions, Workers};
-use super::error::DataParallelError;
+use super::error::{Error, Result};
 use super::init::Init;
 use super::io::NamedParams;
 use super::net::{Activation, Net};
@@ -21,8 +21,8 @@ use super::optim::Optimizer;
 use super::replica::{Link, Place, Start, WorkerPlan};
 use dagger_tensor::task_step::strategy::Strategy;
 use dagger_tensor::{
-    all_reduce_sum, thread_ring, CompileOptions, ParallelGroup, Program, Shape, Tensor,
-    TensorError, TensorOp, ThreadLink,
+    all_reduce_sum, thread_ring, CompileOptions, ParallelGroup, Program, Shape, Tensor, TensorOp,
+    ThreadLink,
 };
 
 /// A stack of Megatron MLP blocks then softmax cross-entropy.
@@ -40,7 +40,7 @@ impl BlockStack {
     /// The training net of one of `n` workers for `batch` samples (every
     /// worker's graph is the same; its parameter values differ): its
     /// shards of every block, and its scalar loss.
-    pub fn net(&self, batch: usize, n: usize) -> Result<(Net, Tensor), TensorError> {
+    pub fn net(&self, batch: usize, n: usize) -> Result<(Net, Tensor)> {
         let mut net = Net::new();
         let x = net.input("x", [batch, self.inputs]);
         let y = net.input("y", [batch, self.blocks.last().map_or(0, |b| b.1)]);
@@ -57,7 +57,7 @@ impl BlockStack {
         input: Tensor,
         blocks: std::ops::Range<usize>,
         n: usize,
-    ) -> Result<Tensor, TensorError> {
+    ) -> Result<Tensor> {
         let mut h = input;
         let mut width = net.shape(input).dims()[1];
         for b in blocks {
@@ -104,9 +104,9 @@ impl BlockStack {
         n: usize,
         batch: usize,
         seed: u64,
-    ) -> Result<(Vec<NamedParams>, FullShapes), DataParallelError> {
+    ) -> Result<(Vec<NamedParams>, FullShapes)> {
         if let Some(&(hidden, _)) = self.blocks.iter().find(|(h, _)| n == 0 || h % n != 0) {
-            return Err(DataParallelError::Batch(format!(
+            return Err(Error::Batch(format!(
                 "a hidden width of {hidden} does not split over {n} workers"
             )));
         }
@@ -139,15 +139,16 @@ impl BlockStack {
     /// stack split `strategy.tensor` ways on a replica's share of the batch,
     /// unrolled over `strategy.micro` micro-batches, with `optimizer`'s
     /// update and, with several replicas, data-parallel all-reduces (in
-    /// buckets of about `bucket_bytes`). Errs, naming the block and the
-    /// sizes, when a hidden width or the batch does not split so.
+    /// buckets of about `bucket_bytes`). Errs with [`Error::Settings`],
+    /// naming the block and the sizes, when a hidden width or the batch
+    /// does not split so.
     pub fn strategy_step(
         &self,
         strategy: Strategy,
         batch: usize,
         optimizer: &dyn Optimizer,
         bucket_bytes: usize,
-    ) -> Result<Net, String> {
+    ) -> Result<Net> {
         let s = strategy;
         if let Some((b, &(hidden, _))) = self
             .blocks
@@ -155,28 +156,24 @@ impl BlockStack {
             .enumerate()
             .find(|(_, (hidden, _))| !hidden.is_multiple_of(s.tensor))
         {
-            return Err(format!(
+            return Err(Error::Settings(format!(
                 "{s}: block {b}'s hidden width {hidden} does not split {} ways",
                 s.tensor
-            ));
+            )));
         }
         if !batch.is_multiple_of(s.data * s.micro) {
-            return Err(format!(
+            return Err(Error::Settings(format!(
                 "{s}: a batch of {batch} does not split into {} x {} parts",
                 s.data, s.micro
-            ));
+            )));
         }
-        let text = |e: TensorError| e.to_string();
-        let (net, loss) = self
-            .net(batch / (s.data * s.micro), s.tensor)
-            .map_err(text)?;
-        let (net, loss) = net.micro_batched(loss, s.micro).map_err(text)?;
+        let (net, loss) = self.net(batch / (s.data * s.micro), s.tensor)?;
+        let (net, loss) = net.micro_batched(loss, s.micro)?;
         if s.data > 1 {
             net.data_parallel_step(loss, optimizer, bucket_bytes)
         } else {
             net.train_step(loss, &[], optimizer)
         }
-        .map_err(text)
     }
 
     /// How a parameter is split: the axis its shards cut (`None`: replicated).
@@ -241,7 +238,7 @@ impl TensorParallel {
         batch: usize,
         seed: u64,
         optimizer: &dyn Optimizer,
-    ) -> Result<TensorParallel, DataParallelError> {
+    ) -> Result<TensorParallel> {
         let n = workers.count();
         let (values, full_shapes) = model.initial_shards(n, batch, seed)?;
         let (net, loss) = model.net(batch, n)?;
@@ -273,9 +270,9 @@ impl TensorParallel {
         seed: u64,
         optimizer: &dyn Optimizer,
         bucket_bytes: usize,
-    ) -> Result<TensorParallel, DataParallelError> {
+    ) -> Result<TensorParallel> {
         if dp == 0 || !global_batch.is_multiple_of(dp) {
-            return Err(DataParallelError::Batch(format!(
+            return Err(Error::Batch(format!(
                 "a global batch of {global_batch} does not split evenly over {dp} replicas"
             )));
         }
@@ -322,13 +319,13 @@ impl TensorParallel {
     }
 
     /// One training step on the whole batch (every worker sees all of it).
-    pub fn step(&mut self, x: &[f32], y: &[f32]) -> Result<f32, DataParallelError> {
+    pub fn step(&mut self, x: &[f32], y: &[f32]) -> Result<f32> {
         self.inner.step(&[("x", x), ("y", y)])
     }
 
     /// This process's shards (a cluster's rank), or worker 0's (threads),
     /// with the optimizer state.
-    pub fn local_shards(&self) -> Result<NamedParams, DataParallelError> {
+    pub fn local_shards(&self) -> Result<NamedParams> {
         self.inner.worker_params(0)
     }
 
@@ -355,15 +352,15 @@ impl TensorParallel {
     /// The model's parameters, shards joined (optimizer state excluded);
     /// with thread workers only (a cluster's rank holds just its shards:
     /// see [`local_shards`](Self::local_shards)).
-    pub fn params(&self) -> Result<NamedParams, DataParallelError> {
+    pub fn params(&self) -> Result<NamedParams> {
         if self.inner.is_local() {
-            return Err(DataParallelError::Batch(
+            return Err(Error::Batch(
                 "a rank holds only its own shards: use local_shards".into(),
             ));
         }
         let per_worker: Vec<NamedParams> = (0..self.workers)
             .map(|r| self.inner.worker_params(r))
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_>>()?;
         Ok(join_shards(
             &self.full_shapes,
             &per_worker,
