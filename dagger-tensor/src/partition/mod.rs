@@ -19,16 +19,21 @@
 //! and updates stay). Among the devices with room, the one where it
 //! finishes first; beside that placement, the same list schedule picking
 //! the device with the most room, and earliest finish among the devices
-//! under a share of their memory (95% down to 40%) are tried, and the
-//! fastest that fits wins. [`equal_layers`] is the naive split it is
+//! under a share of their memory (95% down to 40%) are tried, each also
+//! with the nodes taken in the graph's own order instead of by rank (a
+//! training step's forward then backward, layer by layer, which frees
+//! activations sooner), and the fastest that fits wins. [`equal_layers`] is the naive split it is
 //! compared with: consecutive layers (by parameter order) in equal
 //! numbers per device. [`evaluate`] gives any placement's cut, predicted
 //! step time and memory by the same list schedule.
 //!
 //! [`HeftScheduler`]: dagger_ir::sched::HeftScheduler
 
+mod accounts;
+
 use super::graph::{Tensor, TensorGraph};
 use super::op::TensorOp;
+use accounts::Accounts;
 use dagger_ir::model::{Link, Platform};
 use dagger_ir::sched::list::{earliest_finish, list_schedule, lowest_score, Placed};
 use dagger_ir::sched::rank::upward_rank;
@@ -184,86 +189,13 @@ fn problem(g: &TensorGraph, devices: &[Device], link: Link) -> Problem {
     }
 }
 
-/// The memory accounts of a placement being built, node by node in the
-/// list scheduler's order: bytes held on each device now (a result is
-/// freed once its last user is placed; parameters, outputs and updates
-/// stay) and at most, which devices hold each parameter, and the cut.
-struct Accounts {
-    device_of: Vec<usize>,
-    held: Vec<u64>,
-    peak: Vec<u64>,
-    /// Uses of each value not placed yet.
-    remaining: Vec<usize>,
-    pinned: Vec<bool>,
-    holders: Vec<Vec<usize>>,
-    cut_bytes: u64,
-}
-
-impl Accounts {
-    fn new(g: &TensorGraph, devices: usize) -> Self {
-        let n = g.nodes().len();
-        let mut remaining = vec![0usize; n];
-        for node in g.nodes() {
-            for a in &node.inputs {
-                remaining[a.index()] += 1;
-            }
-        }
-        let mut pinned = vec![false; n];
-        for &v in g.outputs().iter().chain(g.updates().iter().map(|(_, v)| v)) {
-            pinned[v.index()] = true;
-        }
-        Accounts {
-            device_of: vec![0; n],
-            held: vec![0; devices],
-            peak: vec![0; devices],
-            remaining,
-            pinned,
-            holders: vec![Vec::new(); n],
-            cut_bytes: 0,
-        }
-    }
-
-    /// Bytes computed node `v` needs on device `d`: its result and the
-    /// parameters it uses that are not there yet.
-    fn need(&self, g: &TensorGraph, v: Tensor, d: usize) -> u64 {
-        let params: u64 = (g.node(v).inputs.iter())
-            .filter(|a| is_param(g, **a) && !self.holders[a.index()].contains(&d))
-            .map(|&a| bytes(g, a))
-            .sum();
-        bytes(g, v) + params
-    }
-
-    /// Places computed node `v` on device `d`.
-    fn commit(&mut self, g: &TensorGraph, v: Tensor, d: usize) {
-        let inputs = &g.node(v).inputs;
-        for &a in inputs {
-            if is_param(g, a) {
-                if !self.holders[a.index()].contains(&d) {
-                    if !self.holders[a.index()].is_empty() {
-                        self.cut_bytes += bytes(g, a);
-                    }
-                    self.holders[a.index()].push(d);
-                    self.held[d] += bytes(g, a);
-                }
-            } else if !everywhere(g, a) && self.device_of[a.index()] != d {
-                self.cut_bytes += bytes(g, a);
-            }
-        }
-        self.device_of[v.index()] = d;
-        self.held[d] += bytes(g, v);
-        self.peak[d] = self.peak[d].max(self.held[d]);
-        for &a in inputs {
-            if !resident(g, a) {
-                self.remaining[a.index()] -= 1;
-                if self.remaining[a.index()] == 0 && !self.pinned[a.index()] {
-                    self.held[self.device_of[a.index()]] -= bytes(g, a);
-                }
-            }
-        }
-        if self.remaining[v.index()] == 0 && !self.pinned[v.index()] {
-            self.held[d] -= bytes(g, v);
-        }
-    }
+/// The order the list scheduler takes ready nodes in.
+#[derive(Clone, Copy)]
+enum Order {
+    /// HEFT's: decreasing upward rank.
+    UpwardRank,
+    /// The graph's own (node index).
+    Graph,
 }
 
 /// How a computed node's device is picked among those with room for it.
@@ -318,10 +250,15 @@ fn place(
     devices: &[Device],
     link: Link,
     strategy: Strategy,
+    order: Order,
 ) -> Result<Partition, OutOfMemory> {
     assert!(!devices.is_empty(), "partition: no devices");
     let problem = problem(g, devices, link);
-    let rank = upward_rank(&problem);
+    let rank = match order {
+        Order::UpwardRank => upward_rank(&problem),
+        // Higher first: the lower index, among the ready nodes.
+        Order::Graph => (0..problem.len()).map(|t| -(t as f64)).collect(),
+    };
     let mut accounts = Accounts::new(g, devices.len());
     // `choose` must place every task, and the list scheduler calls it once
     // per task in its final order, so it commits its accounts as it
@@ -376,7 +313,14 @@ fn place(
 /// index per node; leaves' entries are ignored). Memory limits are not
 /// enforced here: compare [`Partition::memory`] with the devices'.
 pub fn evaluate(g: &TensorGraph, device_of: &[usize], devices: &[Device], link: Link) -> Partition {
-    place(g, devices, link, Strategy::Given(device_of)).expect("a given placement has no limits")
+    place(
+        g,
+        devices,
+        link,
+        Strategy::Given(device_of),
+        Order::UpwardRank,
+    )
+    .expect("a given placement has no limits")
 }
 
 /// HEFT with memory limits (see the [module docs](self)).
@@ -390,14 +334,21 @@ pub fn partition(
     // device's memory: keeping room on every device leaves space for what
     // comes later (a training step's backward pass next to its forward
     // activations). The fastest placement that fits wins.
+    // Each in HEFT's order (decreasing upward rank) and in the graph's
+    // own (a training step's: forward, then backward layer by layer, which
+    // frees activations sooner).
     let budgets = (1..=12).map(|k| Strategy::Budget(1.0 - 0.05 * k as f64));
-    let mut best: Option<Partition> = None;
-    let mut first_error = None;
-    for strategy in [Strategy::EarliestFinish, Strategy::Roomiest]
+    let strategies: Vec<Strategy> = [Strategy::EarliestFinish, Strategy::Roomiest]
         .into_iter()
         .chain(budgets)
+        .collect();
+    let mut best: Option<Partition> = None;
+    let mut first_error = None;
+    for (strategy, order) in [Order::UpwardRank, Order::Graph]
+        .into_iter()
+        .flat_map(|o| strategies.iter().map(move |&s| (s, o)))
     {
-        match place(g, devices, link, strategy) {
+        match place(g, devices, link, strategy, order) {
             Ok(p)
                 if best
                     .as_ref()
@@ -535,7 +486,7 @@ mod tests {
         devs[1].flops_per_second = 2e11;
         // The earliest-finish candidate is sched's HEFT of the graph's
         // problem: same devices, same makespan.
-        let p = place(&g, &devs, LINK, Strategy::EarliestFinish).unwrap();
+        let p = place(&g, &devs, LINK, Strategy::EarliestFinish, Order::UpwardRank).unwrap();
         let heft = HeftScheduler.schedule(&problem(&g, &devs, LINK));
         assert_eq!(p.predicted_seconds, heft.makespan(), "{p}");
         for (i, &(proc, _, _)) in heft.placement.iter().enumerate() {
