@@ -32,7 +32,8 @@
 //!
 //! The crates behind the facade: [`dagger_ir`] (IR, verifier, passes),
 //! [`dagger_runtime`] (executor, CPU pool, traces, transports, cluster),
-//! `dagger_macros` (`#[task]`, `dag!`), and, behind features,
+//! `dagger_macros` (`#[task]`, `dag!`), `dagger_cli` (the `dagger` tool,
+//! [`pipe`], [`platform`]), and, behind features,
 //! `dagger_cuda`, `dagger_cluster` and `dagger_nn` (`nn`). Several processes
 //! form a cluster with
 //! `launcher` (`dagger run -n N`) and `cluster::Cluster`.
@@ -89,9 +90,8 @@ pub use dagger_tensor as tensor;
 
 #[cfg(feature = "cluster")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
-pub mod launcher;
-pub mod pipe;
-pub mod platform;
+pub use dagger_cli::launcher;
+pub use dagger_cli::{pipe, platform};
 #[cfg(feature = "cluster")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
 pub mod session;

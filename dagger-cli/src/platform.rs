@@ -64,7 +64,7 @@ mod tests {
             .filter(|q| q.kind == ProcKind::Gpu)
             .collect();
         #[cfg(feature = "cuda")]
-        match crate::cuda::gpus() {
+        match dagger_cuda::gpus() {
             Ok(found) => assert_eq!(gpus.len(), found.len()),
             Err(why) => {
                 println!("no GPU in the platform: {why}");

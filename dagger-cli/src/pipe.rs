@@ -12,7 +12,7 @@
 //! The first line of a program's `main`:
 //!
 //! ```no_run
-//! dagger::pipe::end_quietly_on_closed_pipe();
+//! dagger_cli::pipe::end_quietly_on_closed_pipe();
 //! for i in 0.. {
 //!     println!("{i}"); // `| head` ends the program here, without a panic
 //! }

@@ -1,7 +1,7 @@
 //! This machine's GPUs as runtime workers, each measured here (the `cuda`
 //! feature).
 
-use crate::cuda::{GpuDevice, GpuWorker};
+use dagger_cuda::{GpuDevice, GpuWorker};
 use dagger_ir::model::Platform;
 use dagger_runtime::device::Accelerator;
 use dagger_tensor::Shape;
@@ -32,21 +32,21 @@ pub(super) fn with_gpus(mut platform: Platform) -> Platform {
 /// the reason printed.
 ///
 /// ```no_run
-/// let mut builder = dagger::Runtime::builder();
-/// for gpu in dagger::platform::gpu_workers() {
+/// let mut builder = dagger_runtime::Runtime::builder();
+/// for gpu in dagger_cli::platform::gpu_workers() {
 ///     builder = builder.accelerator(gpu);
 /// }
 /// let rt = builder.build();
 /// ```
 pub fn gpu_workers() -> Vec<Arc<GpuWorker>> {
-    let Ok(gpus) = crate::cuda::gpus() else {
+    let Ok(gpus) = dagger_cuda::gpus() else {
         return Vec::new();
     };
     if gpus.is_empty() {
         return Vec::new();
     }
     let core = cpu_gemm_flops();
-    let measure = |ordinal: usize| -> Result<GpuWorker, crate::cuda::CudaError> {
+    let measure = |ordinal: usize| -> Result<GpuWorker, dagger_cuda::CudaError> {
         let device = GpuDevice::open(ordinal, 1)?;
         let flops = device.measure_gemm_flops(GPU_GEMM, 5)?;
         let link = device.measure_host_link(64 << 20, 5)?;
@@ -67,7 +67,7 @@ pub fn gpu_workers() -> Vec<Arc<GpuWorker>> {
 /// This machine's GPUs in a few words: their names, that there is none,
 /// or why they could not be listed.
 pub(super) fn gpus_seen() -> String {
-    match crate::cuda::gpus() {
+    match dagger_cuda::gpus() {
         Ok(g) if g.is_empty() => "no GPU found".to_string(),
         Ok(g) => {
             let names: Vec<&str> = g.iter().map(|d| d.name.as_str()).collect();
