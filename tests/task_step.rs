@@ -119,6 +119,15 @@ fn lowered_on_two_devices_with(step: &Net, options: LowerOptions) -> TaskStep {
     lowered
 }
 
+/// How many all-reduce tasks a lowered step has.
+fn all_reduce_tasks(lowered: &TaskStep) -> usize {
+    let tasks = lowered.dag().graph().tasks();
+    tasks
+        .iter()
+        .filter(|t| t.name.starts_with("step.all_reduce"))
+        .count()
+}
+
 /// A step's inputs by name.
 type Batch<'a> = [(&'a str, &'a [f32])];
 
@@ -287,13 +296,7 @@ fn data_parallel_replicas_average_their_gradients_and_train_as_one_worker() {
         let mut lowered = lower_step(&replica, &StepPlacement::OneDevice, options).unwrap();
         let names: Vec<&str> = lowered.segments().iter().map(|s| s.name.as_str()).collect();
         assert!(names.iter().all(|n| n.starts_with("step.w0.")), "{names:?}");
-        let all_reduces = lowered
-            .dag()
-            .graph()
-            .tasks()
-            .iter()
-            .filter(|t| t.name.starts_with("step.all_reduce"))
-            .count();
+        let all_reduces = all_reduce_tasks(&lowered);
         assert_eq!(all_reduces, 7, "6 gradients and the loss");
         let got = lowered_training(&replica, &mut lowered, |l, inputs| {
             l.run(&rt, inputs).unwrap()
@@ -421,13 +424,7 @@ fn tensor_parallel_shards_sum_their_partials_and_train_as_one_device() {
         };
         let mut lowered = lower_step(&step, &StepPlacement::OneDevice, options).unwrap();
         let full = megatron::set_shards(&mut lowered, &step, data, tensor);
-        let sums = lowered
-            .dag()
-            .graph()
-            .tasks()
-            .iter()
-            .filter(|t| t.name.starts_with("step.all_reduce"))
-            .count();
+        let sums = all_reduce_tasks(&lowered);
         // Per replica: each block's forward sum, and the second block's
         // backward one (the first block's input needs no gradient); per
         // shard, with replicas, the data-parallel means.
