@@ -142,13 +142,7 @@ impl RankEnv {
             None => Command::new(me),
         };
         command
-            .args([
-                "rank_main",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(crate::common::RANK_MAIN)
             .env("DAGGER_RANK", rank.to_string())
             .env("DAGGER_SIZE", self.size.to_string())
             .env("DAGGER_COORDINATOR", &self.coordinator)

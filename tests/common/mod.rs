@@ -49,6 +49,16 @@ pub fn max_relative_difference(got: &NamedParams, reference: &NamedParams) -> f3
     worst
 }
 
+/// The arguments that run this test binary's `rank_main` alone: an ignored
+/// test (a child's entry point is not a passing test), output shown.
+pub const RANK_MAIN: [&str; 5] = [
+    "rank_main",
+    "--exact",
+    "--ignored",
+    "--nocapture",
+    "--test-threads=1",
+];
+
 /// Runs this test binary's `rank_main` test on `ranks` processes with
 /// `dagger run`, in `scenario` (`DAGGER_TEST_SCENARIO`); returns whether
 /// they all succeeded and what they printed (each line prefixed `[rank r]`
@@ -61,13 +71,7 @@ pub fn launch_rank_main(ranks: u32, scenario: &str) -> (bool, String) {
     let child = std::process::Command::new(launcher)
         .args(["run", "-n", &ranks.to_string(), "--"])
         .arg(me)
-        .args([
-            "rank_main",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(RANK_MAIN)
         .env("DAGGER_TEST_SCENARIO", scenario)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
