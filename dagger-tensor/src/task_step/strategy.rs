@@ -105,7 +105,8 @@ pub struct Candidate {
     pub predicted_seconds: Option<f64>,
     /// Bytes each worker would hold (0 when it was not built).
     pub bytes_per_worker: usize,
-    /// Tasks of the lowered step.
+    /// Tasks of the lowered step (every worker's segments, the all-reduces
+    /// and the gathering of the results).
     pub tasks: usize,
     /// Why it was dropped: the model does not split so, or a worker's
     /// memory is too small.
@@ -160,7 +161,7 @@ pub fn parallelize(
                 };
                 let lowered = lower_step(&graph, &placement, options)?;
                 candidate.bytes_per_worker = lowered.bytes_per_worker();
-                candidate.tasks = lowered.segments().len() * strategy.workers();
+                candidate.tasks = lowered.dag().plan()?.task_count();
                 if candidate.bytes_per_worker > memory_per_worker {
                     candidate.refused = Some(format!(
                         "{strategy}: a worker would hold {} bytes, {memory_per_worker} available",
