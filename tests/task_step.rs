@@ -384,14 +384,14 @@ mod megatron {
 
     /// The whole parameters of `full` from workers `0..tensor`'s shards.
     pub fn joined(lowered: &TaskStep, full: &FullShapes, tensor: usize) -> Vec<(String, Vec<f32>)> {
-        full.iter()
-            .map(|(name, shape)| {
-                let parts: Vec<Vec<f32>> = (0..tensor)
-                    .map(|t| lowered.worker_param(t, name).unwrap())
-                    .collect();
-                (name.clone(), join(&parts, shape.dims(), name))
+        let shards: Vec<Vec<(String, Vec<f32>)>> = (0..tensor)
+            .map(|t| {
+                full.iter()
+                    .map(|(name, _)| (name.clone(), lowered.worker_param(t, name).unwrap()))
+                    .collect()
             })
-            .collect()
+            .collect();
+        BlockStack::whole_params(full, &shards)
     }
 
     /// The model's parameters (not the optimizer's state).
@@ -437,26 +437,6 @@ fn tensor_parallel_shards_sum_their_partials_and_train_as_one_device() {
         let joined = megatron::joined(&lowered, &full, tensor);
         let got = (losses, joined);
         assert_close(&format!("{data} x {tensor}"), &got, &want, 1e-5);
-    }
-}
-
-/// The whole tensor of `parts` (shards of a parameter named `name`, whose
-/// whole shape is `dims`): first weights split by columns, first biases and
-/// second weights by rows, the rest replicated.
-fn join(parts: &[Vec<f32>], dims: &[usize], name: &str) -> Vec<f32> {
-    if name.ends_with("fc1.weight") {
-        let (rows, cols) = (dims[0], dims[1] / parts.len());
-        (0..rows)
-            .flat_map(|r| {
-                parts
-                    .iter()
-                    .flat_map(move |p| p[r * cols..(r + 1) * cols].to_vec())
-            })
-            .collect()
-    } else if name.ends_with("fc1.bias") || name.ends_with("fc2.weight") {
-        parts.concat()
-    } else {
-        parts[0].clone()
     }
 }
 

@@ -176,6 +176,12 @@ impl BlockStack {
         }
     }
 
+    /// The whole parameters named in `full` (as [`initial_shards`](Self::initial_shards)
+    /// returns them) joined from `shards`, shard `t`'s named values at `t`.
+    pub fn whole_params(full: &FullShapes, shards: &[NamedParams]) -> NamedParams {
+        join_shards(full, shards, BlockStack::shard_axis)
+    }
+
     /// How a parameter is split: the axis its shards cut (`None`: replicated).
     pub(crate) fn shard_axis(name: &str) -> Option<usize> {
         if name.ends_with("fc1.weight") {
