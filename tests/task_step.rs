@@ -360,26 +360,19 @@ mod megatron {
         (losses, blocks_only(params))
     }
 
-    /// Sets `lowered`'s parameters: the optimizer's state from `step`'s
-    /// net, and each worker of the `data x tensor` grid its shard's values.
+    /// Sets `lowered`'s parameters (see `BlockStack::init_lowered`).
     pub fn set_shards(
         lowered: &mut TaskStep,
         step: &Net,
         data: usize,
         tensor: usize,
     ) -> FullShapes {
-        for (name, values) in step.initial_params(SEED) {
-            if !name.starts_with("block") {
-                lowered.set_param(&name, &values).unwrap();
-            }
-        }
-        let (shards, full) = model().initial_shards(tensor, BATCH, SEED).unwrap();
-        for w in 0..data * tensor {
-            for (name, values) in &shards[w % tensor] {
-                lowered.set_worker_param(w, name, values).unwrap();
-            }
-        }
-        full
+        let s = Strategy {
+            data,
+            tensor,
+            micro: 1,
+        };
+        model().init_lowered(lowered, step, s, BATCH, SEED).unwrap()
     }
 
     /// The whole parameters of `full` from workers `0..tensor`'s shards.

@@ -9,7 +9,7 @@ use dagger::ir::model::{HistoryModel, Link, Platform};
 use dagger::ir::sched::HeftScheduler;
 use dagger::nn::{Activation, BlockStack, Net};
 use dagger::tensor::task_step::strategy::{parallelize, Strategy};
-use dagger::tensor::task_step::{lower_step, LowerOptions, StepPlacement, TaskStep};
+use dagger::tensor::task_step::{lower_step, LowerOptions, StepPlacement};
 use dagger::tensor::TensorGraph;
 use std::time::Instant;
 
@@ -38,22 +38,6 @@ fn build(s: Strategy) -> Result<(Net, StepPlacement), String> {
         StepPlacement::OneDevice
     };
     Ok((step, placement))
-}
-
-/// Sets `lowered`'s parameters: the optimizer's state from `step`, each
-/// worker its shard of the model's initial values.
-fn set_params(lowered: &mut TaskStep, step: &Net, s: Strategy) {
-    for (name, values) in step.initial_params(1) {
-        if !name.starts_with("block") {
-            lowered.set_param(&name, &values).expect("optimizer state");
-        }
-    }
-    let (shards, _) = model().initial_shards(s.tensor, BATCH, 1).expect("shards");
-    for w in 0..s.workers() {
-        for (name, values) in &shards[w % s.tensor] {
-            lowered.set_worker_param(w, name, values).expect("shard");
-        }
-    }
 }
 
 /// Bytes per second of copying 64 MiB of floats on this machine (the best
@@ -127,7 +111,9 @@ pub fn table(rate: f64, x: &[f32], y: &[f32]) {
             ..options
         };
         let mut lowered = lower_step(&step, &placement, options).expect("lowers");
-        set_params(&mut lowered, &step, c.strategy);
+        model()
+            .init_lowered(&mut lowered, &step, c.strategy, BATCH, 1)
+            .expect("parameters");
         let on_cores = lowered
             .predict(&per_core, &HistoryModel::new(), &HeftScheduler)
             .expect("predicts");

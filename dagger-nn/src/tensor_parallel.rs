@@ -20,6 +20,7 @@ use super::net::{Activation, Net};
 use super::optim::Optimizer;
 use super::replica::{Link, Place, Start, WorkerPlan};
 use dagger_tensor::task_step::strategy::Strategy;
+use dagger_tensor::task_step::TaskStep;
 use dagger_tensor::{
     all_reduce_sum, thread_ring, CompileOptions, ParallelGroup, Program, Shape, Tensor, TensorOp,
     ThreadLink,
@@ -174,6 +175,40 @@ impl BlockStack {
         } else {
             net.train_step(loss, &[], optimizer)
         }
+    }
+
+    /// Sets the initial parameters of `lowered`, the lowered
+    /// [`strategy_step`](Self::strategy_step) `step` of `strategy`: the
+    /// optimizer's state from `step`'s net (drawn from `seed`), and each
+    /// worker of the grid its shard of the whole model's initial values
+    /// (the same as one device's from `seed`). Returns the whole
+    /// parameters' names and shapes, to join the shards back with
+    /// [`whole_params`](Self::whole_params).
+    pub fn init_lowered(
+        &self,
+        lowered: &mut TaskStep,
+        step: &Net,
+        strategy: Strategy,
+        batch: usize,
+        seed: u64,
+    ) -> Result<FullShapes> {
+        for (name, values) in step.initial_params(seed) {
+            // The model's parameters are all `block...`; the rest is state.
+            if !name.starts_with("block") {
+                lowered
+                    .set_param(&name, &values)
+                    .map_err(|e| Error::Settings(e.to_string()))?;
+            }
+        }
+        let (shards, full) = self.initial_shards(strategy.tensor, batch, seed)?;
+        for w in 0..strategy.workers() {
+            for (name, values) in &shards[w % strategy.tensor] {
+                lowered
+                    .set_worker_param(w, name, values)
+                    .map_err(|e| Error::Settings(e.to_string()))?;
+            }
+        }
+        Ok(full)
     }
 
     /// The whole parameters named in `full` (as [`initial_shards`](Self::initial_shards)
