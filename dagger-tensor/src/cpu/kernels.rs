@@ -14,15 +14,18 @@ use faer::{Accum, MatMut, MatRef, Par};
 /// runtime's workers.
 const PARALLEL_FLOPS: usize = 1 << 22;
 
-/// Fewest rows of the result a split product hands to one worker.
+/// Fewest rows (or, for a product of few rows, columns) of the result a
+/// split product hands to one worker.
 const MIN_ROWS: usize = 64;
 
 /// `out = op(a) op(b)` for row-major matrices `a: sa`, `b: sb`.
 ///
-/// The product is faer's, on one thread per block of rows: large products
-/// are cut in halves by rows of the result and the halves forked with the
-/// runtime's [`join`](dagger_runtime::join::join) (which allocates nothing), so a
-/// training step's products use every core without an allocation.
+/// The product is faer's, on one thread per block: large products are cut
+/// in halves by rows of the result (by columns where it has too few rows,
+/// as a training step's forward products of a small batch have) and the
+/// halves forked with the runtime's [`join`](dagger_runtime::join::join)
+/// (which allocates nothing), so a training step's products use every core
+/// without an allocation.
 pub fn matmul(
     a: &[f32],
     sa: &Shape,
@@ -44,11 +47,17 @@ pub fn matmul(
 
 fn product(out: MatMut<'_, f32>, a: MatRef<'_, f32>, b: MatRef<'_, f32>) {
     let (m, n, k) = (out.nrows(), out.ncols(), a.ncols());
-    if m >= 2 * MIN_ROWS && m * n * k >= PARALLEL_FLOPS {
+    let large = m * n * k >= PARALLEL_FLOPS;
+    if large && m >= 2 * MIN_ROWS {
         let half = m / 2;
         let (top, bottom) = out.split_at_row_mut(half);
         let (a_top, a_bottom) = a.split_at_row(half);
         dagger_runtime::join::join(|| product(top, a_top, b), || product(bottom, a_bottom, b));
+    } else if large && n >= 2 * MIN_ROWS {
+        let half = n / 2;
+        let (left, right) = out.split_at_col_mut(half);
+        let (b_left, b_right) = b.split_at_col(half);
+        dagger_runtime::join::join(|| product(left, a, b_left), || product(right, a, b_right));
     } else {
         faer::linalg::matmul::matmul(out, Accum::Replace, a, b, 1.0f32, Par::Seq);
     }
@@ -306,6 +315,37 @@ mod tests {
         // aᵀ (3x2) times aᵀᵀ... : (aᵀ)ᵀ bᵀ = a bᵀ would be 2x3 by 2x3: use bᵀ aᵀ = (a b)ᵀ.
         matmul(&b, &sb, &a, &sa, true, true, &mut out);
         assert_eq!(out, [4.0, 10.0, 5.0, 11.0]);
+    }
+
+    #[test]
+    fn split_products_equal_the_plain_product() {
+        // Large enough to split: by rows (256 rows), and by columns (a
+        // small batch's 64 rows), each with every transpose.
+        for (m, k, n) in [(256, 128, 160), (64, 256, 1024)] {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
+            let mut plain = vec![0.0f32; m * n];
+            for i in 0..m {
+                for j in 0..n {
+                    plain[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+                }
+            }
+            let at = transposed(&a, m, k);
+            let bt = transposed(&b, k, n);
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let (x, sx) = if ta { (&at, [k, m]) } else { (&a, [m, k]) };
+                let (y, sy) = if tb { (&bt, [n, k]) } else { (&b, [k, n]) };
+                let mut out = vec![0.0f32; m * n];
+                matmul(x, &Shape::of(&sx), y, &Shape::of(&sy), ta, tb, &mut out);
+                assert_eq!(out, plain, "{m}x{k}x{n}, transposes {ta} {tb}");
+            }
+        }
+    }
+
+    fn transposed(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+        (0..rows * cols)
+            .map(|i| a[(i % rows) * cols + i / rows])
+            .collect()
     }
 
     #[test]
