@@ -62,6 +62,11 @@ pub struct Platform {
     pub network: Link,
     /// Between host memory and a GPU.
     pub host_device: Link,
+    /// Between two GPUs of one node (NVLink), where they have their own
+    /// link; without it (the default, and files without the field) they
+    /// cross `host_device`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_device: Option<Link>,
 }
 
 impl Platform {
@@ -83,6 +88,33 @@ impl Platform {
                 latency: 10e-6,
                 bandwidth: 12e9,
             },
+            device_device: None,
+        }
+    }
+
+    /// `nodes` nodes of `gpus_per_node` GPUs each (processor `n *
+    /// gpus_per_node + i` is GPU `i` of node `n`, of relative speed
+    /// `gpu_speed`), the GPUs of a node joined by `nvlink`, nodes by
+    /// `network` (each GPU's own share of its node's network: one adapter
+    /// per GPU, as in a DGX). The host link is [`Platform::local`]'s.
+    pub fn gpu_cluster(
+        nodes: usize,
+        gpus_per_node: usize,
+        gpu_speed: f64,
+        nvlink: Link,
+        network: Link,
+    ) -> Self {
+        Platform {
+            processors: (0..nodes * gpus_per_node)
+                .map(|i| Processor {
+                    kind: ProcKind::Gpu,
+                    speed: gpu_speed,
+                    node: i / gpus_per_node.max(1),
+                })
+                .collect(),
+            network,
+            device_device: Some(nvlink),
+            ..Platform::local(1)
         }
     }
 
@@ -91,6 +123,10 @@ impl Platform {
         let (pa, pb) = (&self.processors[a], &self.processors[b]);
         if pa.node != pb.node {
             self.network.transfer_time(bytes)
+        } else if let (ProcKind::Gpu, ProcKind::Gpu, Some(link), true) =
+            (pa.kind, pb.kind, self.device_device, a != b)
+        {
+            link.transfer_time(bytes)
         } else if (pa.kind == ProcKind::Gpu) != (pb.kind == ProcKind::Gpu)
             || (pa.kind == ProcKind::Gpu && a != b)
         {
@@ -118,7 +154,12 @@ impl Platform {
                 "processor {bad} has a speed that is not positive"
             )));
         }
-        for (field, link) in [("network", &p.network), ("host_device", &p.host_device)] {
+        let links = [
+            ("network", Some(&p.network)),
+            ("host_device", Some(&p.host_device)),
+            ("device_device", p.device_device.as_ref()),
+        ];
+        for (field, link) in links.into_iter().filter_map(|(f, l)| l.map(|l| (f, l))) {
             if !(link.bandwidth > 0.0 && link.bandwidth.is_finite()) {
                 return Err(crate::IrError::Json(format!(
                     "\"{field}\".\"bandwidth\" is {} but must be a positive number of bytes per second",
@@ -181,5 +222,56 @@ mod tests {
             e.to_string().contains(r#""host_device"."latency" is -1"#),
             "{e}"
         );
+    }
+
+    #[test]
+    fn gpus_of_one_node_use_nvlink_and_of_two_nodes_the_network() {
+        let nvlink = Link {
+            latency: 2e-6,
+            bandwidth: 300e9,
+        };
+        let network = Link {
+            latency: 5e-6,
+            bandwidth: 25e9,
+        };
+        let p = Platform::gpu_cluster(2, 4, 100.0, nvlink, network);
+        assert_eq!(p.processors.len(), 8);
+        assert_eq!((p.processors[3].node, p.processors[4].node), (0, 1));
+        assert!(p.processors.iter().all(|q| q.kind == ProcKind::Gpu));
+        assert_eq!(p.transfer_time(0, 3, 300_000), 2e-6 + 1e-6);
+        assert_eq!(p.transfer_time(3, 4, 25_000), 5e-6 + 1e-6);
+        assert_eq!(p.transfer_time(2, 2, 1 << 30), 0.0);
+        // Without the field, GPUs of one node cross the host link, as before.
+        let text = serde_json::to_string(&p).unwrap();
+        assert_eq!(Platform::from_json(&text).unwrap(), p);
+        let old = Platform {
+            device_device: None,
+            ..p.clone()
+        };
+        assert!(!serde_json::to_string(&old)
+            .unwrap()
+            .contains("device_device"));
+        assert_eq!(old.transfer_time(0, 3, 12_000), 10e-6 + 1e-6);
+        let bad = text.replace("300000000000.0", "0");
+        let e = Platform::from_json(&bad).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(r#""device_device"."bandwidth" is 0"#),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_dgx_a100_file_is_the_constructor_at_eight_nodes() {
+        let file = include_str!("../../../examples/platforms/dgx_a100.json");
+        let p = Platform::from_json(file).unwrap();
+        let built = Platform::gpu_cluster(
+            8,
+            8,
+            p.processors[0].speed,
+            p.device_device.unwrap(),
+            p.network,
+        );
+        assert_eq!(p, built);
     }
 }
