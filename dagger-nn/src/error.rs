@@ -46,6 +46,22 @@ pub enum Error {
     /// the batch.
     #[error("{0}")]
     Settings(String),
+    /// Planning a GPT's split: no split fits the memory of the platform's
+    /// GPUs.
+    #[error(
+        "no split of the model fits a {device} of {available} bytes: the least hungry, \
+         {split}, needs {needed} bytes a GPU"
+    )]
+    NoSplitFits {
+        /// The GPU.
+        device: String,
+        /// Bytes each GPU has.
+        available: u64,
+        /// The split that needs the least memory.
+        split: String,
+        /// Bytes it needs a GPU.
+        needed: u64,
+    },
     /// A pipeline stage's thread stopped, or its links or ring failed.
     #[error("stage {0} stopped: {1}")]
     StageLost(usize, String),

@@ -65,6 +65,7 @@ pub mod array;
 mod cluster_links;
 pub mod data_parallel;
 pub mod error;
+pub mod gpt_plan;
 pub mod init;
 pub mod io;
 pub mod lower;
