@@ -454,5 +454,5 @@ fn main() {
         &memory,
         "1F1B, 4 micro-batches; 8 threads on this run's cores",
     );
-    strategies::table(rate, &x, &y);
+    strategies::table(&x, &y);
 }

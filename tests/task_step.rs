@@ -3,7 +3,7 @@
 
 use dagger::ir::model::Platform;
 use dagger::ir::model::{HistoryModel, Link};
-use dagger::ir::sched::{DynamicPolicy, HeftScheduler};
+use dagger::ir::sched::{DynamicPolicy, HeftScheduler, SharedCores};
 use dagger::nn::{Activation, CompileOptions, Momentum, Net, Program, SeededRng};
 use dagger::tensor::task_step::strategy::{parallelize, Strategy};
 use dagger::tensor::task_step::{lower_step, LowerOptions, StepPlacement, TaskStep};
@@ -499,8 +499,15 @@ fn parallelize_predicts_every_split_keeps_what_fits_and_its_choice_trains_right(
         max_nodes: 8,
         ..LowerOptions::default()
     };
-    let (choice, mut lowered) =
-        parallelize(&strategies, build, &platform, 1 << 30, options).unwrap();
+    let (choice, mut lowered) = parallelize(
+        &strategies,
+        build,
+        &platform,
+        &HeftScheduler,
+        1 << 30,
+        options,
+    )
+    .unwrap();
     assert_eq!(choice.candidates.len(), strategies.len());
     let three = choice
         .candidates
@@ -539,7 +546,7 @@ fn parallelize_predicts_every_split_keeps_what_fits_and_its_choice_trains_right(
     );
     // Memory too small for any: the error names the least a worker needs.
     let build = |s: Strategy| megatron_step(s).map(|(net, placement)| ((*net).clone(), placement));
-    let err = parallelize(&strategies, build, &platform, 1000, options)
+    let err = parallelize(&strategies, build, &platform, &HeftScheduler, 1000, options)
         .err()
         .unwrap()
         .to_string();
@@ -548,4 +555,36 @@ fn parallelize_predicts_every_split_keeps_what_fits_and_its_choice_trains_right(
         "{err}"
     );
     assert!(err.contains("1000 available"), "{err}");
+    // On one machine's shared cores, the shards of a split run side by
+    // side: 2 replicas predict faster than one device, where each task
+    // alone already uses both cores they predict no faster (the work
+    // alone: no time a task, free copies).
+    let one_machine = Platform::local(1);
+    let options = LowerOptions {
+        task_seconds: 0.0,
+        copy_bytes_per_second: f64::INFINITY,
+        ..options
+    };
+    let predict = |alone: f64| {
+        let strategies = [1, 2].map(|data| Strategy {
+            data,
+            tensor: 1,
+            micro: 1,
+        });
+        let build =
+            |s: Strategy| megatron_step(s).map(|(net, placement)| ((*net).clone(), placement));
+        let machine = SharedCores::new(2.0, alone);
+        let (choice, _) =
+            parallelize(&strategies, build, &one_machine, &machine, 1 << 30, options).unwrap();
+        let seconds: Vec<f64> = choice
+            .candidates
+            .iter()
+            .map(|c| c.predicted_seconds.unwrap())
+            .collect();
+        [seconds[0], seconds[1]]
+    };
+    let [one, two] = predict(1.0);
+    assert!(two < 0.75 * one, "2 replicas {two} s vs one device {one} s");
+    let [one, two] = predict(2.0);
+    assert!(two >= one, "2 replicas {two} s vs one device alone {one} s");
 }

@@ -1,17 +1,22 @@
 //! The one path's strategy table: every strategy of the Megatron stack
 //! that equals the bench's MLP, lowered to tasks, predicted before it runs
-//! (`parallelize`: HEFT on the tasks' floating-point work at the rate the
-//! one-device step measured), then run and measured, the automatic choice
-//! marked and set beside the best measured.
+//! (`parallelize` with `SharedCores`: the tasks' floating-point work at
+//! one core's rate, sharing the machine's cores, a task alone as much
+//! faster as the one-device step measured on every core over one), then
+//! run and measured, the automatic choice marked and set beside the best
+//! measured.
 
-use super::{time_lowered, BATCH, INPUTS, OPT};
+use super::{time, time_lowered, BATCH, INPUTS, OPT, STEPS};
 use dagger::ir::model::{HistoryModel, Link, Platform};
-use dagger::ir::sched::HeftScheduler;
+use dagger::ir::sched::{HeftScheduler, Scheduler, SharedCores};
 use dagger::nn::{Activation, BlockStack, Net};
+use dagger::tensor::task_step::calibrate::{
+    copy_bytes_per_second, fit, shared_cores, MachineTimes,
+};
 use dagger::tensor::task_step::strategy::{parallelize, Strategy};
-use dagger::tensor::task_step::{lower_step, LowerOptions, StepPlacement};
+use dagger::tensor::task_step::{lower_step, LowerOptions, StepPlacement, TaskStep};
 use dagger::tensor::TensorGraph;
-use std::time::Instant;
+use dagger::Runtime;
 
 /// The bench's MLP as Megatron blocks: (1024, 512) then (1024, 10).
 fn model() -> BlockStack {
@@ -40,24 +45,56 @@ fn build(s: Strategy) -> Result<(Net, StepPlacement), String> {
     Ok((step, placement))
 }
 
-/// Bytes per second of copying 64 MiB of floats on this machine (the best
-/// of 5).
-fn copy_rate() -> f64 {
-    let from = vec![1.0f32; 16 << 20];
-    let mut to = vec![0.0f32; 16 << 20];
-    let best = (0..5)
-        .map(|_| {
-            let t = Instant::now();
-            to.copy_from_slice(&from);
-            std::hint::black_box(&to);
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min);
-    (64 << 20) as f64 / best
+/// The step of `s` lowered with `options` and its parameters set.
+fn lowered(s: Strategy, options: LowerOptions) -> TaskStep {
+    let (step, placement) = build(s).expect("built before");
+    let options = LowerOptions {
+        data: s.data,
+        tensor: s.tensor,
+        ..options
+    };
+    let mut lowered = lower_step(&step, &placement, options).expect("lowers");
+    model()
+        .init_lowered(&mut lowered, &step, s, BATCH, 1)
+        .expect("parameters");
+    lowered
 }
 
-/// Prints the table; `rate` is the one-device step's FLOP/s.
-pub fn table(rate: f64, x: &[f32], y: &[f32]) {
+/// The cost model fitted on one worker (the one-device step lowered
+/// whole and a task per op, 20 steps each), and the machine measured with
+/// a copy of the whole step per core; with the per-op step's seconds.
+fn calibrate(
+    options: LowerOptions,
+    cores: usize,
+    x: &[f32],
+    y: &[f32],
+) -> (LowerOptions, SharedCores, MachineTimes, f64) {
+    let one = Strategy {
+        data: 1,
+        tensor: 1,
+        micro: 1,
+    };
+    let batch = [("x", x), ("y", y)];
+    let mut copies: Vec<TaskStep> = (0..cores).map(|_| lowered(one, options)).collect();
+    let (machine, times) = shared_cores(&mut copies, &batch, STEPS).expect("the machine");
+    let mut per_op = lowered(
+        one,
+        LowerOptions {
+            max_nodes: 1,
+            ..options
+        },
+    );
+    let rt = Runtime::builder().threads(1).build();
+    let per_op_seconds = time(|| {
+        per_op.run(&rt, &batch).expect("step");
+    }) / 1e3;
+    let timed = [(&copies[0], times.one_worker), (&per_op, per_op_seconds)];
+    let fitted = fit(&timed, options).expect("the cost model fits");
+    (fitted, machine, times, per_op_seconds)
+}
+
+/// Prints the table.
+pub fn table(x: &[f32], y: &[f32]) {
     let mut strategies = Strategy::grid(2, &[1]);
     strategies.extend(
         [(1, 1, 2), (1, 1, 4), (2, 2, 1)].map(|(data, tensor, micro)| Strategy {
@@ -67,32 +104,38 @@ pub fn table(rate: f64, x: &[f32], y: &[f32]) {
         }),
     );
     let options = LowerOptions {
-        flops_per_second: rate,
-        copy_bytes_per_second: copy_rate(),
+        copy_bytes_per_second: copy_bytes_per_second(),
         ..LowerOptions::default()
     };
-    // One processor at the rate the whole one-device step measured: a
-    // task's products already use every core (join).
-    let platform = Platform::local(1);
+    // The executor's model: every ready task runs at once, sharing the
+    // cores; a task alone runs `alone` times as fast as on one core.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (options, machine, times, per_op) = calibrate(options, cores, x, y);
+    let one_core = Platform::local(1);
     let as_graph =
         |s: Strategy| build(s).map(|(net, placement)| (TensorGraph::clone(&net), placement));
-    let (choice, _) =
-        parallelize(&strategies, as_graph, &platform, 1 << 30, options).expect("a strategy fits");
+    let (choice, _) = parallelize(&strategies, as_graph, &one_core, &machine, 1 << 30, options)
+        .expect("a strategy fits");
     println!(
-        "\nThe one path: the same model as Megatron blocks, every strategy lowered to tasks, predicted on the machine as one processor at {:.1} GFLOP/s, {:.1} GB/s copies, {:.0} us a task\n",
-        rate / 1e9,
+        "\nThe one path: the same model as Megatron blocks, every strategy lowered to tasks, predicted on {cores} shared cores ({}) doing {:.2} cores' work together, a task alone {:.2}x as fast as on one, {:.1} GFLOP/s a core, {:.0} us a task, {:.1} GB/s copies; fitted to the one-device step on one worker, whole ({:.2} ms) and a task per op ({:.2} ms), whole on every core ({:.2} ms) and a copy on each core at once ({:.2} ms)\n",
+        machine.name(),
+        machine.throughput(),
+        machine.alone(),
+        options.flops_per_second / 1e9,
+        options.task_seconds * 1e6,
         options.copy_bytes_per_second / 1e9,
-        options.task_seconds * 1e6
+        times.one_worker * 1e3,
+        per_op * 1e3,
+        times.every_worker * 1e3,
+        times.side_by_side * 1e3,
     );
-    // The other model: each core a processor at its share of that rate.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut per_core = Platform::local(cores);
-    for p in &mut per_core.processors {
-        p.speed = 1.0 / cores as f64;
-    }
-    println!("| strategy (data x tensor x micro) | ms per step | predicted ms (1 processor) | error | predicted ms ({cores} cores as processors) | error | calibrated prediction ms | MB per worker | tasks | |");
+    // The other model: the machine as one processor at a task alone's
+    // speed, HEFT placing the tasks one after another.
+    let mut as_one = Platform::local(1);
+    as_one.processors[0].speed = machine.alone();
+    println!("| strategy (data x tensor x micro) | ms per step | predicted ms ({cores} shared cores) | error | predicted ms (1 processor) | error | calibrated prediction ms | MB per worker | tasks | |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    let mut second: Option<(f64, usize)> = None;
+    let mut by_one_processor: Option<(f64, usize)> = None;
     let mut by_calibration: Option<(f64, usize)> = None;
     let mut measured = Vec::new();
     for (k, c) in choice.candidates.iter().enumerate() {
@@ -104,21 +147,12 @@ pub fn table(rate: f64, x: &[f32], y: &[f32]) {
             );
             continue;
         };
-        let (step, placement) = build(c.strategy).expect("built before");
-        let options = LowerOptions {
-            data: c.strategy.data,
-            tensor: c.strategy.tensor,
-            ..options
-        };
-        let mut lowered = lower_step(&step, &placement, options).expect("lowers");
-        model()
-            .init_lowered(&mut lowered, &step, c.strategy, BATCH, 1)
-            .expect("parameters");
-        let on_cores = lowered
-            .predict(&per_core, &HistoryModel::new(), &HeftScheduler)
+        let mut lowered = lowered(c.strategy, options);
+        let serial = lowered
+            .predict(&as_one, &HistoryModel::new(), &HeftScheduler)
             .expect("predicts");
-        if second.is_none_or(|b| on_cores < b.0) {
-            second = Some((on_cores, k));
+        if by_one_processor.is_none_or(|b| serial < b.0) {
+            by_one_processor = Some((serial, k));
         }
         let (ms, calibrated) = time_lowered(&mut lowered, x, y);
         measured.push((ms, k));
@@ -135,8 +169,8 @@ pub fn table(rate: f64, x: &[f32], y: &[f32]) {
             c.strategy,
             predicted * 1e3,
             (predicted * 1e3 / ms - 1.0) * 100.0,
-            on_cores * 1e3,
-            (on_cores * 1e3 / ms - 1.0) * 100.0,
+            serial * 1e3,
+            (serial * 1e3 / ms - 1.0) * 100.0,
             calibrated * 1e3,
             c.bytes_per_worker as f64 / 1e6,
             c.tasks,
@@ -155,7 +189,7 @@ pub fn table(rate: f64, x: &[f32], y: &[f32]) {
     };
     let chosen_ms = ms_of(choice.chosen);
     println!(
-        "\nautomatic choice (1 processor) {}: {chosen_ms:.2} ms, {:.2}x the best measured, {} at {best_ms:.2} ms",
+        "\nautomatic choice ({cores} shared cores) {}: {chosen_ms:.2} ms, {:.2}x the best measured, {} at {best_ms:.2} ms",
         choice.best().strategy,
         chosen_ms / best_ms,
         choice.candidates[best].strategy,
@@ -168,9 +202,9 @@ pub fn table(rate: f64, x: &[f32], y: &[f32]) {
             ms_of(k) / best_ms
         );
     }
-    if let Some((_, k)) = second {
+    if let Some((_, k)) = by_one_processor {
         println!(
-            "the choice of the per-core model {}: {:.2} ms, {:.2}x the best measured",
+            "the choice of the 1-processor model {}: {:.2} ms, {:.2}x the best measured",
             choice.candidates[k].strategy,
             ms_of(k),
             ms_of(k) / best_ms

@@ -8,8 +8,9 @@
 //! (Arabnejad and Barbosa, 2014) and [`LookaheadScheduler`] (Bittencourt,
 //! Sakellariou and Madeira, 2010); the dynamic policies ([`DynamicPolicy`]:
 //! eager, random, round-robin, work stealing, StarPU's dmda and dmdas) run
-//! in the discrete-event [simulator](simulate). All are measured by
-//! makespan, [`slr`] and [`speedup`].
+//! in the discrete-event [simulator](simulate); [`SharedCores`] predicts
+//! the CPU executor, whose running tasks share one machine's cores. All
+//! are measured by makespan, [`slr`] and [`speedup`].
 //!
 //! The static schedulers take `O((tasks + edges) x processors)` time up to
 //! a log factor (lookahead looks at a bounded number of children and
@@ -33,6 +34,7 @@ pub mod problem;
 pub mod progress;
 pub mod rank;
 pub mod schedule;
+pub mod shared;
 pub mod simulate;
 mod timeline;
 
@@ -45,6 +47,7 @@ pub use policy::DynamicPolicy;
 pub use problem::Problem;
 pub use progress::Progress;
 pub use schedule::{critical_path_min, slr, speedup, Schedule, Slot};
+pub use shared::SharedCores;
 
 /// A scheduling algorithm: a static one plans the whole graph ahead of time;
 /// a dynamic one ([`DynamicPolicy`]) decides as tasks become

@@ -223,11 +223,8 @@ impl<'a> Lowering<'a> {
             .map(|n| n.shape.numel() * 4)
             .sum();
         let options = &self.options;
-        let seconds = nodes
-            .iter()
-            .map(|&i| node_flops(g, Tensor(i as u32)))
-            .sum::<f64>()
-            / options.flops_per_second
+        let flops: f64 = nodes.iter().map(|&i| node_flops(g, Tensor(i as u32))).sum();
+        let seconds = flops / options.flops_per_second
             + copied as f64 / options.copy_bytes_per_second
             + options.task_seconds;
         let name = self.segment_name(k, w, nodes);
@@ -254,6 +251,8 @@ impl<'a> Lowering<'a> {
             device: self.device_of[nodes[0]],
             nodes: nodes.to_vec(),
             seconds,
+            flops,
+            copied_bytes: copied,
             planned_bytes,
         };
         Ok((info, segment))

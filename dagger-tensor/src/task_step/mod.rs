@@ -71,6 +71,7 @@
 //! ```
 
 mod bodies;
+pub mod calibrate;
 mod cut;
 mod lowering;
 pub mod strategy;
@@ -226,8 +227,13 @@ pub struct SegmentInfo {
     pub device: usize,
     /// Its nodes, in the optimized graph.
     pub nodes: Vec<usize>,
-    /// Its predicted seconds.
+    /// Its predicted seconds: `flops / flops_per_second + copied_bytes /
+    /// copy_bytes_per_second + task_seconds` of its [`LowerOptions`].
     pub seconds: f64,
+    /// Its floating-point work.
+    pub flops: f64,
+    /// Bytes it copies: its operands in and its outputs out.
+    pub copied_bytes: usize,
     /// Bytes of its executable's planned buffers (its parameters resident
     /// there, its activations, its operands' copies).
     pub planned_bytes: usize,

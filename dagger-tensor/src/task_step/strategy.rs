@@ -5,24 +5,29 @@
 //! micro-batches. [`parallelize`] builds the step of each strategy (the
 //! caller's `build`: the net split `tensor` ways on a replica's share of the
 //! batch, unrolled over the micro-batches, with its training step and its
-//! placement), lowers it, predicts one step with HEFT on the platform's
-//! processors from the tasks' predicted times (their floating-point work
-//! over [`LowerOptions::flops_per_second`], the bytes they copy over
-//! [`LowerOptions::copy_bytes_per_second`], and
+//! placement), lowers it, predicts one step with the caller's scheduler on
+//! the platform's processors from the tasks' predicted times (their
+//! floating-point work over [`LowerOptions::flops_per_second`], the bytes
+//! they copy over [`LowerOptions::copy_bytes_per_second`], and
 //! [`LowerOptions::task_seconds`] each: calibrate them on a measured step),
 //! drops the strategies whose workers would hold more than the memory each
 //! has, and returns the fastest, with every candidate's prediction or why
 //! it was dropped.
 //!
-//! The platform says what a processor is. Where one task's products
-//! already use every core (the CPU backend splits them with `join`), the
-//! machine is one processor at the rate a whole step measured; where each
-//! worker has a device of its own, each device is one.
+//! The platform and the scheduler say what a processor is. Where each
+//! worker has a device of its own, each device is one, and a list
+//! scheduler ([`HeftScheduler`](dagger_ir::sched::HeftScheduler)) places
+//! the tasks. On one CPU the executor runs every ready task at once and a
+//! task's products fork onto idle cores (`join`): predict with
+//! [`SharedCores`](dagger_ir::sched::SharedCores) on a one-processor
+//! platform whose rate is one core's, calibrated by a step on one worker
+//! and on all of them.
 //!
 //! # Examples
 //!
 //! ```
 //! use dagger_ir::model::Platform;
+//! use dagger_ir::sched::HeftScheduler;
 //! use dagger_tensor::task_step::strategy::{parallelize, Strategy};
 //! use dagger_tensor::task_step::{LowerOptions, StepPlacement};
 //! use dagger_tensor::TensorGraph;
@@ -41,8 +46,9 @@
 //! };
 //! let strategies = Strategy::grid(2, &[1]);
 //! let platform = Platform::local(2);
-//! let (choice, _) = parallelize(&strategies, build, &platform, 1 << 20, LowerOptions::default())
-//!     .unwrap();
+//! let options = LowerOptions::default();
+//! let (choice, _) =
+//!     parallelize(&strategies, build, &platform, &HeftScheduler, 1 << 20, options).unwrap();
 //! assert_eq!(choice.best().strategy, Strategy { data: 1, tensor: 1, micro: 1 });
 //! assert!(choice.candidates.iter().filter(|c| c.refused.is_some()).count() == 2);
 //! ```
@@ -50,7 +56,7 @@
 use super::{lower_step, LowerError, LowerOptions, StepPlacement, TaskStep};
 use crate::TensorGraph;
 use dagger_ir::model::{HistoryModel, Platform};
-use dagger_ir::sched::HeftScheduler;
+use dagger_ir::sched::Scheduler;
 use std::fmt;
 
 /// One way to split a step.
@@ -101,7 +107,7 @@ impl fmt::Display for Strategy {
 pub struct Candidate {
     /// The strategy.
     pub strategy: Strategy,
-    /// Seconds HEFT predicts for one step (`None` when refused).
+    /// Seconds the scheduler predicts for one step (`None` when refused).
     pub predicted_seconds: Option<f64>,
     /// Bytes each worker would hold (0 when it was not built).
     pub bytes_per_worker: usize,
@@ -132,12 +138,14 @@ impl Choice {
 /// Predicts each of `strategies` and returns the fastest that fits in
 /// `memory_per_worker` bytes, with the chosen strategy's lowered step (see
 /// the [module docs](self)). `build` gives a strategy's step graph (one
-/// worker's) and placement, or why the model does not split so. Errors
+/// worker's) and placement, or why the model does not split so;
+/// `scheduler` predicts a lowered step's time on `platform`. Errors
 /// when none fits, naming the least memory one would need.
 pub fn parallelize(
     strategies: &[Strategy],
     build: impl Fn(Strategy) -> Result<(TensorGraph, StepPlacement), String>,
     platform: &Platform,
+    scheduler: &dyn Scheduler,
     memory_per_worker: usize,
     options: LowerOptions,
 ) -> Result<(Choice, TaskStep), LowerError> {
@@ -168,8 +176,7 @@ pub fn parallelize(
                         candidate.bytes_per_worker
                     ));
                 } else {
-                    let seconds =
-                        lowered.predict(platform, &HistoryModel::new(), &HeftScheduler)?;
+                    let seconds = lowered.predict(platform, &HistoryModel::new(), scheduler)?;
                     candidate.predicted_seconds = Some(seconds);
                     if best.as_ref().is_none_or(|b| seconds < b.1) {
                         best = Some((candidates.len(), seconds, lowered));
