@@ -13,8 +13,32 @@
 //! row's GPUs. Nothing runs on a GPU: every figure "predicted" is
 //! `dagger_nn::gpt_plan`'s analytic model, simulated.
 
+use clap::Parser;
 use dagger::ir::model::Platform;
 use dagger::nn::gpt_plan::{plan, table_1_row, Candidate, GpuModel, PaperRow, TABLE_1};
+
+/// The example's options.
+#[derive(Parser, Debug)]
+#[command(
+    about = "Megatron splits of GPT models planned on simulated DGX A100 clusters, \
+                   beside Narayanan et al. (SC21) Table 1"
+)]
+pub struct Options {
+    /// Every row of Table 1, not only those of 64, 512 and 3072 GPUs.
+    #[arg(long)]
+    pub all: bool,
+    /// The fraction of the A100's peak its matmuls reach.
+    #[arg(long, default_value_t = GpuModel::a100_80gb().gemm_efficiency, value_parser = fraction)]
+    pub gemm_efficiency: f64,
+}
+
+/// A number in (0, 1].
+fn fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(x) if x > 0.0 && x <= 1.0 => Ok(x),
+        _ => Err(format!("`{text}` is not a fraction in (0, 1]")),
+    }
+}
 
 const DGX_A100: &str = include_str!("platforms/dgx_a100.json");
 
@@ -41,21 +65,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         file,
         "the file is gpu_cluster at 8 nodes"
     );
-    let args: Vec<String> = std::env::args().collect();
-    let mut gpu = GpuModel::a100_80gb();
-    if let Some(i) = args.iter().position(|a| a == "--gemm-efficiency") {
-        let value = args
-            .get(i + 1)
-            .ok_or("--gemm-efficiency needs a fraction")?;
-        gpu.gemm_efficiency = value.parse()?;
-    }
+    let options = Options::parse();
+    let gpu = GpuModel {
+        gemm_efficiency: options.gemm_efficiency,
+        ..GpuModel::a100_80gb()
+    };
     println!(
         "{} with matmuls at {:.0}% of peak",
         gpu.name,
         100.0 * gpu.gemm_efficiency
     );
     println!();
-    let rows: Vec<&PaperRow> = if args.iter().any(|a| a == "--all") {
+    let rows: Vec<&PaperRow> = if options.all {
         TABLE_1.iter().collect()
     } else {
         [64, 512, 3072]
