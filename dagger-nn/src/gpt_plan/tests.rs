@@ -138,3 +138,21 @@ fn a_platform_without_gpus_or_a_config_without_heads_is_an_error() {
     let e = plan(&bad, &dgx(1, 25e9), &GpuModel::a100_80gb()).unwrap_err();
     assert!(e.to_string().contains("`heads` must be positive"), "{e}");
 }
+
+#[test]
+fn the_best_of_one_grid_is_its_fastest_micro_batch_and_no_faster_than_the_choice() {
+    let choice = plan(&GPT_1_7B, &dgx(1, 25e9), &GpuModel::a100_80gb()).unwrap();
+    let seconds = |c: &Candidate| c.prediction.as_ref().unwrap().step_seconds;
+    let of = choice.best_of(2, 4, 1).unwrap();
+    assert_eq!(
+        (of.split.data, of.split.tensor, of.split.pipeline),
+        (2, 4, 1)
+    );
+    let same = choice.candidates.iter().filter(|c| {
+        (c.split.data, c.split.tensor, c.split.pipeline) == (2, 4, 1) && c.prediction.is_some()
+    });
+    assert!(same.clone().count() > 1);
+    assert!(same.clone().all(|c| seconds(c) >= seconds(of) * (1.0 - 1e-9)));
+    assert!(seconds(of) >= seconds(choice.best()));
+    assert!(choice.best_of(3, 1, 1).is_none());
+}
