@@ -5,9 +5,10 @@
 
 use super::bodies::{self, Compiled, Source};
 use super::cut::is_all_reduce;
-use super::{LowerError, LowerOptions, SegmentInfo, StepFeed, TaskStep, Tensors};
-use crate::backend::{Backend, BackendError, CpuBackend, Executable};
-use crate::cpu::program::CompileOptions;
+use super::{
+    LowerError, LowerOptions, SegmentInfo, SegmentPlace, StepFeed, Target, TaskStep, Tensors,
+};
+use crate::backend::BackendError;
 use crate::{node_flops, ParallelGroup, Tensor, TensorGraph, TensorOp};
 use dagger_ir::{NodeId, TaskSig};
 use dagger_runtime::builder::{GraphBuilder, Value};
@@ -43,6 +44,8 @@ pub(super) struct Lowering<'a> {
     device_of: &'a [usize],
     segment_of: Vec<Option<usize>>,
     options: LowerOptions,
+    /// What the segments compile for.
+    target: Target<'a>,
     /// Nodes needed outside their own segment (by other tasks or as the
     /// step's results).
     escapes: Vec<bool>,
@@ -57,6 +60,7 @@ impl<'a> Lowering<'a> {
         device_of: &'a [usize],
         segment_of: Vec<Option<usize>>,
         options: LowerOptions,
+        target: Target<'a>,
     ) -> Self {
         let n = g.nodes().len();
         let mut users = vec![Vec::new(); n];
@@ -102,6 +106,7 @@ impl<'a> Lowering<'a> {
             device_of,
             segment_of,
             options,
+            target,
             escapes,
             home,
         }
@@ -206,13 +211,14 @@ impl<'a> Lowering<'a> {
     ) -> Result<(SegmentInfo, Arc<Compiled>), LowerError> {
         let g = self.g;
         let (sub, sources, producers, outs) = self.subgraph(k, w, nodes, produced)?;
-        let exe = CpuBackend {
-            options: CompileOptions {
-                fuse: self.options.fuse,
-            },
-        }
-        .compile(&sub)?;
-        let planned_bytes = Executable::stats(&exe).planned_bytes;
+        let place = SegmentPlace {
+            worker: w,
+            device: self.device_of[nodes[0]],
+            devices: self.target.devices,
+        };
+        let backend = self.target.backend;
+        let exe = backend.compile_at(place, &sub, self.options.fuse)?;
+        let planned_bytes = exe.stats().planned_bytes;
         // Its work, the copies of its operands in and its outputs out, and
         // what running a task costs.
         let copied: usize = sub
@@ -229,7 +235,7 @@ impl<'a> Lowering<'a> {
             + options.task_seconds;
         let name = self.segment_name(k, w, nodes);
         let segment = Arc::new(Compiled {
-            exe: Mutex::new(Box::new(exe)),
+            exe: Mutex::new(exe),
             sources,
             outputs: outs.len(),
         });
@@ -248,7 +254,8 @@ impl<'a> Lowering<'a> {
         }
         let info = SegmentInfo {
             name,
-            device: self.device_of[nodes[0]],
+            device: place.device,
+            backend: backend.name_at(place),
             nodes: nodes.to_vec(),
             seconds,
             flops,

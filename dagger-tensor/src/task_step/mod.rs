@@ -41,9 +41,16 @@
 //! `BlockStack` net). Each all-reduce is cut right after its operand, so its
 //! task overlaps the rest of the backward pass, as bucketed DDP does.
 //!
-//! What is not lowered yet: devices other than the cores (every segment
-//! compiles with [`CpuBackend`](crate::CpuBackend); the device a
-//! segment was placed on is reported in [`TaskStep::segments`]).
+//! Each segment compiles for the place it was put on: its device of the
+//! placement, in its worker of the grid ([`SegmentPlace`]). A
+//! [`SegmentBackend`] says what a place is: [`lower_step`] puts every place
+//! on the cores ([`CpuBackend`]); [`lower_step_on`] takes any other, such
+//! as `dagger_cuda::segments::CudaSegments`, which maps places to GPUs, so
+//! that the stages of a pipeline placed over devices, or the shards of a
+//! tensor-parallel grid, run each on its GPU. The tasks themselves are the
+//! same: values travel between them through host memory (each segment
+//! copies its operands in and its outputs out), and all-reduces sum or
+//! average on the host. [`SegmentInfo::backend`] names what compiled each.
 //!
 //! # Examples
 //!
@@ -73,11 +80,16 @@
 mod bodies;
 pub mod calibrate;
 mod cut;
+pub mod devices;
 mod lowering;
 pub mod strategy;
 
+pub use devices::{SegmentBackend, SegmentPlace};
+
 use crate::backend::BackendError;
-use crate::{optimize, partition, Device, FuseOptions, OutOfMemory, TensorError, TensorGraph};
+use crate::{
+    optimize, partition, CpuBackend, Device, FuseOptions, OutOfMemory, TensorError, TensorGraph,
+};
 use bodies::Compiled;
 use cut::{cut, cut_order};
 use dagger_ir::model::{HistoryModel, Platform};
@@ -225,6 +237,9 @@ pub struct SegmentInfo {
     pub name: String,
     /// The device it was placed on (an index into the placement's devices).
     pub device: usize,
+    /// What compiled it (worker 0's copy): the [`SegmentBackend::name_at`] of
+    /// its place (`cpu`, `cuda:1`).
+    pub backend: String,
     /// Its nodes, in the optimized graph.
     pub nodes: Vec<usize>,
     /// Its predicted seconds: `flops / flops_per_second + copied_bytes /
@@ -261,12 +276,23 @@ pub struct TaskStep {
     travelling_bytes: usize,
 }
 
-/// Lowers `graph` to a task graph placed by `placement` (see the
-/// [module docs](self)).
+/// Lowers `graph` to a task graph placed by `placement`, every segment on
+/// the cores (see the [module docs](self)).
 pub fn lower_step(
     graph: &TensorGraph,
     placement: &StepPlacement,
     options: LowerOptions,
+) -> Result<TaskStep, LowerError> {
+    lower_step_on(graph, placement, options, &CpuBackend::default())
+}
+
+/// Lowers `graph` to a task graph placed by `placement`, each segment
+/// compiled by `backend` for its place (see the [module docs](self)).
+pub fn lower_step_on(
+    graph: &TensorGraph,
+    placement: &StepPlacement,
+    options: LowerOptions,
+    backend: &dyn SegmentBackend,
 ) -> Result<TaskStep, LowerError> {
     if options.data == 0 || options.tensor == 0 {
         return Err(LowerError::Unsupported(format!(
@@ -275,13 +301,24 @@ pub fn lower_step(
         )));
     }
     let (g, _) = optimize(graph, options.fuse);
-    let device_of = match placement {
-        StepPlacement::OneDevice => vec![0; g.nodes().len()],
-        StepPlacement::Partition { devices, link } => partition(&g, devices, *link)?.device_of,
+    let (device_of, devices) = match placement {
+        StepPlacement::OneDevice => (vec![0; g.nodes().len()], 1),
+        StepPlacement::Partition { devices, link } => {
+            (partition(&g, devices, *link)?.device_of, devices.len())
+        }
     };
     let order = cut_order(&g);
     let segment_of = cut(&g, &order, &device_of, options.max_nodes.max(1));
-    Lowering::new(&g, &order, &device_of, segment_of, options).build()
+    let target = Target { backend, devices };
+    Lowering::new(&g, &order, &device_of, segment_of, options, target).build()
+}
+
+/// What the segments compile for: the backend, and how many devices the
+/// placement has.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    backend: &'a dyn SegmentBackend,
+    devices: usize,
 }
 
 /// The error of a worker index past the step's workers.
