@@ -25,6 +25,8 @@
 //!   the runtime's backend seam ([`backend::CudaBackend`]), their
 //!   gradient buckets reduced data-parallel with NCCL or over a host ring
 //!   ([`buckets`]);
+//! - a lowered training step's segments on GPUs, one per place of the
+//!   pipeline or grid ([`segments::CudaSegments`]);
 //! - a GPU as a worker of a dagger runtime ([`GpuWorker`]): tasks with a
 //!   device body (`#[task(gpu = ...)]`) run there, placed by the schedulers;
 //!   values that stay on the GPU between tasks and are copied only where
@@ -43,6 +45,7 @@ pub mod pool;
 pub mod program;
 mod program_error;
 pub mod resident;
+pub mod segments;
 pub mod softmax;
 pub mod solver;
 pub mod tiles;

@@ -45,10 +45,24 @@ pub fn new_nccl_id() -> Result<NcclId, CudaError> {
 }
 
 /// One GPU's communicator in a group of `size` ranks (see the
-/// [module docs](self)).
+/// [module docs](self)). It may move to another thread (a program holding
+/// it runs on whichever worker takes its task), and is used by one thread
+/// at a time: it is `Send`, not `Sync`.
 pub struct NcclRank {
     comm: Comm,
 }
+
+// SAFETY: NCCL lets any thread operate a communicator "as long as users
+// can guarantee only one thread operates the communicator at a time"
+// (NCCL user guide, Thread Safety); it keeps no state tied to the thread
+// that made it. An `NcclRank` is not `Sync`, so only the thread that owns
+// it calls into NCCL through it (`all_reduce` and `broadcast` take `&self`,
+// which cannot reach a second thread), dropping (`ncclCommAbort`)
+// included. It issues no grouped calls, which NCCL wants from one thread
+// (`NcclGroup` does, and stays `!Send`). Its other part, cudarc's stream,
+// is `Send + Sync`. Each call first makes the communicator's device
+// current on the calling thread.
+unsafe impl Send for NcclRank {}
 
 impl NcclRank {
     /// Joins group `id` as `rank` of `size`, on `gpu`'s collective stream.
@@ -94,12 +108,14 @@ impl NcclRank {
         mean: bool,
     ) -> Result<(), CudaError> {
         let op = if mean { ReduceOp::Avg } else { ReduceOp::Sum };
+        self.comm.context().bind_to_thread().map_err(call)?;
         self.comm.all_reduce_in_place(buffer, &op).map_err(call)?;
         Ok(())
     }
 
     /// Gives every rank rank 0's `buffer` (queued like [`Self::all_reduce`]).
     pub fn broadcast<B: DevicePtrMut<f32>>(&self, buffer: &mut B) -> Result<(), CudaError> {
+        self.comm.context().bind_to_thread().map_err(call)?;
         self.comm.broadcast_in_place(buffer, 0).map_err(call)?;
         Ok(())
     }

@@ -335,6 +335,10 @@ impl GpuProgram {
     /// Queues one run of the graph and its parameter updates on stream 0.
     pub fn run(&mut self) -> Result<(), GpuProgramError> {
         self.graph.check_fed(&self.fed)?;
+        // cuBLAS calls on the thread's current context: a program may run
+        // on any thread (a lowered step's tasks run on the runtime's
+        // workers), after programs of other GPUs ran there.
+        self.gpu.bind_to_thread()?;
         for i in 0..self.graph.nodes().len() {
             self.run_node(i)?;
             let (graph, plan, buffers) = (&self.graph, &self.plan, &self.buffers);
