@@ -40,9 +40,11 @@ fn fraction(text: &str) -> Result<f64, String> {
     }
 }
 
-const DGX_A100: &str = include_str!("platforms/dgx_a100.json");
+/// The platform file: 8 DGX A100 nodes.
+pub const DGX_A100: &str = include_str!("platforms/dgx_a100.json");
 
-fn cluster(file: &Platform, gpus: usize) -> Platform {
+/// The cluster of `file`'s nodes grown (or shrunk) to `gpus` GPUs.
+pub fn cluster(file: &Platform, gpus: usize) -> Platform {
     let p = &file.processors;
     let per_node = p.iter().filter(|q| q.node == p[0].node).count();
     let nvlink = file.device_device.unwrap_or(file.host_device);
