@@ -67,9 +67,10 @@ pub trait Backend {
 /// A tensor graph compiled for one device: fed by name, run, read back.
 ///
 /// Reads copy to host memory (and so wait for the queued runs on devices
-/// that queue them). Not `Send` as such: a GPU program holding NCCL
-/// communicators stays on the thread that joined them (ask for
-/// `dyn Executable + Send` where one must move).
+/// that queue them). Not `Send` as such, so that a backend may hold what
+/// must stay on its thread; ask for `dyn Executable + Send` where one must
+/// move (`Program` and `GpuProgram` both are, as a lowered step's segments
+/// need: `task_step::SegmentBackend`).
 pub trait Executable {
     /// The graph as compiled (after the passes).
     fn graph(&self) -> &TensorGraph;
