@@ -393,7 +393,7 @@ fn main() {
         ms,
         simulated,
         &[shard; 2],
-        "Megatron: columns then rows; 2 all-reduces per block",
+        "Megatron: columns then rows; 2 all-reduces per block; the trainer runs the step lowered to tasks",
     );
 
     let mut mixed = TensorParallel::with_data_parallel(&blocks, (2, 2), BATCH, 1, &OPT, 1 << 20)
@@ -413,7 +413,7 @@ fn main() {
         ms,
         simulated,
         &[worker; 4],
-        "4 threads on this run's cores",
+        "a 2 x 2 grid of the lowered step's workers on this run's cores",
     );
 
     // All three: 2 copies of a 2-stage pipeline (a block per stage), each

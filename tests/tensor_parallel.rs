@@ -99,7 +99,7 @@ fn each_block_all_reduces_once_forward_and_once_backward() {
         .unwrap();
     assert_eq!(
         err.to_string(),
-        "a hidden width of 6 does not split over 4 workers"
+        "1 x 4 x 1: block 1's hidden width 6 does not split 4 ways"
     );
 }
 

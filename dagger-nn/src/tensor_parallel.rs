@@ -9,8 +9,12 @@
 //! forward, a sum all-reduce of its gradient backward. So a block costs one
 //! all-reduce each way, of the block's output size. The output bias and
 //! everything after the block are replicated: every worker computes them
-//! alike. Workers are threads sharing a ring (the same machinery as
-//! [`DataParallel`]); every worker trains on the whole batch.
+//! alike. On threads the step is lowered to tasks
+//! ([`BlockStack::strategy_step`], `dagger_tensor::task_step`) and run by
+//! the runtime's executor, each all-reduce a task; on GPUs or a cluster's
+//! ranks each worker is a replica (the same machinery as
+//! [`DataParallel`]). Every worker trains on the whole batch, or its
+//! replica's share of it.
 
 use super::data_parallel::{DataParallel, DataParallelOptions, Workers};
 use super::error::{Error, Result};
@@ -18,12 +22,12 @@ use super::init::Init;
 use super::io::NamedParams;
 use super::net::{Activation, Net};
 use super::optim::Optimizer;
-use super::replica::{Link, Place, Start, WorkerPlan};
+use super::replica::Start;
+use dagger_runtime::Runtime;
 use dagger_tensor::task_step::strategy::Strategy;
-use dagger_tensor::task_step::TaskStep;
+use dagger_tensor::task_step::{lower_step, LowerError, LowerOptions, StepPlacement, TaskStep};
 use dagger_tensor::{
-    all_reduce_sum, thread_ring, CompileOptions, ParallelGroup, Program, Shape, Tensor, TensorOp,
-    ThreadLink,
+    all_reduce_sum, CompileOptions, ParallelGroup, Program, Shape, Tensor, TensorOp,
 };
 
 /// A stack of Megatron MLP blocks then softmax cross-entropy.
@@ -265,14 +269,24 @@ pub type FullShapes = Vec<(String, Shape)>;
 pub struct TensorParallel {
     workers: usize,
     full_shapes: FullShapes,
-    inner: DataParallel,
+    engine: Engine,
+}
+
+/// What runs the workers' steps.
+enum Engine {
+    /// Threads: the step lowered to tasks
+    /// ([`task_step`](dagger_tensor::task_step)), its data x tensor grid
+    /// of workers run by the runtime's executor.
+    Lowered(Box<TaskStep>),
+    /// GPUs or a cluster's ranks: a replica each.
+    Replicas(DataParallel),
 }
 
 impl TensorParallel {
     /// Splits `model` over `workers` (threads, or the ranks of a cluster:
     /// this process then holds its rank's shards); the initial parameters
     /// are the whole model's from `seed` (as one device would draw them),
-    /// cut into shards.
+    /// cut into shards. Threads run the step lowered to tasks.
     pub fn new(
         model: &BlockStack,
         workers: Workers,
@@ -281,6 +295,14 @@ impl TensorParallel {
         optimizer: &dyn Optimizer,
     ) -> Result<TensorParallel> {
         let n = workers.count();
+        if matches!(workers, Workers::Threads(_)) {
+            let grid = Strategy {
+                data: 1,
+                tensor: n,
+                micro: 1,
+            };
+            return Self::lowered(model, grid, batch, seed, optimizer, 0);
+        }
         let (values, full_shapes) = model.initial_shards(n, batch, seed)?;
         let (net, loss) = model.net(batch, n)?;
         let step = net.train_step(loss, &[], optimizer)?;
@@ -295,15 +317,16 @@ impl TensorParallel {
         Ok(TensorParallel {
             workers: n,
             full_shapes,
-            inner,
+            engine: Engine::Replicas(inner),
         })
     }
 
-    /// `dp` data-parallel replicas of `model` split `tp` ways, on
-    /// `dp x tp` threads: worker `(d, t)` holds shard `t`, trains on part
-    /// `d` of every batch of `global_batch`, sums partial results with the
-    /// other shards of replica `d`, and averages gradients (in buckets of
-    /// about `bucket_bytes`) with the other replicas of shard `t`.
+    /// `dp` data-parallel replicas of `model` split `tp` ways, on a
+    /// `dp x tp` grid of workers of the runtime: worker `(d, t)` holds
+    /// shard `t`, trains on part `d` of every batch of `global_batch`, sums
+    /// partial results with the other shards of replica `d`, and averages
+    /// gradients (in buckets of about `bucket_bytes`) with the other
+    /// replicas of shard `t`.
     pub fn with_data_parallel(
         model: &BlockStack,
         (dp, tp): (usize, usize),
@@ -317,57 +340,84 @@ impl TensorParallel {
                 "a global batch of {global_batch} does not split evenly over {dp} replicas"
             )));
         }
-        let (shards, full_shapes) = model.initial_shards(tp, global_batch, seed)?;
-        let (net, loss) = model.net(global_batch / dp, tp)?;
-        let step = net.data_parallel_step(loss, optimizer, bucket_bytes)?;
-        // One ring per shard across replicas, one per replica across shards.
-        let mut data_rings: Vec<Vec<ThreadLink>> = (0..tp).map(|_| thread_ring(dp)).collect();
-        let mut tensor_rings: Vec<Vec<ThreadLink>> = (0..dp).map(|_| thread_ring(tp)).collect();
-        let mut plans = Vec::with_capacity(dp * tp);
-        for (d, replica_ring) in tensor_rings.iter_mut().enumerate() {
-            for t in 0..tp {
-                let rings = vec![
-                    (
-                        ParallelGroup::Data,
-                        Link::Ring(Box::new(data_rings[t].remove(0))),
-                    ),
-                    (
-                        ParallelGroup::Tensor,
-                        Link::Ring(Box::new(replica_ring.remove(0))),
-                    ),
-                ];
-                let start = Start::Values(shards[t].clone());
-                plans.push(WorkerPlan {
-                    step: step.clone(),
-                    start,
-                    rings,
-                    share: Some((d, dp)),
-                    place: Place::Cores,
-                });
-            }
-        }
-        let options = DataParallelOptions {
-            global_batch,
-            bucket_bytes,
-            seed,
+        let grid = Strategy {
+            data: dp,
+            tensor: tp,
+            micro: 1,
         };
-        let inner = DataParallel::on_threads(plans, options)?;
+        Self::lowered(model, grid, global_batch, seed, optimizer, bucket_bytes)
+    }
+
+    /// `model`'s step for `grid` lowered to tasks, each worker holding its
+    /// shard of the initial parameters from `seed`.
+    fn lowered(
+        model: &BlockStack,
+        grid: Strategy,
+        batch: usize,
+        seed: u64,
+        optimizer: &dyn Optimizer,
+        bucket_bytes: usize,
+    ) -> Result<TensorParallel> {
+        let step = model.strategy_step(grid, batch, optimizer, bucket_bytes)?;
+        let options = LowerOptions {
+            data: grid.data,
+            tensor: grid.tensor,
+            ..LowerOptions::default()
+        };
+        let lowered = |e: LowerError| Error::Settings(format!("{grid}: {e}"));
+        let mut lowered_step =
+            lower_step(&step, &StepPlacement::OneDevice, options).map_err(lowered)?;
+        let full_shapes = model.init_lowered(&mut lowered_step, &step, grid, batch, seed)?;
         Ok(TensorParallel {
-            workers: tp,
+            workers: grid.tensor,
             full_shapes,
-            inner,
+            engine: Engine::Lowered(Box::new(lowered_step)),
         })
     }
 
-    /// One training step on the whole batch (every worker sees all of it).
+    /// One training step on the whole batch (every worker sees all of it,
+    /// or its replica's share).
     pub fn step(&mut self, x: &[f32], y: &[f32]) -> Result<f32> {
-        self.inner.step(&[("x", x), ("y", y)])
+        let batch = [("x", x), ("y", y)];
+        match &mut self.engine {
+            Engine::Replicas(inner) => inner.step(&batch),
+            Engine::Lowered(step) => {
+                let outputs = step
+                    .run(Runtime::global(), &batch)
+                    .map_err(|e| Error::Batch(e.to_string()))?;
+                Ok(outputs[0][0])
+            }
+        }
+    }
+
+    /// Worker `w`'s parameters, with the optimizer state.
+    fn worker_params(&self, w: usize) -> Result<NamedParams> {
+        match &self.engine {
+            Engine::Replicas(inner) => inner.worker_params(w),
+            Engine::Lowered(step) => {
+                let names: Vec<String> = step
+                    .params()
+                    .map_err(|e| Error::Settings(e.to_string()))?
+                    .into_iter()
+                    .map(|(name, _)| name)
+                    .collect();
+                names
+                    .into_iter()
+                    .map(|name| {
+                        let values = step
+                            .worker_param(w, &name)
+                            .map_err(|e| Error::Settings(e.to_string()))?;
+                        Ok((name, values))
+                    })
+                    .collect()
+            }
+        }
     }
 
     /// This process's shards (a cluster's rank), or worker 0's (threads),
     /// with the optimizer state.
     pub fn local_shards(&self) -> Result<NamedParams> {
-        self.inner.worker_params(0)
+        self.worker_params(0)
     }
 
     /// Rank `rank`'s shards of whole-model parameters `full` (as
@@ -394,13 +444,15 @@ impl TensorParallel {
     /// with thread workers only (a cluster's rank holds just its shards:
     /// see [`local_shards`](Self::local_shards)).
     pub fn params(&self) -> Result<NamedParams> {
-        if self.inner.is_local() {
-            return Err(Error::Batch(
-                "a rank holds only its own shards: use local_shards".into(),
-            ));
+        if let Engine::Replicas(inner) = &self.engine {
+            if inner.is_local() {
+                return Err(Error::Batch(
+                    "a rank holds only its own shards: use local_shards".into(),
+                ));
+            }
         }
         let per_worker: Vec<NamedParams> = (0..self.workers)
-            .map(|r| self.inner.worker_params(r))
+            .map(|r| self.worker_params(r))
             .collect::<Result<_>>()?;
         Ok(join_shards(
             &self.full_shapes,

@@ -152,7 +152,9 @@ fn the_best_of_one_grid_is_its_fastest_micro_batch_and_no_faster_than_the_choice
         (c.split.data, c.split.tensor, c.split.pipeline) == (2, 4, 1) && c.prediction.is_some()
     });
     assert!(same.clone().count() > 1);
-    assert!(same.clone().all(|c| seconds(c) >= seconds(of) * (1.0 - 1e-9)));
+    assert!(same
+        .clone()
+        .all(|c| seconds(c) >= seconds(of) * (1.0 - 1e-9)));
     assert!(seconds(of) >= seconds(choice.best()));
     assert!(choice.best_of(3, 1, 1).is_none());
 }
