@@ -73,6 +73,6 @@ pub use memory::{plan_memory, unplanned_bytes, MemoryPlan};
 pub use microbatch::micro_batches;
 pub use op::{CustomOp, ParallelGroup, TensorOp};
 pub use partition::{
-    equal_layers, evaluate, node_flops, partition, Device, OutOfMemory, Partition,
+    equal_layers, evaluate, node_flops, partition, streamed_bytes, Device, OutOfMemory, Partition,
 };
 pub use shape::{Shape, MAX_RANK};

@@ -131,6 +131,22 @@ pub fn node_flops(g: &TensorGraph, v: Tensor) -> f64 {
     }
 }
 
+/// Bytes node `v` streams through memory: its operands read and its
+/// result written (none for leaves and reshapes: nothing runs). A
+/// product's time is its work ([`node_flops`]) plus these bytes (a
+/// product of few rows reads a whole weight for little work); every other
+/// node is bound by them.
+pub fn streamed_bytes(g: &TensorGraph, v: Tensor) -> u64 {
+    let node = g.node(v);
+    match node.op {
+        TensorOp::Input { .. }
+        | TensorOp::Param { .. }
+        | TensorOp::Const { .. }
+        | TensorOp::Reshape => 0,
+        _ => bytes(g, v) + node.inputs.iter().map(|&a| bytes(g, a)).sum::<u64>(),
+    }
+}
+
 /// Bytes of value `v`.
 fn bytes(g: &TensorGraph, v: Tensor) -> u64 {
     g.shape(v).numel() as u64 * 4

@@ -4,14 +4,18 @@
 //! constants of [`LowerOptions`]:
 //!
 //! ```text
-//! seconds = flops / flops_per_second + copied_bytes / copy_bytes_per_second + task_seconds
+//! seconds = flops / flops_per_second
+//!         + (streamed_bytes + copied_bytes) / copy_bytes_per_second
+//!         + task_seconds
 //! ```
 //!
-//! [`copy_bytes_per_second`] measures the copy rate (a large `memcpy`).
-//! [`fit`] finds the other two from steps timed on *one* worker, where a
-//! step's time is the sum of its tasks': with `x = 1 / flops_per_second`
-//! and `t = task_seconds`, each timed step `i` of `F_i` flops, `C_i` bytes
-//! copied and `N_i` tasks says `T_i - C_i / copy_rate = F_i x + N_i t`, and
+//! (products' work; the bytes the memory-bound nodes stream and the copies
+//! in and out; a cost a task). [`copy_bytes_per_second`] measures the
+//! memory's rate (a large `memcpy`). [`fit`] finds the other two from
+//! steps timed on *one* worker, where a step's time is the sum of its
+//! tasks': with `x = 1 / flops_per_second` and `t = task_seconds`, each
+//! timed step `i` of `F_i` flops, `C_i` bytes streamed or copied and `N_i`
+//! tasks says `T_i - C_i / copy_rate = F_i x + N_i t`, and
 //! the least-squares `(x, t)` of those equations (the normal equations of
 //! two unknowns) is the fit. Two lowerings of one step, cut into few and
 //! into many tasks, tell the work's rate from the cost of a task; more
@@ -46,7 +50,7 @@
 //! let time = |s: &dagger_tensor::task_step::TaskStep| {
 //!     s.segments()
 //!         .iter()
-//!         .map(|g| g.flops / 1e9 + g.copied_bytes as f64 / 1e10 + 10e-6)
+//!         .map(|g| g.flops / 1e9 + (g.streamed_bytes + g.copied_bytes) as f64 / 1e10 + 10e-6)
 //!         .sum::<f64>()
 //! };
 //! let fitted = fit(&[(&whole, time(&whole)), (&per_op, time(&per_op))], options).unwrap();
@@ -170,7 +174,10 @@ pub fn fit(timed: &[(&TaskStep, f64)], options: LowerOptions) -> Result<LowerOpt
     for &(step, seconds) in timed {
         let segments = step.segments();
         let flops: f64 = segments.iter().map(|s| s.flops).sum();
-        let copied: usize = segments.iter().map(|s| s.copied_bytes).sum();
+        let copied: usize = segments
+            .iter()
+            .map(|s| s.streamed_bytes + s.copied_bytes)
+            .sum();
         let tasks = segments.len() as f64;
         let y = seconds - copied as f64 / options.copy_bytes_per_second;
         ff += flops * flops;

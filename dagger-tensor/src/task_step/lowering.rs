@@ -9,7 +9,7 @@ use super::{
     LowerError, LowerOptions, SegmentInfo, SegmentPlace, StepFeed, Target, TaskStep, Tensors,
 };
 use crate::backend::BackendError;
-use crate::{node_flops, ParallelGroup, Tensor, TensorGraph, TensorOp};
+use crate::{node_flops, streamed_bytes, ParallelGroup, Tensor, TensorGraph, TensorOp};
 use dagger_ir::{NodeId, TaskSig};
 use dagger_runtime::builder::{GraphBuilder, Value};
 use dagger_runtime::task::{Body, TaskBody};
@@ -219,8 +219,9 @@ impl<'a> Lowering<'a> {
         let backend = self.target.backend;
         let exe = backend.compile_at(place, &sub, self.options.fuse)?;
         let planned_bytes = exe.stats().planned_bytes;
-        // Its work, the copies of its operands in and its outputs out, and
-        // what running a task costs.
+        // Its products' work; the bytes its other nodes stream and the
+        // copies of its operands in and its outputs out; what running a
+        // task costs.
         let copied: usize = sub
             .nodes()
             .iter()
@@ -229,9 +230,15 @@ impl<'a> Lowering<'a> {
             .map(|n| n.shape.numel() * 4)
             .sum();
         let options = &self.options;
-        let flops: f64 = nodes.iter().map(|&i| node_flops(g, Tensor(i as u32))).sum();
+        let (mut flops, mut streamed) = (0.0, 0u64);
+        for v in nodes.iter().map(|&i| Tensor(i as u32)) {
+            if matches!(g.node(v).op, TensorOp::MatMul { .. }) {
+                flops += node_flops(g, v);
+            }
+            streamed += streamed_bytes(g, v);
+        }
         let seconds = flops / options.flops_per_second
-            + copied as f64 / options.copy_bytes_per_second
+            + (streamed as usize + copied) as f64 / options.copy_bytes_per_second
             + options.task_seconds;
         let name = self.segment_name(k, w, nodes);
         let segment = Arc::new(Compiled {
@@ -259,6 +266,7 @@ impl<'a> Lowering<'a> {
             nodes: nodes.to_vec(),
             seconds,
             flops,
+            streamed_bytes: streamed as usize,
             copied_bytes: copied,
             planned_bytes,
         };

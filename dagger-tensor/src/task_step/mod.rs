@@ -20,8 +20,11 @@
 //! and passes its outputs on as one [`Tensors`] value. The tasks' names say
 //! where they come from (`step.s3:matmul+fused`), so a trace shows each
 //! kernel group as a span and the history model learns their times by
-//! name; until it has, schedulers use the segment's floating-point work
-//! over [`LowerOptions::flops_per_second`].
+//! name; until it has, schedulers use the segment's predicted time: its
+//! products' floating-point work over [`LowerOptions::flops_per_second`],
+//! the bytes its other (memory-bound) nodes stream and its copies over
+//! [`LowerOptions::copy_bytes_per_second`], and
+//! [`LowerOptions::task_seconds`].
 //!
 //! Parameters are state. A parameter used, and updated, by one segment only
 //! stays in that segment's executable, updated in place as in a
@@ -155,10 +158,11 @@ pub struct LowerOptions {
     pub max_nodes: usize,
     /// The fusion pass's options.
     pub fuse: FuseOptions,
-    /// The floating-point rate a segment's predicted time assumes, until
-    /// the cost model has measured it.
+    /// The floating-point rate of products a segment's predicted time
+    /// assumes, until the cost model has measured it.
     pub flops_per_second: f64,
-    /// The rate operands are copied into a segment and its outputs out (a
+    /// The rate of memory: the bytes the other nodes read and write, and
+    /// those of the operands copied into a segment and its outputs out (a
     /// predicted time counts those bytes at it).
     pub copy_bytes_per_second: f64,
     /// What running one task costs beyond its work (a predicted time adds
@@ -242,11 +246,15 @@ pub struct SegmentInfo {
     pub backend: String,
     /// Its nodes, in the optimized graph.
     pub nodes: Vec<usize>,
-    /// Its predicted seconds: `flops / flops_per_second + copied_bytes /
-    /// copy_bytes_per_second + task_seconds` of its [`LowerOptions`].
+    /// Its predicted seconds: `flops / flops_per_second + (streamed_bytes
+    /// + copied_bytes) / copy_bytes_per_second + task_seconds` of its
+    /// [`LowerOptions`].
     pub seconds: f64,
-    /// Its floating-point work.
+    /// The floating-point work of its products.
     pub flops: f64,
+    /// Bytes its other nodes, bound by memory, read and write
+    /// ([`streamed_bytes`](crate::streamed_bytes)).
+    pub streamed_bytes: usize,
     /// Bytes it copies: its operands in and its outputs out.
     pub copied_bytes: usize,
     /// Bytes of its executable's planned buffers (its parameters resident
