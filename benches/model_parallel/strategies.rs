@@ -6,12 +6,12 @@
 //! run and measured, the automatic choice marked and set beside the best
 //! measured.
 
-use super::{time, time_lowered, BATCH, INPUTS, OPT, STEPS};
+use super::{time_lowered, BATCH, INPUTS, OPT, STEPS};
 use dagger::ir::model::{HistoryModel, Link, Platform};
 use dagger::ir::sched::{HeftScheduler, Scheduler, SharedCores};
 use dagger::nn::{Activation, BlockStack, Net};
 use dagger::tensor::task_step::calibrate::{
-    copy_bytes_per_second, fit, shared_cores, MachineTimes,
+    copy_bytes_per_second, fit, seconds_a_step, shared_cores, MachineTimes,
 };
 use dagger::tensor::task_step::strategy::{parallelize, Strategy};
 use dagger::tensor::task_step::{lower_step, LowerOptions, StepPlacement, TaskStep};
@@ -60,41 +60,76 @@ fn lowered(s: Strategy, options: LowerOptions) -> TaskStep {
     lowered
 }
 
-/// The cost model fitted on one worker (the one-device step lowered
-/// whole and a task per op, 20 steps each), and the machine measured with
-/// a copy of the whole step per core; with the per-op step's seconds.
+/// The one-device step for `batch` samples lowered whole with `options`.
+fn one_device_at(batch: usize, options: LowerOptions) -> TaskStep {
+    let one = Strategy {
+        data: 1,
+        tensor: 1,
+        micro: 1,
+    };
+    let step = model()
+        .strategy_step(one, batch, &OPT, 1 << 20)
+        .expect("one device");
+    let mut lowered = lower_step(&step, &StepPlacement::OneDevice, options).expect("lowers");
+    model()
+        .init_lowered(&mut lowered, &step, one, batch, 1)
+        .expect("parameters");
+    lowered
+}
+
+/// The machine and the cost model, measured with the one-device step
+/// lowered whole and a task per op, each timed on one worker, on every
+/// worker, and a copy on each worker at once, and whole at half the batch
+/// on one worker: the products' rate, the streams' and the cost a task
+/// fitted to the one-worker times (at the measured copy rate), a task
+/// alone as much faster on every worker as the whole step runs, the
+/// cores' work together the least of the two steps'. With the half
+/// batch's seconds.
 fn calibrate(
     options: LowerOptions,
-    cores: usize,
     x: &[f32],
     y: &[f32],
-) -> (LowerOptions, SharedCores, MachineTimes, f64) {
+) -> (LowerOptions, SharedCores, [MachineTimes; 2], f64) {
     let one = Strategy {
         data: 1,
         tensor: 1,
         micro: 1,
     };
     let batch = [("x", x), ("y", y)];
-    let mut copies: Vec<TaskStep> = (0..cores).map(|_| lowered(one, options)).collect();
-    let (machine, times) = shared_cores(&mut copies, &batch, STEPS).expect("the machine");
-    let mut per_op = lowered(
-        one,
-        LowerOptions {
-            max_nodes: 1,
-            ..options
-        },
-    );
-    let rt = Runtime::builder().threads(1).build();
-    let per_op_seconds = time(|| {
-        per_op.run(&rt, &batch).expect("step");
-    }) / 1e3;
-    let timed = [(&copies[0], times.one_worker), (&per_op, per_op_seconds)];
+    let per_op = LowerOptions {
+        max_nodes: 1,
+        ..options
+    };
+    let mut measured = [options, per_op].map(|options| {
+        let mut copies: Vec<TaskStep> = (0..Runtime::global().threads())
+            .map(|_| lowered(one, options))
+            .collect();
+        let (machine, times) =
+            shared_cores(Runtime::global(), &mut copies, &batch, 4 * STEPS).expect("the machine");
+        (copies.swap_remove(0), machine, times)
+    });
+    let mut half = one_device_at(BATCH / 2, options);
+    let half_batch = [("x", &x[..x.len() / 2]), ("y", &y[..y.len() / 2])];
+    let one_worker = Runtime::builder().threads(1).build();
+    let half_seconds =
+        seconds_a_step(&mut half, &one_worker, &half_batch, 4 * STEPS).expect("half a batch");
+    let [(whole, on_whole, whole_times), (per_op, on_per_op, per_op_times)] = &mut measured;
+    let timed = [
+        (&*whole, whole_times.one_worker),
+        (&*per_op, per_op_times.one_worker),
+        (&half, half_seconds),
+    ];
     let fitted = fit(&timed, options).expect("the cost model fits");
-    (fitted, machine, times, per_op_seconds)
+    let machine = SharedCores::new(
+        on_whole.throughput().min(on_per_op.throughput()),
+        on_whole.alone(),
+    );
+    (fitted, machine, [*whole_times, *per_op_times], half_seconds)
 }
 
 /// Prints the table.
 pub fn table(x: &[f32], y: &[f32]) {
+    let batch = [("x", x), ("y", y)];
     let mut strategies = Strategy::grid(2, &[1]);
     strategies.extend(
         [(1, 1, 2), (1, 1, 4), (2, 2, 1)].map(|(data, tensor, micro)| Strategy {
@@ -103,45 +138,51 @@ pub fn table(x: &[f32], y: &[f32]) {
             micro,
         }),
     );
+    let copies = copy_bytes_per_second();
     let options = LowerOptions {
-        copy_bytes_per_second: copy_bytes_per_second(),
+        stream_bytes_per_second: copies,
+        copy_bytes_per_second: copies,
         ..LowerOptions::default()
     };
     // The executor's model: every ready task runs at once, sharing the
     // cores; a task alone runs `alone` times as fast as on one core.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (options, machine, times, per_op) = calibrate(options, cores, x, y);
+    let cores = Runtime::global().threads();
+    let (options, machine, [whole, per_op], half) = calibrate(options, x, y);
     let one_core = Platform::local(1);
     let as_graph =
         |s: Strategy| build(s).map(|(net, placement)| (TensorGraph::clone(&net), placement));
     let (choice, _) = parallelize(&strategies, as_graph, &one_core, &machine, 1 << 30, options)
         .expect("a strategy fits");
     println!(
-        "\nThe one path: the same model as Megatron blocks, every strategy lowered to tasks, predicted on {cores} shared cores ({}) doing {:.2} cores' work together, a task alone {:.2}x as fast as on one, {:.1} GFLOP/s a core, {:.0} us a task, {:.1} GB/s copies; fitted to the one-device step on one worker, whole ({:.2} ms) and a task per op ({:.2} ms), whole on every core ({:.2} ms) and a copy on each core at once ({:.2} ms)\n",
+        "\nThe one path: the same model as Megatron blocks, every strategy lowered to tasks, predicted on {cores} shared cores ({}) doing {:.2} cores' work together, a task alone {:.2}x as fast as on one, {:.1} GFLOP/s a core, {:.1} GB/s streams, {:.1} GB/s copies, {:.0} us a task; fitted to the one-device step, whole and a task per op: on one worker {:.2} and {:.2} ms, on every worker {:.2} and {:.2} ms, a copy on each worker at once {:.2} and {:.2} ms; whole at half the batch on one worker {:.2} ms\n",
         machine.name(),
         machine.throughput(),
         machine.alone(),
         options.flops_per_second / 1e9,
-        options.task_seconds * 1e6,
+        options.stream_bytes_per_second / 1e9,
         options.copy_bytes_per_second / 1e9,
-        times.one_worker * 1e3,
-        per_op * 1e3,
-        times.every_worker * 1e3,
-        times.side_by_side * 1e3,
+        options.task_seconds * 1e6,
+        whole.one_worker * 1e3,
+        per_op.one_worker * 1e3,
+        whole.every_worker * 1e3,
+        per_op.every_worker * 1e3,
+        whole.side_by_side * 1e3,
+        per_op.side_by_side * 1e3,
+        half * 1e3,
     );
     // The other model: the machine as one processor at a task alone's
     // speed, HEFT placing the tasks one after another.
     let mut as_one = Platform::local(1);
     as_one.processors[0].speed = machine.alone();
-    println!("| strategy (data x tensor x micro) | ms per step | predicted ms ({cores} shared cores) | error | predicted ms (1 processor) | error | calibrated prediction ms | MB per worker | tasks | |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| strategy (data x tensor x micro) | ms per step (`TaskStep::run`) | predicted ms ({cores} shared cores) | error | predicted ms (1 processor) | error | ms per step, HEFT-placed on 5 traced steps | its calibrated prediction ms | MB per worker | tasks | |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut by_one_processor: Option<(f64, usize)> = None;
     let mut by_calibration: Option<(f64, usize)> = None;
     let mut measured = Vec::new();
     for (k, c) in choice.candidates.iter().enumerate() {
         let Some(predicted) = c.predicted_seconds else {
             println!(
-                "| {} | — | — | — | — | — | — | — | — | {} |",
+                "| {} | — | — | — | — | — | — | — | — | — | {} |",
                 c.strategy,
                 c.refused.as_deref().unwrap_or("")
             );
@@ -154,7 +195,10 @@ pub fn table(x: &[f32], y: &[f32]) {
         if by_one_processor.is_none_or(|b| serial < b.0) {
             by_one_processor = Some((serial, k));
         }
-        let (ms, calibrated) = time_lowered(&mut lowered, x, y);
+        // The executor's own run (work stealing), as `SharedCores` models.
+        let ms =
+            1e3 * seconds_a_step(&mut lowered, Runtime::global(), &batch, 4 * STEPS).expect("step");
+        let (placed_ms, calibrated) = time_lowered(&mut lowered, x, y);
         measured.push((ms, k));
         if by_calibration.is_none_or(|b| calibrated < b.0) {
             by_calibration = Some((calibrated, k));
@@ -165,7 +209,7 @@ pub fn table(x: &[f32], y: &[f32]) {
             ""
         };
         println!(
-            "| {} | {ms:.2} | {:.2} | {:+.0}% | {:.2} | {:+.0}% | {:.2} | {:.1} | {} | {mark} |",
+            "| {} | {ms:.2} | {:.2} | {:+.0}% | {:.2} | {:+.0}% | {placed_ms:.2} | {:.2} | {:.1} | {} | {mark} |",
             c.strategy,
             predicted * 1e3,
             (predicted * 1e3 / ms - 1.0) * 100.0,

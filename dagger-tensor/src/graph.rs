@@ -409,6 +409,12 @@ impl<'a> Rewrite<'a> {
         self.map[old_v.index()] = Some(Tensor((self.new.nodes.len() - 1) as u32));
     }
 
+    /// Makes old value `old_v` the new value `new_v` (emitting nothing: a
+    /// node dropped for one of its operands).
+    pub(crate) fn alias(&mut self, old_v: Tensor, new_v: Tensor) {
+        self.map[old_v.index()] = Some(new_v);
+    }
+
     /// Emits a copy of old node `old_v` with its operands remapped.
     pub(crate) fn copy(&mut self, old_v: Tensor) {
         let mut node = self.old.node(old_v).clone();

@@ -54,7 +54,7 @@ pub mod partition;
 pub mod shape;
 pub mod task_step;
 
-pub use allreduce::{all_reduce_sum, insert_all_reduce, next_bucket};
+pub use allreduce::{all_reduce_sum, drop_lone_all_reduces, insert_all_reduce, next_bucket};
 pub use autodiff::grad;
 pub use backend::{Backend, BackendError, CpuBackend, Executable};
 pub use buckets::{plan_buckets, BucketMember, BucketPlan, BucketPlans};

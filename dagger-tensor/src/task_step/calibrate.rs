@@ -1,25 +1,35 @@
 //! Fitting the lowering's cost model to steps measured on this machine.
 //!
-//! Before a step has run, a segment's predicted time is linear in three
+//! Before a step has run, a segment's predicted time is linear in four
 //! constants of [`LowerOptions`]:
 //!
 //! ```text
 //! seconds = flops / flops_per_second
-//!         + (streamed_bytes + copied_bytes) / copy_bytes_per_second
+//!         + streamed_bytes / stream_bytes_per_second
+//!         + copied_bytes / copy_bytes_per_second
 //!         + task_seconds
 //! ```
 //!
-//! (products' work; the bytes the memory-bound nodes stream and the copies
-//! in and out; a cost a task). [`copy_bytes_per_second`] measures the
-//! memory's rate (a large `memcpy`). [`fit`] finds the other two from
-//! steps timed on *one* worker, where a step's time is the sum of its
-//! tasks': with `x = 1 / flops_per_second` and `t = task_seconds`, each
-//! timed step `i` of `F_i` flops, `C_i` bytes streamed or copied and `N_i`
-//! tasks says `T_i - C_i / copy_rate = F_i x + N_i t`, and
-//! the least-squares `(x, t)` of those equations (the normal equations of
-//! two unknowns) is the fit. Two lowerings of one step, cut into few and
-//! into many tasks, tell the work's rate from the cost of a task; more
-//! steps average out noise.
+//! (products' work; the bytes its nodes stream, mostly in cache; the
+//! copies in and out, which cross tasks and often cores; a cost a task).
+//! [`copy_bytes_per_second`] measures the copies' rate (a large `memcpy`).
+//! [`fit`] finds the other three from steps timed on *one* worker, where
+//! a step's time is the sum of its tasks'. With `x = 1 /
+//! flops_per_second`, `s = 1 / stream_bytes_per_second` and `t =
+//! task_seconds`, each timed step `i` of `F_i` flops, `S_i` bytes streamed,
+//! `C_i` copied and `N_i` tasks says
+//!
+//! ```text
+//! T_i - C_i / copy_bytes_per_second = F_i x + S_i s + N_i t
+//! ```
+//!
+//! and the least-squares `(x, s, t)` of those equations (their normal
+//! equations) is the fit. It takes steps of different mixes: one
+//! step cut into few and into many tasks tells the work from the cost of
+//! a task, the step at another batch size the products from the streams
+//! (a weight's bytes do not grow with the batch; its products' work does).
+//! Given two steps, the streams' rate stays the one given; more steps
+//! average out noise.
 //!
 //! [`shared_cores`] measures the machine for
 //! [`SharedCores`]: a step on one worker, on every worker (how much faster
@@ -42,7 +52,11 @@
 //! let z = g.relu(y).unwrap();
 //! let out = g.matmul(z, v).unwrap();
 //! g.set_outputs(vec![out]).unwrap();
-//! let options = LowerOptions { copy_bytes_per_second: 1e10, ..LowerOptions::default() };
+//! let options = LowerOptions {
+//!     stream_bytes_per_second: 1e10,
+//!     copy_bytes_per_second: 1e10,
+//!     ..LowerOptions::default()
+//! };
 //! let whole = lower_step(&g, &StepPlacement::OneDevice, options).unwrap();
 //! let per_op = lower_step(&g, &StepPlacement::OneDevice, LowerOptions { max_nodes: 1, ..options })
 //!     .unwrap();
@@ -64,7 +78,7 @@ use dagger_runtime::Runtime;
 use std::sync::Barrier;
 use std::time::Instant;
 
-/// Seconds a step took in [`shared_cores`]' three runs.
+/// Seconds a step took in [`shared_cores`]' three runs (medians).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MachineTimes {
     /// On a runtime of one worker.
@@ -75,23 +89,32 @@ pub struct MachineTimes {
     pub side_by_side: f64,
 }
 
-/// The machine as [`SharedCores`], measured with `copies` (one lowered
-/// step per core to model, all the same step) fed `inputs`: the mean of
-/// `steps` steps after two warm-up steps, on one worker, on one runtime
-/// of a worker per copy, and side by side (see the [module docs](self)).
+/// The machine of `rt` as [`SharedCores`], measured with `copies` (one
+/// lowered step per worker of `rt`, all the same step) fed `inputs`: the
+/// mean of `steps` steps after two warm-up steps, on one worker, on `rt`,
+/// and side by side, each copy on a runtime of one worker of its own (see
+/// the [module docs](self)). Errors when the copies are not one per
+/// worker.
 pub fn shared_cores(
+    rt: &Runtime,
     copies: &mut [TaskStep],
     inputs: &[(&str, &[f32])],
     steps: usize,
 ) -> Result<(SharedCores, MachineTimes), LowerError> {
-    let Some(first) = copies.first_mut() else {
-        return Err(LowerError::Unsupported(
-            "measuring the machine needs a step per core, none given".into(),
-        ));
-    };
-    let one_worker = seconds_a_step(first, &Runtime::builder().threads(1).build(), inputs, steps)?;
-    let every = Runtime::builder().threads(copies.len()).build();
-    let every_worker = seconds_a_step(&mut copies[0], &every, inputs, steps)?;
+    if copies.len() != rt.threads() {
+        return Err(LowerError::Unsupported(format!(
+            "measuring the machine needs a step per worker: {} given for {} workers",
+            copies.len(),
+            rt.threads()
+        )));
+    }
+    let one_worker = seconds_a_step(
+        &mut copies[0],
+        &Runtime::builder().threads(1).build(),
+        inputs,
+        steps,
+    )?;
+    let every_worker = seconds_a_step(&mut copies[0], rt, inputs, steps)?;
     let start = Barrier::new(copies.len());
     let side_by_side = std::thread::scope(|scope| {
         let runs: Vec<_> = copies
@@ -128,9 +151,11 @@ pub fn shared_cores(
     ))
 }
 
-/// Mean seconds of `steps` steps of `step` on `rt`, after two warm-up
-/// steps (only those when `steps` is 0).
-fn seconds_a_step(
+/// The median seconds of `steps` steps of `step` on `rt` fed `inputs`,
+/// after two warm-up steps (0 when `steps` is 0): how the calibration
+/// times a step (the median, so that a burst of other work on the machine
+/// does not move it), for timing what it predicts the same way.
+pub fn seconds_a_step(
     step: &mut TaskStep,
     rt: &Runtime,
     inputs: &[(&str, &[f32])],
@@ -139,11 +164,14 @@ fn seconds_a_step(
     for _ in 0..2 {
         step.run(rt, inputs)?;
     }
-    let t = Instant::now();
+    let mut times = Vec::with_capacity(steps);
     for _ in 0..steps {
+        let t = Instant::now();
         step.run(rt, inputs)?;
+        times.push(t.elapsed().as_secs_f64());
     }
-    Ok(t.elapsed().as_secs_f64() / steps.max(1) as f64)
+    times.sort_by(f64::total_cmp);
+    Ok(times.get(steps / 2).copied().unwrap_or(0.0))
 }
 
 /// Bytes per second of copying 64 MiB of floats on this machine (the best
@@ -162,54 +190,125 @@ pub fn copy_bytes_per_second() -> f64 {
     (64 << 20) as f64 / best
 }
 
-/// `options` with [`LowerOptions::flops_per_second`] and
-/// [`LowerOptions::task_seconds`] fitted to `timed`: lowered steps of one
+/// `options` with the cost model fitted to `timed`: lowered steps of one
 /// worker and the seconds each took on one worker (see the
-/// [module docs](self)); the copy rate stays `options`'. Errors when the
-/// steps cannot tell the rate from the cost of a task (their work and
-/// task counts are proportional: time the step cut into more tasks) or
-/// when the times are shorter than their copies alone.
+/// [module docs](self)); the copy rate stays `options'`
+/// ([`copy_bytes_per_second`] measures it). The products' rate
+/// ([`LowerOptions::flops_per_second`]), the streams'
+/// ([`LowerOptions::stream_bytes_per_second`]) and the cost a task
+/// ([`LowerOptions::task_seconds`]) are fitted together where the steps
+/// tell them apart (three or more steps of different mixes: cut
+/// differently, at different batch sizes) and every one comes out
+/// positive (a task's cost may be 0); otherwise the streams' rate stays
+/// `options'` and the other two are fitted. Errors when the steps cannot
+/// tell the products' rate from the cost of a task (their work and task
+/// counts are proportional: time the step cut into more tasks too) or no
+/// positive rate of work explains the times (shorter than their bytes).
 pub fn fit(timed: &[(&TaskStep, f64)], options: LowerOptions) -> Result<LowerOptions, LowerError> {
-    let (mut ff, mut fn_, mut nn, mut fy, mut ny) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for &(step, seconds) in timed {
-        let segments = step.segments();
-        let flops: f64 = segments.iter().map(|s| s.flops).sum();
-        let copied: usize = segments
-            .iter()
-            .map(|s| s.streamed_bytes + s.copied_bytes)
-            .sum();
-        let tasks = segments.len() as f64;
-        let y = seconds - copied as f64 / options.copy_bytes_per_second;
-        ff += flops * flops;
-        fn_ += flops * tasks;
-        nn += tasks * tasks;
-        fy += flops * y;
-        ny += tasks * y;
+    // Each step's flops, bytes streamed and tasks, and its seconds less
+    // its copies.
+    let rows: Vec<([f64; 3], f64)> = timed
+        .iter()
+        .map(|&(step, seconds)| {
+            let segments = step.segments();
+            let flops: f64 = segments.iter().map(|s| s.flops).sum();
+            let streamed: usize = segments.iter().map(|s| s.streamed_bytes).sum();
+            let copied: usize = segments.iter().map(|s| s.copied_bytes).sum();
+            let y = seconds - copied as f64 / options.copy_bytes_per_second;
+            ([flops, streamed as f64, segments.len() as f64], y)
+        })
+        .collect();
+    let per_byte = 1.0 / options.stream_bytes_per_second;
+    let fitted = |c: [f64; 3], memory: Option<f64>| LowerOptions {
+        flops_per_second: 1.0 / c[0],
+        stream_bytes_per_second: memory.map_or(1.0 / c[1], |_| options.stream_bytes_per_second),
+        task_seconds: c[2],
+        ..options
+    };
+    let mut solvable = false;
+    // The streams' rate fitted too, or given.
+    for memory in [None, Some(per_byte)] {
+        let Some(c) = least_squares(&rows, [None, memory, None]) else {
+            continue;
+        };
+        solvable = true;
+        let rates = |c: [f64; 3]| c[0] > 0.0 && (memory.is_some() || c[1] > 0.0);
+        if rates(c) && c[2] >= 0.0 {
+            return Ok(fitted(c, memory));
+        }
+        if c[2] < 0.0 {
+            // Tasks cost nothing measurable: the rest explains the times.
+            if let Some(c) = least_squares(&rows, [None, memory, Some(0.0)]) {
+                if rates(c) {
+                    return Ok(fitted(c, memory));
+                }
+            }
+        }
     }
-    let det = ff * nn - fn_ * fn_;
-    if det.is_nan() || det <= 1e-9 * ff * nn {
-        return Err(LowerError::Unsupported(format!(
+    Err(LowerError::Unsupported(if solvable {
+        format!(
+            "the timed steps took less than their copies at {:.1} GB/s and streams at {:.1} GB/s: no positive rate of work explains them",
+            options.copy_bytes_per_second / 1e9,
+            options.stream_bytes_per_second / 1e9
+        )
+    } else {
+        format!(
             "fitting the cost model needs steps whose work and task counts differ in proportion ({} timed step(s) given): time the step cut into more tasks too",
             timed.len()
-        )));
+        )
+    }))
+}
+
+/// The least-squares coefficients `c` of `seconds = row . c` over `rows`,
+/// those `held` fixed at their value and the rest fitted (`None` when the
+/// rows cannot tell the fitted ones apart): the normal equations of the
+/// columns scaled to unit size, by Gaussian elimination.
+fn least_squares(rows: &[([f64; 3], f64)], held: [Option<f64>; 3]) -> Option<[f64; 3]> {
+    let free: Vec<usize> = (0..3).filter(|&j| held[j].is_none()).collect();
+    let n = free.len();
+    let scale: Vec<f64> = free
+        .iter()
+        .map(|&j| rows.iter().map(|(r, _)| r[j] * r[j]).sum::<f64>().sqrt())
+        .collect();
+    if scale.iter().any(|&s| s.is_nan() || s <= 0.0) || rows.len() < n {
+        return None;
     }
-    let (mut per_flop, mut per_task) = ((fy * nn - ny * fn_) / det, (ff * ny - fn_ * fy) / det);
-    if per_task < 0.0 {
-        // Tasks cost nothing measurable: the work alone explains the times.
-        per_task = 0.0;
-        per_flop = fy / ff;
+    // [A^T A | A^T y] over the scaled free columns.
+    let mut m = vec![vec![0.0; n + 1]; n];
+    for (r, seconds) in rows {
+        let y = seconds
+            - (0..3)
+                .filter_map(|j| held[j].map(|c| c * r[j]))
+                .sum::<f64>();
+        let a: Vec<f64> = free.iter().zip(&scale).map(|(&j, s)| r[j] / s).collect();
+        for i in 0..n {
+            for k in 0..n {
+                m[i][k] += a[i] * a[k];
+            }
+            m[i][n] += a[i] * y;
+        }
     }
-    if per_flop.is_nan() || per_flop <= 0.0 {
-        return Err(LowerError::Unsupported(format!(
-            "the timed steps took less than their copies at {:.1} GB/s: no rate of work explains them",
-            options.copy_bytes_per_second / 1e9
-        )));
+    for col in 0..n {
+        let pivot = (col..n).max_by(|&a, &b| m[a][col].abs().total_cmp(&m[b][col].abs()))?;
+        if m[pivot][col].abs() < 1e-9 {
+            return None;
+        }
+        m.swap(col, pivot);
+        let pivot_row = m[col].clone();
+        for (row, values) in m.iter_mut().enumerate() {
+            if row != col {
+                let f = values[col] / pivot_row[col];
+                for (v, p) in values.iter_mut().zip(&pivot_row).skip(col) {
+                    *v -= f * p;
+                }
+            }
+        }
     }
-    Ok(LowerOptions {
-        flops_per_second: 1.0 / per_flop,
-        task_seconds: per_task,
-        ..options
-    })
+    let mut c = held.map(|h| h.unwrap_or(0.0));
+    for (i, &j) in free.iter().enumerate() {
+        c[j] = m[i][n] / m[i][i] / scale[i];
+    }
+    Some(c)
 }
 
 #[cfg(test)]
@@ -219,8 +318,12 @@ mod tests {
     use crate::TensorGraph;
 
     fn step(max_nodes: usize) -> TaskStep {
+        step_of(8, max_nodes)
+    }
+
+    fn step_of(rows: usize, max_nodes: usize) -> TaskStep {
         let mut g = TensorGraph::new();
-        let x = g.input("x", [8, 8]);
+        let x = g.input("x", [rows, 8]);
         let w = g.param("w", [8, 8]);
         let y = g.matmul(x, w).unwrap();
         let z = g.relu(y).unwrap();
@@ -250,6 +353,7 @@ mod tests {
     fn a_negative_cost_a_task_is_zero_and_the_rate_takes_the_rest() {
         let (whole, per_op) = (step(usize::MAX), step(1));
         let options = LowerOptions {
+            stream_bytes_per_second: f64::INFINITY,
             copy_bytes_per_second: f64::INFINITY,
             ..LowerOptions::default()
         };
@@ -262,12 +366,59 @@ mod tests {
     }
 
     #[test]
+    fn three_mixes_fit_the_products_the_memory_and_the_tasks() {
+        let steps = [
+            step_of(8, usize::MAX),
+            step_of(8, 1),
+            step_of(256, usize::MAX),
+        ];
+        // Times that 2 GFLOP/s, 3 GB/s streams, 1 GB/s copies and 7 us a
+        // task explain exactly.
+        let time = |s: &TaskStep| {
+            s.segments()
+                .iter()
+                .map(|g| {
+                    g.flops / 2e9
+                        + g.streamed_bytes as f64 / 3e9
+                        + g.copied_bytes as f64 / 1e9
+                        + 7e-6
+                })
+                .sum::<f64>()
+        };
+        let timed: Vec<(&TaskStep, f64)> = steps.iter().map(|s| (s, time(s))).collect();
+        let copies = LowerOptions {
+            copy_bytes_per_second: 1e9,
+            ..LowerOptions::default()
+        };
+        let fitted = fit(&timed, copies).unwrap();
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * b;
+        assert!(close(fitted.flops_per_second, 2e9), "{fitted:?}");
+        assert!(close(fitted.stream_bytes_per_second, 3e9), "{fitted:?}");
+        assert!(close(fitted.task_seconds, 7e-6), "{fitted:?}");
+        assert_eq!(fitted.copy_bytes_per_second, 1e9);
+        // Two of them hold the streams' rate given, and fit the rest.
+        let given = LowerOptions {
+            stream_bytes_per_second: 3e9,
+            ..copies
+        };
+        let two = fit(&timed[..2], given).unwrap();
+        assert!(
+            close(two.flops_per_second, 2e9) && close(two.task_seconds, 7e-6),
+            "{two:?}"
+        );
+        assert_eq!(two.stream_bytes_per_second, 3e9);
+    }
+
+    #[test]
     fn the_machine_is_measured_with_a_step_a_core() {
-        let err = shared_cores(&mut [], &[], 1).unwrap_err().to_string();
-        assert!(err.contains("none given"), "{err}");
+        let rt = Runtime::builder().threads(2).build();
+        let err = shared_cores(&rt, &mut [step(1)], &[], 1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("1 given for 2 workers"), "{err}");
         let mut copies = [step(1), step(1)];
         let x = [0.5f32; 64];
-        let (machine, times) = shared_cores(&mut copies, &[("x", &x)], 3).unwrap();
+        let (machine, times) = shared_cores(&rt, &mut copies, &[("x", &x)], 3).unwrap();
         for t in [times.one_worker, times.every_worker, times.side_by_side] {
             assert!(t > 0.0 && t < 1.0, "{times:?}");
         }

@@ -238,7 +238,8 @@ impl<'a> Lowering<'a> {
             streamed += streamed_bytes(g, v);
         }
         let seconds = flops / options.flops_per_second
-            + (streamed as usize + copied) as f64 / options.copy_bytes_per_second
+            + streamed as f64 / options.stream_bytes_per_second
+            + copied as f64 / options.copy_bytes_per_second
             + options.task_seconds;
         let name = self.segment_name(k, w, nodes);
         let segment = Arc::new(Compiled {

@@ -22,7 +22,9 @@
 //! kernel group as a span and the history model learns their times by
 //! name; until it has, schedulers use the segment's predicted time: its
 //! products' floating-point work over [`LowerOptions::flops_per_second`],
-//! the bytes its other (memory-bound) nodes stream and its copies over
+//! the bytes its nodes stream inside it over
+//! [`LowerOptions::stream_bytes_per_second`], the bytes of its operands
+//! copied in and its outputs out over
 //! [`LowerOptions::copy_bytes_per_second`], and
 //! [`LowerOptions::task_seconds`].
 //!
@@ -91,7 +93,8 @@ pub use devices::{SegmentBackend, SegmentPlace};
 
 use crate::backend::BackendError;
 use crate::{
-    optimize, partition, CpuBackend, Device, FuseOptions, OutOfMemory, TensorError, TensorGraph,
+    drop_lone_all_reduces, optimize, partition, CpuBackend, Device, FuseOptions, OutOfMemory,
+    TensorError, TensorGraph,
 };
 use bodies::Compiled;
 use cut::{cut, cut_order};
@@ -161,9 +164,12 @@ pub struct LowerOptions {
     /// The floating-point rate of products a segment's predicted time
     /// assumes, until the cost model has measured it.
     pub flops_per_second: f64,
-    /// The rate of memory: the bytes the other nodes read and write, and
-    /// those of the operands copied into a segment and its outputs out (a
-    /// predicted time counts those bytes at it).
+    /// The rate nodes stream their operands and results inside a segment
+    /// (mostly in cache: a predicted time counts those bytes at it).
+    pub stream_bytes_per_second: f64,
+    /// The rate a segment's operands are copied in and its outputs out,
+    /// and an all-reduce's operands read (values that cross tasks, and
+    /// often cores: a predicted time counts those bytes at it).
     pub copy_bytes_per_second: f64,
     /// What running one task costs beyond its work (a predicted time adds
     /// it).
@@ -189,13 +195,14 @@ impl LowerOptions {
 }
 
 impl Default for LowerOptions {
-    /// Segments as long as placement allows; 5 GFLOP/s, 4 GB/s copies and
+    /// Segments as long as placement allows; 5 GFLOP/s, 4 GB/s streams and copies,
     /// 20 us a task; one worker.
     fn default() -> Self {
         LowerOptions {
             max_nodes: usize::MAX,
             fuse: FuseOptions::default(),
             flops_per_second: 5e9,
+            stream_bytes_per_second: 4e9,
             copy_bytes_per_second: 4e9,
             task_seconds: 20e-6,
             data: 1,
@@ -246,13 +253,13 @@ pub struct SegmentInfo {
     pub backend: String,
     /// Its nodes, in the optimized graph.
     pub nodes: Vec<usize>,
-    /// Its predicted seconds: `flops / flops_per_second + (streamed_bytes
-    /// + copied_bytes) / copy_bytes_per_second + task_seconds` of its
-    /// [`LowerOptions`].
+    /// Its predicted seconds: `flops / flops_per_second + streamed_bytes /
+    /// stream_bytes_per_second + copied_bytes / copy_bytes_per_second +
+    /// task_seconds` of its [`LowerOptions`].
     pub seconds: f64,
     /// The floating-point work of its products.
     pub flops: f64,
-    /// Bytes its other nodes, bound by memory, read and write
+    /// Bytes its nodes read and write
     /// ([`streamed_bytes`](crate::streamed_bytes)).
     pub streamed_bytes: usize,
     /// Bytes it copies: its operands in and its outputs out.
@@ -308,7 +315,9 @@ pub fn lower_step_on(
             options.data, options.tensor
         )));
     }
-    let (g, _) = optimize(graph, options.fuse);
+    // A grid's groups of one worker have nothing to reduce.
+    let (lone_dropped, _) = drop_lone_all_reduces(graph, options.data, options.tensor);
+    let (g, _) = optimize(&lone_dropped, options.fuse);
     let (device_of, devices) = match placement {
         StepPlacement::OneDevice => (vec![0; g.nodes().len()], 1),
         StepPlacement::Partition { devices, link } => {
@@ -525,10 +534,16 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.to_string().contains("1 replicas x 0 shards"), "{err}");
-        let err = lower_step(&g, &StepPlacement::OneDevice, LowerOptions::default())
+        let two_shards = LowerOptions {
+            tensor: 2,
+            ..LowerOptions::default()
+        };
+        let err = lower_step(&g, &StepPlacement::OneDevice, two_shards)
             .err()
             .unwrap()
             .to_string();
         assert!(err.contains("%0 is an input or parameter"), "{err}");
+        // On one shard the sum is the identity: nothing to refuse.
+        assert!(lower_step(&g, &StepPlacement::OneDevice, LowerOptions::default()).is_ok());
     }
 }
