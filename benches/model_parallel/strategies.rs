@@ -60,36 +60,19 @@ fn lowered(s: Strategy, options: LowerOptions) -> TaskStep {
     lowered
 }
 
-/// The one-device step for `batch` samples lowered whole with `options`.
-fn one_device_at(batch: usize, options: LowerOptions) -> TaskStep {
-    let one = Strategy {
-        data: 1,
-        tensor: 1,
-        micro: 1,
-    };
-    let step = model()
-        .strategy_step(one, batch, &OPT, 1 << 20)
-        .expect("one device");
-    let mut lowered = lower_step(&step, &StepPlacement::OneDevice, options).expect("lowers");
-    model()
-        .init_lowered(&mut lowered, &step, one, batch, 1)
-        .expect("parameters");
-    lowered
-}
-
 /// The machine and the cost model, measured with the one-device step
 /// lowered whole and a task per op, each timed on one worker, on every
-/// worker, and a copy on each worker at once, and whole at half the batch
-/// on one worker: the products' rate, the streams' and the cost a task
-/// fitted to the one-worker times (at the measured copy rate), a task
-/// alone as much faster on every worker as the whole step runs, the
-/// cores' work together the least of the two steps'. With the half
-/// batch's seconds.
+/// worker, and a copy on each worker at once: the products' rate and the
+/// cost a task fitted to the one-worker times, streams held at the copies'
+/// rate (a `memcpy` of 64 MiB: the workers of a split stream from memory,
+/// not from a cache that one step alone fits in), a task alone as much
+/// faster on every worker as the whole step runs, the cores' work together
+/// the least of the two steps'.
 fn calibrate(
     options: LowerOptions,
     x: &[f32],
     y: &[f32],
-) -> (LowerOptions, SharedCores, [MachineTimes; 2], f64) {
+) -> (LowerOptions, SharedCores, [MachineTimes; 2]) {
     let one = Strategy {
         data: 1,
         tensor: 1,
@@ -108,23 +91,17 @@ fn calibrate(
             shared_cores(Runtime::global(), &mut copies, &batch, 4 * STEPS).expect("the machine");
         (copies.swap_remove(0), machine, times)
     });
-    let mut half = one_device_at(BATCH / 2, options);
-    let half_batch = [("x", &x[..x.len() / 2]), ("y", &y[..y.len() / 2])];
-    let one_worker = Runtime::builder().threads(1).build();
-    let half_seconds =
-        seconds_a_step(&mut half, &one_worker, &half_batch, 4 * STEPS).expect("half a batch");
     let [(whole, on_whole, whole_times), (per_op, on_per_op, per_op_times)] = &mut measured;
     let timed = [
         (&*whole, whole_times.one_worker),
         (&*per_op, per_op_times.one_worker),
-        (&half, half_seconds),
     ];
     let fitted = fit(&timed, options).expect("the cost model fits");
     let machine = SharedCores::new(
         on_whole.throughput().min(on_per_op.throughput()),
         on_whole.alone(),
     );
-    (fitted, machine, [*whole_times, *per_op_times], half_seconds)
+    (fitted, machine, [*whole_times, *per_op_times])
 }
 
 /// Prints the table.
@@ -147,14 +124,14 @@ pub fn table(x: &[f32], y: &[f32]) {
     // The executor's model: every ready task runs at once, sharing the
     // cores; a task alone runs `alone` times as fast as on one core.
     let cores = Runtime::global().threads();
-    let (options, machine, [whole, per_op], half) = calibrate(options, x, y);
+    let (options, machine, [whole, per_op]) = calibrate(options, x, y);
     let one_core = Platform::local(1);
     let as_graph =
         |s: Strategy| build(s).map(|(net, placement)| (TensorGraph::clone(&net), placement));
     let (choice, _) = parallelize(&strategies, as_graph, &one_core, &machine, 1 << 30, options)
         .expect("a strategy fits");
     println!(
-        "\nThe one path: the same model as Megatron blocks, every strategy lowered to tasks, predicted on {cores} shared cores ({}) doing {:.2} cores' work together, a task alone {:.2}x as fast as on one, {:.1} GFLOP/s a core, {:.1} GB/s streams, {:.1} GB/s copies, {:.0} us a task; fitted to the one-device step, whole and a task per op: on one worker {:.2} and {:.2} ms, on every worker {:.2} and {:.2} ms, a copy on each worker at once {:.2} and {:.2} ms; whole at half the batch on one worker {:.2} ms\n",
+        "\nThe one path: the same model as Megatron blocks, every strategy lowered to tasks, predicted on {cores} shared cores ({}) doing {:.2} cores' work together, a task alone {:.2}x as fast as on one, {:.1} GFLOP/s a core, {:.1} GB/s streams, {:.1} GB/s copies, {:.0} us a task; fitted to the one-device step, whole and a task per op: on one worker {:.2} and {:.2} ms, on every worker {:.2} and {:.2} ms, a copy on each worker at once {:.2} and {:.2} ms\n",
         machine.name(),
         machine.throughput(),
         machine.alone(),
@@ -168,7 +145,6 @@ pub fn table(x: &[f32], y: &[f32]) {
         per_op.every_worker * 1e3,
         whole.side_by_side * 1e3,
         per_op.side_by_side * 1e3,
-        half * 1e3,
     );
     // The other model: the machine as one processor at a task alone's
     // speed, HEFT placing the tasks one after another.

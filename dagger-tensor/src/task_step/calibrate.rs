@@ -78,7 +78,7 @@ use dagger_runtime::Runtime;
 use std::sync::Barrier;
 use std::time::Instant;
 
-/// Seconds a step took in [`shared_cores`]' three runs (medians).
+/// Seconds a step took in [`shared_cores`]' three runs.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MachineTimes {
     /// On a runtime of one worker.
@@ -90,11 +90,11 @@ pub struct MachineTimes {
 }
 
 /// The machine of `rt` as [`SharedCores`], measured with `copies` (one
-/// lowered step per worker of `rt`, all the same step) fed `inputs`: the
-/// mean of `steps` steps after two warm-up steps, on one worker, on `rt`,
-/// and side by side, each copy on a runtime of one worker of its own (see
-/// the [module docs](self)). Errors when the copies are not one per
-/// worker.
+/// lowered step per worker of `rt`, all the same step) fed `inputs`: a
+/// step ([`seconds_a_step`] of `steps`) on one worker, on `rt`, and side
+/// by side, each copy on a runtime of one worker of its own (the slowest
+/// copy's); see the [module docs](self). Errors when the copies are not
+/// one per worker.
 pub fn shared_cores(
     rt: &Runtime,
     copies: &mut [TaskStep],
@@ -108,15 +108,42 @@ pub fn shared_cores(
             rt.threads()
         )));
     }
-    let one_worker = seconds_a_step(
-        &mut copies[0],
-        &Runtime::builder().threads(1).build(),
-        inputs,
-        steps,
-    )?;
+    let one = Runtime::builder().threads(1).build();
+    let one_worker = seconds_a_step(&mut copies[0], &one, inputs, steps)?;
     let every_worker = seconds_a_step(&mut copies[0], rt, inputs, steps)?;
+    let side_by_side = side_by_side(copies, inputs, steps)?;
+    // Timing noise aside, n cores do at most n cores' work.
+    let n = copies.len() as f64;
+    let machine = SharedCores::new(
+        (n * one_worker / side_by_side).min(n),
+        one_worker / every_worker,
+    );
+    Ok((
+        machine,
+        MachineTimes {
+            one_worker,
+            every_worker,
+            side_by_side,
+        },
+    ))
+}
+
+/// Rounds of [`seconds_a_step`].
+const ROUNDS: usize = 3;
+
+/// Steps run before [`seconds_a_step`] times any: the buffers touched, the
+/// workers awake.
+const WARM_UP: usize = 5;
+
+/// The slowest copy's [`seconds_a_step`] with each of `copies` on a
+/// runtime of one worker of its own, all at once.
+fn side_by_side(
+    copies: &mut [TaskStep],
+    inputs: &[(&str, &[f32])],
+    steps: usize,
+) -> Result<f64, LowerError> {
     let start = Barrier::new(copies.len());
-    let side_by_side = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let runs: Vec<_> = copies
             .iter_mut()
             .map(|copy| {
@@ -134,44 +161,40 @@ pub fn shared_cores(
             .try_fold(0.0f64, |slowest, seconds| {
                 Ok::<_, LowerError>(slowest.max(seconds?))
             })
-    })?;
-    // Timing noise aside, n cores do at most n cores' work.
-    let n = copies.len() as f64;
-    let machine = SharedCores::new(
-        (n * one_worker / side_by_side).min(n),
-        one_worker / every_worker,
-    );
-    Ok((
-        machine,
-        MachineTimes {
-            one_worker,
-            every_worker,
-            side_by_side,
-        },
-    ))
+    })
 }
 
-/// The median seconds of `steps` steps of `step` on `rt` fed `inputs`,
-/// after two warm-up steps (0 when `steps` is 0): how the calibration
-/// times a step (the median, so that a burst of other work on the machine
-/// does not move it), for timing what it predicts the same way.
+/// Seconds a step of `step` takes on `rt` fed `inputs`, as the
+/// calibration times it (and should time what it predicts): five warm-up
+/// steps, then three rounds of about `steps / 3` steps, each round's
+/// median step, the least of the rounds (a spell of other work on the
+/// machine, or workers asleep when a round begins, slow a round; nothing
+/// makes one faster). 0 when `steps` is 0.
 pub fn seconds_a_step(
     step: &mut TaskStep,
     rt: &Runtime,
     inputs: &[(&str, &[f32])],
     steps: usize,
 ) -> Result<f64, LowerError> {
-    for _ in 0..2 {
+    for _ in 0..WARM_UP {
         step.run(rt, inputs)?;
     }
-    let mut times = Vec::with_capacity(steps);
-    for _ in 0..steps {
-        let t = Instant::now();
-        step.run(rt, inputs)?;
-        times.push(t.elapsed().as_secs_f64());
+    if steps == 0 {
+        return Ok(0.0);
     }
-    times.sort_by(f64::total_cmp);
-    Ok(times.get(steps / 2).copied().unwrap_or(0.0))
+    let per_round = steps.div_ceil(ROUNDS);
+    let mut best = f64::INFINITY;
+    for _ in 0..ROUNDS {
+        let mut times = Vec::with_capacity(per_round);
+        for _ in 0..per_round {
+            let t = Instant::now();
+            step.run(rt, inputs)?;
+            times.push(t.elapsed().as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        best = best.min(times[per_round / 2]);
+    }
+    Ok(best)
 }
 
 /// Bytes per second of copying 64 MiB of floats on this machine (the best
