@@ -5,8 +5,14 @@
 //! steal the oldest jobs of busy ones, and jobs submitted from outside the
 //! pool go through a shared injector queue. Jobs a policy placed on one
 //! worker wait in that worker's own [pinned queue](crate::pinned), which
-//! nobody else takes from and which serves them in the policy's order. A worker that finds nothing spins
-//! briefly, then sleeps on a condition variable until the next submission.
+//! nobody else takes from and which serves them in the policy's order. A
+//! worker that finds nothing spins briefly, then yields its core for a
+//! while (about 500 rounds: a fraction of a millisecond), then sleeps on a
+//! condition variable until the next submission. The yielding rounds keep
+//! it ready for the next half of a `join` across the short gaps between a
+//! task's products: woken from sleep (on a virtual machine, tens of
+//! microseconds or more), it would come after the caller had done both
+//! halves.
 //!
 //! Accelerators join as workers of their own (see [`crate::device`]): after
 //! the CPU workers come one worker per device, which runs only what a
@@ -33,6 +39,12 @@ use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+/// Rounds an idle worker spins before it yields.
+const SPIN_ROUNDS: u32 = 64;
+
+/// Rounds an idle worker then yields its core before it sleeps.
+const YIELD_ROUNDS: u32 = 512;
 
 /// Something a worker can run; `index` says which part (e.g. a node of a graph run).
 pub(crate) trait Execute: Send + Sync {
@@ -360,7 +372,8 @@ impl WorkerCtx {
         None
     }
 
-    /// Runs jobs until `done()` holds; sleeps when there are none.
+    /// Runs jobs until `done()` holds; spins, yields, then sleeps when
+    /// there are none (see the [module docs](self)).
     fn run_until(&self, done: &dyn Fn() -> bool) {
         let mut idle_rounds = 0u32;
         while !done() {
@@ -370,11 +383,11 @@ impl WorkerCtx {
                 continue;
             }
             idle_rounds += 1;
-            if idle_rounds < 64 {
+            if idle_rounds < SPIN_ROUNDS {
                 std::hint::spin_loop();
                 continue;
             }
-            if idle_rounds < 80 {
+            if idle_rounds < SPIN_ROUNDS + YIELD_ROUNDS {
                 std::thread::yield_now();
                 continue;
             }
