@@ -197,6 +197,33 @@ pub fn seconds_a_step(
     Ok(best)
 }
 
+/// Bytes of this machine's last-level cache (Linux's
+/// `/sys/devices/system/cpu/cpu0/cache`: the highest level's size), or
+/// `None` where it does not say.
+pub fn last_level_cache_bytes() -> Option<usize> {
+    let dir = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache").ok()?;
+    let read = |path: std::path::PathBuf| std::fs::read_to_string(path).ok();
+    dir.filter_map(|entry| {
+        let path = entry.ok()?.path();
+        let level: u32 = read(path.join("level"))?.trim().parse().ok()?;
+        let size = read(path.join("size"))?;
+        let size = size.trim();
+        let (digits, unit) = size.split_at(
+            size.find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(size.len()),
+        );
+        let scale = match unit {
+            "" => 1,
+            "K" => 1 << 10,
+            "M" => 1 << 20,
+            _ => return None,
+        };
+        Some((level, digits.parse::<usize>().ok()? * scale))
+    })
+    .max()
+    .map(|(_, bytes)| bytes)
+}
+
 /// Bytes per second of copying 64 MiB of floats on this machine (the best
 /// of 5 copies).
 pub fn copy_bytes_per_second() -> f64 {
@@ -228,6 +255,47 @@ pub fn copy_bytes_per_second() -> f64 {
 /// counts are proportional: time the step cut into more tasks too) or no
 /// positive rate of work explains the times (shorter than their bytes).
 pub fn fit(timed: &[(&TaskStep, f64)], options: LowerOptions) -> Result<LowerOptions, LowerError> {
+    fit_holding(timed, options, None)
+}
+
+/// [`fit`] with the products' rate held at `options'` (measure it with
+/// [`product_flops_per_second`]): the streams' rate and the cost a task
+/// fitted, which two lowerings of one step tell apart (cut into few and
+/// into many tasks).
+pub fn fit_streams(
+    timed: &[(&TaskStep, f64)],
+    options: LowerOptions,
+) -> Result<LowerOptions, LowerError> {
+    fit_holding(timed, options, Some(1.0 / options.flops_per_second))
+}
+
+/// Floating-point operations a second of an `m x k` by `k x n` product on
+/// one core, this thread (faer's kernel, as a segment runs it; the best
+/// of 5).
+pub fn product_flops_per_second(m: usize, k: usize, n: usize) -> f64 {
+    let a = vec![0.5f32; m * k];
+    let b = vec![0.25f32; k * n];
+    let mut out = vec![0.0f32; m * n];
+    let best = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            let a = faer::MatRef::from_row_major_slice(&a, m, k);
+            let b = faer::MatRef::from_row_major_slice(&b, k, n);
+            let c = faer::MatMut::from_row_major_slice_mut(&mut out, m, n);
+            faer::linalg::matmul::matmul(c, faer::Accum::Replace, a, b, 1.0f32, faer::Par::Seq);
+            std::hint::black_box(&out);
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    (2 * m * k * n) as f64 / best
+}
+
+/// [`fit`], the products' seconds a flop held at `per_flop` if given.
+fn fit_holding(
+    timed: &[(&TaskStep, f64)],
+    options: LowerOptions,
+    per_flop: Option<f64>,
+) -> Result<LowerOptions, LowerError> {
     // Each step's flops, bytes streamed and tasks, and its seconds less
     // its copies.
     let rows: Vec<([f64; 3], f64)> = timed
@@ -243,7 +311,7 @@ pub fn fit(timed: &[(&TaskStep, f64)], options: LowerOptions) -> Result<LowerOpt
         .collect();
     let per_byte = 1.0 / options.stream_bytes_per_second;
     let fitted = |c: [f64; 3], memory: Option<f64>| LowerOptions {
-        flops_per_second: 1.0 / c[0],
+        flops_per_second: per_flop.map_or(1.0 / c[0], |_| options.flops_per_second),
         stream_bytes_per_second: memory.map_or(1.0 / c[1], |_| options.stream_bytes_per_second),
         task_seconds: c[2],
         ..options
@@ -251,17 +319,18 @@ pub fn fit(timed: &[(&TaskStep, f64)], options: LowerOptions) -> Result<LowerOpt
     let mut solvable = false;
     // The streams' rate fitted too, or given.
     for memory in [None, Some(per_byte)] {
-        let Some(c) = least_squares(&rows, [None, memory, None]) else {
+        let Some(c) = least_squares(&rows, [per_flop, memory, None]) else {
             continue;
         };
         solvable = true;
-        let rates = |c: [f64; 3]| c[0] > 0.0 && (memory.is_some() || c[1] > 0.0);
+        let rates =
+            |c: [f64; 3]| (per_flop.is_some() || c[0] > 0.0) && (memory.is_some() || c[1] > 0.0);
         if rates(c) && c[2] >= 0.0 {
             return Ok(fitted(c, memory));
         }
         if c[2] < 0.0 {
             // Tasks cost nothing measurable: the rest explains the times.
-            if let Some(c) = least_squares(&rows, [None, memory, Some(0.0)]) {
+            if let Some(c) = least_squares(&rows, [per_flop, memory, Some(0.0)]) {
                 if rates(c) {
                     return Ok(fitted(c, memory));
                 }
@@ -430,6 +499,48 @@ mod tests {
             "{two:?}"
         );
         assert_eq!(two.stream_bytes_per_second, 3e9);
+    }
+
+    #[test]
+    fn with_the_products_measured_two_cuts_fit_the_streams_and_the_tasks() {
+        let (whole, per_op) = (step(usize::MAX), step(1));
+        // Times that 2 GFLOP/s, 3 GB/s streams, 1 GB/s copies and 7 us a
+        // task explain.
+        let time = |s: &TaskStep| {
+            s.segments()
+                .iter()
+                .map(|g| {
+                    g.flops / 2e9
+                        + g.streamed_bytes as f64 / 3e9
+                        + g.copied_bytes as f64 / 1e9
+                        + 7e-6
+                })
+                .sum::<f64>()
+        };
+        let measured = LowerOptions {
+            flops_per_second: 2e9,
+            copy_bytes_per_second: 1e9,
+            ..LowerOptions::default()
+        };
+        let fitted = fit_streams(
+            &[(&whole, time(&whole)), (&per_op, time(&per_op))],
+            measured,
+        )
+        .unwrap();
+        assert_eq!(fitted.flops_per_second, 2e9);
+        assert!(
+            (fitted.stream_bytes_per_second / 3e9 - 1.0).abs() < 1e-6,
+            "{fitted:?}"
+        );
+        assert!(
+            (fitted.task_seconds / 7e-6 - 1.0).abs() < 1e-6,
+            "{fitted:?}"
+        );
+        let rate = product_flops_per_second(64, 64, 64);
+        assert!(rate > 1e8 && rate.is_finite(), "{rate}");
+        if let Some(bytes) = last_level_cache_bytes() {
+            assert!(bytes >= 1 << 16, "a last-level cache of {bytes} bytes");
+        }
     }
 
     #[test]

@@ -174,6 +174,12 @@ pub struct LowerOptions {
     /// What running one task costs beyond its work (a predicted time adds
     /// it).
     pub task_seconds: f64,
+    /// Bytes of the last-level cache the workers share
+    /// (`calibrate::last_level_cache_bytes`): of a step whose workers hold
+    /// `H > cache_bytes` bytes, the share `cache_bytes / H` of the streams
+    /// comes from the cache at the streams' rate, the rest from memory at
+    /// the copies'. `usize::MAX`: always the streams' rate.
+    pub cache_bytes: usize,
     /// Data-parallel replicas (at least 1): each input is split into that
     /// many equal shares along its rows, and each data-parallel all-reduce
     /// node (`Net::data_parallel_step` puts them after the gradients and
@@ -195,8 +201,8 @@ impl LowerOptions {
 }
 
 impl Default for LowerOptions {
-    /// Segments as long as placement allows; 5 GFLOP/s, 4 GB/s streams and copies,
-    /// 20 us a task; one worker.
+    /// Segments as long as placement allows; 5 GFLOP/s, 4 GB/s streams and
+    /// copies, 20 us a task, no cache limit; one worker.
     fn default() -> Self {
         LowerOptions {
             max_nodes: usize::MAX,
@@ -205,6 +211,7 @@ impl Default for LowerOptions {
             stream_bytes_per_second: 4e9,
             copy_bytes_per_second: 4e9,
             task_seconds: 20e-6,
+            cache_bytes: usize::MAX,
             data: 1,
             tensor: 1,
         }
@@ -327,7 +334,24 @@ pub fn lower_step_on(
     let order = cut_order(&g);
     let segment_of = cut(&g, &order, &device_of, options.max_nodes.max(1));
     let target = Target { backend, devices };
-    Lowering::new(&g, &order, &device_of, segment_of, options, target).build()
+    let lowered = Lowering::new(&g, &order, &device_of, segment_of, options, target).build()?;
+    let held = lowered.bytes_per_worker().saturating_mul(options.workers());
+    if held > options.cache_bytes
+        && options.stream_bytes_per_second != options.copy_bytes_per_second
+    {
+        // Too big for the cache: the share that fits streams from it, the
+        // rest from memory.
+        let cached = options.cache_bytes as f64 / held as f64;
+        let per_byte = cached / options.stream_bytes_per_second
+            + (1.0 - cached) / options.copy_bytes_per_second;
+        let blended = LowerOptions {
+            stream_bytes_per_second: 1.0 / per_byte,
+            cache_bytes: usize::MAX,
+            ..options
+        };
+        return lower_step_on(graph, placement, blended, backend);
+    }
+    Ok(lowered)
 }
 
 /// What the segments compile for: the backend, and how many devices the
@@ -543,6 +567,39 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("%0 is an input or parameter"), "{err}");
+        // A step too big for the cache streams at the copies' rate.
+        let step = |cache_bytes: usize| {
+            let mut g = TensorGraph::new();
+            let x = g.input("x", [64, 64]);
+            let y = g.relu(x).unwrap();
+            g.set_outputs(vec![y]).unwrap();
+            let options = LowerOptions {
+                stream_bytes_per_second: 1e12,
+                copy_bytes_per_second: 1e9,
+                task_seconds: 0.0,
+                cache_bytes,
+                ..LowerOptions::default()
+            };
+            lower_step(&g, &StepPlacement::OneDevice, options)
+                .unwrap()
+                .segments()[0]
+                .clone()
+        };
+        let (cached, from_memory) = (step(usize::MAX), step(1));
+        let bytes = from_memory.streamed_bytes + from_memory.copied_bytes;
+        // A cache of 1 byte: all but a trifle from memory.
+        let all_from_memory = bytes as f64 / 1e9;
+        assert!((from_memory.seconds / all_from_memory - 1.0).abs() < 1e-3);
+        assert!(cached.seconds < from_memory.seconds);
+        // Half of it in the cache: half the streams at each rate.
+        let half = step(cached.planned_bytes / 2);
+        let streams = half.streamed_bytes as f64 * (0.5 / 1e12 + 0.5 / 1e9);
+        let expected = streams + half.copied_bytes as f64 / 1e9;
+        assert!(
+            (half.seconds / expected - 1.0).abs() < 1e-3,
+            "{} vs {expected}",
+            half.seconds
+        );
         // On one shard the sum is the identity: nothing to refuse.
         assert!(lower_step(&g, &StepPlacement::OneDevice, LowerOptions::default()).is_ok());
     }
