@@ -70,15 +70,27 @@ fn planned(step: &Net) -> usize {
         .planned_bytes
 }
 
-/// Milliseconds per step of `step` (after two warm-up steps).
+/// Milliseconds per step of `step`: after five warm-up steps, three
+/// rounds of `STEPS` steps, each round's median step, the least of the
+/// rounds (as `calibrate::seconds_a_step` times the lowered steps).
 fn time(mut step: impl FnMut()) -> f64 {
-    step();
-    step();
-    let t = Instant::now();
-    for _ in 0..STEPS {
+    for _ in 0..5 {
         step();
     }
-    t.elapsed().as_secs_f64() * 1e3 / STEPS as f64
+    (0..3)
+        .map(|_| {
+            let mut times: Vec<f64> = (0..STEPS)
+                .map(|_| {
+                    let t = Instant::now();
+                    step();
+                    t.elapsed().as_secs_f64()
+                })
+                .collect();
+            times.sort_by(f64::total_cmp);
+            times[STEPS / 2]
+        })
+        .fold(f64::INFINITY, f64::min)
+        * 1e3
 }
 
 fn row(mode: &str, ms: f64, simulated: f64, memory: &[usize], note: &str) {
@@ -245,7 +257,7 @@ fn lowered_data_parallel_row(trainer_ms: f64, x: &[f32], y: &[f32]) {
 
 fn main() {
     let (x, y) = data();
-    println!("MLP {INPUTS}-{WIDTHS:?} tanh, batch {BATCH}, momentum SGD, {STEPS} steps timed; 2 workers are threads\n");
+    println!("MLP {INPUTS}-{WIDTHS:?} tanh, batch {BATCH}, momentum SGD; a step's time is the least of 3 rounds' median of {STEPS} steps (after 5 warm-up steps); 2 workers are threads\n");
     println!("| mode | ms per step | simulated ms | memory per device (MB) | notes |");
     println!("|---|---|---|---|---|");
     let ring = AllReduceModel::measure();
