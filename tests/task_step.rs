@@ -320,15 +320,8 @@ fn parallelize_predicts_every_split_keeps_what_fits_and_its_choice_trains_right(
         max_nodes: 8,
         ..LowerOptions::default()
     };
-    let (choice, mut lowered) = parallelize(
-        &strategies,
-        build,
-        &platform,
-        &HeftScheduler,
-        1 << 30,
-        options,
-    )
-    .unwrap();
+    let heft = |s: &TaskStep| s.predict(&platform, &HistoryModel::new(), &HeftScheduler);
+    let (choice, mut lowered) = parallelize(&strategies, build, &heft, 1 << 30, options).unwrap();
     assert_eq!(choice.candidates.len(), strategies.len());
     let three = choice
         .candidates
@@ -367,7 +360,7 @@ fn parallelize_predicts_every_split_keeps_what_fits_and_its_choice_trains_right(
     );
     // Memory too small for any: the error names the least a worker needs.
     let build = |s: Strategy| megatron_step(s).map(|(net, placement)| ((*net).clone(), placement));
-    let err = parallelize(&strategies, build, &platform, &HeftScheduler, 1000, options)
+    let err = parallelize(&strategies, build, &heft, 1000, options)
         .err()
         .unwrap()
         .to_string();
@@ -379,10 +372,10 @@ fn parallelize_predicts_every_split_keeps_what_fits_and_its_choice_trains_right(
     // On one machine's shared cores, the shards of a split run side by
     // side: 2 replicas predict faster than one device, where each task
     // alone already uses both cores they predict no faster (the work
-    // alone: no time a task, free copies).
-    let one_machine = Platform::local(1);
+    // alone: no time a task, free streams and copies).
     let options = LowerOptions {
         task_seconds: 0.0,
+        stream_bytes_per_second: f64::INFINITY,
         copy_bytes_per_second: f64::INFINITY,
         ..options
     };
@@ -395,8 +388,8 @@ fn parallelize_predicts_every_split_keeps_what_fits_and_its_choice_trains_right(
         let build =
             |s: Strategy| megatron_step(s).map(|(net, placement)| ((*net).clone(), placement));
         let machine = SharedCores::new(2.0, alone);
-        let (choice, _) =
-            parallelize(&strategies, build, &one_machine, &machine, 1 << 30, options).unwrap();
+        let shared = |s: &TaskStep| s.predict_shared(&machine);
+        let (choice, _) = parallelize(&strategies, build, &shared, 1 << 30, options).unwrap();
         let seconds: Vec<f64> = choice
             .candidates
             .iter()

@@ -12,7 +12,7 @@ use dagger::ir::sched::{HeftScheduler, Scheduler, SharedCores};
 use dagger::nn::{Activation, BlockStack, Net};
 use dagger::tensor::task_step::calibrate::{
     copy_bytes_per_second, fit, fit_streams, last_level_cache_bytes, product_flops_per_second,
-    seconds_a_step, shared_cores, MachineTimes,
+    products_alone, seconds_a_step, shared_cores, MachineTimes,
 };
 use dagger::tensor::task_step::strategy::{parallelize, Strategy};
 use dagger::tensor::task_step::{lower_step, LowerOptions, StepPlacement, TaskStep};
@@ -168,15 +168,28 @@ pub fn table(x: &[f32], y: &[f32]) {
         cache_bytes,
         ..options
     };
-    let one_core = Platform::local(1);
+    // The whole step's speed-up alone is its products' under Amdahl's law.
+    let one = Strategy {
+        data: 1,
+        tensor: 1,
+        micro: 1,
+    };
+    let share = lowered(one, options).product_share();
+    let step_alone = machine.alone();
+    let machine = SharedCores::new(
+        machine.throughput(),
+        products_alone(step_alone, share, machine.throughput()),
+    );
     let as_graph =
         |s: Strategy| build(s).map(|(net, placement)| (TensorGraph::clone(&net), placement));
-    let (choice, _) = parallelize(&strategies, as_graph, &one_core, &machine, 1 << 30, options)
-        .expect("a strategy fits");
+    let shared = |s: &TaskStep| s.predict_shared(&machine);
+    let (choice, _) =
+        parallelize(&strategies, as_graph, &shared, 1 << 30, options).expect("a strategy fits");
     println!(
-        "\nThe one path: the same model as Megatron blocks, every strategy lowered to tasks, predicted on {cores} shared cores ({}) doing {:.2} cores' work together, a task alone {:.2}x as fast as on one, {:.1} GFLOP/s a core, {:.1} GB/s streams ({} MiB of cache), {:.1} GB/s copies, {:.0} us a task; fitted to the one-device step, whole and a task per op: on one worker {:.2} and {:.2} ms, on every worker {:.2} and {:.2} ms, a copy on each worker at once {:.2} and {:.2} ms\n",
+        "\nThe one path: the same model as Megatron blocks, every strategy lowered to tasks, predicted on {cores} shared cores ({}) doing {:.2} cores' work together, the one-device step alone {step_alone:.2}x as fast as on one core ({:.0}% products: products alone {:.2}x), {:.1} GFLOP/s a core, {:.1} GB/s streams ({} MiB of cache), {:.1} GB/s copies, {:.0} us a task; fitted to the one-device step, whole and a task per op: on one worker {:.2} and {:.2} ms, on every worker {:.2} and {:.2} ms, a copy on each worker at once {:.2} and {:.2} ms\n",
         machine.name(),
         machine.throughput(),
+        share * 100.0,
         machine.alone(),
         options.flops_per_second / 1e9,
         options.stream_bytes_per_second / 1e9,

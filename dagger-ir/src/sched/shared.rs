@@ -18,12 +18,15 @@
 //! of a task alone on the machine over one core (at most `throughput`;
 //! less where part of a task is serial: Amdahl). Calibrate both by timing
 //! one step on one worker, on every worker, and one copy on each worker
-//! at once (`dagger_tensor::task_step::calibrate::shared_cores`).
+//! at once (`dagger_tensor::task_step::calibrate::shared_cores`). Where
+//! tasks differ in how much of them forks onto idle cores (products do,
+//! elementwise kernels do not),
+//! [`schedule_with_speedups`](SharedCores::schedule_with_speedups) takes a
+//! speed-up alone for each.
 //! Tasks start the moment their last predecessor finishes (the machine's
 //! memory is shared: no transfer), a task's cost is its time on one core
 //! (the cheapest of the problem's processors), and time advances from one
-//! completion to the next. Every running task advances at the same rate,
-//! so the next to finish is the one with the least work left.
+//! completion to the next.
 //!
 //! The schedule it returns puts each task in a *lane*: the lowest index
 //! not taken by another task running at the same time (for the Gantt
@@ -93,20 +96,23 @@ impl SharedCores {
     }
 }
 
-/// A task on the machine: its index, work left, start and lane.
+/// A task on the machine: its index, work left, start, lane, and the
+/// speed-up it gets alone.
 struct Running {
     task: usize,
     left: f64,
     start: f64,
     lane: usize,
+    alone: f64,
 }
 
-impl Scheduler for SharedCores {
-    fn name(&self) -> &'static str {
-        "shared-cores"
-    }
-
-    fn schedule(&self, problem: &Problem) -> Schedule {
+impl SharedCores {
+    /// [`schedule`](Scheduler::schedule) with a speed-up of its own for
+    /// each task alone on the machine (`alone[t]`, clamped to
+    /// `1..=throughput`; a task whose work is partly serial gains less
+    /// than one made of products): with `k` tasks running, task `t`
+    /// advances at `min(alone[t], throughput / k)`.
+    pub fn schedule_with_speedups(&self, problem: &Problem, alone: &[f64]) -> Schedule {
         let n = problem.len();
         let work: Vec<f64> = (0..n)
             .map(|t| {
@@ -121,6 +127,14 @@ impl Scheduler for SharedCores {
                 }
             })
             .collect();
+        let speedup = |t: usize| {
+            let a = alone.get(t).copied().unwrap_or(self.alone);
+            if a.is_finite() {
+                a.clamp(1.0, self.throughput)
+            } else {
+                1.0
+            }
+        };
         let mut missing: Vec<usize> = problem.pred.iter().map(Vec::len).collect();
         let mut placement = vec![(0, 0.0, 0.0); n];
         let mut running: Vec<Running> = Vec::new();
@@ -137,23 +151,30 @@ impl Scheduler for SharedCores {
                 left: work[task],
                 start: now,
                 lane,
+                alone: speedup(task),
             });
         };
         for t in (0..n).filter(|&t| missing[t] == 0) {
             start(t, now, &mut running, &mut lanes);
         }
         while !running.is_empty() {
-            let least = running.iter().map(|r| r.left).fold(f64::INFINITY, f64::min);
-            now += least / self.rate(running.len());
-            // Everything within rounding of the least work left finishes now.
-            let tolerance = least * 1e-12;
+            let share = self.throughput / running.len() as f64;
+            let rate = |r: &Running| r.alone.min(share);
+            // The next to finish, and how long until it does.
+            let dt = running
+                .iter()
+                .map(|r| r.left / rate(r))
+                .fold(f64::INFINITY, f64::min);
+            now += dt;
             let mut finished = Vec::new();
             running.retain_mut(|r| {
-                r.left -= least;
-                if r.left <= tolerance {
+                let done = rate(r) * dt;
+                // Everything within rounding of finishing finishes now.
+                if r.left - done <= r.left * 1e-12 {
                     finished.push((r.task, r.start, r.lane));
                     false
                 } else {
+                    r.left -= done;
                     true
                 }
             });
@@ -172,6 +193,16 @@ impl Scheduler for SharedCores {
             }
         }
         Schedule { placement }
+    }
+}
+
+impl Scheduler for SharedCores {
+    fn name(&self) -> &'static str {
+        "shared-cores"
+    }
+
+    fn schedule(&self, problem: &Problem) -> Schedule {
+        self.schedule_with_speedups(problem, &vec![self.alone; problem.len()])
     }
 }
 
@@ -231,6 +262,27 @@ mod tests {
         // t2 took t0's lane when t0 finished.
         assert_eq!(with_successor.placement[0].0, with_successor.placement[2].0);
         assert_ne!(with_successor.placement[1].0, with_successor.placement[2].0);
+    }
+
+    #[test]
+    fn a_serial_task_alone_gains_nothing_beside_one_of_products() {
+        // Two 1 s tasks on 2 cores that do 2 cores' work: t0 is serial
+        // (speed-up 1), t1 products (speed-up 2). Side by side both run at
+        // 1; t0 ends at 1 s with t1 done too.
+        let machine = SharedCores::new(2.0, 2.0);
+        let both = machine.schedule_with_speedups(&problem(&[1.0, 1.0], &[]), &[1.0, 2.0]);
+        assert!((both.makespan() - 1.0).abs() < 1e-12);
+        // One after the other: t0 takes 1 s, t1 then 0.5 s.
+        let chain = problem(&[1.0, 1.0], &[(0, 1)]);
+        let s = machine.schedule_with_speedups(&chain, &[1.0, 2.0]);
+        assert!((s.makespan() - 1.5).abs() < 1e-12);
+        // A 3 s product beside a 1 s serial task: 1 s at 1 each, then the
+        // product's 2 s left at 2.
+        let s = machine.schedule_with_speedups(&problem(&[1.0, 3.0], &[]), &[1.0, 2.0]);
+        assert!((s.makespan() - 2.0).abs() < 1e-12);
+        // Speed-ups are clamped to the throughput; missing ones are `alone`.
+        let s = machine.schedule_with_speedups(&chain, &[9.0]);
+        assert!((s.makespan() - 1.0).abs() < 1e-12);
     }
 
     #[test]

@@ -128,6 +128,22 @@ pub fn shared_cores(
     ))
 }
 
+/// The speed-up of products alone on the machine, from that of a whole
+/// step (`step_alone`, as [`shared_cores`] measures it) whose products
+/// take `product_share` of its one-core time ([`TaskStep::product_share`]
+/// of the step lowered with the fitted rates): Amdahl's law solved for the
+/// parallel part, `p / (1 / step_alone - (1 - p))`; the machine's
+/// `throughput` where the rest would have to take no time.
+pub fn products_alone(step_alone: f64, product_share: f64, throughput: f64) -> f64 {
+    let p = product_share.clamp(0.0, 1.0);
+    let left = 1.0 / step_alone.max(1.0) - (1.0 - p);
+    if p == 0.0 || left <= p / throughput {
+        throughput
+    } else {
+        (p / left).max(1.0)
+    }
+}
+
 /// Rounds of [`seconds_a_step`].
 const ROUNDS: usize = 3;
 
@@ -541,6 +557,16 @@ mod tests {
         if let Some(bytes) = last_level_cache_bytes() {
             assert!(bytes >= 1 << 16, "a last-level cache of {bytes} bytes");
         }
+    }
+
+    #[test]
+    fn a_steps_speed_up_is_its_products_under_amdahls_law() {
+        // Half products at 3x: the step 1 / (0.5 + 0.5 / 3) = 1.5x.
+        assert!((products_alone(1.5, 0.5, 4.0) - 3.0).abs() < 1e-12);
+        // All products: the step's own; none gains at all: the throughput.
+        assert!((products_alone(1.8, 1.0, 2.0) - 1.8).abs() < 1e-12);
+        assert_eq!(products_alone(1.9, 0.5, 2.0), 2.0);
+        assert_eq!(products_alone(1.2, 0.0, 2.0), 2.0);
     }
 
     #[test]

@@ -134,6 +134,7 @@ impl<'a> Lowering<'a> {
         let mut produced = Produced::new();
         let workers = self.options.workers();
         let mut segments = Vec::new();
+        let mut product_shares = HashMap::new();
         let mut compiled = vec![Vec::new(); workers];
         for unit in units {
             match unit {
@@ -141,6 +142,12 @@ impl<'a> Lowering<'a> {
                     for (w, of_worker) in compiled.iter_mut().enumerate() {
                         let (info, segment) =
                             self.segment(&b, feed.id(), k, w, &members[k], &mut produced)?;
+                        let share = if info.seconds > 0.0 {
+                            info.product_seconds / info.seconds
+                        } else {
+                            0.0
+                        };
+                        product_shares.insert(info.name.clone(), share);
                         if w == 0 {
                             segments.push(info);
                         }
@@ -183,6 +190,7 @@ impl<'a> Lowering<'a> {
         Ok(TaskStep {
             dag: b.finish(result),
             segments,
+            product_shares,
             compiled,
             params,
             inputs,
@@ -237,7 +245,8 @@ impl<'a> Lowering<'a> {
             }
             streamed += streamed_bytes(g, v);
         }
-        let seconds = flops / options.flops_per_second
+        let product_seconds = flops / options.flops_per_second;
+        let seconds = product_seconds
             + streamed as f64 / options.stream_bytes_per_second
             + copied as f64 / options.copy_bytes_per_second
             + options.task_seconds;
@@ -266,6 +275,7 @@ impl<'a> Lowering<'a> {
             backend: backend.name_at(place),
             nodes: nodes.to_vec(),
             seconds,
+            product_seconds,
             flops,
             streamed_bytes: streamed as usize,
             copied_bytes: copied,

@@ -87,6 +87,7 @@ pub mod calibrate;
 mod cut;
 pub mod devices;
 mod lowering;
+mod predict;
 pub mod strategy;
 
 pub use devices::{SegmentBackend, SegmentPlace};
@@ -98,8 +99,6 @@ use crate::{
 };
 use bodies::Compiled;
 use cut::{cut, cut_order};
-use dagger_ir::model::{HistoryModel, Platform};
-use dagger_ir::sched::Scheduler;
 use dagger_runtime::dag::Dag;
 use dagger_runtime::error::RunError;
 use dagger_runtime::runtime::Runtime;
@@ -264,6 +263,9 @@ pub struct SegmentInfo {
     /// stream_bytes_per_second + copied_bytes / copy_bytes_per_second +
     /// task_seconds` of its [`LowerOptions`].
     pub seconds: f64,
+    /// The part of `seconds` that is its products' work (what forks onto
+    /// idle cores).
+    pub product_seconds: f64,
     /// The floating-point work of its products.
     pub flops: f64,
     /// Bytes its nodes read and write
@@ -280,6 +282,9 @@ pub struct SegmentInfo {
 pub struct TaskStep {
     dag: Dag<(StepFeed,), Tensors>,
     segments: Vec<SegmentInfo>,
+    /// Each worker's segment task, by name: its products' share of its
+    /// predicted seconds.
+    product_shares: HashMap<String, f64>,
     /// Executables by worker and segment, shared with their tasks.
     compiled: Vec<Vec<Arc<Compiled>>>,
     /// Each parameter: its name and where it lives.
@@ -378,20 +383,6 @@ impl TaskStep {
     /// Its tasks, in graph order.
     pub fn segments(&self) -> &[SegmentInfo] {
         &self.segments
-    }
-
-    /// The seconds `scheduler` predicts for one step on `platform`'s
-    /// processors: each task costs what `model` has measured for it, else
-    /// its predicted seconds ([`SegmentInfo::seconds`]).
-    pub fn predict(
-        &self,
-        platform: &Platform,
-        model: &HistoryModel,
-        scheduler: &dyn Scheduler,
-    ) -> Result<f64, LowerError> {
-        let plan = self.dag.plan()?;
-        let (problem, _) = plan.problem(platform, model);
-        Ok(scheduler.schedule(&problem).makespan())
     }
 
     /// Bytes one worker holds: its executables' planned buffers and its

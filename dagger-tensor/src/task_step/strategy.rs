@@ -5,8 +5,8 @@
 //! micro-batches. [`parallelize`] builds the step of each strategy (the
 //! caller's `build`: the net split `tensor` ways on a replica's share of the
 //! batch, unrolled over the micro-batches, with its training step and its
-//! placement), lowers it, predicts one step with the caller's scheduler on
-//! the platform's processors from the tasks' predicted times (their
+//! placement), lowers it, predicts one step with the caller's `predict`
+//! from the tasks' predicted times (their
 //! floating-point work over [`LowerOptions::flops_per_second`], the bytes
 //! they copy over [`LowerOptions::copy_bytes_per_second`], and
 //! [`LowerOptions::task_seconds`] each: calibrate them on a measured step),
@@ -14,22 +14,23 @@
 //! has, and returns the fastest, with every candidate's prediction or why
 //! it was dropped.
 //!
-//! The platform and the scheduler say what a processor is. Where each
-//! worker has a device of its own, each device is one, and a list
-//! scheduler ([`HeftScheduler`](dagger_ir::sched::HeftScheduler)) places
-//! the tasks. On one CPU the executor runs every ready task at once and a
-//! task's products fork onto idle cores (`join`): predict with
-//! [`SharedCores`](dagger_ir::sched::SharedCores) on a one-processor
-//! platform whose rate is one core's, calibrated by a step on one worker
-//! and on all of them.
+//! `predict` says what a processor is. Where each worker has a device of
+//! its own, each device is one, and a list scheduler places the tasks
+//! ([`TaskStep::predict`] with
+//! [`HeftScheduler`](dagger_ir::sched::HeftScheduler) on the platform). On
+//! one CPU the executor runs every ready task at once and a task's
+//! products fork onto idle cores (`join`): predict with
+//! [`TaskStep::predict_shared`] on
+//! [`SharedCores`](dagger_ir::sched::SharedCores), the lowering's rates
+//! one core's (see [`calibrate`](super::calibrate)).
 //!
 //! # Examples
 //!
 //! ```
-//! use dagger_ir::model::Platform;
+//! use dagger_ir::model::{HistoryModel, Platform};
 //! use dagger_ir::sched::HeftScheduler;
 //! use dagger_tensor::task_step::strategy::{parallelize, Strategy};
-//! use dagger_tensor::task_step::{LowerOptions, StepPlacement};
+//! use dagger_tensor::task_step::{LowerOptions, StepPlacement, TaskStep};
 //! use dagger_tensor::TensorGraph;
 //!
 //! // A step with nothing to split: every strategy but one worker is refused.
@@ -47,16 +48,14 @@
 //! let strategies = Strategy::grid(2, &[1]);
 //! let platform = Platform::local(2);
 //! let options = LowerOptions::default();
-//! let (choice, _) =
-//!     parallelize(&strategies, build, &platform, &HeftScheduler, 1 << 20, options).unwrap();
+//! let heft = |s: &TaskStep| s.predict(&platform, &HistoryModel::new(), &HeftScheduler);
+//! let (choice, _) = parallelize(&strategies, build, &heft, 1 << 20, options).unwrap();
 //! assert_eq!(choice.best().strategy, Strategy { data: 1, tensor: 1, micro: 1 });
 //! assert!(choice.candidates.iter().filter(|c| c.refused.is_some()).count() == 2);
 //! ```
 
 use super::{lower_step, LowerError, LowerOptions, StepPlacement, TaskStep};
 use crate::TensorGraph;
-use dagger_ir::model::{HistoryModel, Platform};
-use dagger_ir::sched::Scheduler;
 use std::fmt;
 
 /// One way to split a step.
@@ -107,7 +106,7 @@ impl fmt::Display for Strategy {
 pub struct Candidate {
     /// The strategy.
     pub strategy: Strategy,
-    /// Seconds the scheduler predicts for one step (`None` when refused).
+    /// Seconds `predict` gave for one step (`None` when refused).
     pub predicted_seconds: Option<f64>,
     /// Bytes each worker would hold (0 when it was not built).
     pub bytes_per_worker: usize,
@@ -139,13 +138,12 @@ impl Choice {
 /// `memory_per_worker` bytes, with the chosen strategy's lowered step (see
 /// the [module docs](self)). `build` gives a strategy's step graph (one
 /// worker's) and placement, or why the model does not split so;
-/// `scheduler` predicts a lowered step's time on `platform`. Errors
+/// `predict` gives a lowered step's seconds. Errors
 /// when none fits, naming the least memory one would need.
 pub fn parallelize(
     strategies: &[Strategy],
     build: impl Fn(Strategy) -> Result<(TensorGraph, StepPlacement), String>,
-    platform: &Platform,
-    scheduler: &dyn Scheduler,
+    predict: &dyn Fn(&TaskStep) -> Result<f64, LowerError>,
     memory_per_worker: usize,
     options: LowerOptions,
 ) -> Result<(Choice, TaskStep), LowerError> {
@@ -176,7 +174,7 @@ pub fn parallelize(
                         candidate.bytes_per_worker
                     ));
                 } else {
-                    let seconds = lowered.predict(platform, &HistoryModel::new(), scheduler)?;
+                    let seconds = predict(&lowered)?;
                     candidate.predicted_seconds = Some(seconds);
                     if best.as_ref().is_none_or(|b| seconds < b.1) {
                         best = Some((candidates.len(), seconds, lowered));
