@@ -10,7 +10,7 @@ use dagger_ir::sched::{Scheduler, SharedCores};
 impl TaskStep {
     /// The seconds `scheduler` predicts for one step on `platform`'s
     /// processors: each task costs what `model` has measured for it, else
-    /// its predicted seconds ([`SegmentInfo::seconds`]).
+    /// its predicted seconds ([`SegmentInfo::seconds`](super::SegmentInfo::seconds)).
     pub fn predict(
         &self,
         platform: &Platform,
