@@ -25,6 +25,7 @@ pub mod families;
 pub mod gantt;
 pub mod generate;
 pub mod heft;
+pub mod interleaved;
 pub mod list;
 pub mod lookahead;
 pub mod peft;
@@ -40,6 +41,7 @@ mod timeline;
 
 pub use cpop::CpopScheduler;
 pub use heft::HeftScheduler;
+pub use interleaved::{interleaved_bubble_formula, simulate_interleaved, InterleavedSchedule};
 pub use lookahead::LookaheadScheduler;
 pub use peft::PeftScheduler;
 pub use pipeline::{balanced_stages, bubble_formula, PipelineKind, PipelineSchedule};

@@ -16,7 +16,9 @@
 //! the fraction `(K - 1) / (M + K - 1)` of the step ([`bubble_formula`]);
 //! [`PipelineSchedule::bubble_fraction`] measures it on any schedule.
 //! [`balanced_stages`] cuts a sequence of layer costs into `K` contiguous
-//! stages minimizing the slowest one.
+//! stages minimizing the slowest one. The interleaved 1F1B schedule, with
+//! several chunks a device, is in [`interleaved`](super::interleaved); it
+//! runs on the same simulator.
 
 use super::schedule::Schedule;
 use std::ops::Range;
@@ -108,49 +110,80 @@ pub fn simulate(
     transfer: f64,
 ) -> PipelineSchedule {
     let k = forward.len();
-    let orders: Vec<Vec<(Pass, usize)>> = (0..k)
-        .map(|s| stage_order(kind, k, micro_batches, s))
+    let orders: Vec<Vec<(Pass, usize, usize)>> = (0..k)
+        .map(|s| {
+            stage_order(kind, k, micro_batches, s)
+                .into_iter()
+                .map(|(pass, m)| (pass, s, m))
+                .collect()
+        })
         .collect();
-    // Finish times, `None` until scheduled: [pass][stage][micro].
+    simulate_orders(kind, &orders, forward, backward, micro_batches, transfer)
+}
+
+/// Simulates `orders[d]`, the `(pass, chunk, micro-batch)` that device `d`
+/// runs in turn, for `forward.len()` chunks (virtual stages) in a chain,
+/// chunk `c` on device `c % orders.len()`, taking `forward[c]` and
+/// `backward[c]` seconds a micro-batch; `transfer` seconds are paid
+/// between chunks on different devices. The ops name their chunk as their
+/// `stage`; with one chunk a device this is [`simulate`].
+pub(super) fn simulate_orders(
+    kind: PipelineKind,
+    orders: &[Vec<(Pass, usize, usize)>],
+    forward: &[f64],
+    backward: &[f64],
+    micro_batches: usize,
+    transfer: f64,
+) -> PipelineSchedule {
+    let (devices, chunks) = (orders.len(), forward.len());
+    let hop = |a: usize, b: usize| {
+        if a % devices == b % devices {
+            0.0
+        } else {
+            transfer
+        }
+    };
+    // Finish times, `None` until scheduled: [pass][chunk][micro].
     let mut done = [
-        vec![vec![None::<f64>; micro_batches]; k],
-        vec![vec![None::<f64>; micro_batches]; k],
+        vec![vec![None::<f64>; micro_batches]; chunks],
+        vec![vec![None::<f64>; micro_batches]; chunks],
     ];
-    let mut next = vec![0usize; k];
-    let mut free_at = vec![0.0f64; k];
-    let mut ops = Vec::with_capacity(2 * k * micro_batches);
-    while ops.len() < 2 * k * micro_batches {
+    let mut next = vec![0usize; devices];
+    let mut free_at = vec![0.0f64; devices];
+    let total: usize = orders.iter().map(Vec::len).sum();
+    let mut ops = Vec::with_capacity(total);
+    while ops.len() < total {
         let mut progressed = false;
-        for s in 0..k {
-            let Some(&(pass, m)) = orders[s].get(next[s]) else {
+        for d in 0..devices {
+            let Some(&(pass, c, m)) = orders[d].get(next[d]) else {
                 continue;
             };
             let ready = match pass {
-                Pass::Forward if s == 0 => Some(0.0),
-                Pass::Forward => done[0][s - 1][m].map(|t| t + transfer),
+                Pass::Forward if c == 0 => Some(0.0),
+                Pass::Forward => done[0][c - 1][m].map(|t| t + hop(c - 1, c)),
                 Pass::Backward => {
-                    let own = done[0][s][m];
-                    let later = if s + 1 == k {
+                    let own = done[0][c][m];
+                    let later = if c + 1 == chunks {
                         Some(0.0)
                     } else {
-                        done[1][s + 1][m].map(|t| t + transfer)
+                        done[1][c + 1][m].map(|t| t + hop(c + 1, c))
                     };
                     own.zip(later).map(|(a, b)| a.max(b))
                 }
             };
             let Some(ready) = ready else { continue };
-            let start = ready.max(free_at[s]);
+            let start = ready.max(free_at[d]);
             let finish = start
                 + if pass == Pass::Forward {
-                    forward[s]
+                    forward[c]
                 } else {
-                    backward[s]
+                    backward[c]
                 };
-            done[usize::from(pass == Pass::Backward)][s][m] = Some(finish);
-            free_at[s] = finish;
-            next[s] += 1;
+            done[usize::from(pass == Pass::Backward)][c][m] = Some(finish);
+            free_at[d] = finish;
+            next[d] += 1;
             ops.push(PipelineOp {
-                stage: s,
+                stage: c,
                 micro: m,
                 pass,
                 start,
@@ -165,7 +198,7 @@ pub fn simulate(
     }
     PipelineSchedule {
         kind,
-        stages: k,
+        stages: chunks,
         micro_batches,
         ops,
     }
@@ -186,8 +219,14 @@ impl PipelineSchedule {
     /// Most micro-batches whose activations stage `s` holds at once
     /// (forward done, backward not yet).
     pub fn peak_activations(&self, s: usize) -> usize {
+        self.peak_alive(|stage| stage == s)
+    }
+
+    /// Most activations alive at once over the stages (chunks) that `on`
+    /// accepts: one a forward finished, until its backward finishes.
+    pub(super) fn peak_alive(&self, on: impl Fn(usize) -> bool) -> usize {
         let mut events: Vec<(f64, i32)> = Vec::new();
-        for o in self.ops.iter().filter(|o| o.stage == s) {
+        for o in self.ops.iter().filter(|o| on(o.stage)) {
             match o.pass {
                 Pass::Forward => events.push((o.finish, 1)),
                 Pass::Backward => events.push((o.finish, -1)),
