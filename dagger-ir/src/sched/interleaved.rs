@@ -19,8 +19,9 @@
 //! holds `(v - 1) K + 2 (K - 1) + 1` chunks' worth, each `1 / v` of a
 //! stage's, against 1F1B's `K` stages' worth).
 //!
-//! Megatron needs `M` to be a multiple of `K`; [`simulate_interleaved`]
-//! refuses other counts with an [`InterleaveError`].
+//! Megatron needs `M` to be a multiple of `K` when `v > 1`;
+//! [`simulate_interleaved`] refuses other counts with an
+//! [`InterleaveError`].
 //!
 //! # Examples
 //!
@@ -82,6 +83,22 @@ pub fn interleaved_bubble_formula(devices: usize, chunks: usize, micro_batches: 
     (devices as f64 - 1.0) / (chunks * micro_batches + devices - 1) as f64
 }
 
+/// The forwards device `d` of `devices` runs before its first backward,
+/// with `chunks` chunks a device and `micro` micro-batches: 1F1B's
+/// `K - d - 1` with one chunk, else Megatron's `(K - d - 1) x 2 + (v - 1) x K`
+/// (all `v M` when `M = K`), at most the `v M` forwards there are. Device
+/// `d` then holds at most one more chunk activation than this, up to `v M`.
+pub fn warmup_forwards(devices: usize, chunks: usize, micro: usize, d: usize) -> usize {
+    let total = chunks * micro;
+    if chunks == 1 {
+        (devices - 1 - d).min(micro)
+    } else if micro == devices {
+        total
+    } else {
+        ((devices - d - 1) * 2 + (chunks - 1) * devices).min(total)
+    }
+}
+
 /// The `(pass, chunk, micro-batch)` that device `d` of `devices` runs in
 /// turn, with `chunks` chunks a device (chunk `c` is on device
 /// `c % devices`) and `micro` micro-batches, a multiple of `devices`.
@@ -98,11 +115,7 @@ pub fn device_order(
             .collect();
     }
     let total = chunks * micro;
-    let warmup = if micro == devices {
-        total
-    } else {
-        ((devices - d - 1) * 2 + (chunks - 1) * devices).min(total)
-    };
+    let warmup = warmup_forwards(devices, chunks, micro, d);
     // Megatron's get_model_chunk_id and microbatch id of the k-th pass.
     let pass = |pass: Pass, k: usize| {
         let in_group = k % (devices * chunks);
@@ -141,8 +154,9 @@ pub struct InterleavedSchedule {
 /// taking `forward[c]` and `backward[c]` seconds a micro-batch, over
 /// `devices` devices (chunk `c` on device `c % devices`), with `transfer`
 /// seconds to pass an activation or its gradient between devices. Errors
-/// when the chunks are not a positive multiple of the devices, or the
-/// micro-batches not a multiple of the devices (Megatron's condition).
+/// when the chunks are not a positive multiple of the devices, or, with
+/// more than one chunk a device, the micro-batches not a multiple of the
+/// devices (Megatron's condition).
 pub fn simulate_interleaved(
     forward: &[f64],
     backward: &[f64],
@@ -154,7 +168,7 @@ pub fn simulate_interleaved(
     if devices == 0 || n == 0 || !n.is_multiple_of(devices) || backward.len() != n {
         return Err(InterleaveError::Chunks { chunks: n, devices });
     }
-    if micro_batches == 0 || !micro_batches.is_multiple_of(devices) {
+    if n > devices && (micro_batches == 0 || !micro_batches.is_multiple_of(devices)) {
         return Err(InterleaveError::MicroBatches {
             micro_batches,
             devices,
@@ -315,6 +329,10 @@ mod tests {
         assert_eq!(s.peak_activations(k - 1), (v - 1) * k + 1);
         let flat = equal(k, 1, m, 0.0);
         assert_eq!(flat.peak_activations(0), k);
+        for d in 0..k {
+            let most = (warmup_forwards(k, v, m, d) + 1).min(v * m);
+            assert_eq!(s.peak_activations(d), most, "device {d}");
+        }
     }
 
     #[test]
