@@ -11,7 +11,8 @@
 //! NVLink at 300 GB/s a direction inside a node, one 200 Gb/s HDR adapter,
 //! 25 GB/s, a GPU between nodes), grown with `Platform::gpu_cluster` to the
 //! row's GPUs. Nothing runs on a GPU: every figure "predicted" is
-//! `dagger_nn::gpt_plan`'s analytic model, simulated.
+//! `dagger_nn::gpt_plan`'s analytic model, simulated. Column `v` is the
+//! model chunks a GPU interleaves (1: plain 1F1B).
 
 use clap::Parser;
 use dagger::ir::model::Platform;
@@ -86,8 +87,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .filter_map(|&n| table_1_row(n))
             .collect()
     };
-    println!("| model | GPUs | batch | predicted d x t x p, b | step s | TFLOP/s/GPU | paper d x t x p | paper TFLOP/s/GPU | ratio | paper's split predicted: b, step s, TFLOP/s/GPU | ratio |");
-    println!("|---|---:|---:|---|---:|---:|---|---:|---:|---|---:|");
+    println!("| model | GPUs | batch | predicted d x t x p, b | v | step s | TFLOP/s/GPU | paper d x t x p | paper TFLOP/s/GPU | ratio | paper's split predicted: b, v, step s, TFLOP/s/GPU | ratio |");
+    println!("|---|---:|---:|---|---:|---:|---:|---|---:|---:|---|---:|");
     let mut details = Vec::new();
     for row in rows {
         let config = row.config;
@@ -98,8 +99,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let theirs = choice.best_of(data, row.tensor, row.pipeline);
         let theirs_text = match theirs.and_then(|c| c.prediction.as_ref().map(|p| (c, p))) {
             Some((c, p)) => format!(
-                "b {}, {:.2}, {:.0} | {:.2}",
+                "b {}, v {}, {:.2}, {:.0} | {:.2}",
                 c.split.micro_batch,
+                c.split.interleave,
                 p.step_seconds,
                 p.tflops_per_gpu,
                 p.tflops_per_gpu / row.tflops_per_gpu
@@ -107,11 +109,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             None => "refused (memory) | -".into(),
         };
         println!(
-            "| {}B | {} | {} | {} | {:.2} | {:.0} | {} x {} x {} | {:.0} | {:.2} | {} |",
+            "| {}B | {} | {} | {} | {} | {:.2} | {:.0} | {} x {} x {} | {:.0} | {:.2} | {} |",
             row.billions,
             row.gpus,
             config.batch,
             split(best),
+            best.split.interleave,
             predicted.step_seconds,
             predicted.tflops_per_gpu,
             data,
@@ -135,8 +138,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ));
     }
     println!();
-    println!("| model | whose | split | kept / splits | GiB a GPU | pipeline s | bubble | TP all-reduce s a stage | stage transfer ms | DP all-reduce s | Adam s |");
-    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| model | whose | split | v | kept / splits | GiB a GPU | pipeline s | bubble | TP all-reduce s a stage | stage transfer ms | DP all-reduce s | Adam s |");
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (row, all, kept, best, theirs) in details {
         let paper_too = theirs.as_ref().is_some_and(|c| c.split == best.split);
         let whose = if paper_too {
@@ -149,9 +152,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let p = c.prediction.as_ref().expect("kept");
             let micro = c.split.micro_batches(&row.config) as f64;
             println!(
-                "| {}B | {whose} | {} | {kept} / {all} | {:.1} | {:.2} | {:.1}% | {:.2} | {:.2} | {:.2} | {:.3} |",
+                "| {}B | {whose} | {} | {} | {kept} / {all} | {:.1} | {:.2} | {:.1}% | {:.2} | {:.2} | {:.2} | {:.3} |",
                 row.billions,
                 split(&c),
+                c.split.interleave,
                 c.bytes_per_gpu as f64 / (1u64 << 30) as f64,
                 p.pipeline_seconds,
                 100.0 * p.bubble_fraction,

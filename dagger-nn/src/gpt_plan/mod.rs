@@ -1,5 +1,6 @@
 //! Planning GPT training on GPU clusters by simulation: which Megatron
-//! split (data x tensor x pipeline, and a micro-batch size) trains a step
+//! split (data x tensor x pipeline, a micro-batch size, and how many model
+//! chunks a GPU interleaves) trains a step
 //! fastest, predicted from an analytic model of the layer on a platform
 //! file, as Megatron-LM's PTD-P (Narayanan et al., SC21) splits it.
 //!
@@ -13,16 +14,19 @@
 //!
 //! 1. refuses it when a GPU would hold more than its memory: 16 bytes a
 //!    parameter (mixed-precision Adam, no ZeRO, as in the paper), the
-//!    inputs of every layer of the micro-batches in flight under 1F1B
-//!    (full activation recomputation keeps nothing else), one layer's
+//!    inputs of every layer of the micro-batches in flight under 1F1B, or
+//!    of the chunks in flight under interleaved 1F1B (full activation
+//!    recomputation keeps nothing else), one layer's
 //!    activations being recomputed, the last stage's logits;
 //! 2. times each stage's forward and backward of a micro-batch (backward:
 //!    the recomputed forward plus twice the forward's work), with two ring
 //!    all-reduces of the layer's output per forward over the node's links;
-//! 3. simulates the stages' 1F1B pipeline over the step's micro-batches
-//!    ([`dagger_ir::sched::pipeline::simulate`]; plain 1F1B, not the
-//!    paper's interleaved schedule), with each activation crossing the
-//!    link between neighbouring stages;
+//! 3. simulates the stages' 1F1B pipeline over the step's micro-batches,
+//!    or with `v > 1` the paper's interleaved 1F1B of `v` chunks a GPU,
+//!    each `1 / v` of the stage
+//!    ([`dagger_ir::sched::interleaved::simulate_interleaved`]), with each
+//!    activation crossing the link between neighbouring GPUs (`v` times a
+//!    micro-batch when interleaved);
 //! 4. adds the ring all-reduce of each stage's 16-bit gradients across its
 //!    replicas, after the pipeline (not overlapped), and the Adam update;
 //!
@@ -100,7 +104,7 @@ impl Choice {
     }
 
     /// The fastest kept candidate with `data x tensor x pipeline` (any
-    /// micro-batch), if one was kept.
+    /// micro-batch and interleaving), if one was kept.
     pub fn best_of(&self, data: usize, tensor: usize, pipeline: usize) -> Option<&Candidate> {
         let same = |c: &Candidate| {
             (c.split.data, c.split.tensor, c.split.pipeline) == (data, tensor, pipeline)

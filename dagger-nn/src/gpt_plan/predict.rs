@@ -1,12 +1,13 @@
 //! Predicting one training step of a split on a cluster: stages timed on
 //! the [`GpuModel`], tensor-parallel all-reduces and pipeline transfers on
-//! the platform's links, the pipeline simulated under 1F1B, then the
-//! data-parallel all-reduce and the optimizer.
+//! the platform's links, the pipeline simulated under 1F1B (interleaved
+//! when the split's `v > 1`), then the data-parallel all-reduce and the
+//! optimizer.
 
 use super::{GptConfig, GpuModel, MegatronSplit};
 use crate::{Error, Result};
 use dagger_ir::model::{Platform, ProcKind};
-use dagger_ir::sched::pipeline::{simulate, PipelineKind};
+use dagger_ir::sched::interleaved::simulate_interleaved;
 
 /// Bytes the Adam update reads and writes a parameter: the 16-bit
 /// gradient, the 32-bit master weight and both moments read and written,
@@ -113,9 +114,11 @@ pub struct Prediction {
     /// its tensor-parallel all-reduces (6 a layer: 2 forward, 2 recomputed,
     /// 2 backward).
     pub tensor_all_reduce_seconds: f64,
-    /// Seconds to pass an activation (or its gradient) to the next stage.
+    /// Seconds to pass an activation (or its gradient) to the next stage
+    /// (with `v` chunks a GPU, `v` times a micro-batch each way).
     pub transfer_seconds: f64,
-    /// Seconds of the simulated 1F1B pipeline of all micro-batches.
+    /// Seconds of the simulated pipeline of all micro-batches: 1F1B, or
+    /// interleaved 1F1B of `v` chunks a GPU, each `1 / v` of the stage.
     pub pipeline_seconds: f64,
     /// Its idle fraction.
     pub bubble_fraction: f64,
@@ -134,6 +137,11 @@ pub struct Prediction {
 /// Predicts one step of `split` (one of [`MegatronSplit::all`]: its sizes
 /// divide the model's) on the first `d t p` GPUs of `cluster`, each a
 /// `gpu`. Its memory is not checked here ([`plan`](super::plan) does).
+///
+/// # Panics
+///
+/// When `v > 1` and `p` does not divide the micro-batches, which
+/// [`MegatronSplit::all`] never offers (Megatron's condition).
 pub fn predict(
     config: &GptConfig,
     split: &MegatronSplit,
@@ -150,7 +158,8 @@ pub fn predict(
     let tensor_bytes = config.tensor_all_reduce_bytes(b);
     let one_all_reduce =
         cluster.slowest_all_reduce(groups.map(|(s, r)| (shards(s, r), tensor_bytes)));
-    let layers = (config.layers / p) as f64;
+    let (v, layers) = (split.interleave, (config.layers / p) as f64);
+    let chunk_layers = layers / v as f64;
     let layer_compute = gpu.seconds(
         config.layer_forward_flops(b) / t as f64,
         config.layer_memory_bytes(b, t),
@@ -161,13 +170,23 @@ pub fn predict(
         config.logits_forward_flops(b) / t as f64,
         config.logits_bytes(b, t),
     );
-    let last = |s: usize, x: f64| if s + 1 == p { x } else { 0.0 };
-    let stage_forward: Vec<f64> = (0..p)
-        .map(|s| layers * (layer_compute + 2.0 * one_all_reduce) + last(s, logits))
+    // Chunk c of the p v (device c % p) has layers / v of a stage's layers;
+    // the last chunk computes the logits.
+    let last = |c: usize, x: f64| if c + 1 == p * v { x } else { 0.0 };
+    let chunk_forward: Vec<f64> = (0..p * v)
+        .map(|c| chunk_layers * (layer_compute + 2.0 * one_all_reduce) + last(c, logits))
         .collect();
-    let stage_backward: Vec<f64> = (0..p)
-        .map(|s| layers * (3.0 * layer_compute + 4.0 * one_all_reduce) + last(s, 2.0 * logits))
+    let chunk_backward: Vec<f64> = (0..p * v)
+        .map(|c| {
+            chunk_layers * (3.0 * layer_compute + 4.0 * one_all_reduce) + last(c, 2.0 * logits)
+        })
         .collect();
+    let stage_sum = |chunks: &[f64]| -> Vec<f64> {
+        (0..p)
+            .map(|s| (s..p * v).step_by(p).map(|c| chunks[c]).sum())
+            .collect()
+    };
+    let (stage_forward, stage_backward) = (stage_sum(&chunk_forward), stage_sum(&chunk_backward));
     // Megatron's scatter/gather: each shard sends 1/t of the activation to
     // its peer of the next stage, which all-gather it over their node.
     let sent = config.stage_transfer_bytes(b);
@@ -182,13 +201,14 @@ pub fn predict(
             send + cluster.ring_all_gather(&shards(s + 1, r), sent)
         })
         .fold(0.0, f64::max);
-    let schedule = simulate(
-        PipelineKind::OneFOneB,
-        &stage_forward,
-        &stage_backward,
+    let schedule = simulate_interleaved(
+        &chunk_forward,
+        &chunk_backward,
+        p,
         split.micro_batches(config),
         transfer_seconds,
-    );
+    )
+    .expect("MegatronSplit::all interleaves only when the stages divide the micro-batches");
     let replicas = |s: usize, k: usize| (0..d).map(|r| rank(split, s, r, k)).collect::<Vec<_>>();
     let gradients = |s| 2.0 * split.stage_parameters(config, s) as f64;
     let data_all_reduce_seconds = cluster.slowest_all_reduce(

@@ -1,7 +1,9 @@
 //! Megatron's splits of a GPT over GPUs (PTD-P): data x tensor x pipeline,
-//! with a micro-batch size, and what each holds in memory.
+//! with a micro-batch size and an interleaving degree, and what each holds
+//! in memory.
 
 use super::GptConfig;
+use dagger_ir::sched::interleaved::warmup_forwards;
 use std::fmt;
 
 /// One way to split a model and its batch over GPUs.
@@ -15,6 +17,9 @@ pub struct MegatronSplit {
     pub pipeline: usize,
     /// Sequences of a micro-batch `b`.
     pub micro_batch: usize,
+    /// Model chunks a GPU holds `v`, each of `layers / (p v)` layers: the
+    /// interleaved 1F1B schedule when above 1, plain 1F1B at 1.
+    pub interleave: usize,
 }
 
 /// Bytes a parameter costs in mixed-precision Adam without ZeRO: 16-bit
@@ -35,7 +40,9 @@ impl MegatronSplit {
     /// Every split of `gpus` GPUs: `t` at most `gpus_per_node` and dividing
     /// the heads (so also the hidden size and the MLP's `4h`), `p`
     /// dividing the layers, `d t p = gpus`, `b` dividing a replica's batch
-    /// `B / d`. Ordered by `t`, `p`, then `b`.
+    /// `B / d`; `v` every power of two dividing `layers / p`, above 1
+    /// only when `p > 1` and `p` divides the micro-batches (Megatron's
+    /// condition). Ordered by `t`, `p`, `b`, then `v`.
     pub fn all(config: &GptConfig, gpus: usize, gpus_per_node: usize) -> Vec<MegatronSplit> {
         let divides = |n: usize| move |k: &usize| n.is_multiple_of(*k);
         let mut all = Vec::new();
@@ -49,16 +56,23 @@ impl MegatronSplit {
                     continue;
                 }
                 let share = config.batch / data;
-                all.extend(
-                    (1..=share)
-                        .filter(divides(share))
-                        .map(|micro_batch| MegatronSplit {
-                            data,
-                            tensor,
-                            pipeline,
-                            micro_batch,
-                        }),
-                );
+                for micro_batch in (1..=share).filter(divides(share)) {
+                    let micro = share / micro_batch;
+                    let chunks = config.layers / pipeline;
+                    let interleaves = pipeline > 1 && micro.is_multiple_of(pipeline);
+                    all.extend(
+                        std::iter::successors(Some(1), |v| Some(v * 2))
+                            .take_while(|&v| v <= chunks && (v == 1 || interleaves))
+                            .filter(divides(chunks))
+                            .map(|interleave| MegatronSplit {
+                                data,
+                                tensor,
+                                pipeline,
+                                micro_batch,
+                                interleave,
+                            }),
+                    );
+                }
             }
         }
         all
@@ -83,17 +97,20 @@ impl MegatronSplit {
     }
 
     /// Bytes one GPU of stage `stage` holds at its peak, with full
-    /// activation recomputation under 1F1B: [`BYTES_PER_PARAMETER`] for
-    /// each of its parameters; the inputs of its layers for the
-    /// micro-batches in flight (`p - stage` under 1F1B, at most the
-    /// micro-batches of the step); the whole activations of the one layer
-    /// being recomputed; on the last stage, one micro-batch's logits and
-    /// their gradient.
+    /// activation recomputation under (interleaved) 1F1B:
+    /// [`BYTES_PER_PARAMETER`] for each of its parameters; the inputs of
+    /// its chunks' layers for the chunk activations in flight (one more
+    /// than its warm-up forwards, [`warmup_forwards`]: `p - stage` under
+    /// 1F1B, `(p - stage - 1) x 2 + (v - 1) p + 1` chunks of `1 / v` of the
+    /// stage interleaved, at most all of the step's); the whole activations
+    /// of the one layer being recomputed; on the last stage, one
+    /// micro-batch's logits and their gradient.
     pub fn stage_bytes(&self, config: &GptConfig, stage: usize) -> u64 {
         let b = self.micro_batch;
-        let layers = (config.layers / self.pipeline) as f64;
-        let in_flight = (self.pipeline - stage).min(self.micro_batches(config)) as f64;
-        let mut activations = in_flight * layers * config.layer_input_bytes(b)
+        let (v, micro) = (self.interleave, self.micro_batches(config));
+        let chunk_layers = (config.layers / (self.pipeline * v)) as f64;
+        let in_flight = (warmup_forwards(self.pipeline, v, micro, stage) + 1).min(v * micro) as f64;
+        let mut activations = in_flight * chunk_layers * config.layer_input_bytes(b)
             + config.layer_activation_bytes(b, self.tensor);
         if stage + 1 == self.pipeline {
             activations += config.logits_bytes(b, self.tensor);
@@ -115,7 +132,11 @@ impl fmt::Display for MegatronSplit {
             f,
             "{} x {} x {}, b {}",
             self.data, self.tensor, self.pipeline, self.micro_batch
-        )
+        )?;
+        if self.interleave > 1 {
+            write!(f, ", v {}", self.interleave)?;
+        }
+        Ok(())
     }
 }
 
@@ -146,6 +167,22 @@ mod tests {
         // p 3 and p 6 do not divide 16 GPUs; t 1 p 1 leaves d 16 > batch 8.
         assert!(all.iter().all(|s| s.pipeline <= 2));
         assert_eq!(some(1, 1).count(), 0);
+        // No pipeline, no interleaving; else v divides the 6 / p layers of
+        // a stage and p the micro-batches.
+        assert!(all.iter().all(|s| s.interleave == 1 || s.pipeline > 1));
+        assert!(all
+            .iter()
+            .all(|s| (c.layers / s.pipeline).is_multiple_of(s.interleave)
+                && (s.interleave == 1 || s.micro_batches(&c).is_multiple_of(s.pipeline))));
+        // p 2 leaves 3 layers a stage: no v 2.
+        assert!(some(4, 2).all(|s| s.interleave == 1));
+        let c = GptConfig { layers: 8, ..c };
+        let all = MegatronSplit::all(&c, 16, 8);
+        let some = |t, p| all.iter().filter(move |s| (s.tensor, s.pipeline) == (t, p));
+        // t 4 p 2 d 2: 4 layers a stage; b 1, 2, 4 leave 4, 2, 1
+        // micro-batches, and p 2 divides 4 and 2.
+        let bv: Vec<(usize, usize)> = some(4, 2).map(|s| (s.micro_batch, s.interleave)).collect();
+        assert_eq!(bv, [(1, 1), (1, 2), (1, 4), (2, 1), (2, 2), (2, 4), (4, 1)]);
     }
 
     #[test]
@@ -156,6 +193,7 @@ mod tests {
             tensor: 8,
             pipeline: 2,
             micro_batch: 1,
+            interleave: 1,
         };
         let first = s.stage_parameters(&c, 0);
         let last = s.stage_parameters(&c, 1);
@@ -168,5 +206,16 @@ mod tests {
         let inputs = 2 * 24 * 2 * 2048 * 8192;
         let recompute = c.layer_activation_bytes(1, 8) as u64;
         assert!(held.abs_diff(inputs + recompute) <= 1, "{held}");
+        // Interleaved, v 2: (2 - 0 - 1) x 2 + (2 - 1) x 2 + 1 = 5 chunks of
+        // 12 layers' inputs on stage 0, 3 on stage 1.
+        let v2 = MegatronSplit { interleave: 2, ..s };
+        assert_eq!(v2.stage_parameters(&c, 0), first);
+        let held = v2.stage_bytes(&c, 0) - 16 * first;
+        assert!(
+            held.abs_diff(5 * 12 * 2 * 2048 * 8192 + recompute) <= 1,
+            "{held}"
+        );
+        let last_held = v2.stage_bytes(&c, 1) - s.stage_bytes(&c, 1);
+        assert!(last_held.abs_diff(12 * 2 * 2048 * 8192) <= 1, "{last_held}");
     }
 }

@@ -59,6 +59,7 @@ fn without_a_pipeline_a_step_is_micro_batches_times_forward_and_backward() {
         tensor: 4,
         pipeline: 1,
         micro_batch: 4,
+        interleave: 1,
     };
     let p = predict(&GPT_1_7B, &split, &cluster, &GpuModel::a100_80gb());
     let m = split.micro_batches(&GPT_1_7B);
@@ -94,6 +95,7 @@ fn a_tensor_parallel_all_reduce_rings_the_layer_output_over_nvlink() {
         tensor: 8,
         pipeline: 2,
         micro_batch: 1,
+        interleave: 1,
     };
     let p = predict(&gpt, &split, &cluster, &GpuModel::a100_80gb());
     let one = cluster.ring_all_reduce(&(0..8).collect::<Vec<_>>(), gpt.tensor_all_reduce_bytes(1));
@@ -157,4 +159,48 @@ fn the_best_of_one_grid_is_its_fastest_micro_batch_and_no_faster_than_the_choice
         .all(|c| seconds(c) >= seconds(of) * (1.0 - 1e-9)));
     assert!(seconds(of) >= seconds(choice.best()));
     assert!(choice.best_of(3, 1, 1).is_none());
+}
+
+#[test]
+fn interleaving_shrinks_the_bubble_for_more_transfers_and_memory() {
+    // 1.7B on two nodes of 8: t 8 p 2 d 1, b 4: 16 micro-batches, 12
+    // layers a stage, cut in v 1, 2, 4 chunks a GPU.
+    let platform = dgx(2, 25e9);
+    let cluster = Cluster::new(&platform).unwrap();
+    let gpu = GpuModel::a100_80gb();
+    let split = |interleave| MegatronSplit {
+        data: 1,
+        tensor: 8,
+        pipeline: 2,
+        micro_batch: 4,
+        interleave,
+    };
+    let [one, two, four] = [1, 2, 4].map(|v| predict(&GPT_1_7B, &split(v), &cluster, &gpu));
+    assert!(
+        one.bubble_fraction > two.bubble_fraction && two.bubble_fraction > four.bubble_fraction
+    );
+    // The stages' work is the same, cut in chunks.
+    for p in [&two, &four] {
+        for s in 0..2 {
+            let (a, b) = (p.stage_forward[s], one.stage_forward[s]);
+            assert!((a - b).abs() < 1e-9 * b, "{a} vs {b}");
+        }
+    }
+    // Without transfers a bubble of K - 1 = 1 stage's forward and backward
+    // shrinks to 1 / v of one: the pipeline loses (f + b)(1 - 1/v).
+    let fb = one.stage_forward[0] + one.stage_backward[0];
+    let saved = one.pipeline_seconds - two.pipeline_seconds;
+    assert!(saved > 0.0 && saved < fb / 2.0, "{saved} vs {fb}");
+    // More activations in flight: stage 0 holds 5 chunks of 6 layers
+    // (v 2), 9 of 3 (v 4), against 2 stages of 12.
+    let bytes = |v| split(v).stage_bytes(&GPT_1_7B, 0);
+    let inputs = GPT_1_7B.layer_input_bytes(4);
+    let more = |v| (bytes(v) - bytes(1)) as f64 / inputs;
+    assert!((more(2) - 6.0).abs() < 1e-6 && (more(4) - 3.0).abs() < 1e-6);
+    // The plan offers the interleaved splits of a pipeline.
+    let choice = plan(&GPT_1_7B, &platform, &gpu).unwrap();
+    assert!(choice
+        .candidates
+        .iter()
+        .any(|c| c.split == split(4) && c.prediction.is_some()));
 }
