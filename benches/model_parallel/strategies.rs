@@ -28,11 +28,11 @@ fn model() -> BlockStack {
     }
 }
 
-/// The step of `s` and its placement (micro-batches pipelined over two
-/// devices), or why the model does not split so.
-fn build(s: Strategy) -> Result<(Net, StepPlacement), String> {
+/// The step of `s` for `batch` samples and its placement (micro-batches
+/// pipelined over two devices), or why the model does not split so.
+fn build_at(s: Strategy, batch: usize) -> Result<(Net, StepPlacement), String> {
     let step = model()
-        .strategy_step(s, BATCH, &OPT, 1 << 20)
+        .strategy_step(s, batch, &OPT, 1 << 20)
         .map_err(|e| e.to_string())?;
     let placement = if s.micro > 1 {
         let link = Link {
@@ -46,9 +46,15 @@ fn build(s: Strategy) -> Result<(Net, StepPlacement), String> {
     Ok((step, placement))
 }
 
-/// The step of `s` lowered with `options` and its parameters set.
-fn lowered(s: Strategy, options: LowerOptions) -> TaskStep {
-    let (step, placement) = build(s).expect("built before");
+/// The step of `s` for the bench's batch and its placement.
+fn build(s: Strategy) -> Result<(Net, StepPlacement), String> {
+    build_at(s, BATCH)
+}
+
+/// The step of `s` for `batch` samples lowered with `options` and its
+/// parameters set.
+fn lowered_at(s: Strategy, batch: usize, options: LowerOptions) -> TaskStep {
+    let (step, placement) = build_at(s, batch).expect("built before");
     let options = LowerOptions {
         data: s.data,
         tensor: s.tensor,
@@ -56,26 +62,14 @@ fn lowered(s: Strategy, options: LowerOptions) -> TaskStep {
     };
     let mut lowered = lower_step(&step, &placement, options).expect("lowers");
     model()
-        .init_lowered(&mut lowered, &step, s, BATCH, 1)
+        .init_lowered(&mut lowered, &step, s, batch, 1)
         .expect("parameters");
     lowered
 }
 
-/// The one-device step for `batch` samples lowered whole with `options`.
-fn one_device_at(batch: usize, options: LowerOptions) -> TaskStep {
-    let one = Strategy {
-        data: 1,
-        tensor: 1,
-        micro: 1,
-    };
-    let step = model()
-        .strategy_step(one, batch, &OPT, 1 << 20)
-        .expect("one device");
-    let mut lowered = lower_step(&step, &StepPlacement::OneDevice, options).expect("lowers");
-    model()
-        .init_lowered(&mut lowered, &step, one, batch, 1)
-        .expect("parameters");
-    lowered
+/// The step of `s` for the bench's batch, lowered with `options`.
+fn lowered(s: Strategy, options: LowerOptions) -> TaskStep {
+    lowered_at(s, BATCH, options)
 }
 
 /// The machine and the cost model, measured with the one-device step
@@ -122,7 +116,7 @@ fn calibrate(
         ..options
     };
     let fitted = fit_streams(&timed, measured).unwrap_or_else(|why| {
-        let mut half = one_device_at(BATCH / 2, options);
+        let mut half = lowered_at(one, BATCH / 2, options);
         let inputs = [("x", &x[..x.len() / 2]), ("y", &y[..y.len() / 2])];
         let one = Runtime::builder().threads(1).build();
         let seconds = seconds_a_step(&mut half, &one, &inputs, 4 * STEPS).expect("half a batch");

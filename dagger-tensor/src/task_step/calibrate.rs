@@ -425,6 +425,17 @@ mod tests {
     use crate::task_step::{lower_step, StepPlacement};
     use crate::TensorGraph;
 
+    /// The seconds of `s` at 2 GFLOP/s, 3 GB/s streams, 1 GB/s copies and
+    /// 7 us a task.
+    fn explained(s: &TaskStep) -> f64 {
+        s.segments()
+            .iter()
+            .map(|g| {
+                g.flops / 2e9 + g.streamed_bytes as f64 / 3e9 + g.copied_bytes as f64 / 1e9 + 7e-6
+            })
+            .sum()
+    }
+
     fn step(max_nodes: usize) -> TaskStep {
         step_of(8, max_nodes)
     }
@@ -482,17 +493,7 @@ mod tests {
         ];
         // Times that 2 GFLOP/s, 3 GB/s streams, 1 GB/s copies and 7 us a
         // task explain exactly.
-        let time = |s: &TaskStep| {
-            s.segments()
-                .iter()
-                .map(|g| {
-                    g.flops / 2e9
-                        + g.streamed_bytes as f64 / 3e9
-                        + g.copied_bytes as f64 / 1e9
-                        + 7e-6
-                })
-                .sum::<f64>()
-        };
+        let time = explained;
         let timed: Vec<(&TaskStep, f64)> = steps.iter().map(|s| (s, time(s))).collect();
         let copies = LowerOptions {
             copy_bytes_per_second: 1e9,
@@ -522,17 +523,7 @@ mod tests {
         let (whole, per_op) = (step(usize::MAX), step(1));
         // Times that 2 GFLOP/s, 3 GB/s streams, 1 GB/s copies and 7 us a
         // task explain.
-        let time = |s: &TaskStep| {
-            s.segments()
-                .iter()
-                .map(|g| {
-                    g.flops / 2e9
-                        + g.streamed_bytes as f64 / 3e9
-                        + g.copied_bytes as f64 / 1e9
-                        + 7e-6
-                })
-                .sum::<f64>()
-        };
+        let time = explained;
         let measured = LowerOptions {
             flops_per_second: 2e9,
             copy_bytes_per_second: 1e9,

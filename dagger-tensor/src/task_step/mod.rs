@@ -345,7 +345,9 @@ pub fn lower_step_on(
         && options.stream_bytes_per_second != options.copy_bytes_per_second
     {
         // Too big for the cache: the share that fits streams from it, the
-        // rest from memory.
+        // rest from memory. The bytes held are known once the segments are
+        // compiled, so this lowers (and compiles) again: about twice the
+        // time for such a step.
         let cached = options.cache_bytes as f64 / held as f64;
         let per_byte = cached / options.stream_bytes_per_second
             + (1.0 - cached) / options.copy_bytes_per_second;
